@@ -1,0 +1,337 @@
+"""The qrm command line: thin click wrappers over workflow.py; the only place that prints or exits.
+
+Exit codes everywhere: 0 success and nothing to change, 1 error (bad input, failed apply,
+usage error), 2 changes present (plan --detailed-exitcode only), 3 tests failed.
+Heavy modules (SQLAlchemy, pydantic) are imported inside commands so `qrm --help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+
+if TYPE_CHECKING:
+    from reconciler.workspace import Workspace
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_TESTS_FAILED = 0, 1, 2, 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class QrmGroup(click.Group):
+    """A click group whose usage errors exit 1, as every other error does (click's own default is 2)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name or "qrm", complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            code = EXIT_ERROR
+        except click.ClickException as exc:
+            exc.show()
+            code = EXIT_ERROR
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def reports_errors(func: F) -> F:
+    """Turn QrmError into a one-line message (a list for manifest errors) and exit code 1; no traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from reconciler.errors import ManifestError, QrmError
+
+        try:
+            return func(*args, **kwargs)
+        except ManifestError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            click.echo(f"{exc}; nothing was changed", err=True)
+            return EXIT_ERROR
+        except QrmError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_ERROR
+
+    return cast(F, wrapper)
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    from reconciler.workflow import open_workspace
+
+    obj = ctx.find_root().obj
+    return open_workspace(Path(obj["directory"]), obj["registry"])
+
+
+@click.group(cls=QrmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "directory", default=".", metavar="DIR", show_default=True,
+              help="Run as if qrm was started in DIR (the workspace).")
+@click.option("--registry", metavar="URL", envvar="QRM_REGISTRY",
+              help="Registry database URL (default: sqlite at DIR/.qrm/registry.db, or qrm.yaml's registry).")
+@click.version_option(package_name="qrm", prog_name="qrm")
+@click.pass_context
+def cli(ctx: click.Context, directory: str, registry: str | None) -> None:
+    """qrm, the Quantum Resource Manager: plan and apply ports, services and configs from git."""
+    ctx.obj = {"directory": directory, "registry": registry}
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@reports_errors
+def init(directory: str) -> int:
+    """Scaffold a workspace in DIRECTORY: qrm.yaml, manifests/, schemas/ and .gitignore."""
+    from reconciler.workflow import init_workspace
+
+    created = init_workspace(Path(directory))
+    for path in created:
+        click.echo(f"created {path}")
+    click.echo(f"Workspace ready. Next: qrm -C {directory} plan")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@click.pass_context
+@reports_errors
+def validate(ctx: click.Context, as_json: bool) -> int:
+    """Check every manifest (schema and cross-references) and report all problems at once."""
+    from reconciler.workflow import validate as run_validate
+
+    desired, problems = run_validate(_workspace(ctx))
+    if as_json:
+        click.echo(json.dumps({"valid": not problems, "problems": [
+            {"file": p.file, "line": p.line, "column": p.column, "field": p.field_name, "message": p.message}
+            for p in problems]}, indent=2))
+    else:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        if problems:
+            click.echo(f"{len(problems)} problem(s) found.", err=True)
+        else:
+            click.echo(f"Valid: {len(desired.instances)} services, {len(desired.hosts)} hosts, "
+                       f"{len(desired.projects)} projects, {len(desired.suites)} test suites.")
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def _plan_options(func: F) -> F:
+    func = click.option("--no-refresh", is_flag=True, help="Do not read live listeners (for CI without hosts).")(func)
+    func = click.option("--target", "targets", multiple=True, metavar="ID",
+                        help="Only changes to this address or service name (glob; repeatable).")(func)
+    func = click.option("--exclude", "excludes", multiple=True, metavar="ID",
+                        help="Leave out changes to this address or service name (glob; repeatable).")(func)
+    return func
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (format_version 1).")
+@click.option("--markdown", is_flag=True, help="Print the plan as Markdown for a PR comment.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `qrm apply FILE`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
+@_plan_options
+@click.pass_context
+@reports_errors
+def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, detailed_exitcode: bool,
+         no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
+    """Show what apply would change: + create, ~ update, - delete, ! repair."""
+    from reconciler import files
+    from reconciler.report import plan_json, plan_markdown, plan_text
+    from reconciler.workflow import plan_workspace, saved_plan_document
+
+    if as_json and markdown:
+        raise click.UsageError("--json and --markdown exclude each other")
+    context = plan_workspace(_workspace(ctx), refresh=not no_refresh, targets=targets, excludes=excludes)
+    if context.registry is not None:
+        context.registry.close()
+    result = context.plan
+    click.echo(plan_json(result) if as_json else plan_markdown(result) if markdown else plan_text(result), nl=False)
+    if out:
+        files.write_atomic(Path(out), json.dumps(saved_plan_document(context), indent=2) + "\n")
+        if not as_json and not markdown:
+            click.echo(f"Saved the plan to {out}; apply exactly it with: qrm apply {out}")
+    if result.blocked:
+        return EXIT_ERROR
+    if detailed_exitcode and not result.empty:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False))
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
+@click.option("--lock-timeout", type=float, metavar="SECONDS",
+              help="Wait this long for another apply of this workspace (default: qrm.yaml lock_timeout, 0).")
+@click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")
+@_plan_options
+@click.pass_context
+@reports_errors
+def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: float | None, as_json: bool,
+          no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
+    """Allocate ports, register services and write reports; PLANFILE applies exactly a saved plan."""
+    from reconciler.plan import Plan
+    from reconciler.report import plan_json, plan_text
+    from reconciler.workflow import apply_workspace, load_saved_plan
+
+    saved = load_saved_plan(Path(planfile)) if planfile else None
+    if saved is not None and (targets or excludes or no_refresh):
+        raise click.UsageError("a saved plan already holds its --target, --exclude and --no-refresh")
+
+    def approve(pending: Plan) -> bool:
+        if as_json:
+            return True if (yes or saved) else _refuse_unattended()
+        click.echo(plan_text(pending), nl=False)
+        if yes or saved is not None:
+            return True
+        if not sys.stdin.isatty():
+            return _refuse_unattended()
+        return click.confirm("Apply these changes?", default=False)
+
+    outcome = apply_workspace(_workspace(ctx), saved=saved, refresh=not no_refresh, targets=targets,
+                              excludes=excludes, lock_timeout=lock_timeout, approve=approve)
+    if as_json:
+        click.echo(plan_json(outcome.plan), nl=False)
+        return EXIT_OK
+    if outcome.applied:
+        counts = outcome.plan.counts()
+        click.echo(f"Apply complete: {counts['create']} created, {counts['update']} updated, "
+                   f"{counts['delete']} deleted, {counts['repair']} repaired (apply #{outcome.apply_id}).")
+    elif outcome.plan.empty:
+        click.echo("No changes. Nothing to apply.")
+    for message in outcome.messages:
+        click.echo(message)
+    return EXIT_OK
+
+
+def _refuse_unattended() -> bool:
+    from reconciler.errors import QrmError
+
+    raise QrmError("apply needs --yes (or a plan file from `qrm plan --out`) when not run on a terminal")
+
+
+@cli.group(cls=click.Group)
+def ports() -> None:
+    """Allocated ports, range usage, and whether a port is free."""
+
+
+@ports.command("list")
+@click.option("--host", help="Only this host.")
+@click.option("--type", "port_type", help="Only this port type.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_list(ctx: click.Context, host: str | None, port_type: str | None, as_json: bool) -> int:
+    """Every allocated port: host, port, service, type, protocol."""
+    from reconciler.report import table
+    from reconciler.state import service_to_dict
+    from reconciler.workflow import open_registry, read_recorded
+
+    ws = _workspace(ctx)
+    registry = open_registry(ws, create=False)
+    try:
+        recorded = read_recorded(ws, registry)
+    finally:
+        if registry is not None:
+            registry.close()
+    rows = sorted((s for s in recorded.services.values()
+                   if (host is None or s.host == host) and (port_type is None or s.type == port_type)),
+                  key=lambda s: (s.host, s.port))
+    if as_json:
+        click.echo(json.dumps({"source": recorded.origin, "allocations": [service_to_dict(s) for s in rows]},
+                              indent=2))
+        return EXIT_OK
+    if not rows:
+        click.echo("No ports allocated." + ("" if recorded.services else " Run qrm apply."))
+        return EXIT_OK
+    click.echo(table(["HOST", "PORT", "SERVICE", "TYPE", "PROTOCOL", "PINNED", "PROJECT", "ENV"],
+                     [(s.host, s.port, s.name, s.type, s.protocol, "yes" if s.pinned else "", s.project or "",
+                       s.environment or "") for s in rows]))
+    if recorded.origin == "lockfile":
+        click.echo(f"(from reports/allocations.yaml: the registry is empty; {len(rows)} allocations)")
+    return EXIT_OK
+
+
+@ports.command("ranges")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_ranges(ctx: click.Context, as_json: bool) -> int:
+    """Use of every port range on every host, with a usage bar."""
+    from reconciler import probes
+    from reconciler.report import usage_bar
+    from reconciler.workflow import load_desired, open_registry, range_usage, read_recorded
+
+    ws = _workspace(ctx)
+    desired = load_desired(ws)
+    registry = open_registry(ws, create=False)
+    try:
+        recorded = read_recorded(ws, registry)
+    finally:
+        if registry is not None:
+            registry.close()
+    rows = range_usage(desired, recorded, probes.ephemeral_range())
+    if as_json:
+        click.echo(json.dumps([{"host": r.host, "type": r.type, "range": r.name, "start": r.start, "end": r.end,
+                                "used": r.used, "reserved": r.reserved, "ephemeral": r.unavailable,
+                                "free": r.free} for r in rows], indent=2))
+        return EXIT_OK
+    width = max((len(f"{r.type} {r.start}-{r.end}") for r in rows), default=0)
+    host_width = max((len(r.host) for r in rows), default=0)
+    for r in rows:
+        label = f"{r.type} {r.start}-{r.end}"
+        extra = "".join([f", {r.reserved} reserved" if r.reserved else "",
+                         f", {r.unavailable} ephemeral" if r.unavailable else ""])
+        click.echo(f"{r.host.ljust(host_width)}  {label.ljust(width)}  {usage_bar(r.used, r.size)}  "
+                   f"{r.used} used, {r.free} free{extra}")
+    return EXIT_OK
+
+
+@ports.command("check")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_check(ctx: click.Context, port: int, host: str, as_json: bool) -> int:
+    """Whether PORT is free on a host; exit 0 when free, 1 when not, with the reasons."""
+    from reconciler.workflow import check_port
+
+    status = check_port(_workspace(ctx), port, host)
+    if as_json:
+        click.echo(json.dumps({"host": status.host, "port": status.port, "free": status.free,
+                               "reasons": status.reasons, "range": status.range}, indent=2))
+    else:
+        where = f" in range {status.range}" if status.range else " (outside every range)"
+        if status.free:
+            click.echo(f"{host}:{port} is free{where}.")
+        else:
+            click.echo(f"{host}:{port} is not free{where}: " + "; ".join(status.reasons) + ".")
+    return EXIT_OK if status.free else EXIT_ERROR
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Only check that schemas/ is current; exit 1 when it is not.")
+@click.pass_context
+@reports_errors
+def schema(ctx: click.Context, check: bool) -> int:
+    """Write JSON Schemas of every manifest kind to schemas/ (for editors and CI)."""
+    from reconciler.schema import json_schemas
+    from reconciler.workflow import write_schemas
+
+    root = Path(ctx.find_root().obj["directory"]).resolve()
+    if check:
+        stale = [name for name, content in json_schemas().items()
+                 if not (root / "schemas" / name).is_file() or (root / "schemas" / name).read_text() != content]
+        for name in stale:
+            click.echo(f"stale: schemas/{name}", err=True)
+        return EXIT_ERROR if stale else EXIT_OK
+    changed = write_schemas(root)
+    click.echo(f"Wrote {len(changed)} schema file(s) to {root / 'schemas'}." if changed else "schemas/ is current.")
+    return EXIT_OK
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,63 @@
+"""The one exception tree of qrm; the CLI turns each into a message and exit code 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as the source allows.
+
+    `path` is the field inside the YAML document (("services", "web", "type")); the
+    loader turns (file, document, path) into line and column, which the core cannot know.
+    """
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+    message: str = ""
+    document: int = field(default=0, compare=False)
+    path: tuple[str | int, ...] = field(default=(), compare=False)
+
+    @property
+    def field_name(self) -> str:
+        return ".".join(str(p) for p in self.path)
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        name = f" {self.field_name}:" if self.path else ""
+        return f"{where}:{name} {self.message}"
+
+
+class QrmError(Exception):
+    """Anything qrm reports to a user as an error (exit code 1, no traceback)."""
+
+
+class ManifestError(QrmError):
+    """The manifests (or qrm.yaml) are invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the manifests")
+
+
+class AllocationError(QrmError):
+    """Ports cannot be handed out as asked (an exhausted range, a blocking conflict)."""
+
+
+class RegistryError(QrmError):
+    """The registry cannot be opened, upgraded or written."""
+
+
+class LockedError(QrmError):
+    """Another qrm process holds the workspace lock."""
+
+
+class StalePlanError(QrmError):
+    """A saved plan no longer matches the workspace it was made for."""

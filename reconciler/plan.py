@@ -1,0 +1,199 @@
+"""make_plan: what apply would change, as a pure function of desired, recorded and live state."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from reconciler.allocate import Conflict, allocate
+from reconciler.report import LOCKFILE_PATH, render_lockfile
+from reconciler.state import (
+    DesiredState,
+    LiveState,
+    RecordedService,
+    RecordedState,
+    service_from_dict,
+    service_to_dict,
+)
+
+Action = Literal["create", "update", "delete", "repair"]
+SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "repair": "!"}
+ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "repair")
+REGISTRY_ADDRESS = "registry"
+LOCKFILE_ADDRESS = f"file.{LOCKFILE_PATH}"
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    address: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    reason: str = ""
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.action]
+
+    def changed_fields(self) -> list[str]:
+        if self.before is None or self.after is None:
+            return []
+        return sorted(k for k in set(self.before) | set(self.after) if self.before.get(k) != self.after.get(k))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "symbol": self.symbol,
+            "address": self.address,
+            "reason": self.reason,
+            "changed": self.changed_fields(),
+            "before": self.before,
+            "after": self.after,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Change:
+        action = data["action"]
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        return Change(action=action, address=str(data["address"]), before=data.get("before"),
+                      after=data.get("after"), reason=str(data.get("reason", "")))
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    conflicts: tuple[Conflict, ...] = ()
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    desired_digest: str = ""
+    recorded_digest: str = ""
+    refreshed: bool = True
+    services: int = 0
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.conflicts or self.errors)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+        for change in self.changes:
+            counts[change.action] += 1
+        return counts
+
+    def service_changes(self) -> list[Change]:
+        return [c for c in self.changes if c.address.startswith("service.")]
+
+    def filtered(self, targets: Iterable[str] = (), excludes: Iterable[str] = ()) -> Plan:
+        """Only the changes whose address matches a --target pattern and no --exclude pattern.
+
+        A bare name matches its service ("quantum-admin" is service.quantum-admin); globs work.
+        """
+        targets, excludes = list(targets), list(excludes)
+        if not targets and not excludes:
+            return self
+
+        def matches(address: str, patterns: list[str]) -> bool:
+            return any(fnmatch.fnmatchcase(address, p) or fnmatch.fnmatchcase(address, f"service.{p}")
+                       for p in patterns)
+
+        kept = tuple(c for c in self.changes
+                     if (not targets or matches(c.address, targets)) and not matches(c.address, excludes))
+        return replace(self, changes=kept, filters={"target": targets, "exclude": excludes})
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def desired_digest(desired: DesiredState) -> str:
+    return digest({
+        "ranges": sorted(r.model_dump_json() for r in desired.ranges),
+        "reservations": sorted(r.model_dump_json() for r in desired.reservations),
+        "instances": [(i.name, i.pinned, i.preferred, i.registration()) for _, i in sorted(desired.instances.items())],
+    })
+
+
+def recorded_digest(recorded: RecordedState) -> str:
+    return digest([recorded.origin] + [service_to_dict(s) for _, s in sorted(recorded.services.items())])
+
+
+def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -> Plan:
+    allocation = allocate(desired, recorded.services, live)
+    changes: list[Change] = []
+
+    for name in sorted(desired.instances):
+        inst = desired.instances[name]
+        port = allocation.ports.get(name)
+        if port is None:
+            continue  # exhausted: reported in errors, and the plan is blocked
+        target = RecordedService(
+            name=name, host=inst.host, port=port, type=inst.type, protocol=inst.protocol,
+            health=inst.health.model_dump(exclude_none=True) if inst.health else None,
+            tags=tuple(sorted(inst.tags)), project=inst.project, environment=inst.environment,
+            pinned=inst.pinned is not None,
+        )
+        before = recorded.services.get(name)
+        after = service_to_dict(target)
+        if before is None:
+            changes.append(Change("create", f"service.{name}", None, after, allocation.reasons.get(name, "")))
+        else:
+            previous = service_to_dict(before)
+            if previous != after:
+                reason = allocation.reasons.get(name, "")
+                if reason in ("kept", "pinned", "preferred", "lowest free") and before.port == port:
+                    reason = ""
+                changes.append(Change("update", f"service.{name}", previous, after, reason))
+
+    for name in sorted(set(recorded.services) - set(desired.instances)):
+        before = recorded.services[name]
+        changes.append(Change("delete", f"service.{name}", service_to_dict(before), None,
+                              f"releases {before.host}:{before.port}"))
+
+    if recorded.origin == "lockfile" and recorded.services:
+        changes.append(Change("repair", REGISTRY_ADDRESS, None, {"restore": len(recorded.services)},
+                              f"the registry is empty; {len(recorded.services)} allocations are restored "
+                              f"from {LOCKFILE_PATH}"))
+    expected = render_lockfile(recorded.services.values()) if recorded.services else None
+    if live.lockfile_text != expected and not (expected is None and live.lockfile_text is None):
+        if live.lockfile_text is None:
+            why = "missing"
+        elif expected is None:
+            why = "lists allocations the registry does not have"
+        else:
+            why = "edited since the last apply"
+        changes.append(Change("repair", LOCKFILE_ADDRESS, None, None, f"{LOCKFILE_PATH} is {why}; it is rewritten"))
+
+    return Plan(
+        changes=tuple(changes),
+        conflicts=tuple(allocation.conflicts),
+        errors=tuple(allocation.errors),
+        warnings=tuple(allocation.warnings),
+        desired_digest=desired_digest(desired),
+        recorded_digest=recorded_digest(recorded),
+        refreshed=live.refreshed,
+        services=len(desired.instances),
+    )
+
+
+def services_after(recorded: RecordedState, changes: Iterable[Change]) -> dict[str, RecordedService]:
+    """The recorded services once the changes are applied (pure; apply and the property tests use it)."""
+    services = dict(recorded.services)
+    for change in changes:
+        if not change.address.startswith("service."):
+            continue
+        name = change.address.removeprefix("service.")
+        if change.action == "delete":
+            services.pop(name, None)
+        elif change.after is not None:
+            services[name] = service_from_dict(change.after)
+    return services

@@ -1,0 +1,176 @@
+"""Plans and registry contents as text a person reads, JSON for machines, Markdown for PR comments.
+
+Also the lock file reports/allocations.yaml, emitted directly rather than through a YAML
+dumper: one JSON flow mapping per line is valid YAML, diffs one line per service, and
+10,000 entries render in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from reconciler import __version__
+from reconciler.state import RecordedService, service_to_dict
+
+if TYPE_CHECKING:
+    from reconciler.plan import Change, Plan
+
+LOCKFILE_PATH = "reports/allocations.yaml"
+LOCKFILE_VERSION = 1
+PLAN_FORMAT_VERSION = 1
+MARKDOWN_LIMIT = 60_000
+# In a ```diff block GitHub colours lines by their first character: green +, red -, orange !.
+_DIFF_MARK = {"create": "+", "delete": "-", "update": "! ~", "repair": "!"}
+
+_LOCKFILE_HEADER = (
+    "# Written by `qrm apply`: every allocated port, sorted by host and port.\n"
+    "# This is the lock file: a fresh registry is rebuilt from it with the same ports. Do not edit.\n"
+)
+
+
+def render_lockfile(services: Iterable[RecordedService]) -> str:
+    lines = [_LOCKFILE_HEADER, f"version: {LOCKFILE_VERSION}\n", "allocations:\n"]
+    ordered = sorted(services, key=lambda s: (s.host, s.port, s.name))
+    if not ordered:
+        lines[-1] = "allocations: []\n"
+    for service in ordered:
+        lines.append(f"- {json.dumps(service_to_dict(service), separators=(', ', ': '))}\n")
+    return "".join(lines)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A plain aligned text table (no box drawing, so it pastes into logs and PRs)."""
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    out = []
+    for index, row in enumerate(cells):
+        out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if index == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def usage_bar(used: int, total: int, width: int = 20) -> str:
+    filled = 0 if total == 0 else round(width * used / total)
+    if used and not filled:
+        filled = 1
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _describe(change: Change) -> str:
+    after, before = change.after, change.before
+    if change.address.startswith("service."):
+        if change.action == "create" and after:
+            return f"{after['host']}:{after['port']} ({after['type']}, {after['protocol']})"
+        if change.action == "delete" and before:
+            return f"{before['host']}:{before['port']} ({before['type']})"
+        if change.action == "update" and before and after:
+            parts = []
+            for name in change.changed_fields():
+                if name == "port":
+                    parts.append(f"port {before['port']} -> {after['port']}")
+                elif name == "host":
+                    parts.append(f"host {before['host']} -> {after['host']}")
+                else:
+                    parts.append(f"{name} {_short(before.get(name))} -> {_short(after.get(name))}")
+            return "; ".join(parts)
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.counts()
+    if plan.blocked:
+        return (f"Plan blocked: {len(plan.conflicts)} conflict(s), {len(plan.errors)} error(s); "
+                f"nothing can be applied until they are solved.")
+    if plan.empty:
+        return "No changes. The registry and reports match the manifests."
+    return (f"Plan: {counts['create']} to create, {counts['update']} to update, "
+            f"{counts['delete']} to delete, {counts['repair']} to repair.")
+
+
+def plan_text(plan: Plan) -> str:
+    lines: list[str] = []
+    rows = []
+    for change in plan.changes:
+        detail = _describe(change)
+        reason = f"({change.reason})" if change.reason else ""
+        rows.append((f"{change.symbol} {change.address}", detail, reason))
+    if rows:
+        width = max(len(r[0]) for r in rows)
+        dwidth = max(len(r[1]) for r in rows)
+        for head, detail, reason in rows:
+            lines.append(f"  {head.ljust(width)}  {detail.ljust(dwidth)}  {reason}".rstrip())
+        lines.append("")
+    for warning in plan.warnings:
+        lines.append(f"warning: {warning}")
+    for conflict in plan.conflicts:
+        lines.append(f"conflict: {conflict.message}")
+    for error in plan.errors:
+        lines.append(f"error: {error}")
+    if plan.warnings or plan.conflicts or plan.errors:
+        lines.append("")
+    if not plan.refreshed:
+        lines.append("note: --no-refresh: live listeners were not read; conflicts with them are not shown")
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The stable JSON form of a plan (documented in README.md; bump format_version on a breaking change)."""
+    counts = plan.counts()
+    return {
+        "format_version": PLAN_FORMAT_VERSION,
+        "qrm_version": __version__,
+        "desired_digest": plan.desired_digest,
+        "recorded_digest": plan.recorded_digest,
+        "refreshed": plan.refreshed,
+        "filters": plan.filters,
+        "summary": {**counts, "conflicts": len(plan.conflicts), "errors": len(plan.errors),
+                    "services": plan.services, "blocked": plan.blocked, "empty": plan.empty},
+        "changes": [c.to_dict() for c in plan.changes],
+        "conflicts": [{"service": c.service, "host": c.host, "port": c.port, "message": c.message}
+                      for c in plan.conflicts],
+        "errors": list(plan.errors),
+        "warnings": list(plan.warnings),
+    }
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps(plan_document(plan), indent=2, sort_keys=False) + "\n"
+
+
+def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
+    """A PR comment: summary table first, details collapsed, never longer than `limit` characters."""
+    counts = plan.counts()
+    head = ["### qrm plan", "", summary_line(plan), "", "| | Action | Count |", "|---|---|---:|"]
+    head += [f"| `{sym}` | {action} | {counts[action]} |" for action, sym in
+             (("create", "+"), ("update", "~"), ("delete", "-"), ("repair", "!"))]
+    head.append("")
+    for problem in [*(f"**conflict:** {c.message}" for c in plan.conflicts),
+                    *(f"**error:** {e}" for e in plan.errors), *(f"warning: {w}" for w in plan.warnings)]:
+        head.append(f"- {problem}")
+    if plan.conflicts or plan.errors or plan.warnings:
+        head.append("")
+    if plan.empty:
+        return "\n".join(head) + "\n"
+    closing = ["```", "</details>", ""]
+    opening = [f"<details><summary>{len(plan.changes)} change(s)</summary>", "", "```diff"]
+    body: list[str] = []
+    budget = limit - len("\n".join(head + opening + closing)) - 200
+    for index, change in enumerate(plan.changes):
+        reason = f" ({change.reason})" if change.reason else ""
+        line = f"{_DIFF_MARK[change.action]} {change.address} {_describe(change)}{reason}".rstrip()
+        if budget - len(line) - 1 < 0:
+            closing.insert(0, f"# ... {len(plan.changes) - index} more change(s) not shown "
+                              f"(comment size limit); run `qrm plan` for all of them")
+            break
+        budget -= len(line) + 1
+        body.append(line)
+    return "\n".join(head + opening + body + closing)

@@ -1,0 +1,156 @@
+"""Desired, recorded and live state: the three inputs of make_plan, as plain immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.models import HealthCheck, Host, PortRange, Project, Reservation, TestSuite
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a manifest came from: a file (relative to the workspace) and its document index."""
+
+    file: str
+    document: int = 0
+
+
+@dataclass(frozen=True)
+class ServiceInstance:
+    """One service that must have a port: a standalone Service, or a project service in one environment."""
+
+    name: str
+    host: str
+    type: str
+    protocol: str
+    pinned: int | None = None
+    preferred: int | None = None
+    health: HealthCheck | None = None
+    tags: tuple[str, ...] = ()
+    project: str | None = None
+    environment: str | None = None
+    source: SourceRef = SourceRef("")
+    # Field path of the pin inside its document, for error messages.
+    pin_path: tuple[str | int, ...] = ("port",)
+
+    def registration(self) -> dict[str, Any]:
+        """What the registry keeps about this service besides its port (compared by plan)."""
+        return {
+            "host": self.host,
+            "type": self.type,
+            "protocol": self.protocol,
+            "health": self.health.model_dump(exclude_none=True) if self.health else None,
+            "tags": sorted(self.tags),
+            "project": self.project,
+            "environment": self.environment,
+        }
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    hosts: dict[str, Host]
+    ranges: tuple[PortRange, ...]
+    reservations: tuple[Reservation, ...]
+    instances: dict[str, ServiceInstance]
+    projects: dict[str, Project] = field(default_factory=dict)
+    suites: dict[str, TestSuite] = field(default_factory=dict)
+    sources: dict[str, SourceRef] = field(default_factory=dict)
+
+    def host_names(self) -> list[str]:
+        return sorted(self.hosts)
+
+    def reserved_ports(self) -> dict[str, dict[int, str]]:
+        """host -> port -> reason."""
+        reserved: dict[str, dict[int, str]] = {}
+        for reservation in self.reservations:
+            ports = reserved.setdefault(reservation.host, {})
+            for port in reservation.port_numbers():
+                ports.setdefault(port, reservation.reason)
+        return reserved
+
+    def ranges_for(self, host: str, port_type: str) -> list[PortRange]:
+        """The ranges of a type on a host: host-specific ones win over those for every host."""
+        own = [r for r in self.ranges if r.port_type == port_type and r.host == host]
+        if own:
+            return sorted(own, key=lambda r: r.start)
+        return sorted((r for r in self.ranges if r.port_type == port_type and r.host == "*"), key=lambda r: r.start)
+
+    def port_types(self) -> list[str]:
+        return sorted({r.port_type for r in self.ranges})
+
+
+@dataclass(frozen=True)
+class RecordedService:
+    """A service as the registry (or, in a fresh clone, the committed lock file) has it."""
+
+    name: str
+    host: str
+    port: int
+    type: str
+    protocol: str = "http"
+    health: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    project: str | None = None
+    environment: str | None = None
+    pinned: bool = False
+
+    def registration(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "type": self.type,
+            "protocol": self.protocol,
+            "health": self.health,
+            "tags": sorted(self.tags),
+            "project": self.project,
+            "environment": self.environment,
+        }
+
+
+@dataclass(frozen=True)
+class RecordedState:
+    services: dict[str, RecordedService]
+    # "registry" normally; "lockfile" when the registry was empty and reports/allocations.yaml seeded it.
+    origin: str = "registry"
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What the machines say right now: listening ports per host, the kernel's ephemeral range."""
+
+    listeners: dict[str, frozenset[int]] = field(default_factory=dict)
+    ephemeral: tuple[int, int] | None = None
+    refreshed: bool = True
+    # The file that reports/allocations.yaml should hold vs what it holds (None when absent).
+    lockfile_text: str | None = None
+
+
+def service_to_dict(service: RecordedService) -> dict[str, Any]:
+    """The stable dictionary form of a service: plan JSON, saved plans and the lock file use it."""
+    return {
+        "name": service.name,
+        "host": service.host,
+        "port": service.port,
+        "type": service.type,
+        "protocol": service.protocol,
+        "pinned": service.pinned,
+        "health": dict(sorted(service.health.items())) if service.health else service.health,
+        "tags": list(service.tags),
+        "project": service.project,
+        "environment": service.environment,
+    }
+
+
+def service_from_dict(data: dict[str, Any]) -> RecordedService:
+    return RecordedService(
+        name=str(data["name"]),
+        host=str(data["host"]),
+        port=int(data["port"]),
+        type=str(data["type"]),
+        protocol=str(data.get("protocol", "http")),
+        pinned=bool(data.get("pinned", False)),
+        health=data.get("health"),
+        tags=tuple(data.get("tags") or ()),
+        project=data.get("project"),
+        environment=data.get("environment"),
+    )

@@ -1,0 +1,395 @@
+"""Use cases: what each command does, composed from the pure core and the edges.
+
+Data flows one way: load + registry + probes -> DesiredState / RecordedState / LiveState ->
+make_plan (pure) -> Plan -> apply effects -> report. Every run reads everything afresh.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler import files, gitops, load, probes
+from reconciler.crosscheck import build_desired
+from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, StalePlanError
+from reconciler.locking import workspace_lock
+from reconciler.models import LOCALHOST
+from reconciler.plan import Plan, make_plan, services_after
+from reconciler.registry import Registry, display_url
+from reconciler.report import LOCKFILE_PATH, PLAN_FORMAT_VERSION, plan_document, render_lockfile
+from reconciler.schema import MODELINE, json_schemas
+from reconciler.state import DesiredState, LiveState, RecordedService, RecordedState
+from reconciler.workspace import Workspace
+
+MAX_PROBE_ROUNDS = 10
+
+
+def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
+    root = directory.resolve()
+    if not root.is_dir():
+        raise QrmError(f"workspace folder {directory} does not exist")
+    return Workspace(root=root, settings=load.load_settings(root), registry_override=registry)
+
+
+def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
+    loaded = load.load_manifests(ws.root, ws.manifests, ws.cache_file)
+    desired, problems = build_desired(loaded.documents)
+    return desired, load.locate(ws.root, loaded.problems + problems)
+
+
+def load_desired(ws: Workspace) -> DesiredState:
+    desired, problems = validate(ws)
+    if problems:
+        raise ManifestError(problems)
+    return desired
+
+
+def _sqlite_file(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(url[len(prefix):]) if url.startswith(prefix) else None
+
+
+def open_registry(ws: Workspace, create: bool) -> Registry | None:
+    """The registry, or None when it does not exist yet and may not be created (plan never creates one)."""
+    url = ws.registry_url()
+    path = _sqlite_file(url)
+    if not create and path is not None and not path.exists():
+        return None
+    return Registry(url)
+
+
+def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
+    services = registry.recorded_services() if registry is not None else {}
+    if services:
+        return RecordedState(services)
+    # An empty registry in a workspace that has a lock file: a fresh clone, or .qrm/ deleted.
+    from_lockfile = load.load_lockfile(ws.root / LOCKFILE_PATH, LOCKFILE_PATH)
+    if from_lockfile:
+        return RecordedState({s.name: s for s in from_lockfile}, origin="lockfile")
+    return RecordedState({})
+
+
+def read_live(ws: Workspace, desired: DesiredState, refresh: bool) -> LiveState:
+    lockfile_text = files.read_text_or_none(ws.root / LOCKFILE_PATH)
+    if not refresh:
+        return LiveState(refreshed=False, lockfile_text=lockfile_text)
+    listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
+    for host in desired.hosts:
+        if host != LOCALHOST:
+            pinned = {i.pinned or i.preferred for i in desired.instances.values() if i.host == host}
+            address = desired.hosts[host].address
+            listeners[host] = probes.remote_listeners(address, {p for p in pinned if p})
+    return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text)
+
+
+def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
+                            probed: dict[str, set[int]]) -> LiveState | None:
+    """Ports the plan would newly hand out on other hosts, asked once; a new LiveState if any is busy."""
+    wanted: dict[str, set[int]] = {}
+    for change in plan.service_changes():
+        after = change.after
+        moved = after is not None and (change.before is None or change.before["port"] != after["port"])
+        if not (after and moved and after["host"] != LOCALHOST):
+            continue
+        if after["port"] not in probed.setdefault(after["host"], set()):
+            wanted.setdefault(after["host"], set()).add(after["port"])
+    busy = dict(live.listeners)
+    found = False
+    for host, ports in wanted.items():
+        probed[host] |= ports
+        open_ports = probes.remote_listeners(desired.hosts[host].address, ports)
+        if open_ports:
+            found = True
+            busy[host] = busy.get(host, frozenset()) | open_ports
+    if not found:
+        return None
+    return LiveState(listeners=busy, ephemeral=live.ephemeral, refreshed=live.refreshed,
+                     lockfile_text=live.lockfile_text)
+
+
+@dataclass
+class PlanContext:
+    ws: Workspace
+    desired: DesiredState
+    recorded: RecordedState
+    live: LiveState
+    plan: Plan
+    registry: Registry | None = None
+
+
+def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, ...] = (),
+                   excludes: tuple[str, ...] = (), registry: Registry | None = None) -> PlanContext:
+    desired = load_desired(ws)
+    if registry is None:
+        registry = open_registry(ws, create=False)
+    recorded = read_recorded(ws, registry)
+    live = read_live(ws, desired, refresh)
+    plan = make_plan(desired, recorded, live)
+    if refresh and len(desired.hosts) > 1:
+        probed: dict[str, set[int]] = {}
+        for _ in range(MAX_PROBE_ROUNDS):
+            busier = _probe_new_remote_ports(desired, live, plan, probed)
+            if busier is None:
+                break
+            live = busier
+            plan = make_plan(desired, recorded, live)
+    return PlanContext(ws, desired, recorded, live, plan.filtered(targets, excludes), registry)
+
+
+def saved_plan_document(ctx: PlanContext) -> dict[str, Any]:
+    document = plan_document(ctx.plan)
+    document["workspace"] = str(ctx.ws.root)
+    document["registry"] = display_url(ctx.ws.registry_url())
+    return document
+
+
+def load_saved_plan(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise QrmError(f"plan file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise QrmError(f"plan file {path} is not a saved qrm plan: {exc}") from None
+    if not isinstance(document, dict) or document.get("format_version") != PLAN_FORMAT_VERSION:
+        raise QrmError(f"plan file {path} is not a saved qrm plan of format version {PLAN_FORMAT_VERSION}")
+    return document
+
+
+def check_saved_plan(saved: dict[str, Any], ctx: PlanContext) -> None:
+    """Refuse a saved plan unless applying it now does exactly what it says."""
+    if saved.get("workspace") not in (None, str(ctx.ws.root)):
+        raise StalePlanError(f"the saved plan is for workspace {saved['workspace']}, not {ctx.ws.root}")
+    if saved.get("desired_digest") != ctx.plan.desired_digest:
+        raise StalePlanError("the saved plan is stale: the manifests changed since it was made; run qrm plan again")
+    if saved.get("recorded_digest") != ctx.plan.recorded_digest:
+        raise StalePlanError("the saved plan is stale: the registry changed since it was made (another apply?); "
+                             "run qrm plan again")
+    now = [c.to_dict() for c in ctx.plan.changes]
+    if saved.get("changes") != now:
+        raise StalePlanError("the saved plan is stale: live state changed since it was made (a port it hands out "
+                             "is now in use, or a generated file changed); run qrm plan again")
+
+
+@dataclass
+class ApplyOutcome:
+    plan: Plan
+    applied: bool
+    apply_id: int | None = None
+    lockfile_written: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def apply_workspace(
+    ws: Workspace,
+    *,
+    saved: dict[str, Any] | None = None,
+    refresh: bool = True,
+    targets: tuple[str, ...] = (),
+    excludes: tuple[str, ...] = (),
+    lock_timeout: float | None = None,
+    approve: Callable[[Plan], bool] = lambda plan: True,
+) -> ApplyOutcome:
+    timeout = ws.settings.lock_timeout if lock_timeout is None else lock_timeout
+    with workspace_lock(ws.lock_file, timeout):
+        started = _now()
+        if saved is not None:
+            filters = saved.get("filters") or {}
+            targets, excludes = tuple(filters.get("target", ())), tuple(filters.get("exclude", ()))
+            refresh = bool(saved.get("refreshed", True))
+        registry = open_registry(ws, create=True)
+        assert registry is not None
+        try:
+            ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry)
+            plan = ctx.plan
+            if saved is not None:
+                check_saved_plan(saved, ctx)
+            if plan.blocked:
+                raise AllocationError("; ".join([c.message for c in plan.conflicts] + list(plan.errors))
+                                      + "; nothing was applied")
+            if plan.empty:
+                return ApplyOutcome(plan, applied=False)
+            if not approve(plan):
+                return ApplyOutcome(plan, applied=False, messages=["Apply cancelled."])
+            final = services_after(ctx.recorded, plan.changes)
+            removed, added = _registry_delta(ctx.recorded, final)
+            revision = gitops.head_revision(ws.root)
+            summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
+            try:
+                apply_id = registry.write(removed, added, revision=revision, summary=summary, started_at=started)
+            except QrmError as exc:
+                registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
+                raise
+            written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
+            return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
+        finally:
+            registry.close()
+
+
+def _registry_delta(
+    recorded: RecordedState, final: dict[str, RecordedService]
+) -> tuple[list[str], list[RecordedService]]:
+    """Names to remove and services to (re)insert so the registry holds exactly `final`."""
+    if recorded.origin == "lockfile":
+        return [], [final[name] for name in sorted(final)]
+    removed = sorted(name for name, before in recorded.services.items() if final.get(name) != before)
+    added = [final[name] for name in sorted(final) if recorded.services.get(name) != final[name]]
+    return removed, added
+
+
+# --- ports ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RangeUse:
+    host: str
+    type: str
+    name: str
+    start: int
+    end: int
+    used: int
+    reserved: int
+    unavailable: int  # in the ephemeral range
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def free(self) -> int:
+        return self.size - self.used - self.reserved - self.unavailable
+
+
+def range_usage(desired: DesiredState, recorded: RecordedState, ephemeral: tuple[int, int] | None) -> list[RangeUse]:
+    reserved = desired.reserved_ports()
+    by_host: dict[str, set[int]] = {}
+    for svc in recorded.services.values():
+        by_host.setdefault(svc.host, set()).add(svc.port)
+    rows = []
+    for host in desired.host_names():
+        used_ports = by_host.get(host, set())
+        for port_type in desired.port_types():
+            for r in desired.ranges_for(host, port_type):
+                span = range(r.start, r.end + 1)
+                used = sum(1 for p in used_ports if r.start <= p <= r.end)
+                held = {p for p in reserved.get(host, {}) if r.start <= p <= r.end} - used_ports
+                eph = 0
+                if ephemeral:
+                    eph = sum(1 for p in span if ephemeral[0] <= p <= ephemeral[1] and p not in used_ports
+                              and p not in held)
+                rows.append(RangeUse(host, port_type, r.name, r.start, r.end, used, len(held), eph))
+    return rows
+
+
+@dataclass(frozen=True)
+class PortStatus:
+    host: str
+    port: int
+    free: bool
+    reasons: list[str]
+    range: str | None
+
+
+def check_port(ws: Workspace, port: int, host: str) -> PortStatus:
+    desired = load_desired(ws)
+    if host not in desired.hosts:
+        raise QrmError(f"unknown host {host!r}; known hosts: {', '.join(desired.host_names())}")
+    registry = open_registry(ws, create=False)
+    try:
+        recorded = read_recorded(ws, registry)
+    finally:
+        if registry is not None:
+            registry.close()
+    reasons = []
+    for svc in recorded.services.values():
+        if svc.host == host and svc.port == port:
+            reasons.append(f"allocated to {svc.name}")
+    for inst in desired.instances.values():
+        if inst.host == host and inst.pinned == port and inst.name not in recorded.services:
+            reasons.append(f"pinned by {inst.name} in {inst.source.file} (not applied yet)")
+    reason = desired.reserved_ports().get(host, {}).get(port)
+    if reason is not None:
+        reasons.append(f"reserved ({reason})")
+    if host == LOCALHOST:
+        listening = port in probes.local_listeners()
+    else:
+        listening = port in probes.remote_listeners(desired.hosts[host].address, [port])
+    if listening and not any(r.startswith("allocated") for r in reasons):
+        reasons.append("a process is listening on it")
+    ephemeral = probes.ephemeral_range()
+    if ephemeral and ephemeral[0] <= port <= ephemeral[1]:
+        reasons.append(f"in the kernel's ephemeral range {ephemeral[0]}-{ephemeral[1]}")
+    in_range = None
+    for port_type in desired.port_types():
+        for r in desired.ranges_for(host, port_type):
+            if r.start <= port <= r.end:
+                in_range = f"{port_type} ({r.name} {r.start}-{r.end})"
+    return PortStatus(host, port, not reasons, reasons, in_range)
+
+
+# --- init and schema -----------------------------------------------------------------------------
+
+EXAMPLE_MANIFEST = f"""{MODELINE}
+# Every document under manifests/ has a kind: Host, PortRange, Reservation, Service, Project, TestSuite.
+kind: Service
+name: hello
+host: localhost
+type: app            # picks the port range: app 8000-8999 unless a PortRange says otherwise
+protocol: http
+health: {{path: /health, interval: 30s, timeout: 5s}}
+tags: [example]
+"""
+
+GITIGNORE = """# qrm: local registry, cache and lock (the committed lock file is reports/allocations.yaml)
+.qrm/
+# generated .env files hold secrets in plaintext
+generated/**/.env
+"""
+
+
+def write_schemas(root: Path) -> list[Path]:
+    changed = []
+    for name, content in json_schemas().items():
+        path = root / "schemas" / name
+        if files.write_atomic(path, content):
+            changed.append(path)
+    return changed
+
+
+def init_workspace(directory: Path) -> list[Path]:
+    root = directory.resolve()
+    manifests = root / "manifests"
+    if manifests.is_dir() and any(manifests.iterdir()):
+        raise QrmError(f"{manifests} already has manifests; qrm init only scaffolds a new workspace")
+    root.mkdir(parents=True, exist_ok=True)
+    created = []
+    scaffold = {
+        root / "qrm.yaml": f"# qrm settings; every key is optional.\nname: {_workspace_name(root)}\n"
+                           "# registry: postgresql://qrm@db.example/qrm   # default: sqlite at .qrm/registry.db\n"
+                           "# lock_timeout: 0                             # seconds apply waits for another apply\n",
+        manifests / "services.yaml": EXAMPLE_MANIFEST,
+    }
+    for path, content in scaffold.items():
+        if not path.exists():
+            files.write_atomic(path, content)
+            created.append(path)
+    gitignore = root / ".gitignore"
+    existing = files.read_text_or_none(gitignore) or ""
+    if ".qrm/" not in existing:
+        files.write_atomic(gitignore, existing + ("\n" if existing and not existing.endswith("\n") else "") + GITIGNORE)
+        created.append(gitignore)
+    created.extend(write_schemas(root))
+    return created
+
+
+def _workspace_name(root: Path) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9._-]+", "-", root.name.lower()).strip("-._")
+    return name or "workspace"

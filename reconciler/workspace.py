@@ -1,0 +1,52 @@
+"""The paths of one workspace and its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.models import Settings
+
+QRM_DIR = ".qrm"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    settings: Settings
+    registry_override: str | None = None
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / QRM_DIR
+
+    @property
+    def cache_file(self) -> Path:
+        return self.state_dir / "cache" / "manifests.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "apply.lock"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def schemas(self) -> Path:
+        return self.root / "schemas"
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or self.root.name
+
+    def registry_url(self) -> str:
+        if self.registry_override:
+            return self.registry_override
+        if self.settings.registry:
+            return self.settings.registry
+        return f"sqlite:///{self.state_dir / 'registry.db'}"
