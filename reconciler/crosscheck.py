@@ -167,7 +167,7 @@ def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredS
 def _unique(check: _Checker, docs: list[tuple[SourceRef, Spec]], kind: str, sources: dict[str, SourceRef]) -> None:
     first: dict[str, SourceRef] = {}
     for source, doc in docs:
-        name = str(getattr(doc, "name", ""))  # noqa: B009 - every kind passed here has a name
+        name = str(getattr(doc, "name", ""))  # every kind passed here has a name
         if name in first:
             where = first[name]
             check.add(source, ("name",), f"duplicate {kind} name {name!r} (first defined in {where.file}, "
