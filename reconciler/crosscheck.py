@@ -9,11 +9,13 @@ points at the field at fault, and all of them are collected, never just the firs
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from reconciler.errors import Problem
 from reconciler.models import (
     DEFAULT_RANGES,
     LOCALHOST,
+    HealthCheck,
     Host,
     PortRange,
     Project,
@@ -25,6 +27,21 @@ from reconciler.models import (
 from reconciler.state import DesiredState, ServiceInstance, SourceRef
 
 IMPLICIT_LOCALHOST = Host(kind="Host", name=LOCALHOST, address="127.0.0.1")
+
+
+_HEALTH_DATA: dict[HealthCheck, dict[str, Any]] = {}
+
+
+def health_data(health: HealthCheck | None) -> dict[str, Any] | None:
+    """A health check as plain data; memoized, since thousands of services share a few checks."""
+    if health is None:
+        return None
+    data = _HEALTH_DATA.get(health)
+    if data is None:
+        data = dict(sorted(health.model_dump(exclude_none=True).items()))
+        if len(_HEALTH_DATA) < 10_000:
+            _HEALTH_DATA[health] = data
+    return data
 
 
 def instance_name(project: str, environment: str, service: str) -> str:
@@ -100,7 +117,8 @@ def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredS
         add_instance(
             ServiceInstance(
                 name=doc.name, host=doc.host, type=doc.type, protocol=doc.protocol, pinned=doc.port,
-                preferred=doc.preferred_port, health=doc.health, tags=tuple(doc.tags), source=source,
+                preferred=doc.preferred_port, health=health_data(doc.health), tags=tuple(sorted(doc.tags)),
+                source=source,
             ),
             ("name",), ("type",),
         )
@@ -128,7 +146,7 @@ def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredS
                     ServiceInstance(
                         name=instance_name(doc.name, env_name, svc_name), host=environment.host, type=svc.type,
                         protocol=svc.effective_protocol, pinned=environment.ports.get(svc_name),
-                        preferred=svc.preferred_port, health=svc.health, tags=tuple(svc.tags),
+                        preferred=svc.preferred_port, health=health_data(svc.health), tags=tuple(sorted(svc.tags)),
                         project=doc.name, environment=env_name, source=source,
                         pin_path=("environments", env_name, "ports", svc_name),
                     ),

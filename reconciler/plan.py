@@ -116,15 +116,14 @@ def digest(data: Any) -> str:
 
 
 def desired_digest(desired: DesiredState) -> str:
+    """The loader's fingerprint of the manifest files, else one computed from the state itself."""
+    if desired.digest:
+        return desired.digest
     return digest({
         "ranges": sorted(r.model_dump_json() for r in desired.ranges),
         "reservations": sorted(r.model_dump_json() for r in desired.reservations),
-        "instances": [(i.name, i.pinned, i.preferred, i.registration()) for _, i in sorted(desired.instances.items())],
+        "instances": [repr(i) for _, i in sorted(desired.instances.items())],
     })
-
-
-def recorded_digest(recorded: RecordedState) -> str:
-    return digest([recorded.origin] + [service_to_dict(s) for _, s in sorted(recorded.services.items())])
 
 
 def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -> Plan:
@@ -137,22 +136,19 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         if port is None:
             continue  # exhausted: reported in errors, and the plan is blocked
         target = RecordedService(
-            name=name, host=inst.host, port=port, type=inst.type, protocol=inst.protocol,
-            health=inst.health.model_dump(exclude_none=True) if inst.health else None,
-            tags=tuple(sorted(inst.tags)), project=inst.project, environment=inst.environment,
-            pinned=inst.pinned is not None,
+            name=name, host=inst.host, port=port, type=inst.type, protocol=inst.protocol, health=inst.health,
+            tags=inst.tags, project=inst.project, environment=inst.environment, pinned=inst.pinned is not None,
         )
         before = recorded.services.get(name)
-        after = service_to_dict(target)
         if before is None:
-            changes.append(Change("create", f"service.{name}", None, after, allocation.reasons.get(name, "")))
-        else:
-            previous = service_to_dict(before)
-            if previous != after:
-                reason = allocation.reasons.get(name, "")
-                if reason in ("kept", "pinned", "preferred", "lowest free") and before.port == port:
-                    reason = ""
-                changes.append(Change("update", f"service.{name}", previous, after, reason))
+            changes.append(Change("create", f"service.{name}", None, service_to_dict(target),
+                                  allocation.reasons.get(name, "")))
+        elif before != target:
+            reason = allocation.reasons.get(name, "")
+            if reason in ("kept", "pinned", "preferred", "lowest free") and before.port == port:
+                reason = ""
+            changes.append(Change("update", f"service.{name}", service_to_dict(before), service_to_dict(target),
+                                  reason))
 
     for name in sorted(set(recorded.services) - set(desired.instances)):
         before = recorded.services[name]
@@ -163,14 +159,17 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         changes.append(Change("repair", REGISTRY_ADDRESS, None, {"restore": len(recorded.services)},
                               f"the registry is empty; {len(recorded.services)} allocations are restored "
                               f"from {LOCKFILE_PATH}"))
-    expected = render_lockfile(recorded.services.values()) if recorded.services else None
-    if live.lockfile_text != expected and not (expected is None and live.lockfile_text is None):
-        if live.lockfile_text is None:
+    # The lock file must hold exactly what render_lockfile gives; with no allocations at all an
+    # absent file is fine too (a new workspace), and so is the `allocations: []` that apply
+    # writes when the last service is removed.
+    expected = render_lockfile(recorded.services.values())
+    why = None
+    if live.lockfile_text is None:
+        if recorded.services:
             why = "missing"
-        elif expected is None:
-            why = "lists allocations the registry does not have"
-        else:
-            why = "edited since the last apply"
+    elif live.lockfile_text != expected:
+        why = "edited since the last apply"
+    if why is not None:
         changes.append(Change("repair", LOCKFILE_ADDRESS, None, None, f"{LOCKFILE_PATH} is {why}; it is rewritten"))
 
     return Plan(
@@ -179,7 +178,7 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         errors=tuple(allocation.errors),
         warnings=tuple(allocation.warnings),
         desired_digest=desired_digest(desired),
-        recorded_digest=recorded_digest(recorded),
+        recorded_digest=digest([recorded.origin, expected]),
         refreshed=live.refreshed,
         services=len(desired.instances),
     )

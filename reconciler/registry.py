@@ -9,6 +9,7 @@ version bump, so a crash mid-upgrade leaves the previous version whole.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,11 +126,15 @@ def default_url(workspace_root: Path) -> str:
 
 
 def display_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages (also when the URL does not parse)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(invalid registry URL)"
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return _PASSWORD.sub(r"\1***@", url, count=1)
+
+
+# scheme://user:PASSWORD@ in a URL that SQLAlchemy cannot parse; greedy up to the last "@".
+_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
 
 
 class Registry:
@@ -137,8 +142,9 @@ class Registry:
         self.url = url
         try:
             parsed = make_url(url)
-        except ArgumentError:
-            raise RegistryError(f"invalid registry URL {url!r}; expected e.g. sqlite:///path/registry.db") from None
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise RegistryError(f"invalid registry URL {display_url(url)!r}; "
+                                "expected e.g. sqlite:///path/registry.db") from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -184,15 +190,27 @@ class Registry:
             return self._version(conn)
 
     def recorded_services(self) -> dict[str, RecordedService]:
+        columns = (services.c.name, services.c.host, services.c.port, services.c.type, services.c.protocol,
+                   services.c.pinned, services.c.health, services.c.tags, services.c.project, services.c.environment)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(services)).all()
+            rows = conn.execute(select(*columns)).all()
+        # Thousands of services share a few health checks and tag lists: parse each text once.
+        parsed: dict[str, Any] = {}
+
+        def from_json(text: str | None) -> Any:
+            if text is None:
+                return None
+            value = parsed.get(text)
+            if value is None:
+                value = parsed[text] = json.loads(text)
+            return value
+
         return {
-            row.name: RecordedService(
-                name=row.name, host=row.host, port=row.port, type=row.type, protocol=row.protocol,
-                pinned=bool(row.pinned), health=json.loads(row.health) if row.health else None,
-                tags=tuple(json.loads(row.tags or "[]")), project=row.project, environment=row.environment,
+            name: RecordedService(
+                name=name, host=host, port=port, type=type_, protocol=protocol, pinned=bool(pinned),
+                health=from_json(health), tags=tuple(from_json(tags) or ()), project=project, environment=environment,
             )
-            for row in rows
+            for name, host, port, type_, protocol, pinned, health, tags, project, environment in rows
         }
 
     def allocation_rows(self) -> list[dict[str, Any]]:
@@ -220,7 +238,8 @@ class Registry:
                     conn.execute(insert(allocations), [
                         {"host": s.host, "port": s.port, "service": s.name, "type": s.type, "allocated_at": now}
                         for s in added])
-                    conn.execute(insert(services), [_service_row(s, now) for s in added])
+                    encoded: dict[int, str] = {}
+                    conn.execute(insert(services), [_service_row(s, now, encoded) for s in added])
                 result = conn.execute(insert(applies).values(
                     started_at=started_at, finished_at=now, revision=revision, outcome="success",
                     summary=json.dumps(summary, sort_keys=True), error=None))
@@ -247,12 +266,17 @@ class Registry:
             return int(conn.execute(select(func.count()).select_from(applies)).scalar_one())
 
 
-def _service_row(s: RecordedService, now: str) -> dict[str, Any]:
+def _service_row(s: RecordedService, now: str, encoded: dict[int, str]) -> dict[str, Any]:
+    """A services row; `encoded` memoizes the JSON of health checks that services share (by identity)."""
+    health = None
+    if s.health is not None:
+        health = encoded.get(id(s.health))
+        if health is None:
+            health = encoded[id(s.health)] = json.dumps(s.health, sort_keys=True)
     return {
         "name": s.name, "host": s.host, "port": s.port, "type": s.type, "protocol": s.protocol,
-        "pinned": s.pinned, "health": json.dumps(s.health, sort_keys=True) if s.health is not None else None,
-        "tags": json.dumps(list(s.tags)), "project": s.project, "environment": s.environment,
-        "registered_at": now,
+        "pinned": s.pinned, "health": health, "tags": json.dumps(list(s.tags)), "project": s.project,
+        "environment": s.environment, "registered_at": now,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.models import HealthCheck, Host, PortRange, Project, Reservation, TestSuite
+from reconciler.models import Host, PortRange, Project, Reservation, TestSuite
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,13 @@ class ServiceInstance:
     protocol: str
     pinned: int | None = None
     preferred: int | None = None
-    health: HealthCheck | None = None
-    tags: tuple[str, ...] = ()
+    health: dict[str, Any] | None = None  # the HealthCheck as plain data, as the registry keeps it
+    tags: tuple[str, ...] = ()  # sorted
     project: str | None = None
     environment: str | None = None
     source: SourceRef = SourceRef("")
     # Field path of the pin inside its document, for error messages.
     pin_path: tuple[str | int, ...] = ("port",)
-
-    def registration(self) -> dict[str, Any]:
-        """What the registry keeps about this service besides its port (compared by plan)."""
-        return {
-            "host": self.host,
-            "type": self.type,
-            "protocol": self.protocol,
-            "health": self.health.model_dump(exclude_none=True) if self.health else None,
-            "tags": sorted(self.tags),
-            "project": self.project,
-            "environment": self.environment,
-        }
 
 
 @dataclass(frozen=True)
@@ -56,6 +44,10 @@ class DesiredState:
     projects: dict[str, Project] = field(default_factory=dict)
     suites: dict[str, TestSuite] = field(default_factory=dict)
     sources: dict[str, SourceRef] = field(default_factory=dict)
+    # Fingerprint of the manifests this state came from (set by the loader from file hashes);
+    # a saved plan records it to tell when the manifests changed under it.
+    digest: str = ""
+    _ranges_by_key: dict[tuple[str, str], list[PortRange]] = field(default_factory=dict, compare=False, repr=False)
 
     def host_names(self) -> list[str]:
         return sorted(self.hosts)
@@ -70,11 +62,15 @@ class DesiredState:
         return reserved
 
     def ranges_for(self, host: str, port_type: str) -> list[PortRange]:
-        """The ranges of a type on a host: host-specific ones win over those for every host."""
-        own = [r for r in self.ranges if r.port_type == port_type and r.host == host]
-        if own:
-            return sorted(own, key=lambda r: r.start)
-        return sorted((r for r in self.ranges if r.port_type == port_type and r.host == "*"), key=lambda r: r.start)
+        """The ranges of a type on a host: host-specific ones win over those for every host (memoized)."""
+        key = (host, port_type)
+        found = self._ranges_by_key.get(key)
+        if found is None:
+            own = [r for r in self.ranges if r.port_type == port_type and r.host == host]
+            if not own:
+                own = [r for r in self.ranges if r.port_type == port_type and r.host == "*"]
+            found = self._ranges_by_key[key] = sorted(own, key=lambda r: r.start)
+        return found
 
     def port_types(self) -> list[str]:
         return sorted({r.port_type for r in self.ranges})
@@ -94,17 +90,6 @@ class RecordedService:
     project: str | None = None
     environment: str | None = None
     pinned: bool = False
-
-    def registration(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "type": self.type,
-            "protocol": self.protocol,
-            "health": self.health,
-            "tags": sorted(self.tags),
-            "project": self.project,
-            "environment": self.environment,
-        }
 
 
 @dataclass(frozen=True)
@@ -134,7 +119,7 @@ def service_to_dict(service: RecordedService) -> dict[str, Any]:
         "type": service.type,
         "protocol": service.protocol,
         "pinned": service.pinned,
-        "health": dict(sorted(service.health.items())) if service.health else service.health,
+        "health": service.health,  # shared, sorted by key where it is made; never mutated
         "tags": list(service.tags),
         "project": service.project,
         "environment": service.environment,

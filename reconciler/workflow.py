@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from reconciler.crosscheck import build_desired
 from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, StalePlanError
 from reconciler.locking import workspace_lock
 from reconciler.models import LOCALHOST
-from reconciler.plan import Plan, make_plan, services_after
+from reconciler.plan import Plan, digest, make_plan, services_after
 from reconciler.registry import Registry, display_url
 from reconciler.report import LOCKFILE_PATH, PLAN_FORMAT_VERSION, plan_document, render_lockfile
 from reconciler.schema import MODELINE, json_schemas
@@ -38,6 +38,7 @@ def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
 def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     loaded = load.load_manifests(ws.root, ws.manifests, ws.cache_file)
     desired, problems = build_desired(loaded.documents)
+    desired = replace(desired, digest=digest(sorted(loaded.files.items())))
     return desired, load.locate(ws.root, loaded.problems + problems)
 
 
