@@ -51,9 +51,14 @@ def instance_name(project: str, environment: str, service: str) -> str:
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self._seen: set[tuple[str, int, tuple[str | int, ...], str]] = set()
 
     def add(self, source: SourceRef, path: tuple[str | int, ...], message: str) -> None:
-        self.problems.append(Problem(file=source.file, document=source.document, path=path, message=message))
+        # A project's rule is checked once per environment; say each fault at one place once.
+        key = (source.file, source.document, path, message)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.problems.append(Problem(file=source.file, document=source.document, path=path, message=message))
 
 
 def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredState, list[Problem]]:

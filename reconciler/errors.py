@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Problem:
     """One thing wrong with the input, located as precisely as the source allows.
 
@@ -19,6 +19,10 @@ class Problem:
     message: str = ""
     document: int = field(default=0, compare=False)
     path: tuple[str | int, ...] = field(default=(), compare=False)
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        """File, then position (unlocated problems first), then message."""
+        return (self.file, self.line or 0, self.column or 0, self.message)
 
     @property
     def field_name(self) -> str:
@@ -42,9 +46,9 @@ class ManifestError(QrmError):
     """The manifests (or qrm.yaml) are invalid; carries every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems)
+        self.problems = sorted(problems, key=Problem.sort_key)
         count = len(self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the manifests")
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found")
 
 
 class AllocationError(QrmError):

@@ -17,32 +17,104 @@ import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import ManifestError, Problem, QrmError
-from reconciler.models import MANIFEST_KINDS, MANIFEST_LIST, Settings, Spec
+from reconciler.models import (
+    MANIFEST_KINDS,
+    MANIFEST_LIST,
+    PATTERN_HINTS,
+    SECRET_PATTERNS,
+    FieldError,
+    Settings,
+    Spec,
+)
 from reconciler.state import RecordedService, SourceRef, service_from_dict
 
 CACHE_VERSION = 1
 
 
-class _StrictLoader(yaml.CSafeLoader):
-    """libyaml's safe loader that refuses duplicate keys instead of keeping the last one."""
+class _FastLoader(yaml.CSafeLoader):
+    """libyaml's parser with scalar resolution memoized: manifests repeat the same plain scalars
+    (keys, types, hosts) thousands of times, and resolving each with regexes is most of the cost."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
+    _resolved: ClassVar[dict[str, str]] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit == (True, False):
+            tag = self._resolved.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                if len(self._resolved) < 50_000:
+                    self._resolved[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+_SAFE = yaml.constructor.SafeConstructor()
+_STR, _INT, _BOOL, _NULL, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null", "float"))
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _construct(node: yaml.Node) -> Any:
+    """Plain data from a composed node: a tight recursive walk instead of PyYAML's generic
+    constructor (about 3x faster here), refusing duplicate keys, which PyYAML silently keeps."""
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merged = _construct(value_node)
+                items = merged if isinstance(merged, list) else [merged]
+                if not all(isinstance(item, dict) for item in items):
                     raise yaml.constructor.ConstructorError(
-                        "while reading a mapping", node.start_mark,
-                        f"found duplicate key {key_node.value!r}", key_node.start_mark)
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
+                        "while merging into a mapping", node.start_mark,
+                        "expected a mapping or a list of mappings after <<", value_node.start_mark)
+                for item in items:
+                    for key, value in item.items():
+                        out.setdefault(key, value)
+                continue
+            key = _construct(key_node)
+            try:
+                duplicate = key in out
+            except TypeError:  # a list or mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    "found a list or mapping used as a key; keys must be plain names", key_node.start_mark) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
+            out[key] = _construct(value_node)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item) for item in node.value]
+    node = cast(yaml.ScalarNode, node)
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    if tag == _INT:
+        return _SAFE.construct_yaml_int(node)
+    if tag == _BOOL:
+        return _SAFE.construct_yaml_bool(node)
+    if tag == _NULL:
+        return None
+    if tag == _FLOAT:
+        return _SAFE.construct_yaml_float(node)
+    return _SAFE.construct_object(node, deep=True)
+
+
+def _load_all(text: str) -> list[Any]:
+    loader = _FastLoader(text)
+    try:
+        documents = []
+        while loader.check_node():
+            documents.append(_construct(cast(yaml.Node, loader.get_node())))
+        return documents
+    finally:
+        loader.dispose()
 
 
 @dataclass
@@ -63,18 +135,31 @@ def _parse(text: str, rel: str) -> tuple[list[Any], list[Problem]]:
     try:
         gc_was = _gc_pause()
         try:
-            return list(yaml.load_all(text, Loader=_StrictLoader)), []
+            return _load_all(text), []
         finally:
             _gc_resume(gc_was)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        reason = " ".join(x for x in (exc.context, exc.problem) if x)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        return [], [Problem(rel, line, col, f"invalid YAML: {reason}")]
+        return [], [Problem(rel, line, col, f"invalid YAML: {_yaml_reason(exc)}")]
     except yaml.YAMLError as exc:
         return [], [Problem(rel, None, None, f"invalid YAML: {exc}")]
     except UnicodeDecodeError as exc:
         return [], [Problem(rel, None, None, f"not UTF-8 text: {exc.reason}")]
+
+
+def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
+    """libyaml's problem, with where the construct it was reading started when that is elsewhere."""
+    reason = exc.problem or exc.context or "cannot parse"
+    context, start, mark = exc.context, exc.context_mark, exc.problem_mark
+    if context and exc.problem:
+        if start is not None and (mark is None or start.line != mark.line):
+            reason += f" ({context} that starts on line {start.line + 1}, column {start.column + 1})"
+        else:
+            reason += f" ({context})"
+    if exc.problem and "mapping values are not allowed" in exc.problem:
+        reason += "; check the indentation of this line, or quote a value that contains ': '"
+    return reason
 
 
 def _gc_pause() -> bool:
@@ -166,10 +251,12 @@ def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = No
         result.documents = list(zip(refs, models, strict=True))
     except ValidationError as exc:
         failed: set[int] = set()
+        found: list[Problem] = []
         for error in exc.errors():
             index = int(error["loc"][0])
             failed.add(index)
-            result.problems.append(_problem_from_pydantic(refs[index], raw[index], error))
+            found.append(_problem_from_pydantic(refs[index], raw[index], error))
+        result.problems.extend(_merge_alternatives(found))
         result.documents = [
             (refs[i], MANIFEST_LIST.validate_python([raw[i]])[0]) for i in range(len(raw)) if i not in failed
         ]
@@ -177,33 +264,108 @@ def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = No
 
 
 def _problem_from_pydantic(ref: SourceRef, doc: dict[str, Any], error: ErrorDetails) -> Problem:
-    loc = list(error["loc"][1:])
     kind = doc.get("kind")
-    if loc and loc[0] == kind:
-        loc = loc[1:]  # the discriminator tag pydantic puts in the path
-    # Union members and constrained types add their own names to the path; keep only real keys.
-    path = tuple(p for p in loc if isinstance(p, int) or not _is_type_label(str(p)))
     kind_type = error["type"]
     if kind_type == "union_tag_not_found":
         return Problem(ref.file, None, None, f"missing 'kind'; expected one of: {', '.join(MANIFEST_KINDS)}",
-                       ref.document, ())
+                       ref.document, ("kind",))
     if kind_type == "union_tag_invalid":
         return Problem(ref.file, None, None,
                        f"unknown kind {kind!r}; expected one of: {', '.join(MANIFEST_KINDS)}", ref.document, ("kind",))
-    message = error["msg"]
-    model = MANIFEST_KINDS.get(str(kind))
+    loc = error["loc"][1:]
+    if loc and loc[0] == kind:
+        loc = loc[1:]  # the discriminator tag pydantic puts in the path
+    path = _document_path(doc, loc, keep_last=kind_type == "missing") + _rule_path(error)
+    message = _message(error)
     if kind_type == "extra_forbidden":
+        model = MANIFEST_KINDS.get(str(kind))
         allowed = _fields_at(model, path[:-1]) if model else []
         message = f"unknown field {path[-1]!r}" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
-    elif kind_type == "missing":
-        message = "required field is missing"
-    elif "input" in error and not isinstance(error["input"], dict | list):
-        message = f"{message} (got {error['input']!r})"
     return Problem(ref.file, None, None, message, ref.document, path)
 
 
-def _is_type_label(label: str) -> bool:
-    return label[:1].isupper() or "[" in label or label in ("int", "str", "float", "bool", "function-after")
+def _number(value: Any) -> Any:
+    """0.0 said as 0: a bound of a float setting reads as the user would write it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _merge_alternatives(problems: list[Problem]) -> list[Problem]:
+    """One problem per field: a value that fits no member of a union (str | int | ...) gets one
+    error per member from pydantic; say them as one list of what was expected."""
+    by_field: dict[tuple[str, int, tuple[str | int, ...]], list[Problem]] = {}
+    for problem in problems:
+        by_field.setdefault((problem.file, problem.document, problem.path), []).append(problem)
+    merged: list[Problem] = []
+    for group in by_field.values():
+        messages = list(dict.fromkeys(p.message for p in group))
+        if len(messages) == 1 or not all(m.startswith("expected ") for m in messages):
+            merged.extend(group if len(messages) > 1 else group[:1])
+            continue
+        got = ""
+        if all(" (got " in m for m in messages) and len({m[m.index(" (got "):] for m in messages}) == 1:
+            got = messages[0][messages[0].index(" (got "):]
+            messages = [m[: m.index(" (got ")] for m in messages]
+        options = [m.removeprefix("expected ") for m in messages]
+        text = "expected " + ", ".join(options[:-1]) + " or " + options[-1] + got
+        first = group[0]
+        merged.append(Problem(first.file, first.line, first.column, text, first.document, first.path))
+    return merged
+
+
+def _document_path(doc: Any, loc: tuple[str | int, ...], keep_last: bool = False) -> tuple[str | int, ...]:
+    """The keys and indexes of a pydantic error location that exist in the document.
+
+    pydantic adds labels of its own (union members such as 'constrained-int', '[key]' for a
+    bad mapping key, function names); they are not in the document, so walking the document
+    drops them, while any key the user wrote (even 'Stage' or 'X-Token') is kept. A missing
+    field (keep_last) is not in the document either, but is what the error is about.
+    """
+    node = doc
+    path: list[str | int] = []
+    for position, step in enumerate(loc):
+        in_mapping = isinstance(node, dict) and step in node
+        if in_mapping or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)):
+            path.append(step)
+            node = node[step]
+        elif keep_last and position == len(loc) - 1:
+            path.append(step)
+    return tuple(path)
+
+
+def _rule_path(error: ErrorDetails) -> tuple[str | int, ...]:
+    """The field a whole-document rule (a FieldError raised by a model validator) is about."""
+    cause = (error.get("ctx") or {}).get("error")
+    return cause.path if error["type"] == "value_error" and isinstance(cause, FieldError) else ()
+
+
+def _message(error: ErrorDetails) -> str:
+    """pydantic's message, said as what was expected and what was found."""
+    kind, ctx, message = error["type"], error.get("ctx") or {}, error["msg"]
+    secret = False
+    if kind == "value_error":
+        cause = ctx.get("error")
+        message = str(cause) if cause is not None else message.removeprefix("Value error, ")
+    elif kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        hint = PATTERN_HINTS.get(pattern)
+        message = f"expected {hint}" if hint else message
+        secret = pattern in SECRET_PATTERNS
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        message = "expected a whole number"
+    elif kind == "less_than_equal":
+        message = f"expected a number no greater than {_number(ctx['le'])}"
+    elif kind == "greater_than_equal":
+        message = f"expected a number no less than {_number(ctx['ge'])}"
+    elif kind == "too_short":
+        count = ctx.get("min_length", 1)
+        message = f"expected at least {count} item{'s' if count != 1 else ''}"
+    elif kind == "missing":
+        return "required field is missing"
+    elif message.startswith("Input should be "):
+        message = "expected " + message.removeprefix("Input should be ")
+    if not secret and "input" in error and not isinstance(error["input"], dict | list):
+        message = f"{message} (got {error['input']!r})"
+    return message
 
 
 def _fields_at(model: type[BaseModel] | None, path: tuple[str | int, ...]) -> list[str]:
@@ -252,14 +414,35 @@ def locate(root: Path, problems: Iterable[Problem]) -> list[Problem]:
             out.append(problem)
     for rel, items in by_file.items():
         try:
-            docs = list(YAML(typ="rt").load_all((root / rel).read_text(encoding="utf-8")))
-        except Exception:
+            text = (root / rel).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
             out.extend(items)
             continue
+        try:
+            docs = list(YAML(typ="rt").load_all(text))
+        except Exception:
+            docs = []
+        starts: list[tuple[int, int]] | None = None
         for problem in items:
             line, col = _position(docs, problem.document, problem.path)
+            if line is None:
+                # A scalar document (ruamel keeps no position for it), or ruamel could not read
+                # what libyaml did: point at the start of the document.
+                starts = _document_starts(text) if starts is None else starts
+                if problem.document < len(starts):
+                    line, col = starts[problem.document]
             out.append(Problem(problem.file, line, col, problem.message, problem.document, problem.path))
-    return sorted(out)
+    # Problems without a position sort first in their file.
+    return sorted(out, key=Problem.sort_key)
+
+
+def _document_starts(text: str) -> list[tuple[int, int]]:
+    """(line, column), 1-based, where each document of a file starts, as libyaml counts documents."""
+    try:
+        return [(node.start_mark.line + 1, node.start_mark.column + 1)
+                for node in yaml.compose_all(text, Loader=yaml.CSafeLoader)]
+    except yaml.YAMLError:
+        return []
 
 
 def _position(docs: list[Any], document: int, path: tuple[str | int, ...]) -> tuple[int | None, int | None]:
@@ -310,10 +493,10 @@ def load_settings(root: Path) -> Settings:
     except ValidationError as exc:
         found = []
         for error in exc.errors():
-            path_ = tuple(p for p in error["loc"] if isinstance(p, int | str))
-            message = error["msg"]
+            path_ = _document_path(data, error["loc"], keep_last=error["type"] == "missing")
+            message = _message(error)
             if error["type"] == "extra_forbidden":
-                message = f"unknown setting; expected one of: {', '.join(Settings.model_fields)}"
+                message = f"unknown setting {path_[-1]!r}; expected one of: {', '.join(Settings.model_fields)}"
             found.append(Problem(rel, None, None, message, 0, path_))
         raise ManifestError(locate(root, found)) from None
 

@@ -9,23 +9,78 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 from reconciler.durations import DURATION_PATTERN
 
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"
+PORT_SPAN_PATTERN = r"^\d{1,5}-\d{1,5}$"
+SECRET_REF_PATTERN = r"^secret:[A-Za-z_][A-Za-z0-9_]*$"
+PATH_PATTERN = r"^/"
+URL_PATTERN = r"^https?://"
+BASE_PATH_PATTERN = r"^(/[^/\s]+)*$"
+JSON_PATH_PATTERN = r"^\$"
+
+# What each pattern means, for error messages (a regular expression tells a user little).
+PATTERN_HINTS: dict[str, str] = {
+    NAME_PATTERN: "a name of lower-case letters, digits, '.', '_' and '-' that starts and ends with a letter or digit",
+    DURATION_PATTERN: "a duration such as 500ms, 30s, 2m or 1h30m",
+    PORT_SPAN_PATTERN: 'a port span "START-END"',
+    SECRET_REF_PATTERN: "a secret reference secret:NAME, never the secret itself "
+                        "(store it with `qrm secrets set NAME`)",
+    PATH_PATTERN: "a path starting with '/'",
+    URL_PATTERN: "a URL starting with http:// or https://",
+    BASE_PATH_PATTERN: "\"\" or a path such as /blog (starting with '/', no trailing '/')",
+    JSON_PATH_PATTERN: "a JSON path starting with '$'",
+}
+# Values of fields with these patterns are never repeated in a message: they may be a leaked secret.
+SECRET_PATTERNS = frozenset({SECRET_REF_PATTERN})
+
+
+class FieldError(ValueError):
+    """A rule of a whole document that is about one of its fields: the loader points at that field."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+def _port_or_span(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One item of a Reservation's ports: a port number or an ordered "START-END" span, in one clear message."""
+    try:
+        item = handler(value)
+    except ValidationError:
+        raise ValueError('expected a port number from 1 to 65535 or a span "START-END"') from None
+    if isinstance(item, str):
+        low, high = (int(part) for part in item.split("-"))
+        if not 1 <= low <= high <= 65535:
+            raise ValueError('expected a span "START-END" with 1 <= START <= END <= 65535')
+    return item
+
+
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$", max_length=63),
+    StringConstraints(pattern=NAME_PATTERN, max_length=63),
     Field(description="lower-case letters, digits, '.', '_' and '-'; starts and ends with a letter or digit"),
 ]
 HostName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-PortSpan = Annotated[str, StringConstraints(pattern=r"^\d{1,5}-\d{1,5}$"), Field(description="START-END")]
+PortSpan = Annotated[str, StringConstraints(pattern=PORT_SPAN_PATTERN), Field(description="START-END")]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN), Field(description="e.g. 500ms, 30s, 2m")]
 Protocol = Literal["http", "https", "tcp", "grpc"]
 SecretRef = Annotated[
     str,
-    StringConstraints(pattern=r"^secret:[A-Za-z_][A-Za-z0-9_]*$"),
+    StringConstraints(pattern=SECRET_REF_PATTERN),
     Field(description="secret:NAME, resolved from secrets.enc (environment, then project, then global)"),
 ]
 
@@ -40,7 +95,7 @@ class Spec(BaseModel):
 
 
 class HealthCheck(Spec):
-    path: str | None = Field(None, pattern=r"^/", description="HTTP path; absent means a TCP connect check")
+    path: str | None = Field(None, pattern=PATH_PATTERN, description="HTTP path; absent means a TCP connect check")
     interval: Duration = "30s"
     timeout: Duration = "5s"
     success_before_passing: Annotated[int, Field(ge=0)] = 1
@@ -69,7 +124,7 @@ class PortRange(Spec):
     @model_validator(mode="after")
     def _start_before_end(self) -> PortRange:
         if self.start > self.end:
-            raise ValueError(f"start {self.start} is greater than end {self.end}")
+            raise FieldError(("start",), f"start {self.start} is greater than end {self.end}")
         return self
 
 
@@ -77,7 +132,7 @@ class Reservation(Spec):
     kind: Literal["Reservation"]
     name: Name | None = None
     host: str = LOCALHOST
-    ports: Annotated[list[Port | PortSpan], Field(min_length=1)]
+    ports: Annotated[list[Annotated[Port | PortSpan, WrapValidator(_port_or_span)]], Field(min_length=1)]
     reason: str
 
     def port_numbers(self) -> list[int]:
@@ -89,15 +144,6 @@ class Reservation(Spec):
                 low, high = (int(part) for part in item.split("-"))
                 numbers.extend(range(low, high + 1))
         return numbers
-
-    @model_validator(mode="after")
-    def _spans_in_order(self) -> Reservation:
-        for item in self.ports:
-            if isinstance(item, str):
-                low, high = (int(part) for part in item.split("-"))
-                if not 1 <= low <= high <= 65535:
-                    raise ValueError(f"port span {item!r} must be START-END with 1 <= START <= END <= 65535")
-        return self
 
 
 class Service(Spec):
@@ -114,7 +160,7 @@ class Service(Spec):
     @model_validator(mode="after")
     def _pinned_or_preferred(self) -> Service:
         if self.port is not None and self.preferred_port is not None:
-            raise ValueError("give either port (pinned) or preferred_port, not both")
+            raise FieldError(("preferred_port",), "give either port (pinned) or preferred_port, not both")
         return self
 
 
@@ -123,7 +169,7 @@ class Environment(Spec):
     domain: str | None = None
     tls: bool = False
     protected: bool = Field(False, description="tests that write data never run here")
-    url: str | None = Field(None, pattern=r"^https?://", description="explicit base URL for tests")
+    url: str | None = Field(None, pattern=URL_PATTERN, description="explicit base URL for tests")
     ports: dict[Name, Port] = Field({}, description="pinned ports of this environment's service instances")
 
 
@@ -153,14 +199,14 @@ class Project(Spec):
     kind: Literal["Project"]
     name: Name
     source: str | None = Field(None, description="folder of the Quantum app, relative to the workspace")
-    base_path: str = Field("", pattern=r"^(/[^/\s]+)*$")
+    base_path: str = Field("", pattern=BASE_PATH_PATTERN)
     environments: Annotated[dict[Name, Environment], Field(min_length=1)]
     services: dict[Name, ProjectService] = {}
     datasources: dict[Name, Datasource] = {}
 
 
 class JsonPathCheck(Spec):
-    path: str = Field(pattern=r"^\$")
+    path: str = Field(pattern=JSON_PATH_PATTERN)
     equals: Any = None
     exists: bool | None = None
 
@@ -208,7 +254,7 @@ class TestRequest(Spec):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
-    path: str = Field("/", pattern=r"^/")
+    path: str = Field("/", pattern=PATH_PATTERN)
     headers: dict[str, str] = {}
     query: dict[str, str] = {}
     form: dict[str, str | int | float | bool] | None = None

@@ -123,8 +123,10 @@ class PlanContext:
 
 
 def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, ...] = (),
-                   excludes: tuple[str, ...] = (), registry: Registry | None = None) -> PlanContext:
-    desired = load_desired(ws)
+                   excludes: tuple[str, ...] = (), registry: Registry | None = None,
+                   desired: DesiredState | None = None) -> PlanContext:
+    if desired is None:
+        desired = load_desired(ws)
     if registry is None:
         registry = open_registry(ws, create=False)
     recorded = read_recorded(ws, registry)
@@ -205,10 +207,12 @@ def apply_workspace(
             filters = saved.get("filters") or {}
             targets, excludes = tuple(filters.get("target", ())), tuple(filters.get("exclude", ()))
             refresh = bool(saved.get("refreshed", True))
+        desired = load_desired(ws)  # before the registry: invalid manifests must not even create it
         registry = open_registry(ws, create=True)
         assert registry is not None
         try:
-            ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry)
+            ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry,
+                                 desired=desired)
             plan = ctx.plan
             if saved is not None:
                 check_saved_plan(saved, ctx)
