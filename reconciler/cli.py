@@ -278,14 +278,15 @@ def ports_ranges(ctx: click.Context, as_json: bool) -> int:
                                 "used": r.used, "reserved": r.reserved, "ephemeral": r.unavailable,
                                 "free": r.free} for r in rows], indent=2))
         return EXIT_OK
-    width = max((len(f"{r.type} {r.start}-{r.end}") for r in rows), default=0)
-    host_width = max((len(r.host) for r in rows), default=0)
+    lines = []
     for r in rows:
-        label = f"{r.type} {r.start}-{r.end}"
         extra = "".join([f", {r.reserved} reserved" if r.reserved else "",
                          f", {r.unavailable} ephemeral" if r.unavailable else ""])
-        click.echo(f"{r.host.ljust(host_width)}  {label.ljust(width)}  {usage_bar(r.used, r.size)}  "
-                   f"{r.used} used, {r.free} free{extra}")
+        lines.append((r.host, f"{r.type} {r.start}-{r.end}: {r.used} used, {r.free} free{extra}", r))
+    host_width = max((len(host) for host, _, _ in lines), default=0)
+    width = max((len(usage) for _, usage, _ in lines), default=0)
+    for host, usage, r in lines:
+        click.echo(f"{host.ljust(host_width)}  {usage.ljust(width)}  {usage_bar(r.used, r.size)}")
     return EXIT_OK
 
 

@@ -121,7 +121,7 @@ def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredS
         known_host(source, ("host",), doc.host)
         add_instance(
             ServiceInstance(
-                name=doc.name, host=doc.host, type=doc.type, protocol=doc.protocol, pinned=doc.port,
+                name=doc.name, host=doc.host, type=doc.type, protocol=doc.effective_protocol, pinned=doc.port,
                 preferred=doc.preferred_port, health=health_data(doc.health), tags=tuple(sorted(doc.tags)),
                 source=source,
             ),

@@ -28,12 +28,21 @@ def write_atomic(path: Path, content: str, mode: int = 0o644) -> bool:
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+        _remove_stale_temps(path, keep=tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
     return True
+
+
+def _remove_stale_temps(path: Path, keep: str) -> None:
+    """Temp files of this path left by a writer that was killed mid-write (writers hold the workspace lock)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if str(stale) != keep:
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def read_text_or_none(path: Path) -> str | None:

@@ -36,13 +36,19 @@ def workspace_lock(path: Path, timeout: float = 0.0, what: str = "apply") -> Ite
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # no stale pid for the next reader
     finally:
         os.close(fd)  # closing releases the flock
 
 
 def _holder(path: Path) -> str:
-    try:
-        return path.read_text().split()[0]
-    except (OSError, IndexError):
-        return "?"
+    # The holder writes its pid just after taking the lock: give it a moment when the file is empty.
+    for _ in range(20):
+        try:
+            return path.read_text().split()[0]
+        except (OSError, IndexError):
+            time.sleep(0.01)
+    return "?"

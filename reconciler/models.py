@@ -88,6 +88,13 @@ LOCALHOST = "localhost"
 ANY_HOST = "*"
 
 
+def default_protocol(port_type: str, protocol: str | None) -> str:
+    """A service speaks HTTP when its type is app or web, and plain TCP otherwise, unless it says."""
+    if protocol is not None:
+        return protocol
+    return "http" if port_type in ("app", "web") else "tcp"
+
+
 class Spec(BaseModel):
     """Base of every manifest part: immutable, and an unknown field is an error."""
 
@@ -153,9 +160,13 @@ class Service(Spec):
     type: Name = Field(description="the port type, which picks the range")
     port: Port | None = Field(None, description="pinned port")
     preferred_port: Port | None = Field(None, description="used when free, else the range's lowest free port")
-    protocol: Protocol = "http"
+    protocol: Protocol | None = Field(None, description="default: http for app and web, tcp otherwise")
     health: HealthCheck | None = None
     tags: list[str] = []
+
+    @property
+    def effective_protocol(self) -> str:
+        return default_protocol(self.type, self.protocol)
 
     @model_validator(mode="after")
     def _pinned_or_preferred(self) -> Service:
@@ -182,9 +193,7 @@ class ProjectService(Spec):
 
     @property
     def effective_protocol(self) -> str:
-        if self.protocol is not None:
-            return self.protocol
-        return "http" if self.type in ("app", "web") else "tcp"
+        return default_protocol(self.type, self.protocol)
 
 
 class Datasource(Spec):

@@ -355,6 +355,8 @@ GITIGNORE = """# qrm: local registry, cache and lock (the committed lock file is
 .qrm/
 # generated .env files hold secrets in plaintext
 generated/**/.env
+# temp files of an interrupted write
+.*.tmp
 """
 
 
