@@ -7,6 +7,7 @@ hosts, duplicate names, ...) are checked in crosscheck.py, not here.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -98,7 +99,9 @@ def default_protocol(port_type: str, protocol: str | None) -> str:
 class Spec(BaseModel):
     """Base of every manifest part: immutable, and an unknown field is an error."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: validators are built on first use, not at import; a run whose desired state
+    # comes from the state cache never validates and so never pays for them (~70 ms).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class HealthCheck(Spec):
@@ -260,7 +263,7 @@ class Assertion(Spec):
 
 class TestRequest(Spec):
     __test__ = False  # not a pytest test class
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     path: str = Field("/", pattern=PATH_PATTERN)
@@ -309,15 +312,22 @@ MANIFEST_KINDS: dict[str, type[Spec]] = {
     "Project": Project,
     "TestSuite": TestSuite,
 }
-MANIFEST_LIST: TypeAdapter[list[Manifest]] = TypeAdapter(list[Manifest])
+
+
+@functools.cache
+def manifest_list() -> TypeAdapter[list[Manifest]]:
+    """The validator of a list of manifest documents of any kind (built on first use)."""
+    return TypeAdapter(list[Manifest])
+
+
 
 # The five port types that exist without any PortRange manifest.
 DEFAULT_RANGES: tuple[PortRange, ...] = (
-    PortRange(kind="PortRange", name="app", start=8000, end=8999),
-    PortRange(kind="PortRange", name="database", start=5400, end=5499),
-    PortRange(kind="PortRange", name="cache", start=6370, end=6399),
-    PortRange(kind="PortRange", name="web", start=3000, end=3099),
-    PortRange(kind="PortRange", name="queue", start=5670, end=5699),
+    PortRange.model_construct(kind="PortRange", name="app", start=8000, end=8999),
+    PortRange.model_construct(kind="PortRange", name="database", start=5400, end=5499),
+    PortRange.model_construct(kind="PortRange", name="cache", start=6370, end=6399),
+    PortRange.model_construct(kind="PortRange", name="web", start=3000, end=3099),
+    PortRange.model_construct(kind="PortRange", name="queue", start=5670, end=5699),
 )
 
 

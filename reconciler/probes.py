@@ -7,11 +7,14 @@ listeners on other addresses. Other hosts are asked with TCP connects, all at on
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
 
@@ -40,6 +43,8 @@ def ephemeral_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range"))
 
 
 async def _is_open(address: str, port: int, timeout: float, limit: asyncio.Semaphore) -> bool:
+    import asyncio
+
     async with limit:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
@@ -62,6 +67,8 @@ def remote_listeners(
         socket.getaddrinfo(address, None)
     except OSError:
         return frozenset()  # unresolvable: nothing is known to listen there
+
+    import asyncio  # here, not at the top: it costs 45 ms of every qrm start and only remote hosts need it
 
     async def run() -> frozenset[int]:
         limit = asyncio.Semaphore(concurrency)

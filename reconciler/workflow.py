@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import files, gitops, load, probes
+from reconciler import crosscheck, files, gitops, load, models, probes, state, statecache
 from reconciler.crosscheck import build_desired
 from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, StalePlanError
 from reconciler.locking import workspace_lock
@@ -26,6 +26,8 @@ from reconciler.state import DesiredState, LiveState, RecordedService, RecordedS
 from reconciler.workspace import Workspace
 
 MAX_PROBE_ROUNDS = 10
+# The code that turns manifests into a DesiredState: a change to it invalidates the state cache.
+_STATE_CODE = statecache.code_fingerprint([models, crosscheck, state, load])
 
 
 def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
@@ -36,10 +38,20 @@ def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
 
 
 def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
+    """The desired state and every problem with the manifests (none when the state is usable)."""
+    files = load.manifest_digests(ws.root, ws.manifests)
+    manifests_digest = digest(sorted(files.items()))
+    key = f"{manifests_digest}-{_STATE_CODE}"
+    cached = statecache.read(ws.state_cache_file, key)
+    if isinstance(cached, DesiredState):
+        return cached, []
     loaded = load.load_manifests(ws.root, ws.manifests, ws.cache_file)
     desired, problems = build_desired(loaded.documents)
     desired = replace(desired, digest=digest(sorted(loaded.files.items())))
-    return desired, load.locate(ws.root, loaded.problems + problems)
+    located = load.locate(ws.root, loaded.problems + problems)
+    if not located and loaded.files == files:
+        statecache.write(ws.state_cache_file, key, desired)
+    return desired, located
 
 
 def load_desired(ws: Workspace) -> DesiredState:

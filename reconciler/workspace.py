@@ -29,6 +29,10 @@ class Workspace:
         return self.state_dir / "cache" / "manifests.json"
 
     @property
+    def state_cache_file(self) -> Path:
+        return self.state_dir / "cache" / "desired.pickle"
+
+    @property
     def lock_file(self) -> Path:
         return self.state_dir / "apply.lock"
 
