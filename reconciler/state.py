@@ -47,7 +47,8 @@ class DesiredState:
     # Fingerprint of the manifests this state came from (set by the loader from file hashes);
     # a saved plan records it to tell when the manifests changed under it.
     digest: str = ""
-    _ranges_by_key: dict[tuple[str, str], list[PortRange]] = field(default_factory=dict, compare=False, repr=False)
+    _ranges_by_key: dict[tuple[str, str], list[PortRange]] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
 
     def host_names(self) -> list[str]:
         return sorted(self.hosts)
