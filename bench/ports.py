@@ -57,6 +57,16 @@ def run(root: Path, *args: str) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1024, output.strip().splitlines()[-1]
 
 
+def reference_ms() -> float:
+    """A fixed workload to compare this run's machine with the one PERF-NOTES.md was measured on."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import sqlalchemy.orm"], env=ENV, check=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10_000)
@@ -80,6 +90,8 @@ def main() -> None:
             print(f"{label:<28}{wall * 1000:>8.0f} ms{rss:>9.0f} MB  {last}")
         lock = (root / "reports" / "allocations.yaml").read_text().count("\n- ")
         print(f"allocations in reports/allocations.yaml: {lock:,}")
+        print(f"machine speed reference: `import sqlalchemy.orm` took {reference_ms():.0f} ms "
+              "(../shared/PERF-NOTES.md measured 346 ms on this kind of machine)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
