@@ -232,15 +232,10 @@ def ports_list(ctx: click.Context, host: str | None, port_type: str | None, as_j
     """Every allocated port: host, port, service, type, protocol."""
     from reconciler.report import table
     from reconciler.state import service_to_dict
-    from reconciler.workflow import open_registry, read_recorded
+    from reconciler.workflow import recorded_state
 
     ws = _workspace(ctx)
-    registry = open_registry(ws, create=False)
-    try:
-        recorded = read_recorded(ws, registry)
-    finally:
-        if registry is not None:
-            registry.close()
+    recorded = recorded_state(ws)
     rows = sorted((s for s in recorded.services.values()
                    if (host is None or s.host == host) and (port_type is None or s.type == port_type)),
                   key=lambda s: (s.host, s.port))
@@ -267,16 +262,11 @@ def ports_ranges(ctx: click.Context, as_json: bool) -> int:
     """Use of every port range on every host, with a usage bar."""
     from reconciler import probes
     from reconciler.report import usage_bar
-    from reconciler.workflow import load_desired, open_registry, range_usage, read_recorded
+    from reconciler.workflow import load_desired, range_usage, recorded_state
 
     ws = _workspace(ctx)
     desired = load_desired(ws)
-    registry = open_registry(ws, create=False)
-    try:
-        recorded = read_recorded(ws, registry)
-    finally:
-        if registry is not None:
-            registry.close()
+    recorded = recorded_state(ws)
     rows = range_usage(desired, recorded, probes.ephemeral_range())
     if as_json:
         click.echo(json.dumps([{"host": r.host, "type": r.type, "range": r.name, "start": r.start, "end": r.end,

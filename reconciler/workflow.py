@@ -86,6 +86,16 @@ def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
     return RecordedState({})
 
 
+def recorded_state(ws: Workspace) -> RecordedState:
+    """What was applied, for read-only commands: the registry if there is one, else the lock file."""
+    registry = open_registry(ws, create=False)
+    try:
+        return read_recorded(ws, registry)
+    finally:
+        if registry is not None:
+            registry.close()
+
+
 def read_live(ws: Workspace, desired: DesiredState, refresh: bool) -> LiveState:
     lockfile_text = files.read_text_or_none(ws.root / LOCKFILE_PATH)
     if not refresh:
@@ -317,12 +327,7 @@ def check_port(ws: Workspace, port: int, host: str) -> PortStatus:
     desired = load_desired(ws)
     if host not in desired.hosts:
         raise QrmError(f"unknown host {host!r}; known hosts: {', '.join(desired.host_names())}")
-    registry = open_registry(ws, create=False)
-    try:
-        recorded = read_recorded(ws, registry)
-    finally:
-        if registry is not None:
-            registry.close()
+    recorded = recorded_state(ws)
     reasons = []
     for svc in recorded.services.values():
         if svc.host == host and svc.port == port:
