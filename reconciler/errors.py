@@ -65,3 +65,7 @@ class LockedError(QrmError):
 
 class StalePlanError(QrmError):
     """A saved plan no longer matches the workspace it was made for."""
+
+
+class SecretsError(QrmError):
+    """secrets.enc cannot be read, decrypted, verified or written; the message never holds a value."""
