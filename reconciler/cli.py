@@ -89,12 +89,16 @@ def cli(ctx: click.Context, directory: str, registry: str | None) -> None:
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @reports_errors
 def init(directory: str) -> int:
-    """Scaffold a workspace in DIRECTORY: qrm.yaml, manifests/, schemas/ and .gitignore."""
+    """Scaffold a workspace in DIRECTORY: qrm.yaml, manifests/, schemas/, .gitignore, .sops.yaml and an age key."""
+    from reconciler.secretsflow import ensure_key
     from reconciler.workflow import init_workspace
 
     created = init_workspace(Path(directory))
     for path in created:
         click.echo(f"created {path}")
+    key_file, recipient, new_key = ensure_key(Path(directory).resolve())
+    click.echo(f"{'created' if new_key else 'using'} age key {key_file} (recipient {recipient}); "
+               f".sops.yaml names it as the reader of secrets.enc")
     click.echo(f"Workspace ready. Next: qrm -C {directory} plan")
     return EXIT_OK
 
@@ -326,6 +330,149 @@ def schema(ctx: click.Context, check: bool) -> int:
         return EXIT_ERROR if stale else EXIT_OK
     changed = write_schemas(root)
     click.echo(f"Wrote {len(changed)} schema file(s) to {root / 'schemas'}." if changed else "schemas/ is current.")
+    return EXIT_OK
+
+
+_SCOPE_OPTIONS = [
+    click.option("--project", "-p", metavar="P", help="Project scope (project/NAME)."),
+    click.option("--env", "-e", "environment", metavar="E",
+                 help="Environment scope (project/env/NAME); needs --project."),
+]
+
+
+def _scope_options(func: F) -> F:
+    for option in reversed(_SCOPE_OPTIONS):
+        func = option(func)
+    return func
+
+
+@cli.group()
+def secrets() -> None:
+    """SOPS-compatible secrets.enc: set, get, list, rm, rotate, updatekeys; git merge driver and textconv.
+
+    Values are never taken from the command line (where `ps` shows them): `set` reads stdin, or
+    prompts without echo on a terminal. Keys come from SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or SOPS's
+    default key file.
+    """
+
+
+@secrets.command("set")
+@click.argument("name")
+@_scope_options
+@click.pass_context
+@reports_errors
+def secrets_set(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
+    """Set secret NAME to the value on stdin (or typed at a hidden prompt)."""
+    from reconciler.secretsflow import set_secret
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value  # `echo x |` adds one newline
+    key = set_secret(_workspace(ctx), name, project, environment, value)
+    click.echo(f"Set {key} in secrets.enc.")
+    return EXIT_OK
+
+
+@secrets.command("get")
+@click.argument("name")
+@_scope_options
+@click.pass_context
+@reports_errors
+def secrets_get(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
+    """Print the value of secret NAME (exactly this scope)."""
+    from reconciler.secretsflow import get_secret
+
+    click.echo(get_secret(_workspace(ctx), name, project, environment), nl=False)
+    if sys.stdout.isatty():
+        click.echo()
+    return EXIT_OK
+
+
+@secrets.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def secrets_list(ctx: click.Context, as_json: bool) -> int:
+    """Names, scopes and when each was last set; never values, and no key needed."""
+    from reconciler.report import table
+    from reconciler.secretsflow import list_secrets
+
+    infos, rotated = list_secrets(_workspace(ctx))
+    if as_json:
+        click.echo(json.dumps({"rotated_at": rotated, "secrets": [
+            {"key": i.key, "name": i.name, "scope": i.scope, "changed_at": i.changed_at} for i in infos]}, indent=2))
+        return EXIT_OK
+    if not infos:
+        click.echo("No secrets. Add one with: qrm secrets set NAME [--project P] [--env E]")
+        return EXIT_OK
+    click.echo(table(["KEY", "SCOPE", "LAST SET"], [(i.key, i.scope, i.changed_at or "") for i in infos]))
+    click.echo(f"{len(infos)} secret(s); data key last rotated: {rotated or 'never'}")
+    return EXIT_OK
+
+
+@secrets.command("rm")
+@click.argument("name")
+@_scope_options
+@click.pass_context
+@reports_errors
+def secrets_rm(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
+    """Remove secret NAME."""
+    from reconciler.secretsflow import remove_secret
+
+    click.echo(f"Removed {remove_secret(_workspace(ctx), name, project, environment)} from secrets.enc.")
+    return EXIT_OK
+
+
+@secrets.command("rotate")
+@click.pass_context
+@reports_errors
+def secrets_rotate(ctx: click.Context) -> int:
+    """New data key for the recipients in .sops.yaml; every value re-encrypted."""
+    from reconciler.secretsflow import rotate
+
+    click.echo(f"Rotated the data key; re-encrypted {rotate(_workspace(ctx))} secret(s).")
+    return EXIT_OK
+
+
+@secrets.command("updatekeys")
+@click.pass_context
+@reports_errors
+def secrets_updatekeys(ctx: click.Context) -> int:
+    """Re-wrap the data key for the recipients now in .sops.yaml (values and ciphertexts unchanged)."""
+    from reconciler.secretsflow import update_keys
+
+    recipients = update_keys(_workspace(ctx))
+    click.echo(f"Data key wrapped for {len(recipients)} recipient(s): {', '.join(recipients)}")
+    return EXIT_OK
+
+
+@secrets.command("merge-driver")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@reports_errors
+def secrets_merge_driver(base: str, ours: str, theirs: str) -> int:
+    """git merge driver (%O %A %B): three-way merge of the decrypted secrets, re-encrypted into %A."""
+    from reconciler.secretsflow import merge
+
+    conflicts = merge(Path(base), Path(ours), Path(theirs))
+    if conflicts:
+        click.echo(f"error: secrets changed on both sides: {', '.join(conflicts)}; resolve with "
+                   "qrm secrets set, then commit", err=True)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+@secrets.command("textconv")
+@click.argument("path", type=click.Path(dir_okay=False))
+@reports_errors
+def secrets_textconv(path: str) -> int:
+    """git diff textconv: the secrets as KEY: value lines (names and fingerprints without a key)."""
+    from reconciler.secretsflow import textconv
+
+    click.echo(textconv(Path(path)), nl=False)
     return EXIT_OK
 
 

@@ -8,9 +8,10 @@ points at the field at fault, and all of them are collected, never just the firs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler import secretscope
 from reconciler.errors import Problem
 from reconciler.models import (
     DEFAULT_RANGES,
@@ -61,7 +62,11 @@ class _Checker:
             self.problems.append(Problem(file=source.file, document=source.document, path=path, message=message))
 
 
-def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredState, list[Problem]]:
+def build_desired(
+    documents: Iterable[tuple[SourceRef, Spec]], secrets: Mapping[str, str] | None = None
+) -> tuple[DesiredState, list[Problem]]:
+    """`secrets`: the names in secrets.enc with a fingerprint of each ciphertext (None: there is no
+    secrets.enc), to check every `secret:NAME` reference without a key."""
     check = _Checker()
     by_kind: dict[type[Spec], list[tuple[SourceRef, Spec]]] = {}
     for source, doc in documents:
@@ -138,6 +143,7 @@ def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredS
                 check.add(source, ("datasources", ds_name, "service"),
                           f"unknown project service {datasource.service!r}; expected one of: "
                           f"{', '.join(sorted(doc.services)) or '(none declared)'}")
+        _secret_references(check, source, doc, secrets)
         for env_name, environment in doc.environments.items():
             if not known_host(source, ("environments", env_name, "host"), environment.host):
                 continue
@@ -182,9 +188,27 @@ def build_desired(documents: Iterable[tuple[SourceRef, Spec]]) -> tuple[DesiredS
 
     desired = DesiredState(
         hosts=hosts, ranges=tuple(ranges), reservations=tuple(reservations), instances=instances,
-        projects=projects, suites=suites, sources=sources,
+        projects=projects, suites=suites, sources=sources, secrets=dict(secrets or {}),
     )
     return desired, check.problems
+
+
+def _secret_references(check: _Checker, source: SourceRef, project: Project, secrets: Mapping[str, str] | None) -> None:
+    """Every `secret:NAME` of a project must resolve in each of its environments."""
+    available = secrets or {}
+    for ds_name, datasource in project.datasources.items():
+        name = secretscope.reference_name(datasource.password or "")
+        if name is None:
+            continue
+        missing = [env for env in project.environments
+                   if secretscope.resolve(name, project.name, env, available) is None]
+        if not missing:
+            continue
+        where = "secrets.enc does not exist" if secrets is None else "secrets.enc has none of " + ", ".join(
+            secretscope.lookup_order(name, project.name, missing[0]))
+        check.add(source, ("datasources", ds_name, "password"),
+                  f"secret {name} is not set for {project.name} environment(s) {', '.join(missing)} ({where}); "
+                  f"set it with: qrm secrets set {name} --project {project.name}")
 
 
 def _unique(check: _Checker, docs: list[tuple[SourceRef, Spec]], kind: str, sources: dict[str, SourceRef]) -> None:

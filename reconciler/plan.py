@@ -25,6 +25,7 @@ SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "repair"
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "repair")
 REGISTRY_ADDRESS = "registry"
 LOCKFILE_ADDRESS = f"file.{LOCKFILE_PATH}"
+SECRET_PREFIX = "secret."
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         changes.append(Change("delete", f"service.{name}", service_to_dict(before), None,
                               f"releases {before.host}:{before.port}"))
 
+    changes.extend(_secret_changes(desired.secrets, recorded.secrets))
+
     if recorded.origin == "lockfile" and recorded.services:
         changes.append(Change("repair", REGISTRY_ADDRESS, None, {"restore": len(recorded.services)},
                               f"the registry is empty; {len(recorded.services)} allocations are restored "
@@ -178,10 +181,38 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         errors=tuple(allocation.errors),
         warnings=tuple(allocation.warnings),
         desired_digest=desired_digest(desired),
-        recorded_digest=digest([recorded.origin, expected]),
+        recorded_digest=digest([recorded.origin, expected, sorted(recorded.secrets.items())]),
         refreshed=live.refreshed,
         services=len(desired.instances),
     )
+
+
+def _secret_changes(desired: dict[str, str], recorded: dict[str, str]) -> list[Change]:
+    """Secrets by name only: a value is compared through a fingerprint of its ciphertext, which
+    stays the same while the value does (qrm keeps the ciphertext of unchanged values)."""
+    changes = []
+    for name in sorted(set(desired) | set(recorded)):
+        before, after = recorded.get(name), desired.get(name)
+        if before == after:
+            continue
+        action: Action = "create" if before is None else "delete" if after is None else "update"
+        reason = {"create": "secret added", "update": "secret changed", "delete": "secret removed"}[action]
+        changes.append(Change(action, f"{SECRET_PREFIX}{name}",
+                              None if before is None else {"fingerprint": before},
+                              None if after is None else {"fingerprint": after}, reason))
+    return changes
+
+
+def secrets_after(recorded: RecordedState, changes: Iterable[Change]) -> dict[str, str]:
+    secrets = dict(recorded.secrets)
+    for change in changes:
+        if change.address.startswith(SECRET_PREFIX):
+            name = change.address.removeprefix(SECRET_PREFIX)
+            if change.after is None:
+                secrets.pop(name, None)
+            else:
+                secrets[name] = str(change.after["fingerprint"])
+    return secrets
 
 
 def services_after(recorded: RecordedState, changes: Iterable[Change]) -> dict[str, RecordedService]:

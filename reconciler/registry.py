@@ -42,7 +42,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from reconciler.errors import RegistryError
 from reconciler.state import RecordedService
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
 metadata = MetaData()
@@ -70,6 +70,12 @@ services = Table(
     Column("project", String(63)),
     Column("environment", String(63)),
     Column("registered_at", String(32), nullable=False),
+)
+secrets_table = Table(
+    "secrets", metadata,
+    Column("name", String(300), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # of the ciphertext; never the value
+    Column("recorded_at", String(32), nullable=False),
 )
 applies = Table(
     "applies", metadata,
@@ -103,7 +109,12 @@ def _v2(conn: Connection) -> None:
         conn.execute(insert(services), rows)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
+def _v3(conn: Connection) -> None:
+    """Version 3: which secrets (by name and ciphertext fingerprint) the last apply saw."""
+    secrets_table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 
 
 def _now() -> str:
@@ -214,6 +225,11 @@ class Registry:
             for name, host, port, type_, protocol, pinned, health, tags, project, environment in rows
         }
 
+    def recorded_secrets(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {name: fingerprint for name, fingerprint in conn.execute(
+                select(secrets_table.c.name, secrets_table.c.fingerprint))}
+
     def allocation_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(allocations).order_by(
@@ -227,6 +243,7 @@ class Registry:
         revision: str | None,
         summary: dict[str, Any],
         started_at: str,
+        secrets: dict[str, str] | None = None,
     ) -> int:
         """Remove and add services with their allocations, and record the apply: all in one transaction."""
         now = _now()
@@ -241,6 +258,11 @@ class Registry:
                         for s in added])
                     encoded: dict[int, str] = {}
                     _bulk_insert(conn, services, [_service_row(s, now, encoded) for s in added])
+                if secrets is not None:  # the whole set: few rows, replaced every time
+                    conn.execute(delete(secrets_table))
+                    if secrets:
+                        conn.execute(insert(secrets_table), [
+                            {"name": n, "fingerprint": f, "recorded_at": now} for n, f in sorted(secrets.items())])
                 result = conn.execute(insert(applies).values(
                     started_at=started_at, finished_at=now, revision=revision, outcome="success",
                     summary=json.dumps(summary, sort_keys=True), error=None))

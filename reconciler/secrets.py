@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ META_KEY = "sops"
 QRM_META_KEY = "qrm_unencrypted"  # per-secret timestamps; SOPS leaves keys with this suffix unencrypted
 UNENCRYPTED_SUFFIX = "_unencrypted"
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:(?P<data>[A-Za-z0-9+/=]*),iv:(?P<iv>[A-Za-z0-9+/=]+),"
-                  r"tag:(?P<tag>[A-Za-z0-9+/=]+),type:(?P<type>str|int|float|bool|bytes|comment)\]$")
+                  r"tag:(?P<tag>[A-Za-z0-9+/=]+),type:(?P<type>str|int|int64|float|bool|bytes|comment)\]$")
 NAME_PATTERN = r"^([a-z0-9]([a-z0-9._-]*[a-z0-9])?/){0,2}[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -57,6 +59,11 @@ class EncryptedSecrets:
             if not isinstance(value, str):
                 raise SecretsError(f"{self.label}: {key}: qrm keeps flat string secrets; this entry is a "
                                    f"{type(value).__name__}")
+            if value and not _ENC.match(value):
+                # A plaintext value is not bound to its name (the MAC covers values, not names): refuse it.
+                # An empty string is how SOPS stores an empty value (it never encrypts one).
+                raise SecretsError(f"{self.label}: {key}: not an ENC[AES256_GCM,…] value (a plaintext entry: "
+                                   "damaged, or edited by hand?)")
             values[key] = value
         return values
 
@@ -91,7 +98,9 @@ def read_encrypted(text: str, label: str) -> EncryptedSecrets:
     metadata = document.get(META_KEY)
     if not isinstance(metadata, dict):
         raise SecretsError(f"{label}: not a SOPS file (no `sops:` metadata; truncated?)")
-    version = str(metadata.get("version", ""))
+    if metadata.get("version") in (None, ""):
+        raise SecretsError(f"{label}: SOPS metadata has no `version` (truncated or damaged?)")
+    version = str(metadata["version"])
     if not version.startswith("3."):
         raise SecretsError(f"{label}: SOPS version {version or '(none)'} is not supported; qrm reads SOPS 3.x files")
     for required in ("mac", "lastmodified"):
@@ -204,6 +213,8 @@ def wrap_data_key(data_key: bytes, recipients: list[str]) -> list[dict[str, str]
 
 def unwrap_data_key(secrets: EncryptedSecrets, identities: list[pyrage.x25519.Identity]) -> bytes:
     stanzas = secrets.metadata.get("age") or []
+    if not isinstance(stanzas, list) or not all(isinstance(s, dict) for s in stanzas):
+        raise SecretsError(f"{secrets.label}: SOPS metadata `age` is not a list of recipients (damaged?)")
     if not stanzas:
         raise SecretsError(f"{secrets.label}: its data key is not wrapped for any age recipient "
                            "(PGP, KMS and Vault keys are not supported by qrm)")
@@ -237,9 +248,21 @@ def _plain_bytes(value: Any) -> tuple[bytes, str]:
     return str(value).encode("utf-8"), "str"
 
 
+def _mac_bytes(value: Any) -> bytes:
+    """A value's bytes as SOPS hashes them for the MAC (Go's sops.ToBytes): booleans are "True"/"False"
+    and floats are written without an exponent ("1234.5", "100000000000000000000")."""
+    if isinstance(value, bool):
+        return b"True" if value else b"False"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return {"nan": b"NaN", "inf": b"+Inf", "-inf": b"-Inf"}[repr(value)]
+        return format(Decimal(repr(value)).normalize(), "f").encode()
+    return _plain_bytes(value)[0]
+
+
 def _typed(plain: bytes, kind: str) -> Any:
     text = plain.decode("utf-8")
-    if kind == "int":
+    if kind in ("int", "int64"):
         return int(text)
     if kind == "float":
         return float(text)
@@ -298,10 +321,10 @@ def decrypt_tree(secrets: EncryptedSecrets, data_key: bytes) -> dict[str, Any]:
         if isinstance(node, str) and node.startswith("ENC[") and not _is_unencrypted(path, secrets.metadata):
             value, kind = decrypt_value(node, data_key, ":".join(path) + ":", secrets.label, ":".join(path))
             if kind != "comment":
-                digest.update(_plain_bytes(value)[0])
+                digest.update(_mac_bytes(value))
             return value
         if not mac_only_encrypted:
-            digest.update(_plain_bytes(node)[0])
+            digest.update(_mac_bytes(node))
         return node
 
     plain: dict[str, Any] = walk(secrets.tree, [])
@@ -321,12 +344,23 @@ def decrypt(secrets: EncryptedSecrets, identities: list[pyrage.x25519.Identity])
 
 # --- writing -----------------------------------------------------------------------------------------
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Names that YAML 1.1 (PyYAML, and SOPS's older readers) reads as a bool or null, not a string.
+_YAML11_WORDS = re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|"
+                           r"on|On|ON|off|Off|OFF|null|Null|NULL")
+
+
+def _yaml_key(name: str) -> str:
+    """A name as a YAML key that reads back as that string: `on`, `yes`, `null`, … are quoted (else the
+    key path, which is the value's associated data, would change and the value would not decrypt)."""
+    return _quote(name) if _YAML11_WORDS.fullmatch(name) else name
 
 
 def render(
@@ -341,29 +375,37 @@ def render(
     now: str | None = None,
 ) -> str:
     """The whole secrets.enc text. A value equal to its previous plaintext keeps its ciphertext
-    (when the data key is the same), so unchanged lines never change."""
-    now = now or _now()
-    reuse = previous is not None and previous_plain is not None
+    (pass `previous` only when `data_key` is that file's key), so unchanged lines never change;
+    `changed_at` records when each value was last set."""
+    now = now or utc_now()
     old = previous.flat_values() if previous is not None else {}
     changed = {k: v for k, v in (changed_at or {}).items() if k in values}
     lines: list[str] = []
     digest = hashlib.sha512()
     for name in sorted(values):
-        if not re.match(NAME_PATTERN, name):
+        if not re.fullmatch(NAME_PATTERN, name):
             raise SecretsError(f"{name!r} is not a secret name: NAME, project/NAME or project/env/NAME "
                                "(NAME: letters, digits and _)")
+        if name.endswith(UNENCRYPTED_SUFFIX):
+            raise SecretsError(f"{name!r} is not a secret name: SOPS leaves keys ending in {UNENCRYPTED_SUFFIX} "
+                               "unencrypted")
         value = values[name]
-        if reuse and previous_plain is not None and previous_plain.get(name) == value and name in old:
+        unchanged = previous_plain is not None and previous_plain.get(name) == value
+        # The same value under the same data key keeps its ciphertext: a one-line diff per change.
+        if value == "":
+            enc = '""'  # as SOPS stores an empty value: it never encrypts one (`data:` is never empty)
+        elif unchanged and name in old:
             enc = old[name]
         else:
             enc = encrypt_value(value, data_key, f"{name}:")
+        if not unchanged:
             changed[name] = now
         digest.update(value.encode("utf-8"))
-        lines.append(f"{name}: {enc}\n")
+        lines.append(f"{_yaml_key(name)}: {enc}\n")
     meta_lines = [f"{QRM_META_KEY}:\n", "    changed:\n"] if changed else []
     if changed:
         for name in sorted(changed):
-            meta_lines.append(f"        {name}: {_quote(changed[name])}\n")
+            meta_lines.append(f"        {_yaml_key(name)}: {_quote(changed[name])}\n")
             digest.update(changed[name].encode("utf-8"))
     if rotated_at:
         if not meta_lines:

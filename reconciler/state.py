@@ -47,6 +47,8 @@ class DesiredState:
     # Fingerprint of the manifests this state came from (set by the loader from file hashes);
     # a saved plan records it to tell when the manifests changed under it.
     digest: str = ""
+    # secrets.enc names with a fingerprint of each ciphertext (read without a key)
+    secrets: dict[str, str] = field(default_factory=dict)
     _ranges_by_key: dict[tuple[str, str], list[PortRange]] = field(
         default_factory=dict, init=False, compare=False, repr=False)
 
@@ -96,6 +98,7 @@ class RecordedService:
 @dataclass(frozen=True)
 class RecordedState:
     services: dict[str, RecordedService]
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> ciphertext fingerprint at the last apply
     # "registry" normally; "lockfile" when the registry was empty and reports/allocations.yaml seeded it.
     origin: str = "registry"
 

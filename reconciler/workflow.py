@@ -6,6 +6,7 @@ make_plan (pure) -> Plan -> apply effects -> report. Every run reads everything 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -13,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import crosscheck, files, gitops, load, models, probes, state, statecache
+from reconciler import crosscheck, files, gitops, load, models, probes, secrets, secretscope, state, statecache
 from reconciler.crosscheck import build_desired
-from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, StalePlanError
+from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, SecretsError, StalePlanError
 from reconciler.locking import workspace_lock
 from reconciler.models import LOCALHOST
-from reconciler.plan import Plan, digest, make_plan, services_after
+from reconciler.plan import Plan, digest, make_plan, secrets_after, services_after
 from reconciler.registry import Registry, display_url
 from reconciler.report import LOCKFILE_PATH, PLAN_FORMAT_VERSION, plan_document, render_lockfile
 from reconciler.schema import MODELINE, json_schemas
@@ -26,8 +27,9 @@ from reconciler.state import DesiredState, LiveState, RecordedService, RecordedS
 from reconciler.workspace import Workspace
 
 MAX_PROBE_ROUNDS = 10
+SECRETS_FILE = "secrets.enc"
 # The code that turns manifests into a DesiredState: a change to it invalidates the state cache.
-_STATE_CODE = statecache.code_fingerprint([models, crosscheck, state, load])
+_STATE_CODE = statecache.code_fingerprint([models, crosscheck, state, load, secrets, secretscope])
 
 
 def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
@@ -40,18 +42,36 @@ def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
 def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     """The desired state and every problem with the manifests (none when the state is usable)."""
     files = load.manifest_digests(ws.root, ws.manifests)
+    secrets_text = _read_bytes(ws.secrets_file)
+    secrets_digest = hashlib.sha256(secrets_text).hexdigest() if secrets_text is not None else "none"
     manifests_digest = digest(sorted(files.items()))
-    key = f"{manifests_digest}-{_STATE_CODE}"
+    key = f"{manifests_digest}-{secrets_digest}-{_STATE_CODE}"
     cached = statecache.read(ws.state_cache_file, key)
     if isinstance(cached, DesiredState):
         return cached, []
     loaded = load.load_manifests(ws.root, ws.manifests, ws.cache_file)
-    desired, problems = build_desired(loaded.documents)
+    secret_problems: list[Problem] = []
+    fingerprints: dict[str, str] | None = None
+    if secrets_text is not None:
+        try:
+            encrypted = secrets.read_encrypted(secrets_text.decode("utf-8", "replace"), SECRETS_FILE)
+            fingerprints = encrypted.fingerprints()
+        except SecretsError as exc:
+            secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
+    desired, problems = build_desired(loaded.documents, fingerprints)
+    problems = secret_problems + problems
     desired = replace(desired, digest=digest(sorted(loaded.files.items())))
     located = load.locate(ws.root, loaded.problems + problems)
     if not located and loaded.files == files:
         statecache.write(ws.state_cache_file, key, desired)
     return desired, located
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def load_desired(ws: Workspace) -> DesiredState:
@@ -77,8 +97,9 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
 
 def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
     services = registry.recorded_services() if registry is not None else {}
-    if services:
-        return RecordedState(services)
+    secrets = registry.recorded_secrets() if registry is not None else {}
+    if services or secrets:
+        return RecordedState(services, secrets)
     # An empty registry in a workspace that has a lock file: a fresh clone, or .qrm/ deleted.
     from_lockfile = load.load_lockfile(ws.root / LOCKFILE_PATH, LOCKFILE_PATH)
     if from_lockfile:
@@ -247,10 +268,12 @@ def apply_workspace(
                 return ApplyOutcome(plan, applied=False, messages=["Apply cancelled."])
             final = services_after(ctx.recorded, plan.changes)
             removed, added = _registry_delta(ctx.recorded, final)
+            secrets_now = secrets_after(ctx.recorded, plan.changes)
             revision = gitops.head_revision(ws.root)
             summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
             try:
-                apply_id = registry.write(removed, added, revision=revision, summary=summary, started_at=started)
+                apply_id = registry.write(removed, added, revision=revision, summary=summary, started_at=started,
+                                          secrets=secrets_now if secrets_now != ctx.recorded.secrets else None)
             except QrmError as exc:
                 registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
                 raise

@@ -37,6 +37,14 @@ class Workspace:
         return self.state_dir / "apply.lock"
 
     @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.enc"
+
+    @property
+    def sops_config(self) -> Path:
+        return self.root / ".sops.yaml"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

@@ -45,6 +45,18 @@ class Workspace:
         return self.root / "reports" / "allocations.yaml"
 
 
+@pytest.fixture(autouse=True)
+def private_age_keys(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the user's real age keys: HOME and XDG_CONFIG_HOME point to a fresh
+    folder and the SOPS_AGE_* variables are unset (tests that need a key set them)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.delenv("SOPS_AGE_KEY", raising=False)
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    return home
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     root = tmp_path / "ws"

@@ -30,7 +30,8 @@ def new(tmp_path: Path) -> Workspace:
 def test_init_creates_settings_an_example_manifest_gitignore_and_schemas(new: Workspace) -> None:
     root = new.root
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == sorted(
-        ["qrm.yaml", "manifests/services.yaml", ".gitignore", *(f"schemas/{name}" for name in json_schemas())])
+        ["qrm.yaml", "manifests/services.yaml", ".gitignore", ".sops.yaml",
+         *(f"schemas/{name}" for name in json_schemas())])
     assert yaml.safe_load((root / "qrm.yaml").read_text()) == {"name": "team-fleet"}
     example = (root / "manifests" / "services.yaml").read_text()
     assert example.splitlines()[0] == MODELINE == "# yaml-language-server: $schema=../schemas/manifest.schema.json"

@@ -24,8 +24,20 @@ def svc(name: str, port: int, host: str = "localhost") -> RecordedService:
                            health={"path": "/health"})
 
 
-def test_the_current_schema_version_is_2() -> None:
-    assert SCHEMA_VERSION == 2
+def test_a_version_2_registry_gains_the_secrets_table_and_keeps_its_services(url: str) -> None:
+    old = Registry(url, upgrade_to=2)
+    old.write([], [svc("api", 8000)], revision=None, summary={}, started_at=STARTED)
+    old.close()
+
+    registry = Registry(url)
+    try:
+        assert registry.schema_version() == SCHEMA_VERSION == 3
+        assert {n: s.port for n, s in registry.recorded_services().items()} == {"api": 8000}
+        assert registry.recorded_secrets() == {}
+        registry.write([], [], revision=None, summary={}, started_at=STARTED, secrets={"demo/TOKEN": "ab12"})
+        assert registry.recorded_secrets() == {"demo/TOKEN": "ab12"}
+    finally:
+        registry.close()
 
 
 def test_a_version_1_registry_is_upgraded_in_place_and_keeps_its_allocations(url: str) -> None:
@@ -40,7 +52,7 @@ def test_a_version_1_registry_is_upgraded_in_place_and_keeps_its_allocations(url
 
     registry = Registry(url)
     try:
-        assert registry.schema_version() == 2
+        assert registry.schema_version() == SCHEMA_VERSION
         recorded = registry.recorded_services()
         assert {name: (s.host, s.port, s.type) for name, s in recorded.items()} == {
             "api": ("localhost", 8000, "app"), "db": ("forge", 5400, "database")}
@@ -52,10 +64,10 @@ def test_a_version_1_registry_is_upgraded_in_place_and_keeps_its_allocations(url
 def test_a_registry_from_a_newer_qrm_is_refused(url: str) -> None:
     registry = Registry(url)
     with registry.engine.begin() as conn:
-        conn.execute(update(meta_table).where(meta_table.c.key == "schema_version").values(value="3"))
+        conn.execute(update(meta_table).where(meta_table.c.key == "schema_version").values(value="4"))
     registry.close()
 
-    with pytest.raises(RegistryError, match=r"schema version 3, newer than this qrm understands \(2\)"):
+    with pytest.raises(RegistryError, match=r"schema version 4, newer than this qrm understands \(3\)"):
         Registry(url)
 
 

@@ -318,6 +318,7 @@ def test_apply_on_a_new_invalid_workspace_writes_no_reports(workspace: Workspace
 def test_the_bundled_example_is_valid(workspace: Workspace) -> None:
     for path in (REPO / "manifests").glob("*.yaml"):
         shutil.copy(path, workspace.root / "manifests" / path.name)
+    shutil.copy(REPO / "secrets.enc", workspace.root / "secrets.enc")  # its secret: references resolve
     result = workspace.qrm("validate")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
@@ -325,3 +326,14 @@ def test_the_bundled_example_is_valid(workspace: Workspace) -> None:
     as_json = workspace.qrm("validate", "--json")
     assert as_json.exit_code == 0
     assert json.loads(as_json.stdout) == {"valid": True, "problems": []}
+
+
+def test_a_secret_reference_that_resolves_nowhere_names_the_file_line_and_the_scopes_looked_in(
+        workspace: Workspace) -> None:
+    for path in (REPO / "manifests").glob("*.yaml"):
+        shutil.copy(path, workspace.root / "manifests" / path.name)
+    result = workspace.qrm("validate")  # no secrets.enc at all
+    assert result.exit_code == 1
+    assert "manifests/quantumblog.yaml:16:13: " in result.stderr
+    assert "datasources.blog-db.password: secret BLOG_DB_PASSWORD is not set" in result.stderr
+    assert "qrm secrets set BLOG_DB_PASSWORD --project quantumblog" in result.stderr

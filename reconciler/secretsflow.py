@@ -1,0 +1,232 @@
+"""Use cases of `qrm secrets`: set, get, list, rm, rotate, updatekeys, merge-driver, textconv.
+
+Every write re-reads secrets.enc under a lock, decrypts it (the MAC is checked first), and
+writes the whole file atomically; values that did not change keep their ciphertext. A value
+never reaches an exception, a log line or any output except `get` (and textconv, which git
+asks for explicitly).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler import files, secrets, secretscope
+from reconciler.errors import QrmError, SecretsError
+from reconciler.locking import workspace_lock
+from reconciler.workspace import Workspace
+
+LABEL = "secrets.enc"
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    key: str
+    name: str
+    scope: str
+    changed_at: str | None
+
+
+def _scoped(name: str, project: str | None, environment: str | None) -> str:
+    try:
+        return secretscope.scoped_name(name, project, environment)
+    except ValueError as exc:
+        raise QrmError(str(exc)) from None
+
+
+def _open(ws: Workspace) -> tuple[secrets.EncryptedSecrets | None, dict[str, str], bytes | None, list[Any]]:
+    """The file as read, its plaintext, its data key and the identities (all empty for a new file)."""
+    current = secrets.read_file(ws.secrets_file, LABEL)
+    if current is None:
+        return None, {}, None, []
+    identities = secrets.load_identities()
+    data_key = secrets.unwrap_data_key(current, identities)
+    plain = secrets.decrypt_tree(current, data_key)
+    plain.pop(secrets.QRM_META_KEY, None)
+    current.flat_values()
+    return current, {k: str(v) for k, v in plain.items()}, data_key, identities
+
+
+def _write(ws: Workspace, values: Mapping[str, str], *, current: secrets.EncryptedSecrets | None,
+           previous_plain: Mapping[str, str], data_key: bytes | None, rotated: bool = False) -> None:
+    """Write `values`. The data key and its wrapping stay (recipients change only by updatekeys);
+    a new file, or a rotation, gets a new data key wrapped for the recipients in .sops.yaml."""
+    if current is not None and data_key is not None and not rotated:
+        key, wrapped = data_key, list(current.metadata.get("age") or [])
+    else:
+        key = secrets.new_data_key()
+        wrapped = secrets.wrap_data_key(key, secrets.recipients_from_config(ws.root))
+    keep = current is not None and key == data_key
+    text = secrets.render(
+        values,
+        data_key=key,
+        wrapped=wrapped,
+        previous=current if keep else None,
+        previous_plain=previous_plain if current is not None else None,
+        changed_at=current.changed_at() if current is not None else None,
+        rotated_at=secrets.utc_now() if rotated else current.rotated_at() if current is not None else None,
+    )
+    files.write_atomic(ws.secrets_file, text)
+
+
+def set_secret(ws: Workspace, name: str, project: str | None, environment: str | None, value: str) -> str:
+    key = _scoped(name, project, environment)
+    with workspace_lock(ws.state_dir / "secrets.lock", timeout=30, what="secrets write"):
+        current, plain, data_key, _ = _open(ws)
+        _write(ws, {**plain, key: value}, current=current, previous_plain=plain, data_key=data_key)
+    return key
+
+
+def get_secret(ws: Workspace, name: str, project: str | None, environment: str | None) -> str:
+    key = _scoped(name, project, environment)
+    current, plain, _, _ = _open(ws)
+    if current is None:
+        raise SecretsError(f"{LABEL} does not exist; set a secret first with: qrm secrets set {name}")
+    if key not in plain:
+        raise SecretsError(f"{LABEL} has no secret {key}")
+    return plain[key]
+
+
+def list_secrets(ws: Workspace) -> tuple[list[SecretInfo], str | None]:
+    """Names, scopes and when each was last set; no key needed, no value shown."""
+    current = secrets.read_file(ws.secrets_file, LABEL)
+    if current is None:
+        return [], None
+    changed = current.changed_at()
+    infos = []
+    for key in sorted(current.flat_values()):
+        _, _, name = secretscope.split_scoped(key)
+        infos.append(SecretInfo(key, name, secretscope.scope_label(key), changed.get(key)))
+    return infos, current.rotated_at()
+
+
+def remove_secret(ws: Workspace, name: str, project: str | None, environment: str | None) -> str:
+    key = _scoped(name, project, environment)
+    with workspace_lock(ws.state_dir / "secrets.lock", timeout=30, what="secrets write"):
+        current, plain, data_key, _ = _open(ws)
+        if key not in plain:
+            raise SecretsError(f"{LABEL} has no secret {key}")
+        values = {k: v for k, v in plain.items() if k != key}
+        _write(ws, values, current=current, previous_plain=plain, data_key=data_key)
+    return key
+
+
+def rotate(ws: Workspace) -> int:
+    """A new data key for the recipients in .sops.yaml; every value re-encrypted."""
+    with workspace_lock(ws.state_dir / "secrets.lock", timeout=30, what="secrets write"):
+        current, plain, _, _ = _open(ws)
+        if current is None:
+            raise SecretsError(f"{LABEL} does not exist; nothing to rotate")
+        _write(ws, plain, current=current, previous_plain=plain, data_key=None, rotated=True)
+    return len(plain)
+
+
+def update_keys(ws: Workspace) -> list[str]:
+    """Re-wrap the same data key for the recipients now in .sops.yaml; every ciphertext is kept."""
+    with workspace_lock(ws.state_dir / "secrets.lock", timeout=30, what="secrets write"):
+        current, plain, data_key, _ = _open(ws)
+        if current is None or data_key is None:
+            raise SecretsError(f"{LABEL} does not exist; nothing to re-wrap")
+        recipients = secrets.recipients_from_config(ws.root)
+        text = secrets.render(plain, data_key=data_key, wrapped=secrets.wrap_data_key(data_key, recipients),
+                              previous=current, previous_plain=plain, changed_at=current.changed_at(),
+                              rotated_at=current.rotated_at())
+        files.write_atomic(ws.secrets_file, text)
+    return recipients
+
+
+# --- git integration ---------------------------------------------------------------------------------
+
+def _decrypt_path(path: Path, identities: list[Any]) -> tuple[secrets.EncryptedSecrets | None, dict[str, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, {}
+    if not text.strip():
+        return None, {}  # git passes an empty file for a side that has none
+    current = secrets.read_encrypted(text, str(path))
+    return current, secrets.decrypt(current, identities)
+
+
+def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
+    """git merge driver: a three-way merge of the decrypted trees by key, written to `ours`.
+
+    Returns the keys in conflict (changed differently on both sides); then `ours` is left as it was.
+    """
+    identities = secrets.load_identities()
+    _, base_plain = _decrypt_path(base, identities)
+    ours_file, ours_plain = _decrypt_path(ours, identities)
+    _, theirs_plain = _decrypt_path(theirs, identities)
+    merged: dict[str, str] = {}
+    conflicts = []
+    for key in sorted(set(base_plain) | set(ours_plain) | set(theirs_plain)):
+        b, o, t = base_plain.get(key), ours_plain.get(key), theirs_plain.get(key)
+        if o == t:
+            result = o
+        elif o == b:
+            result = t
+        elif t == b:
+            result = o
+        else:
+            conflicts.append(key)
+            continue
+        if result is not None:
+            merged[key] = result
+    if conflicts:
+        return conflicts
+    if ours_file is not None:
+        data_key = secrets.unwrap_data_key(ours_file, identities)
+        wrapped = ours_file.metadata.get("age") or []
+        changed = ours_file.changed_at()
+        rotated = ours_file.rotated_at()
+    else:
+        data_key = secrets.new_data_key()
+        wrapped = secrets.wrap_data_key(data_key, secrets.recipients_from_config(ours.parent))
+        changed, rotated = {}, None
+    text = secrets.render(merged, data_key=data_key, wrapped=wrapped, previous=ours_file,
+                          previous_plain=ours_plain, changed_at=changed, rotated_at=rotated)
+    files.write_atomic(ours, text)
+    return []
+
+
+def textconv(path: Path) -> str:
+    """What `git diff` shows for secrets.enc: `KEY: value` lines when a key is at hand, else
+    `KEY: <encrypted …fingerprint>` so a diff still names what changed."""
+    current = secrets.read_file(path, str(path))
+    if current is None:
+        return ""
+    try:
+        identities = secrets.load_identities()
+        plain = secrets.decrypt(current, identities)
+        return "".join(f"{key}: {value!r}\n" for key, value in sorted(plain.items()))
+    except SecretsError:
+        return "".join(f"{key}: <encrypted {fp}>\n" for key, fp in sorted(current.fingerprints().items()))
+
+
+# --- keys for a new workspace ------------------------------------------------------------------------
+
+def ensure_key(root: Path, env: Mapping[str, str] | None = None) -> tuple[Path, str, bool]:
+    """An age key for this user (SOPS_AGE_KEY_FILE, else SOPS's default key file) and .sops.yaml
+    naming its recipient. Returns (key file, recipient, whether a key was created)."""
+    env = os.environ if env is None else env
+    key_file = Path(env["SOPS_AGE_KEY_FILE"]) if env.get("SOPS_AGE_KEY_FILE") else secrets.default_key_file(env)
+    created = False
+    try:
+        identities = secrets.load_identities({**env, "SOPS_AGE_KEY": ""} if key_file.exists() else {})
+        recipient = str(identities[0].to_public())
+    except SecretsError:
+        secret_key, recipient = secrets.generate_identity()
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        existing = key_file.read_text() if key_file.exists() else ""
+        files.write_atomic(key_file, existing + f"# created by qrm init\n# public key: {recipient}\n{secret_key}\n",
+                           mode=0o600)
+        created = True
+    sops_yaml = root / ".sops.yaml"
+    if not sops_yaml.exists():
+        files.write_atomic(sops_yaml, "# Who can read secrets.enc (SOPS creation rules; `qrm secrets updatekeys` after "
+                           "editing)\ncreation_rules:\n  - path_regex: secrets\\.enc$\n"
+                           f"    age: {recipient}\n")
+    return key_file, recipient, created
