@@ -78,10 +78,16 @@ def _workspace(ctx: click.Context) -> Workspace:
               help="Run as if qrm was started in DIR (the workspace).")
 @click.option("--registry", metavar="URL", envvar="QRM_REGISTRY",
               help="Registry database URL (default: sqlite at DIR/.qrm/registry.db, or qrm.yaml's registry).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              envvar="QRM_LOG_LEVEL", show_default=True, help="Log lines on stderr from this level up.")
 @click.version_option(package_name="qrm", prog_name="qrm")
 @click.pass_context
-def cli(ctx: click.Context, directory: str, registry: str | None) -> None:
+def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str) -> None:
     """qrm, the Quantum Resource Manager: plan and apply ports, services and configs from git."""
+    import logging
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
     ctx.obj = {"directory": directory, "registry": registry}
 
 

@@ -8,6 +8,7 @@ asks for explicitly).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from reconciler.locking import workspace_lock
 from reconciler.workspace import Workspace
 
 LABEL = "secrets.enc"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ def _open(ws: Workspace) -> tuple[secrets.EncryptedSecrets | None, dict[str, str
     if current is None:
         return None, {}, None, []
     identities = secrets.load_identities()
+    log.debug("secrets.enc: %d name(s); %d age identit(ies) loaded", len(current.tree), len(identities))
     data_key = secrets.unwrap_data_key(current, identities)
     plain = secrets.decrypt_tree(current, data_key)
     plain.pop(secrets.QRM_META_KEY, None)
@@ -70,6 +73,7 @@ def _write(ws: Workspace, values: Mapping[str, str], *, current: secrets.Encrypt
         rotated_at=secrets.utc_now() if rotated else current.rotated_at() if current is not None else None,
     )
     files.write_atomic(ws.secrets_file, text)
+    log.debug("wrote secrets.enc: %d secret(s), data key %s", len(values), "kept" if keep else "new")
 
 
 def set_secret(ws: Workspace, name: str, project: str | None, environment: str | None, value: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from reconciler.schema import MODELINE, json_schemas
 from reconciler.state import DesiredState, LiveState, RecordedService, RecordedState
 from reconciler.workspace import Workspace
 
+log = logging.getLogger(__name__)
 MAX_PROBE_ROUNDS = 10
 SECRETS_FILE = "secrets.enc"
 # The code that turns manifests into a DesiredState: a change to it invalidates the state cache.
@@ -48,6 +50,8 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     key = f"{manifests_digest}-{secrets_digest}-{_STATE_CODE}"
     cached = statecache.read(ws.state_cache_file, key)
     if isinstance(cached, DesiredState):
+        log.debug("desired state from cache: %d manifest files, %d services, %d secret names",
+                  len(files), len(cached.instances), len(cached.secrets))
         return cached, []
     loaded = load.load_manifests(ws.root, ws.manifests, ws.cache_file)
     secret_problems: list[Problem] = []
@@ -60,6 +64,8 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
             secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
     desired, problems = build_desired(loaded.documents, fingerprints)
     problems = secret_problems + problems
+    log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
+              len(loaded.files), len(loaded.documents), len(desired.instances), len(desired.secrets), len(problems))
     desired = replace(desired, digest=digest(sorted(loaded.files.items())))
     located = load.locate(ws.root, loaded.problems + problems)
     if not located and loaded.files == files:
@@ -175,6 +181,8 @@ def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, .
     recorded = read_recorded(ws, registry)
     live = read_live(ws, desired, refresh)
     plan = make_plan(desired, recorded, live)
+    log.debug("plan: %s (recorded from %s, %d services, %d secrets)", plan.counts(), recorded.origin,
+              len(recorded.services), len(recorded.secrets))
     if refresh and len(desired.hosts) > 1:
         probed: dict[str, set[int]] = {}
         for _ in range(MAX_PROBE_ROUNDS):
@@ -278,6 +286,7 @@ def apply_workspace(
                 registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
                 raise
             written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
+            log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
             return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
         finally:
             registry.close()
