@@ -362,19 +362,27 @@ def secrets() -> None:
     """
 
 
-@secrets.command("set")
+@secrets.command("set", context_settings={"allow_extra_args": True})
 @click.argument("name")
 @_scope_options
 @click.pass_context
 @reports_errors
 def secrets_set(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
     """Set secret NAME to the value on stdin (or typed at a hidden prompt)."""
+    from reconciler.errors import SecretsError
     from reconciler.secretsflow import set_secret
 
+    if ctx.args:  # a value on the command line: refused, and not repeated into the error (logs keep it)
+        raise click.UsageError("the value is never taken from the command line, where `ps` and the shell "
+                               "history show it: pipe it in, or type it at the prompt", ctx)
     if sys.stdin.isatty():
         value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True)
     else:
-        value = sys.stdin.read()
+        raw = sys.stdin.buffer.read()  # bytes: no newline translation, no surrogates
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretsError("the value on stdin is not UTF-8 text; secrets.enc was not changed") from None
         value = value[:-1] if value.endswith("\n") else value  # `echo x |` adds one newline
     key = set_secret(_workspace(ctx), name, project, environment, value)
     click.echo(f"Set {key} in secrets.enc.")

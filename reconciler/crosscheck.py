@@ -204,8 +204,11 @@ def _secret_references(check: _Checker, source: SourceRef, project: Project, sec
                    if secretscope.resolve(name, project.name, env, available) is None]
         if not missing:
             continue
-        where = "secrets.enc does not exist" if secrets is None else "secrets.enc has none of " + ", ".join(
-            secretscope.lookup_order(name, project.name, missing[0]))
+        # every key looked for: each missing environment's own, then the project's, then the global one
+        looked_for = sorted(dict.fromkeys(key for env in missing
+                                          for key in secretscope.lookup_order(name, project.name, env)),
+                            key=lambda key: -key.count("/"))
+        where = "secrets.enc does not exist" if secrets is None else "secrets.enc has none of " + ", ".join(looked_for)
         check.add(source, ("datasources", ds_name, "password"),
                   f"secret {name} is not set for {project.name} environment(s) {', '.join(missing)} ({where}); "
                   f"set it with: qrm secrets set {name} --project {project.name}")

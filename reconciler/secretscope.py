@@ -12,13 +12,22 @@ from collections.abc import Collection
 
 REF_PREFIX = "secret:"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SCOPE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")  # project and environment names (models.Name)
+UNENCRYPTED_SUFFIX = "_unencrypted"  # SOPS leaves keys with this suffix unencrypted
 
 
 def scoped_name(name: str, project: str | None = None, environment: str | None = None) -> str:
     if not _NAME.match(name):
         raise ValueError(f"{name!r} is not a secret name (letters, digits and _, not starting with a digit)")
+    if name.endswith(UNENCRYPTED_SUFFIX):
+        raise ValueError(f"{name!r} is not a secret name: SOPS leaves keys ending in {UNENCRYPTED_SUFFIX} "
+                         "unencrypted")
     if environment is not None and project is None:
         raise ValueError("an environment scope needs its project (--project P --env E)")
+    for kind, scope in (("project", project), ("environment", environment)):
+        if scope is not None and not _SCOPE.match(scope):
+            raise ValueError(f"{scope!r} is not a {kind} name, so {name!r} in it is not a secret name "
+                             "(lower-case letters, digits, . _ -)")
     return "/".join(part for part in (project, environment, name) if part)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import files, secrets, secretscope
-from reconciler.errors import QrmError, SecretsError
+from reconciler.errors import SecretsError
 from reconciler.locking import workspace_lock
 from reconciler.workspace import Workspace
 
@@ -36,7 +36,7 @@ def _scoped(name: str, project: str | None, environment: str | None) -> str:
     try:
         return secretscope.scoped_name(name, project, environment)
     except ValueError as exc:
-        raise QrmError(str(exc)) from None
+        raise SecretsError(f"{LABEL}: {exc}") from None
 
 
 def _open(ws: Workspace) -> tuple[secrets.EncryptedSecrets | None, dict[str, str], bytes | None, list[Any]]:
@@ -44,7 +44,10 @@ def _open(ws: Workspace) -> tuple[secrets.EncryptedSecrets | None, dict[str, str
     current = secrets.read_file(ws.secrets_file, LABEL)
     if current is None:
         return None, {}, None, []
-    identities = secrets.load_identities()
+    try:
+        identities = secrets.load_identities()
+    except SecretsError as exc:  # no key, or a key file that is missing or damaged: say which file it was for
+        raise SecretsError(f"{LABEL}: {exc}") from None
     log.debug("secrets.enc: %d name(s); %d age identit(ies) loaded", len(current.tree), len(identities))
     data_key = secrets.unwrap_data_key(current, identities)
     plain = secrets.decrypt_tree(current, data_key)
@@ -158,12 +161,14 @@ def _decrypt_path(path: Path, identities: list[Any]) -> tuple[secrets.EncryptedS
 def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
     """git merge driver: a three-way merge of the decrypted trees by key, written to `ours`.
 
+    The data key and its readers merge three-way too: a rotation, or a recipient added or removed
+    by updatekeys, on either side is kept (a reader removed on one branch never comes back).
     Returns the keys in conflict (changed differently on both sides); then `ours` is left as it was.
     """
     identities = secrets.load_identities()
-    _, base_plain = _decrypt_path(base, identities)
+    base_file, base_plain = _decrypt_path(base, identities)
     ours_file, ours_plain = _decrypt_path(ours, identities)
-    _, theirs_plain = _decrypt_path(theirs, identities)
+    theirs_file, theirs_plain = _decrypt_path(theirs, identities)
     merged: dict[str, str] = {}
     conflicts = []
     for key in sorted(set(base_plain) | set(ours_plain) | set(theirs_plain)):
@@ -181,19 +186,43 @@ def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
             merged[key] = result
     if conflicts:
         return conflicts
-    if ours_file is not None:
-        data_key = secrets.unwrap_data_key(ours_file, identities)
-        wrapped = ours_file.metadata.get("age") or []
-        changed = ours_file.changed_at()
-        rotated = ours_file.rotated_at()
-    else:
+    if ours_file is None and theirs_file is None:
         data_key = secrets.new_data_key()
         wrapped = secrets.wrap_data_key(data_key, secrets.recipients_from_config(ours.parent))
-        changed, rotated = {}, None
-    text = secrets.render(merged, data_key=data_key, wrapped=wrapped, previous=ours_file,
-                          previous_plain=ours_plain, changed_at=changed, rotated_at=rotated)
+        text = secrets.render(merged, data_key=data_key, wrapped=wrapped)
+        files.write_atomic(ours, text)
+        return []
+    base_key, base_readers = _keying(base_file, identities)
+    ours_key, ours_readers = _keying(ours_file, identities)
+    theirs_key, theirs_readers = _keying(theirs_file, identities)
+    # The data key of the side that rotated it (ours when both did, or neither did).
+    if theirs_file is not None and theirs_key is not None and (ours_file is None or ours_key == base_key != theirs_key):
+        keyed, keyed_plain, data_key = theirs_file, theirs_plain, theirs_key
+    elif ours_file is not None and ours_key is not None:
+        keyed, keyed_plain, data_key = ours_file, ours_plain, ours_key
+    else:  # unreachable: a side that exists has a data key (else _keying raised)
+        raise SecretsError(f"{LABEL}: no data key on either side of the merge")
+    # Each recipient three-way: as theirs has it when ours did not change it, else as ours has it.
+    readers = [r for r in dict.fromkeys([*ours_readers, *theirs_readers])
+               if ((r in theirs_readers) if (r in ours_readers) == (r in base_readers) else (r in ours_readers))]
+    keyed_stanzas = list(keyed.metadata.get("age") or [])
+    if {str(s.get("recipient")) for s in keyed_stanzas} == set(readers):
+        wrapped = keyed_stanzas  # unchanged readers keep their wrapped key: no diff there
+    else:
+        wrapped = secrets.wrap_data_key(data_key, readers)
+    changed = {**(theirs_file.changed_at() if theirs_file else {}), **(ours_file.changed_at() if ours_file else {})}
+    text = secrets.render(merged, data_key=data_key, wrapped=wrapped, previous=keyed, previous_plain=keyed_plain,
+                          changed_at=changed, rotated_at=keyed.rotated_at())
     files.write_atomic(ours, text)
     return []
+
+
+def _keying(file: secrets.EncryptedSecrets | None, identities: list[Any]) -> tuple[bytes | None, list[str]]:
+    """A file's data key and the recipients it is wrapped for, in file order."""
+    if file is None:
+        return None, []
+    return (secrets.unwrap_data_key(file, identities),
+            [str(stanza.get("recipient")) for stanza in file.metadata.get("age") or []])
 
 
 def textconv(path: Path) -> str:
@@ -218,13 +247,20 @@ def ensure_key(root: Path, env: Mapping[str, str] | None = None) -> tuple[Path, 
     env = os.environ if env is None else env
     key_file = Path(env["SOPS_AGE_KEY_FILE"]) if env.get("SOPS_AGE_KEY_FILE") else secrets.default_key_file(env)
     created = False
+    # Only this file counts: a key found elsewhere (SOPS's default file when SOPS_AGE_KEY_FILE is set) is
+    # not where SOPS looks, and a damaged file is reported rather than appended to.
     try:
-        identities = secrets.load_identities({**env, "SOPS_AGE_KEY": ""} if key_file.exists() else {})
+        existing = key_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = ""
+    except (OSError, UnicodeDecodeError):
+        raise SecretsError(f"cannot read age key file {key_file}") from None
+    identities = secrets._parse_identities(existing, str(key_file))
+    if identities:
         recipient = str(identities[0].to_public())
-    except SecretsError:
+    else:
         secret_key, recipient = secrets.generate_identity()
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        existing = key_file.read_text() if key_file.exists() else ""
         files.write_atomic(key_file, existing + f"# created by qrm init\n# public key: {recipient}\n{secret_key}\n",
                            mode=0o600)
         created = True
