@@ -473,7 +473,8 @@ def secrets_merge_driver(base: str, ours: str, theirs: str) -> int:
 
     conflicts = merge(Path(base), Path(ours), Path(theirs))
     if conflicts:
-        click.echo(f"error: secrets changed on both sides: {', '.join(conflicts)}; resolve with "
+        click.echo(f"error: secrets changed differently on both sides: {', '.join(conflicts)}; the merged "
+                   "file keeps our value for them and every other change; set the right value with "
                    "qrm secrets set, then commit", err=True)
         return EXIT_ERROR
     return EXIT_OK

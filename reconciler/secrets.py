@@ -101,7 +101,9 @@ def read_encrypted(text: str, label: str) -> EncryptedSecrets:
     if metadata.get("version") in (None, ""):
         raise SecretsError(f"{label}: SOPS metadata has no `version` (truncated or damaged?)")
     version = str(metadata["version"])
-    if not version.startswith("3."):
+    if not re.match(r"^3\.\d+", version) and version.startswith("3"):
+        raise SecretsError(f"{label}: SOPS version {version!r} is incomplete (truncated or damaged?)")
+    if not re.match(r"^3\.\d+", version):
         raise SecretsError(f"{label}: SOPS version {version or '(none)'} is not supported; qrm reads SOPS 3.x files")
     for required in ("mac", "lastmodified"):
         if not metadata.get(required):
@@ -129,7 +131,7 @@ def default_key_file(env: Mapping[str, str]) -> Path:
     return Path(base) / "sops" / "age" / "keys.txt"
 
 
-def _parse_identities(text: str, where: str) -> list[pyrage.x25519.Identity]:
+def parse_identities(text: str, where: str) -> list[pyrage.x25519.Identity]:
     identities = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -147,12 +149,12 @@ def load_identities(env: Mapping[str, str] | None = None) -> list[pyrage.x25519.
     env = os.environ if env is None else env
     identities: list[pyrage.x25519.Identity] = []
     if env.get("SOPS_AGE_KEY"):
-        identities += _parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY")
+        identities += parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY")
     sources = [Path(env["SOPS_AGE_KEY_FILE"])] if env.get("SOPS_AGE_KEY_FILE") else []
     sources.append(default_key_file(env))
     for path in sources:
         try:
-            identities += _parse_identities(path.read_text(encoding="utf-8"), str(path))
+            identities += parse_identities(path.read_text(encoding="utf-8"), str(path))
         except FileNotFoundError:
             if env.get("SOPS_AGE_KEY_FILE") and path == Path(env["SOPS_AGE_KEY_FILE"]):
                 raise SecretsError(f"SOPS_AGE_KEY_FILE {path} does not exist") from None

@@ -163,7 +163,9 @@ def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
 
     The data key and its readers merge three-way too: a rotation, or a recipient added or removed
     by updatekeys, on either side is kept (a reader removed on one branch never comes back).
-    Returns the keys in conflict (changed differently on both sides); then `ours` is left as it was.
+    Returns the keys in conflict (changed differently on both sides). The file is written all the
+    same, with our value for each of those, so the other branch's other changes are not lost while
+    the conflict is resolved (git marks the merge as conflicted when the driver exits 1).
     """
     identities = secrets.load_identities()
     base_file, base_plain = _decrypt_path(base, identities)
@@ -181,17 +183,15 @@ def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
             result = o
         else:
             conflicts.append(key)
-            continue
+            result = o
         if result is not None:
             merged[key] = result
-    if conflicts:
-        return conflicts
     if ours_file is None and theirs_file is None:
         data_key = secrets.new_data_key()
         wrapped = secrets.wrap_data_key(data_key, secrets.recipients_from_config(ours.parent))
         text = secrets.render(merged, data_key=data_key, wrapped=wrapped)
         files.write_atomic(ours, text)
-        return []
+        return conflicts
     base_key, base_readers = _keying(base_file, identities)
     ours_key, ours_readers = _keying(ours_file, identities)
     theirs_key, theirs_readers = _keying(theirs_file, identities)
@@ -214,7 +214,7 @@ def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
     text = secrets.render(merged, data_key=data_key, wrapped=wrapped, previous=keyed, previous_plain=keyed_plain,
                           changed_at=changed, rotated_at=keyed.rotated_at())
     files.write_atomic(ours, text)
-    return []
+    return conflicts
 
 
 def _keying(file: secrets.EncryptedSecrets | None, identities: list[Any]) -> tuple[bytes | None, list[str]]:
@@ -233,10 +233,14 @@ def textconv(path: Path) -> str:
         return ""
     try:
         identities = secrets.load_identities()
-        plain = secrets.decrypt(current, identities)
-        return "".join(f"{key}: {value!r}\n" for key, value in sorted(plain.items()))
-    except SecretsError:
+    except SecretsError:  # no key here: a diff of names and fingerprints
         return "".join(f"{key}: <encrypted {fp}>\n" for key, fp in sorted(current.fingerprints().items()))
+    try:
+        plain = secrets.decrypt(current, identities)
+    except SecretsError as exc:  # a damaged or tampered side must show in the diff, not hide in it
+        return f"# does not decrypt: {exc}\n" + "".join(
+            f"{key}: <encrypted {fp}>\n" for key, fp in sorted(current.fingerprints().items()))
+    return "".join(f"{key}: {value!r}\n" for key, value in sorted(plain.items()))
 
 
 # --- keys for a new workspace ------------------------------------------------------------------------
@@ -255,7 +259,7 @@ def ensure_key(root: Path, env: Mapping[str, str] | None = None) -> tuple[Path, 
         existing = ""
     except (OSError, UnicodeDecodeError):
         raise SecretsError(f"cannot read age key file {key_file}") from None
-    identities = secrets._parse_identities(existing, str(key_file))
+    identities = secrets.parse_identities(existing, str(key_file))
     if identities:
         recipient = str(identities[0].to_public())
     else:

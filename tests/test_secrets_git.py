@@ -100,7 +100,7 @@ class MergeCase:
     base: dict[str, str | None]
     ours: dict[str, str | None]
     theirs: dict[str, str | None]
-    merged: dict[str, str] = field(default_factory=dict)  # when the merge succeeds
+    merged: dict[str, str] = field(default_factory=dict)  # what the file holds after the merge
     conflicts: list[str] = field(default_factory=list)  # when it stops
 
 
@@ -115,12 +115,16 @@ MERGES = [
               merged={"quantumblog/DB_PASSWORD": "db-ours", "API_TOKEN": "token-1", "SMTP_PASSWORD": "smtp-0"}),
     MergeCase("both branches create secrets.enc", {}, {"A_OURS": "a"}, {"B_THEIRS": "b"},
               merged={"A_OURS": "a", "B_THEIRS": "b"}),
+    # A conflict keeps our value for the conflicting secret and every other change of both sides.
     MergeCase("the same secret changed differently", BASE, {"quantumblog/DB_PASSWORD": "db-ours"},
               {"quantumblog/DB_PASSWORD": "db-theirs", "API_TOKEN": "token-theirs"},
+              merged={"quantumblog/DB_PASSWORD": "db-ours", "API_TOKEN": "token-theirs", "SMTP_PASSWORD": "smtp-0"},
               conflicts=["quantumblog/DB_PASSWORD"]),
     MergeCase("changed on one side, removed on the other", BASE, {"API_TOKEN": "token-ours"}, {"API_TOKEN": None},
+              merged={"quantumblog/DB_PASSWORD": "db-0", "API_TOKEN": "token-ours", "SMTP_PASSWORD": "smtp-0"},
               conflicts=["API_TOKEN"]),
     MergeCase("added on both sides with different values", BASE, {"NEW": "new-ours"}, {"NEW": "new-theirs"},
+              merged={**{k: v for k, v in BASE.items() if v is not None}, "NEW": "new-ours"},
               conflicts=["NEW"]),
 ]
 
@@ -128,7 +132,6 @@ MERGES = [
 @pytest.mark.parametrize("case", MERGES, ids=[m.name for m in MERGES])
 def test_git_merges_secrets_enc_by_secret(repo: Workspace, case: MergeCase) -> None:
     branches(repo, case.base, case.ours, case.theirs)
-    ours_blob = git(repo.root, "show", "HEAD:secrets.enc").stdout
     merge = git(repo.root, "merge", "--no-edit", "theirs", ok=False)
     path = repo.root / "secrets.enc"
     if not case.conflicts:
@@ -138,10 +141,10 @@ def test_git_merges_secrets_enc_by_secret(repo: Workspace, case: MergeCase) -> N
         assert "<<<<<<<" not in path.read_text()
         return
     assert merge.returncode != 0
-    assert f"secrets changed on both sides: {', '.join(case.conflicts)}" in merge.stderr
+    assert f"secrets changed differently on both sides: {', '.join(case.conflicts)}" in merge.stderr
     assert "CONFLICT" in merge.stdout
-    assert path.read_text() == ours_blob  # a whole, valid version: never conflict markers in ciphertext
-    decrypted(path)
+    assert "<<<<<<<" not in path.read_text()  # a whole, valid file: never conflict markers in ciphertext
+    assert decrypted(path) == case.merged  # MAC verified
     assert git(repo.root, "status", "--porcelain").stdout == "UU secrets.enc\n"
 
     # Resolved as the message says: set the value, then commit.
