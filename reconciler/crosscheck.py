@@ -8,6 +8,7 @@ points at the field at fault, and all of them are collected, never just the firs
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -144,6 +145,7 @@ def build_desired(
                           f"unknown project service {datasource.service!r}; expected one of: "
                           f"{', '.join(sorted(doc.services)) or '(none declared)'}")
         _secret_references(check, source, doc, secrets)
+        _generated_names(check, source, doc)
         for env_name, environment in doc.environments.items():
             if not known_host(source, ("environments", env_name, "host"), environment.host):
                 continue
@@ -212,6 +214,24 @@ def _secret_references(check: _Checker, source: SourceRef, project: Project, sec
         check.add(source, ("datasources", ds_name, "password"),
                   f"secret {name} is not set for {project.name} environment(s) {', '.join(missing)} ({where}); "
                   f"set it with: qrm secrets set {name} --project {project.name}")
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+
+
+def _generated_names(check: _Checker, source: SourceRef, project: Project) -> None:
+    """What the generated configs need of names: a domain nginx can serve (and name a certificate
+    after), and .env variables that no two parts of the project both write."""
+    from reconciler.render import variable_clashes  # render uses instance_name from here
+
+    for env_name, environment in project.environments.items():
+        if environment.domain is not None and not _DOMAIN.fullmatch(environment.domain):
+            check.add(source, ("environments", env_name, "domain"),
+                      "expected a domain name such as blog.example.com (letters, digits, '-' and '.', "
+                      "optionally starting with '*.')")
+    for path, message in variable_clashes(project):
+        check.add(source, path, message)
 
 
 def _unique(check: _Checker, docs: list[tuple[SourceRef, Spec]], kind: str, sources: dict[str, SourceRef]) -> None:

@@ -339,3 +339,6 @@ class Settings(Spec):
     lock_timeout: Annotated[float, Field(ge=0)] = Field(
         0, description="seconds apply waits for another apply of this workspace before giving up"
     )
+    generated_policy: dict[
+        Literal[".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml", "*"], Literal["overwrite", "warn"]
+    ] = Field({}, description="what apply does with a generated file edited by hand: overwrite (default) or warn")

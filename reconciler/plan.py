@@ -7,8 +7,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from reconciler import generated
 from reconciler.allocate import Conflict, allocate
 from reconciler.report import LOCKFILE_PATH, render_lockfile
 from reconciler.state import (
@@ -158,6 +159,15 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
 
     changes.extend(_secret_changes(desired.secrets, recorded.secrets))
 
+    warnings = list(allocation.warnings)
+    if not allocation.errors and (desired.projects or recorded.files):
+        final = services_after(recorded, changes)
+        wanted = generated.desired_files(desired, final)
+        policies = cast(dict[str, generated.Policy], desired.file_policies)
+        file_changes, file_warnings = generated.file_changes(wanted, recorded.files, live.file_shas, policies)
+        changes.extend(file_changes)
+        warnings.extend(file_warnings)
+
     if recorded.origin == "lockfile" and recorded.services:
         changes.append(Change("repair", REGISTRY_ADDRESS, None, {"restore": len(recorded.services)},
                               f"the registry is empty; {len(recorded.services)} allocations are restored "
@@ -179,9 +189,11 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         changes=tuple(changes),
         conflicts=tuple(allocation.conflicts),
         errors=tuple(allocation.errors),
-        warnings=tuple(allocation.warnings),
+        warnings=tuple(warnings),
         desired_digest=desired_digest(desired),
-        recorded_digest=digest([recorded.origin, expected, sorted(recorded.secrets.items())]),
+        recorded_digest=digest([recorded.origin, expected, sorted(recorded.secrets.items()),
+                                sorted((f.path, f.written_sha, generated.sha256(f.masked))
+                                       for f in recorded.files.values())]),
         refreshed=live.refreshed,
         services=len(desired.instances),
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Float,
     Integer,
     MetaData,
     String,
@@ -40,9 +41,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from reconciler.errors import RegistryError
-from reconciler.state import RecordedService
+from reconciler.health import HealthRecord
+from reconciler.state import RecordedFile, RecordedService
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
 metadata = MetaData()
@@ -76,6 +78,25 @@ secrets_table = Table(
     Column("name", String(300), primary_key=True),
     Column("fingerprint", String(64), nullable=False),  # of the ciphertext; never the value
     Column("recorded_at", String(32), nullable=False),
+)
+health_table = Table(
+    "health", metadata,
+    Column("service", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),  # passing | warning | critical
+    Column("successes", Integer, nullable=False),  # consecutive
+    Column("failures", Integer, nullable=False),  # consecutive
+    Column("latency_ms", Float),
+    Column("checked_at", String(32)),
+    Column("reason", Text, nullable=False),
+    Column("target", Text, nullable=False),  # what was checked (a record of another target is void)
+    Column("address", String(300)),  # address:port the check connected to
+)
+generated_files = Table(
+    "generated_files", metadata,
+    Column("path", String(500), primary_key=True),
+    Column("masked", Text, nullable=False),  # the rendering with secret placeholders (no values)
+    Column("written_sha", String(64), nullable=False),  # sha256 of what apply wrote, to tell hand edits
+    Column("written_at", String(32), nullable=False),
 )
 applies = Table(
     "applies", metadata,
@@ -114,7 +135,17 @@ def _v3(conn: Connection) -> None:
     secrets_table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(conn: Connection) -> None:
+    """Version 4: the health of each service as the last `qrm services health` round left it."""
+    health_table.create(conn, checkfirst=True)
+
+
+def _v5(conn: Connection) -> None:
+    """Version 5: generated files as the last apply wrote them."""
+    generated_files.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 
 
 def _now() -> str:
@@ -230,6 +261,11 @@ class Registry:
             return {name: fingerprint for name, fingerprint in conn.execute(
                 select(secrets_table.c.name, secrets_table.c.fingerprint))}
 
+    def recorded_files(self) -> dict[str, RecordedFile]:
+        with self.engine.connect() as conn:
+            return {path: RecordedFile(path, masked, sha) for path, masked, sha in conn.execute(
+                select(generated_files.c.path, generated_files.c.masked, generated_files.c.written_sha))}
+
     def allocation_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(allocations).order_by(
@@ -244,6 +280,8 @@ class Registry:
         summary: dict[str, Any],
         started_at: str,
         secrets: dict[str, str] | None = None,
+        files_removed: Sequence[str] = (),
+        files_written: Sequence[RecordedFile] = (),
     ) -> int:
         """Remove and add services with their allocations, and record the apply: all in one transaction."""
         now = _now()
@@ -263,6 +301,13 @@ class Registry:
                     if secrets:
                         conn.execute(insert(secrets_table), [
                             {"name": n, "fingerprint": f, "recorded_at": now} for n, f in sorted(secrets.items())])
+                gone = [*files_removed, *(f.path for f in files_written)]
+                for chunk in _chunks(gone):
+                    conn.execute(delete(generated_files).where(generated_files.c.path.in_(chunk)))
+                if files_written:
+                    conn.execute(insert(generated_files), [
+                        {"path": f.path, "masked": f.masked, "written_sha": f.written_sha, "written_at": now}
+                        for f in files_written])
                 result = conn.execute(insert(applies).values(
                     started_at=started_at, finished_at=now, revision=revision, outcome="success",
                     summary=json.dumps(summary, sort_keys=True), error=None))
@@ -284,9 +329,43 @@ class Registry:
         return [ApplyRecord(r.id, r.started_at, r.finished_at, r.revision, r.outcome, json.loads(r.summary),
                             r.error) for r in rows]
 
+    def recorded_health(self) -> dict[str, HealthRecord]:
+        with self.engine.connect() as conn:
+            return _read_health(conn)
+
+    def record_health(
+        self, update: Callable[[dict[str, HealthRecord]], Sequence[HealthRecord]], *, prune: bool = True
+    ) -> list[HealthRecord]:
+        """Replace the health of the services `update` returns, in one transaction and one bulk insert.
+
+        `update` gets the records as they are inside the transaction (so two rounds at once both
+        count) and returns the new ones. With `prune`, records of services that are no longer
+        registered go too.
+        """
+        with self._write() as conn:
+            records = list(update(_read_health(conn)))
+            for chunk in _chunks(r.service for r in records):
+                conn.execute(delete(health_table).where(health_table.c.service.in_(chunk)))
+            if records:
+                _bulk_insert(conn, health_table, [
+                    {"service": r.service, "status": r.status, "successes": r.successes, "failures": r.failures,
+                     "latency_ms": r.latency_ms, "checked_at": r.checked_at, "reason": r.reason, "target": r.target,
+                     "address": r.address} for r in records])
+            if prune:
+                conn.execute(delete(health_table).where(health_table.c.service.not_in(select(services.c.name))))
+        return records
+
     def count_applies(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(applies)).scalar_one())
+
+
+def _read_health(conn: Connection) -> dict[str, HealthRecord]:
+    rows = conn.execute(select(
+        health_table.c.service, health_table.c.status, health_table.c.successes, health_table.c.failures,
+        health_table.c.latency_ms, health_table.c.checked_at, health_table.c.reason, health_table.c.target,
+        health_table.c.address)).all()
+    return {r[0]: HealthRecord(*r) for r in rows}
 
 
 def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:

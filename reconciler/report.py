@@ -107,6 +107,13 @@ def _describe(change: Change) -> str:
     return ""
 
 
+def _file_diff(change: Change) -> str:
+    """The unified diff of a generated file change (secrets are placeholders in it, never values)."""
+    if not change.address.startswith("file.") or not change.after:
+        return ""
+    return str(change.after.get("diff") or "")
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 60 else text[:57] + "..."
@@ -133,8 +140,9 @@ def plan_text(plan: Plan) -> str:
     if rows:
         width = max(len(r[0]) for r in rows)
         dwidth = max(len(r[1]) for r in rows)
-        for head, detail, reason in rows:
+        for (head, detail, reason), change in zip(rows, plan.changes, strict=True):
             lines.append(f"  {head.ljust(width)}  {detail.ljust(dwidth)}  {reason}".rstrip())
+            lines.extend(f"      {line}" for line in _file_diff(change).splitlines())
         lines.append("")
     for warning in plan.warnings:
         lines.append(f"warning: {warning}")
@@ -197,6 +205,9 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     for index, change in enumerate(plan.changes):
         reason = f" ({change.reason})" if change.reason else ""
         line = f"{_DIFF_MARK[change.action]} {change.address} {_describe(change)}{reason}".rstrip()
+        diff = _file_diff(change)
+        if diff:  # nested diff lines, indented so their own +/- do not colour the summary lines
+            line += "\n" + "\n".join(f"    {d}" for d in diff.splitlines())
         if budget - len(line) - 1 < 0:
             closing.insert(0, f"# ... {len(plan.changes) - index} more change(s) not shown "
                               f"(comment size limit); run `qrm plan` for all of them")

@@ -49,6 +49,8 @@ class DesiredState:
     digest: str = ""
     # secrets.enc names with a fingerprint of each ciphertext (read without a key)
     secrets: dict[str, str] = field(default_factory=dict)
+    # qrm.yaml's policy for hand-edited generated files, by file name or "*": overwrite | warn
+    file_policies: dict[str, str] = field(default_factory=dict)
     _ranges_by_key: dict[tuple[str, str], list[PortRange]] = field(
         default_factory=dict, init=False, compare=False, repr=False)
 
@@ -96,9 +98,19 @@ class RecordedService:
 
 
 @dataclass(frozen=True)
+class RecordedFile:
+    """A generated file as the last apply wrote it."""
+
+    path: str  # relative to the workspace: generated/<project>/<env>/<file>
+    masked: str  # the rendering with secret placeholders (what plan compares and diffs)
+    written_sha: str  # sha256 of the bytes apply wrote (with secret values), to tell hand edits
+
+
+@dataclass(frozen=True)
 class RecordedState:
     services: dict[str, RecordedService]
     secrets: dict[str, str] = field(default_factory=dict)  # name -> ciphertext fingerprint at the last apply
+    files: dict[str, RecordedFile] = field(default_factory=dict)  # generated files by path
     # "registry" normally; "lockfile" when the registry was empty and reports/allocations.yaml seeded it.
     origin: str = "registry"
 
@@ -112,6 +124,8 @@ class LiveState:
     refreshed: bool = True
     # The file that reports/allocations.yaml should hold vs what it holds (None when absent).
     lockfile_text: str | None = None
+    # sha256 of each recorded generated file as it is on disk now (None when missing).
+    file_shas: dict[str, str | None] = field(default_factory=dict)
 
 
 def service_to_dict(service: RecordedService) -> dict[str, Any]:

@@ -15,7 +15,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import crosscheck, files, gitops, load, models, probes, secrets, secretscope, state, statecache
+from reconciler import (
+    crosscheck,
+    files,
+    generated,
+    generatedflow,
+    gitops,
+    load,
+    models,
+    probes,
+    render,
+    secrets,
+    secretscope,
+    state,
+    statecache,
+)
 from reconciler.crosscheck import build_desired
 from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, SecretsError, StalePlanError
 from reconciler.locking import workspace_lock
@@ -31,7 +45,7 @@ log = logging.getLogger(__name__)
 MAX_PROBE_ROUNDS = 10
 SECRETS_FILE = "secrets.enc"
 # The code that turns manifests into a DesiredState: a change to it invalidates the state cache.
-_STATE_CODE = statecache.code_fingerprint([models, crosscheck, state, load, secrets, secretscope])
+_STATE_CODE = statecache.code_fingerprint([models, crosscheck, state, load, secrets, secretscope, render])
 
 
 def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
@@ -82,6 +96,7 @@ def _read_bytes(path: Path) -> bytes | None:
 
 def load_desired(ws: Workspace) -> DesiredState:
     desired, problems = validate(ws)
+    desired = replace(desired, file_policies={str(k): str(v) for k, v in ws.settings.generated_policy.items()})
     if problems:
         raise ManifestError(problems)
     return desired
@@ -104,8 +119,9 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
 def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
     services = registry.recorded_services() if registry is not None else {}
     secrets = registry.recorded_secrets() if registry is not None else {}
-    if services or secrets:
-        return RecordedState(services, secrets)
+    generated_files = registry.recorded_files() if registry is not None else {}
+    if services or secrets or generated_files:
+        return RecordedState(services, secrets, generated_files)
     # An empty registry in a workspace that has a lock file: a fresh clone, or .qrm/ deleted.
     from_lockfile = load.load_lockfile(ws.root / LOCKFILE_PATH, LOCKFILE_PATH)
     if from_lockfile:
@@ -123,17 +139,21 @@ def recorded_state(ws: Workspace) -> RecordedState:
             registry.close()
 
 
-def read_live(ws: Workspace, desired: DesiredState, refresh: bool) -> LiveState:
+def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
+              recorded: RecordedState | None = None) -> LiveState:
     lockfile_text = files.read_text_or_none(ws.root / LOCKFILE_PATH)
+    # Generated files are the workspace's own: read even with --no-refresh (that skips hosts only).
+    file_shas = generatedflow.disk_shas(ws.root, recorded.files) if recorded is not None else {}
     if not refresh:
-        return LiveState(refreshed=False, lockfile_text=lockfile_text)
+        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas)
     listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
     for host in desired.hosts:
         if host != LOCALHOST:
             pinned = {i.pinned or i.preferred for i in desired.instances.values() if i.host == host}
             address = desired.hosts[host].address
             listeners[host] = probes.remote_listeners(address, {p for p in pinned if p})
-    return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text)
+    return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text,
+                     file_shas=file_shas)
 
 
 def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
@@ -157,8 +177,7 @@ def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
             busy[host] = busy.get(host, frozenset()) | open_ports
     if not found:
         return None
-    return LiveState(listeners=busy, ephemeral=live.ephemeral, refreshed=live.refreshed,
-                     lockfile_text=live.lockfile_text)
+    return replace(live, listeners=busy)
 
 
 @dataclass
@@ -179,7 +198,7 @@ def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, .
     if registry is None:
         registry = open_registry(ws, create=False)
     recorded = read_recorded(ws, registry)
-    live = read_live(ws, desired, refresh)
+    live = read_live(ws, desired, refresh, recorded)
     plan = make_plan(desired, recorded, live)
     log.debug("plan: %s (recorded from %s, %d services, %d secrets)", plan.counts(), recorded.origin,
               len(recorded.services), len(recorded.secrets))
@@ -277,11 +296,15 @@ def apply_workspace(
             final = services_after(ctx.recorded, plan.changes)
             removed, added = _registry_delta(ctx.recorded, final)
             secrets_now = secrets_after(ctx.recorded, plan.changes)
+            # Files first (they may need the key; a failure leaves the registry as it was), then the registry.
+            files_removed, files_written = generatedflow.apply_files(ws.root, ctx.desired, final, plan.changes,
+                                                                     ws.secrets_file)
             revision = gitops.head_revision(ws.root)
             summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
             try:
                 apply_id = registry.write(removed, added, revision=revision, summary=summary, started_at=started,
-                                          secrets=secrets_now if secrets_now != ctx.recorded.secrets else None)
+                                          secrets=secrets_now if secrets_now != ctx.recorded.secrets else None,
+                                          files_removed=files_removed, files_written=files_written)
             except QrmError as exc:
                 registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
                 raise
@@ -301,6 +324,24 @@ def _registry_delta(
     removed = sorted(name for name, before in recorded.services.items() if final.get(name) != before)
     added = [final[name] for name in sorted(final) if recorded.services.get(name) != final[name]]
     return removed, added
+
+
+def render_file(ws: Workspace, project: str, environment: str, name: str) -> str:
+    """One generated file as apply would write it now, secrets as placeholders (no key needed)."""
+    ctx = plan_workspace(ws, refresh=False)
+    if ctx.registry is not None:
+        ctx.registry.close()
+    if project not in ctx.desired.projects:
+        known = ", ".join(sorted(ctx.desired.projects)) or "(none)"
+        raise QrmError(f"unknown project {project!r}; known projects: {known}")
+    if environment not in ctx.desired.projects[project].environments:
+        raise QrmError(f"project {project!r} has no environment {environment!r}; expected one of: "
+                       f"{', '.join(sorted(ctx.desired.projects[project].environments))}")
+    if ctx.plan.blocked:
+        raise AllocationError("; ".join([c.message for c in ctx.plan.conflicts] + list(ctx.plan.errors)))
+    services = services_after(ctx.recorded, ctx.plan.changes)
+    wanted = generated.desired_files(ctx.desired, services)
+    return wanted[generated.file_path(project, environment, name)].masked
 
 
 # --- ports ---------------------------------------------------------------------------------------

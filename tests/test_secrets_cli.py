@@ -563,14 +563,16 @@ def test_plan_lists_changed_added_and_removed_secrets_by_name_only(
 
     set_secret(keyed, "DB_PASSWORD", values[3], "-p", "quantumblog", "-e", "prod")
     changed = "~ secret.quantumblog/prod/DB_PASSWORD (secret changed)"
-    assert plan_without_a_key() == ([changed], {changed}, {changed})
+    env_file = "~ file.generated/quantumblog/prod/.env (content)"  # its placeholder names the new fingerprint
+    assert plan_without_a_key() == ([changed, env_file], {changed, env_file}, {changed, env_file})
 
     set_secret(keyed, "DB_PASSWORD", values[0], "-p", "quantumblog")  # the same value again: no change
-    assert plan_without_a_key() == ([changed], {changed}, {changed})
+    assert plan_without_a_key() == ([changed, env_file], {changed, env_file}, {changed, env_file})
 
     set_secret(keyed, "NEW_SECRET", values[4], "-p", "quantumblog")
     assert keyed.qrm("secrets", "rm", "API_TOKEN").exit_code == 0
-    expected = [changed, "+ secret.quantumblog/NEW_SECRET (secret added)", "- secret.API_TOKEN (secret removed)"]
+    expected = [changed, env_file, "+ secret.quantumblog/NEW_SECRET (secret added)",
+                "- secret.API_TOKEN (secret removed)"]
     text_lines, json_changes, markdown_changes = plan_without_a_key()
     assert sorted(text_lines) == sorted(expected)
     assert json_changes == markdown_changes == set(expected)

@@ -132,12 +132,19 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.qrm("secrets", "set", "DB_PASSWORD", "--project", "quantumblog", input="ordinary-project-password-2\n")
     out.process("plan", "--no-refresh")
     out.process("apply", "--yes", "--no-refresh")
+    out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "env")
+    out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "quantum")
     out.qrm("ports", "list")
     out.qrm("ports", "list", "--json")
     out.qrm("ports", "ranges")
     out.qrm("ports", "ranges", "--json")
     out.qrm("ports", "check", "8000", expect=None)
     out.qrm("ports", "check", "8999", "--json", expect=None)
+    out.qrm("services", "list")
+    out.qrm("services", "list", "--json")
+    out.qrm("services", "health")
+    out.qrm("services", "health", "--json")
+    out.qrm("services", "discover", "quantumblog-web", expect=None)
     out.qrm("schema", "--check")
     out.qrm("secrets", "set", "SHORT_LIVED", input="ordinary-short-lived\n")
     out.qrm("secrets", "list")
@@ -224,4 +231,7 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     assert ws.root / ".qrm" / "registry.db" in files
     assert ws.root / "saved-plan.json" in files
     assert enc in files
-    assert [p for p in files if any(piece.encode() in p.read_bytes() for piece in PIECES)] == []
+    # The one file made to hold it: the generated .env of the environment whose secret it is (mode 0600).
+    prod_env = ws.root / "generated" / "quantumblog" / "prod" / ".env"
+    assert CANARY.encode() in prod_env.read_bytes()
+    assert [p for p in files if p != prod_env and any(piece.encode() in p.read_bytes() for piece in PIECES)] == []
