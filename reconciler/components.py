@@ -1,0 +1,151 @@
+"""What a Quantum component (.q file) contains, as plain values (pure).
+
+discover.py (the lxml edge) fills these in from a file; the scan report, the plan and the test
+generator read them. Everything is a frozen dataclass of tuples, so a component compares by value
+and its dictionary form is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str = "string"  # string email url integer decimal boolean
+    required: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    enum: tuple[str, ...] = ()
+    source: str = "param"  # "param" (q:param) or "validate" (q:validate)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    url: str
+    flash: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    datasource: str | None = None
+    type: str | None = None  # select insert update delete execute, as written
+    sql: str = ""
+    params: tuple[str, ...] = ()
+    writes: bool = False
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    method: str = "POST"
+    params: tuple[Param, ...] = ()
+    redirects: tuple[Redirect, ...] = ()
+    queries: tuple[Query, ...] = ()
+    writes: bool = False  # any of its queries writes data
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str
+    type: str = "text"
+    required: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    hidden: bool = False
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Form:
+    id: str | None
+    method: str = "GET"
+    action: str | None = None  # the URL it posts to, as written
+    fields: tuple[FormField, ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    endpoint: str | None = None
+    method: str = "GET"
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    path: str  # relative to the project's source folder, e.g. components/shared/header.q
+    name: str
+    type: str | None = None  # page partial pure microservice
+    route: str | None = None  # the URL the server serves it at (with base_path); None for non-pages
+    require_auth: bool = False
+    require_role: str | None = None
+    actions: tuple[Action, ...] = ()
+    queries: tuple[Query, ...] = ()  # queries outside actions
+    forms: tuple[Form, ...] = ()
+    includes: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
+    functions: tuple[Function, ...] = ()
+    conditionals: int = 0
+    lines: int = 0
+    complexity: int = 1
+    sha256: str = ""
+    # How it was read: "xml" (parsed as it is), "repaired" (parsed after fixing quirks), "fallback"
+    # (could not be parsed; what a line-based reader found), "skipped" (too large, binary, unreadable).
+    parse: str = "xml"
+    problems: tuple[str, ...] = field(default=())  # "line N: reason", for every quirk repaired or failure
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+
+def _clean(value: Any) -> Any:
+    """Tuples as lists, None and empty values dropped: a compact, stable report form."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v not in (None, (), [], {})}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def route_for(path: str, base_path: str = "") -> str:
+    """The URL a Quantum server serves components/<path>.q at: index.q is its folder's URL."""
+    relative = path.removeprefix("components/").removesuffix(".q")
+    if relative == "index":
+        url = "/"
+    elif relative.endswith("/index"):
+        url = "/" + relative.removesuffix("/index")
+    else:
+        url = "/" + relative
+    return (base_path.rstrip("/") + url) if base_path else url
+
+
+WRITING_QUERY_TYPES = frozenset({"insert", "update", "delete", "execute"})
+WRITING_SQL_PREFIXES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE")
+
+
+def query_writes(query_type: str | None, sql: str) -> bool:
+    """A query writes data when its type says so or its SQL starts with a writing statement."""
+    if query_type and query_type.lower() in WRITING_QUERY_TYPES:
+        return True
+    return sql.lstrip().upper().startswith(WRITING_SQL_PREFIXES)
+
+
+def totals(components: list[Component]) -> dict[str, int]:
+    return {
+        "components": len(components),
+        "actions": sum(len(c.actions) for c in components),
+        "forms": sum(len(c.forms) for c in components),
+        "queries": sum(len(c.queries) + sum(len(a.queries) for a in c.actions) for c in components),
+        "unparsed": sum(1 for c in components if c.parse in ("fallback", "skipped")),
+    }
