@@ -106,7 +106,8 @@ class Component:
     problems: tuple[str, ...] = field(default=())  # "line N: reason", for every quirk repaired or failure
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        cleaned: dict[str, Any] = _clean(asdict(self))
+        return cleaned
 
 
 def _clean(value: Any) -> Any:
