@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 GENERATED_DIR = "generated"
 FILE_PREFIX = "file."
+GENERATED_PREFIX = f"{FILE_PREFIX}{GENERATED_DIR}/"  # the plan addresses of generated files
 Policy = Literal["overwrite", "warn"]
 
 

@@ -42,7 +42,8 @@ def apply_files(
     secrets_file: Path,
 ) -> tuple[list[str], list[RecordedFile]]:
     """Write or delete the generated files the plan changes; (paths removed, records of paths written)."""
-    file_changes = [c for c in changes if c.address.startswith(generated.FILE_PREFIX)]
+    # Only generated files: the lock file's own repair (file.reports/…) is written by apply itself.
+    file_changes = [c for c in changes if c.address.startswith(generated.GENERATED_PREFIX)]
     if not file_changes:
         return [], []
     wanted = generated.desired_files(desired, services)

@@ -171,3 +171,15 @@ def test_render_prints_one_file_with_secrets_masked(shop: Workspace, flag: str, 
 def test_render_names_an_unknown_project_or_environment(shop: Workspace) -> None:
     assert "unknown project 'nope'" in shop.qrm("render", "-p", "nope", "-e", "dev").stderr
     assert "project 'shop' has no environment 'qa'" in shop.qrm("render", "-p", "shop", "-e", "qa").stderr
+
+
+def test_a_missing_lock_file_is_repaired_beside_generated_files(shop: Workspace) -> None:
+    """A kill between the registry commit and the lock file write: the next apply writes the lock file."""
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    shop.lockfile.unlink()
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "! file.reports/allocations.yaml" in plan.output
+    result = shop.qrm("apply", "--yes", "--no-refresh")
+    assert result.exit_code == 0, result.output
+    assert shop.lockfile.is_file()
+    assert shop.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
