@@ -154,16 +154,28 @@ def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, det
          no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
     """Show what apply would change: + create, ~ update, - delete, ! repair."""
     from reconciler import files
-    from reconciler.report import plan_json, plan_markdown, plan_text
+    from reconciler.report import component_changes_markdown, plan_document, plan_markdown, plan_text
+    from reconciler.scanflow import component_changes
     from reconciler.workflow import plan_workspace, saved_plan_document
 
     if as_json and markdown:
         raise click.UsageError("--json and --markdown exclude each other")
     context = plan_workspace(_workspace(ctx), refresh=not no_refresh, targets=targets, excludes=excludes)
-    if context.registry is not None:
-        context.registry.close()
+    try:
+        components = component_changes(context.ws, context.desired, context.registry)
+    finally:
+        if context.registry is not None:
+            context.registry.close()
     result = context.plan
-    click.echo(plan_json(result) if as_json else plan_markdown(result) if markdown else plan_text(result), nl=False)
+    if as_json:
+        document = plan_document(result)
+        document["components"] = components
+        click.echo(json.dumps(document, indent=2 if len(result.changes) + len(components) <= 500 else None))
+    elif markdown:
+        click.echo(plan_markdown(result) + component_changes_markdown(components), nl=False)
+    else:
+        section = _short_component_changes(components)
+        click.echo(plan_text(result) + (f"\n{section}" if section else ""), nl=False)
     if out:
         files.write_atomic(Path(out), json.dumps(saved_plan_document(context), indent=2) + "\n")
         if not as_json and not markdown:
@@ -172,6 +184,77 @@ def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, det
         return EXIT_ERROR
     if detailed_exitcode and not result.empty:
         return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _short_component_changes(components: list[dict[str, str]], per_project: int = 20) -> str:
+    """The plan's component section, at most `per_project` lines per project (--json has them all)."""
+    from reconciler.report import component_changes_text
+
+    shown: list[dict[str, str]] = []
+    counts: dict[str, int] = {}
+    for change in components:
+        counts[change["project"]] = counts.get(change["project"], 0) + 1
+        if counts[change["project"]] <= per_project:
+            shown.append(change)
+    text = component_changes_text(shown)
+    for project, count in sorted(counts.items()):
+        if count > per_project:
+            text += f"  ... and {count - per_project} more in {project} (qrm plan --json lists all)\n"
+    return text
+
+
+@cli.command()
+@click.argument("project", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the components and totals as JSON.")
+@click.pass_context
+@reports_errors
+def scan(ctx: click.Context, project: str | None, as_json: bool) -> int:
+    """Read the .q components of each project's source: folder (or PROJECT's) and write reports/components/.
+
+    Incremental: only files whose content hash changed since the last scan are parsed.
+    """
+    import time
+
+    from reconciler.report import component_totals, table, totals_line
+    from reconciler.scanflow import scan_workspace
+
+    interactive = sys.stderr.isatty() and not os.environ.get("CI")
+    last = [0.0]
+
+    def progress(name: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if total >= 100 and (done == total or now - last[0] >= 0.1):
+            last[0] = now
+            click.echo(f"\rscanning {name}: {done}/{total} files", nl=done == total, err=True)
+
+    scans = scan_workspace(_workspace(ctx), project, progress if interactive else None)
+    everything = [c for s in scans for c in s.summaries]
+    if as_json:
+        click.echo(json.dumps({"projects": [s.to_dict() for s in scans], "totals": component_totals(everything)},
+                              indent=2 if len(everything) <= 500 else None))
+        return EXIT_OK
+    if not scans:
+        click.echo("No project has a source: folder to scan.")
+        return EXIT_OK
+    for s in scans:
+        unchanged = len(s.summaries) - len(s.parsed)
+        click.echo(f"{s.project} ({s.source}): {len(s.summaries)} file(s); {len(s.parsed)} parsed, "
+                   f"{unchanged} unchanged, {len(s.removed)} removed")
+        if s.summaries:
+            click.echo(table(["PATH", "NAME", "TYPE", "ROUTE", "ACTIONS", "FORMS", "QUERIES", "PARSE"], [
+                (c["path"], c["name"], c["type"], c["route"], c["actions"], c["forms"], c["queries"], c["parse"])
+                for c in s.summaries]))
+        click.echo(totals_line(s.totals))
+        for c in s.with_problems:
+            click.echo(f"problems in {c['path']} ({c['parse']}): " + "; ".join(c["problems"]))
+        for path in s.removed:
+            click.echo(f"removed: {path}")
+        where = s.report.relative_to(s.report.parent.parent.parent)
+        click.echo(f"{'wrote' if s.report_written else 'unchanged:'} {where}")
+        click.echo()
+    if len(scans) > 1:
+        click.echo(f"All projects: {totals_line(component_totals(everything))}")
     return EXIT_OK
 
 

@@ -44,7 +44,7 @@ from reconciler.errors import RegistryError
 from reconciler.health import HealthRecord
 from reconciler.state import RecordedFile, RecordedService
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
 metadata = MetaData()
@@ -98,6 +98,17 @@ generated_files = Table(
     Column("written_sha", String(64), nullable=False),  # sha256 of what apply wrote, to tell hand edits
     Column("written_at", String(32), nullable=False),
 )
+component_files = Table(
+    "component_files", metadata,
+    Column("project", String(63), primary_key=True),
+    Column("path", String(1000), primary_key=True),  # relative to the project's source folder
+    Column("sha256", String(64), nullable=False),  # of the file's bytes when it was scanned
+    Column("component", Text, nullable=False),  # Component.to_dict() as JSON: the line of the report
+    # name, type, route, counts, parse and problems as JSON: what the table and totals need, read without
+    # decoding the whole component (5,000 components decode in 0.3 s, their summaries in 0.02 s)
+    Column("summary", Text, nullable=False),
+    Column("scanned_at", String(32), nullable=False),
+)
 applies = Table(
     "applies", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -145,7 +156,12 @@ def _v5(conn: Connection) -> None:
     generated_files.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+def _v6(conn: Connection) -> None:
+    """Version 6: the components of each project's .q files as the last `qrm scan` read them."""
+    component_files.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 def _now() -> str:
@@ -354,6 +370,41 @@ class Registry:
             if prune:
                 conn.execute(delete(health_table).where(health_table.c.service.not_in(select(services.c.name))))
         return records
+
+    def component_rows(self, project: str) -> dict[str, tuple[str, str, str, str]]:
+        """path -> (sha256, component JSON, summary JSON, scanned_at) of every scanned file of a project."""
+        with self.engine.connect() as conn:
+            return {path: (sha, component, summary, scanned_at) for path, sha, component, summary, scanned_at
+                    in conn.execute(select(component_files.c.path, component_files.c.sha256,
+                                           component_files.c.component, component_files.c.summary,
+                                           component_files.c.scanned_at).where(
+                        component_files.c.project == project))}
+
+    def component_shas(self, project: str) -> dict[str, str]:
+        """path -> sha256 of every scanned file of a project (no component JSON: what plan compares)."""
+        with self.engine.connect() as conn:
+            return {path: sha for path, sha in conn.execute(
+                select(component_files.c.path, component_files.c.sha256).where(
+                    component_files.c.project == project))}
+
+    def write_components(self, removed: Sequence[tuple[str, str]],
+                         written: Sequence[tuple[str, str, str, str, str]]) -> str:
+        """Remove (project, path) rows and (re)write (project, path, sha256, component JSON, summary JSON)
+        rows, in one transaction; returns the scanned_at time of the written rows."""
+        now = _now()
+        by_project: dict[str, list[str]] = {}
+        for project, path in [*removed, *((w[0], w[1]) for w in written)]:
+            by_project.setdefault(project, []).append(path)
+        with self._write() as conn:
+            for project, paths in sorted(by_project.items()):
+                for chunk in _chunks(paths):
+                    conn.execute(delete(component_files).where(
+                        component_files.c.project == project, component_files.c.path.in_(chunk)))
+            if written:
+                _bulk_insert(conn, component_files, [
+                    {"project": project, "path": path, "sha256": sha, "component": component, "summary": summary,
+                     "scanned_at": now} for project, path, sha, component, summary in written])
+        return now
 
     def count_applies(self) -> int:
         with self.engine.connect() as conn:

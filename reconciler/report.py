@@ -215,3 +215,83 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         budget -= len(line) + 1
         body.append(line)
     return "\n".join(head + opening + body + closing)
+
+
+# --- components (qrm scan) ------------------------------------------------------------------------
+
+COMPONENTS_REPORT_VERSION = 1
+_COMPONENTS_HEADER = (
+    "# Written by `qrm scan`: every component of the project's .q files, sorted by path. Do not edit.\n"
+    "# Each entry is one line (a JSON flow mapping, which is YAML), so a changed component diffs as one line.\n"
+)
+_TOTAL_KEYS = ("components", "actions", "forms", "queries")
+
+
+def component_summary(component: dict[str, Any]) -> dict[str, Any]:
+    """What the scan table, totals and unparsed list need of a component (its Component.to_dict() form)."""
+    actions = component.get("actions", ())
+    return {
+        "path": component["path"], "name": component.get("name"), "type": component.get("type"),
+        "route": component.get("route"), "actions": len(actions), "forms": len(component.get("forms", ())),
+        "queries": len(component.get("queries", ())) + sum(len(a.get("queries", ())) for a in actions),
+        "parse": component.get("parse", "xml"), "problems": list(component.get("problems", ())),
+    }
+
+
+def component_totals(summaries: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """components.totals() over component summaries."""
+    return {
+        "components": len(summaries),
+        "actions": sum(s["actions"] for s in summaries),
+        "forms": sum(s["forms"] for s in summaries),
+        "queries": sum(s["queries"] for s in summaries),
+        "unparsed": sum(1 for s in summaries if s["parse"] in ("fallback", "skipped")),
+    }
+
+
+def totals_line(totals: dict[str, int]) -> str:
+    """'4 components | 11 actions | 4 forms | 10 queries' (and '| 1 unparsed' when some are)."""
+    parts = [f"{totals[key]} {key}" for key in _TOTAL_KEYS]
+    if totals.get("unparsed"):
+        parts.append(f"{totals['unparsed']} unparsed")
+    return " | ".join(parts)
+
+
+def components_report(project: str, source: str, summaries: Sequence[dict[str, Any]], lines: Sequence[str]) -> str:
+    """reports/components/<project>.yaml from the summaries and JSON lines of the components, sorted by path.
+
+    Emitted directly: the JSON of each component is the registry's text, so a rescan that changed
+    nothing rebuilds the same bytes without encoding anything again.
+    """
+    totals = component_totals(summaries)
+    q = encode_basestring_ascii
+    out = [_COMPONENTS_HEADER, f"version: {COMPONENTS_REPORT_VERSION}\n", f"project: {q(project)}\n",
+           f"source: {q(source)}\n", f"summary: {q(totals_line(totals))}\n",
+           f"totals: {_LINE_ENCODER.encode(totals)}\n"]
+    unparsed = [{"path": s["path"], "parse": s["parse"], "problems": s["problems"]}
+                for s in summaries if s["parse"] in ("fallback", "skipped")]
+    out.append("unparsed:\n" if unparsed else "unparsed: []\n")
+    out.extend(f"- {_LINE_ENCODER.encode(u)}\n" for u in unparsed)
+    out.append("components:\n" if lines else "components: []\n")
+    out.extend(f"- {line}\n" for line in lines)
+    return "".join(out)
+
+
+def component_changes_text(changes: Sequence[dict[str, str]]) -> str:
+    """The information section of `qrm plan`: components added, changed or removed since the last scan."""
+    if not changes:
+        return ""
+    lines = ["Components (since the last scan; information, not changes to apply; run qrm scan):"]
+    lines += [f"  {c['symbol']} {c['project']}: {c['path']}" for c in changes]
+    return "\n".join(lines) + "\n"
+
+
+def component_changes_markdown(changes: Sequence[dict[str, str]], limit: int = 200) -> str:
+    if not changes:
+        return ""
+    body = [f"{c['symbol']} {c['project']}: {c['path']}" for c in changes[:limit]]
+    if len(changes) > limit:
+        body.append(f"# ... {len(changes) - limit} more (comment size limit); run `qrm plan` for all of them")
+    return "\n".join(["", f"<details><summary>{len(changes)} component(s) changed since the last scan "
+                      "(information; run <code>qrm scan</code>)</summary>", "", "```diff", *body, "```",
+                      "</details>", ""])

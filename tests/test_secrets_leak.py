@@ -28,6 +28,7 @@ PIECES = [CANARY, CANARY[7:39], CANARY[-32:]]  # a shortened or cut value is a l
 PROJECT = """\
 kind: Project
 name: quantumblog
+source: app
 environments:
   dev:  {host: localhost}
   prod: {host: localhost}
@@ -134,6 +135,13 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.process("apply", "--yes", "--no-refresh")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "env")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "quantum")
+    ws.write("app/components/login.q", """
+        <q:component name="LoginPage" type="page">
+          <q:query name="me" datasource="main">SELECT id FROM users WHERE id = :id</q:query>
+        </q:component>
+        """)
+    out.qrm("scan")
+    out.qrm("scan", "quantumblog", "--json")
     out.qrm("ports", "list")
     out.qrm("ports", "list", "--json")
     out.qrm("ports", "ranges")
