@@ -597,16 +597,7 @@ def _walk(el: etree._Element, found: _Found, action: _ActionParts | None, fields
         if key == "q:action":
             parts = _ActionParts()
             _walk(child, found, parts, fields)
-            a = _attrs(child)
-            found.actions.append(Action(
-                name=a.get("name") or "",
-                method=(a.get("method") or "POST").upper(),
-                params=tuple(parts.params),
-                redirects=tuple(parts.redirects),
-                queries=tuple(parts.queries),
-                writes=any(q.writes for q in parts.queries),
-                line=_sourceline(child),
-            ))
+            found.actions.append(_action(child, parts))
             continue
         if key == "form":
             form_fields: list[FormField] = []
@@ -630,8 +621,7 @@ def _walk(el: etree._Element, found: _Found, action: _ActionParts | None, fields
                 action.params.append(_param(child, "param" if key == "q:param" else "validate"))
         elif key == "q:redirect":
             if action is not None:
-                a = _attrs(child)
-                action.redirects.append(Redirect(url=a.get("url") or a.get("to") or "", flash=a.get("flash")))
+                action.redirects.append(_redirect(child))
         elif key in _CONDITIONALS:
             found.conditionals += 1
         elif key in _LOOPS:
@@ -650,6 +640,24 @@ def _walk(el: etree._Element, found: _Found, action: _ActionParts | None, fields
                                             method=(a.get("method") or "GET").upper(), line=_sourceline(child)))
         if len(child):
             _walk(child, found, action, fields)
+
+
+def _action(el: etree._Element, parts: _ActionParts) -> Action:
+    a = _attrs(el)
+    return Action(
+        name=a.get("name") or "",
+        method=(a.get("method") or "POST").upper(),
+        params=tuple(parts.params),
+        redirects=tuple(parts.redirects),
+        queries=tuple(parts.queries),
+        writes=any(q.writes for q in parts.queries),
+        line=_sourceline(el),
+    )
+
+
+def _redirect(el: etree._Element) -> Redirect:
+    a = _attrs(el)
+    return Redirect(url=a.get("url") or a.get("to") or "", flash=a.get("flash"))
 
 
 def _q(local: str) -> str:
@@ -676,22 +684,12 @@ def _fast_walk(root: etree._Element, found: _Found) -> None:
                 if ctag == _Q_QUERY:
                     parts.queries.append(_query(child))
                 elif ctag == _Q_REDIRECT:
-                    a = _attrs(child)
-                    parts.redirects.append(Redirect(url=a.get("url") or a.get("to") or "", flash=a.get("flash")))
+                    parts.redirects.append(_redirect(child))
                 elif ctag == _Q_VALIDATE:
                     parts.params.append(_param(child, "validate"))
                 elif next(child.iterancestors(_Q_QUERY), None) is None:
                     parts.params.append(_param(child, "param"))
-            a = _attrs(el)
-            found.actions.append(Action(
-                name=a.get("name") or "",
-                method=(a.get("method") or "POST").upper(),
-                params=tuple(parts.params),
-                redirects=tuple(parts.redirects),
-                queries=tuple(parts.queries),
-                writes=any(q.writes for q in parts.queries),
-                line=_sourceline(el),
-            ))
+            found.actions.append(_action(el, parts))
         elif tag == _Q_QUERY:
             if next(el.iterancestors(_Q_ACTION), None) is None and next(el.iterancestors(_Q_QUERY), None) is None:
                 found.queries.append(_query(el))
