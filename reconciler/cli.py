@@ -695,5 +695,98 @@ def secrets_textconv(path: str) -> int:
     return EXIT_OK
 
 
+@cli.group("tests")
+def tests_group() -> None:
+    """Test suites: generate them from components, run them against environments."""
+
+
+@tests_group.command("generate")
+@click.argument("project")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@reports_errors
+def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
+    """Write manifests/tests/PROJECT.yaml from PROJECT's components (scanned first, incrementally).
+
+    Hand-written cases and hand edits of cases of unchanged components are kept; cases of changed
+    components are regenerated; cases of deleted components are removed.
+    """
+    from reconciler.testsflow_generate import generate_suite
+
+    ws = _workspace(ctx)
+    result = generate_suite(ws, project)
+    where = result.path.relative_to(ws.root)
+    if as_json:
+        click.echo(json.dumps({
+            "project": result.project, "suite": result.suite, "path": str(where), "written": result.written,
+            "total": result.total, "counts": result.counts, "added": result.added, "changed": result.changed,
+            "removed": result.removed, "kept": result.kept, "hand_written": result.hand_written}, indent=2))
+        return EXIT_OK
+    counts = ", ".join(f"{kind} {n}" for kind, n in result.counts.items()) or "none"
+    click.echo(f"{result.suite}: {result.total} cases: {counts}")
+    click.echo(f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, "
+               f"{len(result.kept)} kept, {len(result.hand_written)} hand-written kept")
+    verb = "created" if result.created else ("wrote" if result.written else "unchanged:")
+    click.echo(f"{verb} {where}")
+    return EXIT_OK
+
+
+@tests_group.command("run")
+@click.argument("suite", required=False)
+@click.option("--env", "environments", multiple=True, metavar="ENV",
+              help="An environment to run against (repeatable; default: the suite's, else all of the project's).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--concurrency", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="Cases in flight at once, over all environments.")
+@click.pass_context
+@reports_errors
+def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ...], junit: str | None,
+              as_json: bool, concurrency: int) -> int:
+    """Run SUITE (default: every suite) against each --env; exit 3 when a blocking suite fails."""
+    from reconciler.runner import PASSED, CaseResult
+    from reconciler.testsflow import run_tests
+
+    live = sys.stderr.isatty() and not os.environ.get("CI") and not as_json
+    seen: dict[str, int] = {}
+
+    def progress(result: CaseResult) -> None:
+        seen[result.outcome] = seen.get(result.outcome, 0) + 1
+        if as_json:
+            return
+        if live:
+            counts = " ".join(f"{k} {v}" for k, v in sorted(seen.items()))
+            click.echo(f"\r\x1b[K{sum(seen.values())} cases: {counts}", nl=False, err=True)
+        elif result.outcome != PASSED or result.flaky:
+            extra = f" ({result.reason})" if result.reason else " (flaky)"
+            click.echo(f"{result.outcome.upper():7} {result.environment} {result.case_id}{extra}", err=True)
+
+    outcome = run_tests(_workspace(ctx), suite, environments, junit=Path(junit) if junit else None,
+                        concurrency=concurrency, on_result=progress)
+    if live:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps([{
+            "suite": run.suite.name, "blocking": run.suite.block_on_failure, "duration": round(run.duration_s, 3),
+            "environments": {t.environment: {"base_url": t.base_url, **run.counts(t.environment)}
+                             for t in run.targets},
+            "results": [{"id": r.case_id, "environment": r.environment, "outcome": r.outcome,
+                         "reason": r.reason, "attempts": len(r.attempts), "flaky": r.flaky}
+                        for r in sorted(run.results, key=lambda r: (r.environment, r.case_id))],
+        } for run in outcome.runs], indent=2))
+    else:
+        for run in outcome.runs:
+            for t in run.targets:
+                c = run.counts(t.environment)
+                click.echo(f"{run.suite.name} on {t.environment}: {c['passed']} passed, {c['failed']} failed, "
+                           f"{c['error']} errors, {c['skipped']} skipped ({t.base_url})")
+        click.echo(f"Reports: {', '.join(sorted({str(p.parent) for p in outcome.reports}))}")
+    if outcome.blocked:
+        blocking = ", ".join(run.suite.name for run in outcome.runs if run.blocks)
+        click.echo(f"error: blocking suite(s) failed: {blocking}", err=True)
+        return EXIT_TESTS_FAILED
+    return EXIT_OK
+
+
 def main() -> None:
     cli()

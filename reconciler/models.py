@@ -298,6 +298,9 @@ class TestSuite(Spec):
     block_on_failure: bool = False
     environments: list[Name] = []
     cases: list[TestCase] = []
+    generated_from: dict[str, str] = Field(
+        {}, description="written by `qrm tests generate`: component path -> sha256 of the file its cases were "
+                        "generated from; cases of a component whose hash changed are regenerated")
 
 
 Manifest = Annotated[

@@ -217,6 +217,9 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     shutil.copy(enc, tmp_path / "mine.enc")
     out.qrm("secrets", "merge-driver", str(base), str(tmp_path / "mine.enc"), str(theirs), expect=1)
 
+    out.qrm("tests", "run", expect=1)  # no TestSuite in this workspace: exit 1, nothing printed of secrets
+    out.qrm("tests", "generate", "nope", expect=1)  # an unknown project
+
     # --help of every command and group, and the version.
     for path, _ in command_paths():
         out.qrm(*path, "--help")
