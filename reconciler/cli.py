@@ -264,12 +264,17 @@ def scan(ctx: click.Context, project: str | None, as_json: bool) -> int:
 @click.option("--lock-timeout", type=float, metavar="SECONDS",
               help="Wait this long for another apply of this workspace (default: qrm.yaml lock_timeout, 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")
+@click.option("--no-tests", is_flag=True, help="Do not run the auto_run test suites after applying.")
 @_plan_options
 @click.pass_context
 @reports_errors
 def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: float | None, as_json: bool,
-          no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
-    """Allocate ports, register services and write reports; PLANFILE applies exactly a saved plan."""
+          no_tests: bool, no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
+    """Allocate ports, register services and write reports; PLANFILE applies exactly a saved plan.
+
+    After every apply that is not cancelled (also one with no changes), the suites marked auto_run
+    run; a failing suite with block_on_failure exits 3, and what was applied stays applied.
+    """
     from reconciler.plan import Plan
     from reconciler.report import plan_json, plan_text
     from reconciler.workflow import apply_workspace, load_saved_plan
@@ -288,19 +293,44 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
             return _refuse_unattended()
         return click.confirm("Apply these changes?", default=False)
 
-    outcome = apply_workspace(_workspace(ctx), saved=saved, refresh=not no_refresh, targets=targets,
+    ws = _workspace(ctx)
+    outcome = apply_workspace(ws, saved=saved, refresh=not no_refresh, targets=targets,
                               excludes=excludes, lock_timeout=lock_timeout, approve=approve)
     if as_json:
         click.echo(plan_json(outcome.plan), nl=False)
+    else:
+        if outcome.applied:
+            counts = outcome.plan.counts()
+            click.echo(f"Apply complete: {counts['create']} created, {counts['update']} updated, "
+                       f"{counts['delete']} deleted, {counts['repair']} repaired (apply #{outcome.apply_id}).")
+        elif outcome.plan.empty:
+            click.echo("No changes. Nothing to apply.")
+        for message in outcome.messages:
+            click.echo(message)
+    if no_tests or not (outcome.applied or outcome.plan.empty):  # cancelled: nothing to check
         return EXIT_OK
-    if outcome.applied:
-        counts = outcome.plan.counts()
-        click.echo(f"Apply complete: {counts['create']} created, {counts['update']} updated, "
-                   f"{counts['delete']} deleted, {counts['repair']} repaired (apply #{outcome.apply_id}).")
-    elif outcome.plan.empty:
-        click.echo("No changes. Nothing to apply.")
-    for message in outcome.messages:
-        click.echo(message)
+    return _post_apply_tests(ws, err=as_json)
+
+
+def _post_apply_tests(ws: Workspace, *, err: bool) -> int:
+    """Run the auto_run suites on their environments (like post-sync hooks); exit 3 when a blocking one fails."""
+    from reconciler.testsflow import run_tests
+    from reconciler.testshistory import auto_run_suites
+
+    names = auto_run_suites(ws)
+    if not names:
+        return EXIT_OK
+    runs = [run for name in names for run in run_tests(ws, name, ()).runs]
+    for run in runs:
+        for t in run.targets:
+            c = run.counts(t.environment)
+            click.echo(f"tests: {run.suite.name} on {t.environment}: {c['passed']} passed, {c['failed']} failed, "
+                       f"{c['error']} errors, {c['skipped']} skipped", err=err)
+    blocking = [run.suite.name for run in runs if run.blocks]
+    if blocking:
+        click.echo(f"error: blocking suite(s) failed after the apply: {', '.join(blocking)}; the apply itself "
+                   "stays applied (fix and re-run qrm tests run, or revert and apply again)", err=True)
+        return EXIT_TESTS_FAILED
     return EXIT_OK
 
 
@@ -785,6 +815,74 @@ def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ..
         blocking = ", ".join(run.suite.name for run in outcome.runs if run.blocks)
         click.echo(f"error: blocking suite(s) failed: {blocking}", err=True)
         return EXIT_TESTS_FAILED
+    return EXIT_OK
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"
+
+
+@tests_group.command("compare")
+@click.argument("suite")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+@reports_errors
+def tests_compare(ctx: click.Context, suite: str, as_json: bool) -> int:
+    """The pass rate of SUITE per environment (its latest run there), and the cases that fail in one
+    environment and pass in another."""
+    from reconciler.testshistory import compare
+
+    result = compare(_workspace(ctx), suite)
+    if as_json:
+        click.echo(json.dumps({
+            "suite": result.suite, "source": result.source,
+            "environments": {env: run.to_dict() for env, run in result.latest.items()},
+            "differing": [{"case": case, "outcomes": by_env} for case, by_env in result.differing.items()],
+        }, indent=2))
+        return EXIT_OK
+    click.echo(f"{result.suite} (latest run per environment, from {result.source}):")
+    for env, run in result.latest.items():
+        click.echo(f"  {env}: {_rate(run.pass_rate)} pass rate ({run.passed} passed, {run.failed} failed, "
+                   f"{run.skipped} skipped) at {run.started_at}")
+    if not result.differing:
+        click.echo("No case fails in one environment and passes in another.")
+        return EXIT_OK
+    envs = list(result.latest)
+    width = max(len("case"), *(len(c) for c in result.differing))
+    click.echo("")
+    click.echo("  ".join([f"{'case':{width}}", *(f"{e:10}" for e in envs)]).rstrip())
+    for case, by_env in result.differing.items():
+        click.echo("  ".join([f"{case:{width}}", *(f"{by_env.get(e, '-'):10}" for e in envs)]).rstrip())
+    return EXIT_OK
+
+
+@tests_group.command("history")
+@click.argument("suite")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="Runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
+@click.pass_context
+@reports_errors
+def tests_history(ctx: click.Context, suite: str, limit: int, as_json: bool) -> int:
+    """The runs of SUITE (newest first) and its flaky cases: within its last 10 runs on an environment,
+    a case both passed and failed, or passed only after a retry."""
+    from reconciler.testshistory import suite_history
+
+    result = suite_history(_workspace(ctx), suite, limit)
+    if as_json:
+        click.echo(json.dumps({"suite": result.suite, "source": result.source,
+                               "runs": [r.to_dict() for r in result.runs],
+                               "flaky": [f.to_dict() for f in result.flaky]}, indent=2))
+        return EXIT_OK
+    click.echo(f"{result.suite}: {len(result.runs)} runs (from {result.source}), newest first")
+    for r in result.runs:
+        click.echo(f"  {r.started_at:25} {r.environment:12} {r.passed:4} passed {r.failed:4} failed "
+                   f"{r.skipped:4} skipped {r.duration_ms / 1000:8.2f} s")
+    if result.flaky:
+        click.echo("Flaky cases:")
+        for f in result.flaky:
+            click.echo(f"  {f.case_id} on {f.environment}: {f.reason}")
+    else:
+        click.echo("No flaky cases.")
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -44,7 +45,7 @@ from reconciler.errors import RegistryError
 from reconciler.health import HealthRecord
 from reconciler.state import RecordedFile, RecordedService
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
 metadata = MetaData()
@@ -119,6 +120,31 @@ applies = Table(
     Column("summary", Text, nullable=False),
     Column("error", Text),
 )
+test_runs = Table(
+    "test_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("suite", String(63), nullable=False),
+    Column("environment", String(63), nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32), nullable=False),
+    Column("passed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),  # failed and errors
+    Column("skipped", Integer, nullable=False),
+    Column("flaky", Integer, nullable=False),  # passed only after a retry
+    Column("duration_ms", Float, nullable=False),
+    Column("revision", String(64)),
+    Index("ix_test_runs_suite", "suite", "id"),
+)
+test_results = Table(
+    "test_results", metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("case_id", String(200), nullable=False),
+    Column("outcome", String(16), nullable=False),  # passed | failed | error | skipped
+    Column("attempts", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_test_results_run", "run_id"),
+)
 
 
 def _v1(conn: Connection) -> None:
@@ -161,7 +187,14 @@ def _v6(conn: Connection) -> None:
     component_files.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+def _v7(conn: Connection) -> None:
+    """Version 7: test runs (one row per suite, environment and run) and their case results."""
+    test_runs.create(conn, checkfirst=True)
+    test_results.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
 
 
 def _now() -> str:
@@ -405,6 +438,36 @@ class Registry:
                     {"project": project, "path": path, "sha256": sha, "component": component, "summary": summary,
                      "scanned_at": now} for project, path, sha, component, summary in written])
         return now
+
+    def record_test_runs(self, runs: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[int]:
+        """Record test runs (a test_runs row without id, and its test_results rows without run_id):
+        all in one transaction, the results of each run in one bulk insert; returns the run ids."""
+        ids = []
+        with self._write() as conn:
+            for run, results in runs:
+                result = conn.execute(insert(test_runs).values(**run))
+                run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+                ids.append(run_id)
+                if results:
+                    _bulk_insert(conn, test_results, [{"run_id": run_id, **r} for r in results])
+        return ids
+
+    def test_run_rows(self, suite: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The runs of a suite, newest first."""
+        query = select(test_runs).where(test_runs.c.suite == suite).order_by(test_runs.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def test_result_rows(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(run_ids), _CHUNK):
+                chunk = list(run_ids[start:start + _CHUNK])
+                rows += [dict(r._mapping) for r in conn.execute(
+                    select(test_results).where(test_results.c.run_id.in_(chunk)))]
+        return rows
 
     def count_applies(self) -> int:
         with self.engine.connect() as conn:

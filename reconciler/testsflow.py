@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import files, generated, runner
+from reconciler import files, generated, runner, testsflow_query
 from reconciler.crosscheck import instance_name
 from reconciler.errors import QrmError
 from reconciler.models import LOCALHOST, Project, TestSuite
@@ -129,7 +129,8 @@ def run_tests(
     for run in runs:
         run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         start = time.perf_counter()
-        run.results = runner.run_cases(run.suite.cases, run.targets, concurrency, on_result)
+        run.results = testsflow_query.run_suite_cases(ws.root, desired, run.suite, run.targets, concurrency,
+                                                      on_result)
         run.duration_s = time.perf_counter() - start
     outcome = TestsOutcome(runs)
     for run in runs:
@@ -137,6 +138,9 @@ def run_tests(
     if junit is not None:
         files.write_atomic(junit, junit_xml(runs))
         outcome.reports.append(junit)
+    from reconciler.testshistory import record_runs  # the registry tables of runs and results
+
+    record_runs(ws, runs)
     return outcome
 
 

@@ -294,7 +294,7 @@ def test_a_version_5_registry_is_upgraded_to_6_keeping_its_data(workspace: Works
     assert workspace.qrm("scan").exit_code == 0
     registry = Registry(url)
     try:
-        assert registry.schema_version() == SCHEMA_VERSION == 6
+        assert registry.schema_version() == SCHEMA_VERSION >= 6
         assert list(registry.recorded_services()) == ["api"]
         assert registry.count_applies() == 1
         assert sorted(registry.component_shas("blog")) == ["components/index.q", "components/login.q",

@@ -219,6 +219,8 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
 
     out.qrm("tests", "run", expect=1)  # no TestSuite in this workspace: exit 1, nothing printed of secrets
     out.qrm("tests", "generate", "nope", expect=1)  # an unknown project
+    out.qrm("tests", "compare", "nope", expect=1)  # never run: exit 1
+    out.qrm("tests", "history", "nope", "--json", expect=1)
 
     # --help of every command and group, and the version.
     for path, _ in command_paths():
