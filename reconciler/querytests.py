@@ -2,16 +2,18 @@
 
 A query case passes when its SQL executes. Nothing is ever changed:
 
-- the statement runs inside a transaction that is always rolled back;
+- the statement runs inside a transaction that is always rolled back (on PostgreSQL a READ ONLY one);
 - SQL that writes (the case says `writes`, or components.query_writes recognises the statement) is not
-  run at all: EXPLAIN QUERY PLAN (SQLite) prepares and plans it, which catches unknown tables and
-  columns and syntax errors;
+  run at all: EXPLAIN QUERY PLAN (SQLite) or EXPLAIN (PostgreSQL) prepares and plans it, which catches
+  unknown tables and columns and syntax errors;
 - SQLite files are opened read-only (`mode=ro`), so a writing statement that slipped past both rules
   fails instead of writing, and a missing database file is an error instead of a new empty file;
 - at most ROW_LIMIT rows are fetched (fetchmany: the SQL is not rewritten).
 
-Drivers: sqlite (the database path relative to the workspace, or absolute). postgresql and mysql are
-not supported yet: a case on such a datasource is an error that says so (no code path runs untested).
+Drivers: sqlite (the database path relative to the workspace, or absolute); postgresql (psycopg 3,
+`postgresql+psycopg://user:password@host:port/database`, connect timeout 5 s; the transaction is
+`SET TRANSACTION READ ONLY` before the statement runs, writing SQL is EXPLAINed). mysql is not
+supported yet: a case on such a datasource is an error that says so (no code path runs untested).
 Error messages are the database's own, with the password (if one was given) masked; a connection URL
 is never part of a message.
 """
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy
 from sqlalchemy.engine import Engine
@@ -34,7 +37,8 @@ from reconciler.components import query_writes
 
 ROW_LIMIT = 100
 SQLITE_BUSY_TIMEOUT = 5.0
-SUPPORTED_DRIVERS = ("sqlite",)
+SUPPORTED_DRIVERS = ("sqlite", "postgresql")
+CONNECT_TIMEOUT = 5  # seconds
 MASK = "***"
 
 
@@ -77,10 +81,30 @@ def sqlite_engine(path: Path, *, read_only: bool = True) -> Engine:
     return engine
 
 
-def datasource_engine(driver: str, database: str, root: Path) -> Engine:
+def postgres_url(host: str, port: int, database: str, username: str | None, password: str | None) -> str:
+    """postgresql+psycopg://user:password@host:port/database, user and password URL-quoted."""
+    user = quote(username or "", safe="")
+    if password:
+        user += ":" + quote(password, safe="")
+    return f"postgresql+psycopg://{user}{'@' if user else ''}{host}:{port}/{quote(database, safe='')}"
+
+
+def postgres_engine(host: str, port: int, database: str, username: str | None = None,
+                    password: str | None = None) -> Engine:
+    """An engine on one PostgreSQL database (psycopg 3); the transaction is made READ ONLY in run_query."""
+    return sqlalchemy.create_engine(postgres_url(host, port, database, username, password), poolclass=NullPool,
+                                    connect_args={"connect_timeout": CONNECT_TIMEOUT})
+
+
+def datasource_engine(driver: str, database: str, root: Path, *, host: str | None = None, port: int | None = None,
+                      username: str | None = None, password: str | None = None) -> Engine:
     """The engine for a project datasource; UnsupportedDatasource for drivers not supported yet."""
     if driver == "sqlite":
         return sqlite_engine(sqlite_path(database, root))
+    if driver == "postgresql":
+        if host is None or port is None:
+            raise UnsupportedDatasource("a postgresql datasource needs the host and port of its service")
+        return postgres_engine(host, port, database, username, password)
     raise UnsupportedDatasource(f"query tests on {driver} datasources are not supported yet "
                                 f"(supported: {', '.join(SUPPORTED_DRIVERS)})")
 
@@ -111,6 +135,8 @@ def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None,
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
+                if engine.dialect.name == "postgresql":
+                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
                 result = connection.execute(sqlalchemy.text(statement), dict(params or {}))
                 rows = result.fetchmany(row_limit + 1) if result.returns_rows else []
                 result.close()

@@ -74,6 +74,22 @@ def web_service(project: Project) -> str | None:
     return None
 
 
+def service_address(desired: DesiredState, recorded: RecordedState, project: Project, environment: str,
+                    service: str) -> tuple[str, int]:
+    """Host and port of one service instance: the environment's host address and the allocated port
+    (or the environment's pinned port)."""
+    env = project.environments[environment]
+    ports = generated.environment_ports(recorded.services, project.name, environment)
+    port = ports.get(instance_name(project.name, environment, service), env.ports.get(service))
+    if port is None:
+        raise QrmError(f"service {service!r} of {project.name}/{environment} has no allocated port yet "
+                       "(run qrm apply, or pin it in the environment's ports:)")
+    host = desired.hosts[env.host].address if env.host in desired.hosts else env.host
+    if host == LOCALHOST:
+        host = "127.0.0.1"
+    return host, port
+
+
 def base_url(desired: DesiredState, recorded: RecordedState, project: Project, environment: str) -> str:
     env = project.environments[environment]
     if env.url:
@@ -81,14 +97,11 @@ def base_url(desired: DesiredState, recorded: RecordedState, project: Project, e
     service = web_service(project)
     if service is None:
         raise QrmError(f"project {project.name!r} has no http service and environment {environment!r} no url:")
-    ports = generated.environment_ports(recorded.services, project.name, environment)
-    port = ports.get(instance_name(project.name, environment, service), env.ports.get(service))
-    if port is None:
+    try:
+        host, port = service_address(desired, recorded, project, environment, service)
+    except QrmError:
         raise QrmError(f"service {service!r} of {project.name}/{environment} has no allocated port yet "
-                       "(run qrm apply, or give the environment a url:)")
-    host = desired.hosts[env.host].address if env.host in desired.hosts else env.host
-    if host == LOCALHOST:
-        host = "127.0.0.1"
+                       "(run qrm apply, or give the environment a url:)") from None
     scheme = "https" if env.tls else "http"
     return f"{scheme}://{host}:{port}{project.base_path}".rstrip("/")
 
@@ -129,8 +142,13 @@ def run_tests(
     for run in runs:
         run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         start = time.perf_counter()
+        project = desired.projects[run.suite.project]
+
+        def address(environment: str, service: str, project: Project = project) -> tuple[str, int]:
+            return service_address(desired, recorded, project, environment, service)
+
         run.results = testsflow_query.run_suite_cases(ws.root, desired, run.suite, run.targets, concurrency,
-                                                      on_result)
+                                                      on_result, address)
         run.duration_s = time.perf_counter() - start
     outcome = TestsOutcome(runs)
     for run in runs:

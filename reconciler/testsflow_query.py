@@ -4,7 +4,8 @@ request with sql) to reconciler.querytests, one environment and case at a time i
 A query case runs on the project's datasource named by `request.datasource`. When the datasource has
 a `password: secret:NAME`, the secret resolves environment -> project -> global and is decrypted with
 the age key (once per run); a secret that is not set, a missing key or an unsupported driver is an
-error result of that case, and the run goes on. Cases that write are skipped on protected
+error result of that case, and the run goes on. A postgresql datasource connects to its `service`:
+the environment's host address and the service's allocated (or pinned) port. Cases that write are skipped on protected
 environments, as HTTP cases are.
 """
 
@@ -14,6 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from sqlalchemy.engine import Engine
 
 from reconciler import querytests, runner, secrets, secretscope
 from reconciler.assertions import Outcome
@@ -68,8 +71,25 @@ def _password(desired: DesiredState, project: Project, environment: str, datasou
     return passwords.value(key)
 
 
+Address = Callable[[str, str], tuple[str, int]]  # (environment, service) -> (host, port)
+
+
+def _engine(root: Path, project: Project, environment: str, name: str, password: str | None,
+            address: Address | None) -> Engine:
+    datasource = project.datasources[name]
+    if datasource.driver != "postgresql":
+        return querytests.datasource_engine(datasource.driver, datasource.database, root)
+    if datasource.service is None:
+        raise QrmError(f"datasource {name!r} needs a service: (the project service it connects to)")
+    if address is None:
+        raise QrmError(f"the address of service {datasource.service!r} is not known")
+    host, port = address(environment, datasource.service)
+    return querytests.datasource_engine(datasource.driver, datasource.database, root, host=host, port=port,
+                                        username=datasource.username, password=password)
+
+
 def run_query_case(root: Path, desired: DesiredState, project: Project, case: TestCase, target: Target,
-                   passwords: _Passwords) -> CaseResult:
+                   passwords: _Passwords, address: Address | None = None) -> CaseResult:
     def result(outcome: str, reason: str = "", attempt: Attempt | None = None) -> CaseResult:
         attempts = (attempt,) if attempt is not None else ()
         return CaseResult(case.id, case.name, case.type, target.environment, outcome, attempts, reason,
@@ -81,10 +101,9 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
     if not name or name not in project.datasources or case.request.sql is None:
         known = ", ".join(sorted(project.datasources)) or "(none)"
         return result(ERROR, f"a query case needs request.datasource (one of: {known}) and request.sql")
-    datasource = project.datasources[name]
     try:
         password = _password(desired, project, target.environment, name, passwords)
-        engine = querytests.datasource_engine(datasource.driver, datasource.database, root)
+        engine = _engine(root, project, target.environment, name, password, address)
     except (QrmError, querytests.UnsupportedDatasource) as exc:
         return result(ERROR, str(exc))
     done = querytests.run_query(engine, case.request.sql, case.request.params, writes=case.writes,
@@ -97,6 +116,7 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
 def run_suite_cases(
     root: Path, desired: DesiredState, suite: TestSuite, targets: Sequence[Target],
     concurrency: int = runner.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
+    address: Address | None = None,
 ) -> list[CaseResult]:
     """Every case of the suite against every target; results in (target, case) order."""
     http = [c for c in suite.cases if not is_query(c)]
@@ -108,7 +128,7 @@ def run_suite_cases(
 
         jobs = [(c, t) for t in targets for c in queries]
         with ThreadPoolExecutor(max_workers=min(QUERY_THREADS, len(jobs))) as pool:
-            futures = [pool.submit(run_query_case, root, desired, project, c, t, passwords) for c, t in jobs]
+            futures = [pool.submit(run_query_case, root, desired, project, c, t, passwords, address) for c, t in jobs]
             for future in as_completed(futures):  # on_result (the progress display) in this thread only
                 results.append(future.result())
                 if on_result is not None:

@@ -1,5 +1,5 @@
 """Query test cases on a real SQLite file: a SELECT with a parameter passes, an unknown column fails with
-the database's message, writing SQL is only EXPLAINed, the row limit, the rollback, unsupported drivers,
+the database's message, writing SQL is only EXPLAINed, the row limit, the rollback, unsupported drivers (mysql),
 and `qrm tests run` with query cases (protected environments, passwords from secrets.enc)."""
 
 from __future__ import annotations
@@ -100,10 +100,9 @@ def test_the_password_is_masked_in_messages(db: Path) -> None:
     assert not done.passed and "nope" not in (done.error or "") and querytests.MASK in (done.error or "")
 
 
-@pytest.mark.parametrize("driver", ["postgresql", "mysql"])
-def test_other_drivers_are_not_supported_yet(tmp_path: Path, driver: str) -> None:
+def test_mysql_is_not_supported_yet(tmp_path: Path) -> None:
     with pytest.raises(querytests.UnsupportedDatasource, match="not supported yet"):
-        querytests.datasource_engine(driver, "blog", tmp_path)
+        querytests.datasource_engine("mysql", "blog", tmp_path)
 
 
 def test_relative_sqlite_paths_are_relative_to_the_workspace(tmp_path: Path) -> None:
@@ -155,7 +154,7 @@ def test_tests_run_runs_query_cases(workspace: Workspace) -> None:
     assert (dev["broken"]["outcome"], dev["broken"]["reason"]) == ("failed", "no such column: nope")
     assert dev["insert"]["outcome"] == "passed"
     assert prod["insert"]["outcome"] == "skipped" and "protected" in prod["insert"]["reason"]
-    assert dev["postgres"]["outcome"] == "error" and "not supported yet" in dev["postgres"]["reason"]
+    assert dev["postgres"]["outcome"] == "error" and "needs a service" in dev["postgres"]["reason"]
     assert dev["unknown"]["outcome"] == "error" and "request.datasource" in dev["unknown"]["reason"]
 
 
