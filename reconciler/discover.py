@@ -602,14 +602,7 @@ def _walk(el: etree._Element, found: _Found, action: _ActionParts | None, fields
         if key == "form":
             form_fields: list[FormField] = []
             _walk(child, found, action, form_fields)
-            a = _attrs(child)
-            found.forms.append(Form(
-                id=a.get("id") or a.get("name"),
-                method=(a.get("method") or "GET").upper(),
-                action=a.get("action"),
-                fields=tuple(form_fields),
-                line=_sourceline(child),
-            ))
+            found.forms.append(_form(child, form_fields))
             continue
         if key in _FIELDS:
             if fields is not None:
@@ -651,6 +644,17 @@ def _action(el: etree._Element, parts: _ActionParts) -> Action:
         redirects=tuple(parts.redirects),
         queries=tuple(parts.queries),
         writes=any(q.writes for q in parts.queries),
+        line=_sourceline(el),
+    )
+
+
+def _form(el: etree._Element, fields: list[FormField]) -> Form:
+    a = _attrs(el)
+    return Form(
+        id=a.get("id") or a.get("name"),
+        method=(a.get("method") or "GET").upper(),
+        action=a.get("action"),
+        fields=tuple(fields),
         line=_sourceline(el),
     )
 
@@ -699,14 +703,7 @@ def _fast_walk(root: etree._Element, found: _Found) -> None:
                 form_field = _field(child, str(child.tag))
                 if form_field is not None:
                     form_fields.append(form_field)
-            a = _attrs(el)
-            found.forms.append(Form(
-                id=a.get("id") or a.get("name"),
-                method=(a.get("method") or "GET").upper(),
-                action=a.get("action"),
-                fields=tuple(form_fields),
-                line=_sourceline(el),
-            ))
+            found.forms.append(_form(el, form_fields))
         elif tag in _Q_COUNTED:
             if tag.endswith(("}loop", "}foreach")):
                 found.loops += 1
