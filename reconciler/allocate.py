@@ -9,11 +9,11 @@ so one pass over sorted candidates serves 10,000 services without a query per po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.models import PortRange
-from reconciler.state import DesiredState, LiveState, RecordedService, ServiceInstance
+from reconciler.state import DesiredState, ForeignAllocation, LiveState, RecordedService, ServiceInstance
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,29 @@ def ephemeral_overlaps(desired: DesiredState, ephemeral: tuple[int, int] | None)
     ]
 
 
-def allocate(desired: DesiredState, recorded: dict[str, RecordedService], live: LiveState) -> Allocation:
+def allocate(desired: DesiredState, recorded: dict[str, RecordedService], live: LiveState,
+             foreign: Sequence[ForeignAllocation] = ()) -> Allocation:
+    """`foreign`: other workspaces' allocations in a shared registry: taken, whatever they are."""
     result = Allocation(warnings=ephemeral_overlaps(desired, live.ephemeral))
     reserved = desired.reserved_ports()
     taken: dict[str, set[int]] = {host: set(ports) for host, ports in reserved.items()}
+    theirs = {(f.host, f.port): f for f in foreign}
+    owner_of = {f.service: f.owner for f in foreign}
+    for f in foreign:
+        taken.setdefault(f.host, set()).add(f.port)
 
     def taken_on(host: str) -> set[int]:
         return taken.setdefault(host, set())
 
-    instances = [desired.instances[name] for name in sorted(desired.instances)]
+    instances = []
+    for name in sorted(desired.instances):
+        inst = desired.instances[name]
+        if name in owner_of:  # service names are global in a shared registry, like Consul's catalog
+            result.conflicts.append(Conflict(
+                name, inst.host, 0, f"service {name} is registered by workspace {owner_of[name]!r} in the shared "
+                                    "registry; service names are shared: rename one of them"))
+            continue
+        instances.append(inst)
     recorded_at = {(svc.host, svc.port): svc.name for svc in recorded.values()}
 
     # 1. Pins first: they win over every automatic choice.
@@ -75,6 +89,12 @@ def allocate(desired: DesiredState, recorded: dict[str, RecordedService], live: 
         if inst.pinned is None:
             continue
         port = inst.pinned
+        other = theirs.get((inst.host, port))
+        if other is not None:
+            result.conflicts.append(Conflict(
+                inst.name, inst.host, port, f"port {port} on {inst.host} is pinned by {inst.name} but is allocated "
+                                            f"to {other.service} of workspace {other.owner!r}"))
+            continue
         before = recorded.get(inst.name)
         already_ours = before is not None and before.host == inst.host and before.port == port
         in_use = port in live.listeners.get(inst.host, frozenset())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
@@ -154,7 +155,7 @@ def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, det
          no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
     """Show what apply would change: + create, ~ update, - delete, ! repair."""
     from reconciler import files
-    from reconciler.report import component_changes_markdown, plan_document, plan_markdown, plan_text
+    from reconciler.report import MARKDOWN_LIMIT, component_changes_markdown, plan_document, plan_markdown, plan_text
     from reconciler.scanflow import component_changes
     from reconciler.workflow import plan_workspace, saved_plan_document
 
@@ -172,7 +173,8 @@ def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, det
         document["components"] = components
         click.echo(json.dumps(document, indent=2 if len(result.changes) + len(components) <= 500 else None))
     elif markdown:
-        click.echo(plan_markdown(result) + component_changes_markdown(components), nl=False)
+        section = component_changes_markdown(components)  # both parts stay under the comment limit together
+        click.echo(plan_markdown(result, limit=MARKDOWN_LIMIT - len(section)) + section, nl=False)
     else:
         section = _short_component_changes(components)
         click.echo(plan_text(result) + (f"\n{section}" if section else ""), nl=False)
@@ -265,11 +267,13 @@ def scan(ctx: click.Context, project: str | None, as_json: bool) -> int:
               help="Wait this long for another apply of this workspace (default: qrm.yaml lock_timeout, 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")
 @click.option("--no-tests", is_flag=True, help="Do not run the auto_run test suites after applying.")
+@click.option("--commit", "commit", is_flag=True,
+              help="Commit what changed under reports/ and generated/ (never .env) with the trailer Qrm-Report: true.")
 @_plan_options
 @click.pass_context
 @reports_errors
 def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: float | None, as_json: bool,
-          no_tests: bool, no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
+          no_tests: bool, commit: bool, no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
     """Allocate ports, register services and write reports; PLANFILE applies exactly a saved plan.
 
     After every apply that is not cancelled (also one with no changes), the suites marked auto_run
@@ -294,6 +298,11 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
         return click.confirm("Apply these changes?", default=False)
 
     ws = _workspace(ctx)
+    if commit:
+        from reconciler.gitops import is_repository
+
+        if not is_repository(ws.root):
+            raise click.UsageError(f"--commit needs the workspace to be a git repository; {ws.root} is not one")
     outcome = apply_workspace(ws, saved=saved, refresh=not no_refresh, targets=targets,
                               excludes=excludes, lock_timeout=lock_timeout, approve=approve)
     if as_json:
@@ -307,9 +316,18 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
             click.echo("No changes. Nothing to apply.")
         for message in outcome.messages:
             click.echo(message)
-    if no_tests or not (outcome.applied or outcome.plan.empty):  # cancelled: nothing to check
+    if not (outcome.applied or outcome.plan.empty):  # cancelled: nothing to check or commit
         return EXIT_OK
-    return _post_apply_tests(ws, err=as_json)
+    code = EXIT_OK if no_tests else _post_apply_tests(ws, err=as_json)
+    if commit:
+        from reconciler.reconcileflow import commit_after_apply
+
+        made = commit_after_apply(ws, outcome.plan, outcome.apply_id, outcome.applied)
+        for skipped in made.skipped:
+            click.echo(f"warning: {skipped}", err=True)
+        click.echo(f"Committed {made.sha[:12]}: {len(made.paths)} report file(s)." if made.sha
+                   else "Nothing to commit: the reports are unchanged.", err=as_json)
+    return code
 
 
 def _post_apply_tests(ws: Workspace, *, err: bool) -> int:
@@ -338,6 +356,43 @@ def _refuse_unattended() -> bool:
     from reconciler.errors import QrmError
 
     raise QrmError("apply needs --yes (or a plan file from `qrm plan --out`) when not run on a terminal")
+
+
+@cli.command()
+@click.option("--apply", "do_apply", is_flag=True, help="Apply changes (default: only plan and report).")
+@click.option("--interval", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True, metavar="SECONDS",
+              help="Re-check health and drift (and pull, with --pull) this often.")
+@click.option("--pull", is_flag=True, help="Fetch and fast-forward from the upstream; push the report commits.")
+@click.option("--no-commit", is_flag=True, help="Write reports but do not commit them.")
+@click.pass_context
+@reports_errors
+def watch(ctx: click.Context, do_apply: bool, interval: float, pull: bool, no_commit: bool) -> int:
+    """Reconcile whenever manifests/, secrets.enc, qrm.yaml or a project's .q files change, and on every interval.
+
+    One line per reconcile. SIGTERM or SIGINT finishes the current step and exits 0.
+    """
+    import signal
+    import threading
+
+    from reconciler.watchflow import WatchOptions
+    from reconciler.watchflow import watch as watch_workspace
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        click.echo(f"received {signal.Signals(signum).name}; stopping after the current step", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    options = WatchOptions(apply=do_apply, interval=interval, pull=pull, commit=not no_commit)
+
+    def emit(line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        click.echo(f"{stamp} {line}")
+
+    watch_workspace(_workspace(ctx), options, stop, emit)
+    return EXIT_OK
 
 
 @cli.group(cls=click.Group)
@@ -372,9 +427,13 @@ def ports_list(ctx: click.Context, host: str | None, port_type: str | None, as_j
     click.echo(table(["HOST", "PORT", "SERVICE", "TYPE", "PROTOCOL", "PINNED", "PROJECT", "ENV"],
                      [(s.host, s.port, s.name, s.type, s.protocol, "yes" if s.pinned else "", s.project or "",
                        s.environment or "") for s in rows]))
-    if recorded.origin == "lockfile":
-        click.echo(f"(from reports/allocations.yaml: the registry is empty; {len(rows)} allocations)")
+    if recorded.origin in ("lockfile", "reports"):
+        click.echo(f"(from reports/allocations.yaml: {_no_registry(recorded.origin)}; {len(rows)} allocations)")
     return EXIT_OK
+
+
+def _no_registry(origin: str) -> str:
+    return "the registry is empty" if origin == "lockfile" else "no registry here"
 
 
 @ports.command("ranges")
@@ -468,8 +527,8 @@ def services_list(ctx: click.Context, service_type: str | None, tag: str | None,
     click.echo(table(["NAME", "ADDRESS", "TYPE", "PROTOCOL", "HEALTH", "LATENCY", "LAST CHECK", "TAGS"],
                      [(v.name, v.hostport, v.service.type, v.service.protocol, v.status, _latency(v.latency_ms),
                        _when(v.checked_at), ",".join(v.service.tags)) for v in found.services]))
-    if found.origin == "lockfile":
-        click.echo("(from reports/allocations.yaml: the registry is empty)")
+    if found.origin in ("lockfile", "reports"):
+        click.echo(f"(from reports/allocations.yaml: {_no_registry(found.origin)})")
     return EXIT_OK
 
 

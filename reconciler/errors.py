@@ -59,6 +59,10 @@ class RegistryError(QrmError):
     """The registry cannot be opened, upgraded or written."""
 
 
+class AllocationRaceError(RegistryError):
+    """A port or service name was recorded by someone else between the plan and the write."""
+
+
 class LockedError(QrmError):
     """Another qrm process holds the workspace lock."""
 

@@ -301,3 +301,20 @@ def render_report(checked_at: str, entries: Sequence[dict[str, Any]]) -> str:
              f"summary: {encoder.encode(total)}\n", "services:" + (" []\n" if not ordered else "\n")]
     lines.extend(f"- {encoder.encode(entry)}\n" for entry in ordered)
     return "".join(lines)
+
+
+def report_statuses(text: str | None) -> dict[str, tuple[str, ...]]:
+    """service -> (host, port, status, reason) from a reports/health.yaml text: what matters in a commit of it
+    (latency and check times change every round and alone are not worth a commit)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for line in (text or "").splitlines():
+        if not line.startswith("- {"):
+            continue
+        try:
+            entry = json.loads(line[2:])
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            found[str(entry.get("name"))] = tuple(str(entry.get(key) or "") for key in ("host", "port", "status",
+                                                                                     "reason"))
+    return found

@@ -33,7 +33,7 @@ from reconciler.models import (
     Spec,
     manifest_list,
 )
-from reconciler.state import RecordedService, SourceRef, service_from_dict
+from reconciler.state import RecordedService, ReportedFile, ReportedState, SourceRef, service_from_dict
 
 CACHE_VERSION = 1
 
@@ -538,6 +538,96 @@ def load_lockfile(path: Path, rel: str) -> list[RecordedService] | None:
             raise QrmError(f"{rel}: allocation {index + 1} is not valid ({exc}); restore the file from git "
                            "or delete it to allocate afresh") from None
     return services
+
+
+def load_state_report(path: Path, rel: str) -> ReportedState | None:
+    """reports/state.yaml (report.render_state), or None when there is none.
+
+    The lines apply writes are read as JSON; a file edited into other valid YAML is read by libyaml.
+    A .env's masked text must hash to its recorded sha256 (it is what a PR plan diffs against).
+    """
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    data = _state_lines(text)
+    if data is None:
+        docs, problems = _parse(text, rel)
+        if problems:
+            raise ManifestError(problems)
+        data = docs[0] if docs and isinstance(docs[0], dict) else {}
+    fix = "restore the file from git, or delete it (then every secret and generated file plans as new)"
+    try:
+        secrets = {str(e["name"]): str(e["fingerprint"]) for e in data.get("secrets") or []}
+        shas = {str(e["path"]): str(e["sha256"]) for e in data.get("files") or []}
+        env_lines = {str(k): [str(line) for line in v] for k, v in (data.get("env_files") or {}).items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise QrmError(f"{rel} is not valid ({type(exc).__name__}: {exc}); {fix}") from None
+    files: dict[str, ReportedFile] = {}
+    for file_path, sha in shas.items():
+        masked = None
+        if file_path in env_lines:
+            joined = "\n".join(env_lines[file_path])
+            masked = next((t for t in (joined + "\n", joined)
+                           if hashlib.sha256(t.encode("utf-8")).hexdigest() == sha), None)
+            if masked is None:
+                raise QrmError(f"{rel}: the masked text of {file_path} does not match its sha256; {fix}")
+        files[file_path] = ReportedFile(file_path, sha, masked)
+    missing = sorted(set(env_lines) - set(shas))
+    if missing:
+        raise QrmError(f"{rel}: {missing[0]} has a masked text but no entry under files:; {fix}")
+    return ReportedState(secrets, files)
+
+
+def _state_lines(text: str) -> dict[str, Any] | None:
+    """The sections of a state report as render_state writes it; None when it is written otherwise."""
+    data: dict[str, Any] = {"secrets": [], "files": [], "env_files": {}}
+    section = ""
+    current: list[str] = []
+    try:
+        for line in text.split("\n"):
+            if not line or line.startswith("#") or line.startswith("version:"):
+                continue
+            key = line.split(":", 1)[0]
+            if key in data and line in (f"{key}:", f"{key}: []", f"{key}: {{}}"):
+                section = key
+            elif section in ("secrets", "files") and line.startswith("- {"):
+                data[section].append(json.loads(line[2:]))
+            elif section == "env_files" and line.startswith('  "') and line.endswith(":"):
+                current = data["env_files"].setdefault(json.loads(line[2:-1]), [])
+            elif section == "env_files" and line.startswith('  - "'):
+                current.append(json.loads(line[4:]))
+            else:
+                return None
+    except ValueError:
+        return None
+    return data
+
+
+def load_component_shas(path: Path) -> dict[str, str] | None:
+    """path -> sha256 of each component of a reports/components/<project>.yaml; None when there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    shas: dict[str, str] = {}
+    in_components = False
+    for line in text.split("\n"):
+        if line.startswith("components:"):
+            in_components = True
+        elif in_components and line.startswith("- {"):
+            try:
+                entry = json.loads(line[2:])
+            except ValueError:
+                break
+            shas[str(entry.get("path"))] = str(entry.get("sha256", ""))
+        elif line and not line.startswith((" ", "#")):
+            in_components = False
+    else:
+        return shas
+    docs, problems = _parse(text, str(path))  # not as qrm scan writes it: read it as YAML
+    data = docs[0] if docs and not problems and isinstance(docs[0], dict) else {}
+    entries = data.get("components") or []
+    return {str(e.get("path")): str(e.get("sha256", "")) for e in entries if isinstance(e, dict)}
 
 
 def _relative(path: Path, root: Path) -> str:

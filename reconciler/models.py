@@ -342,6 +342,10 @@ class Settings(Spec):
     lock_timeout: Annotated[float, Field(ge=0)] = Field(
         0, description="seconds apply waits for another apply of this workspace before giving up"
     )
+    commit_author: str | None = Field(
+        None, pattern=r"^[^<>]+ <[^<>\s]+>$",
+        description="author of qrm's report commits, 'Name <email>'; default: git's user, else qrm <qrm@localhost>",
+    )
     generated_policy: dict[
         Literal[".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml", "*"], Literal["overwrite", "warn"]
     ] = Field({}, description="what apply does with a generated file edited by hand: overwrite (default) or warn")

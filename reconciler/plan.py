@@ -11,7 +11,7 @@ from typing import Any, Literal, cast
 
 from reconciler import generated
 from reconciler.allocate import Conflict, allocate
-from reconciler.report import LOCKFILE_PATH, render_lockfile
+from reconciler.report import LOCKFILE_PATH, STATE_PATH, render_lockfile, render_state
 from reconciler.state import (
     DesiredState,
     LiveState,
@@ -26,6 +26,7 @@ SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "repair"
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "repair")
 REGISTRY_ADDRESS = "registry"
 LOCKFILE_ADDRESS = f"file.{LOCKFILE_PATH}"
+STATE_ADDRESS = f"file.{STATE_PATH}"
 SECRET_PREFIX = "secret."
 
 
@@ -77,6 +78,7 @@ class Plan:
     refreshed: bool = True
     services: int = 0
     filters: dict[str, list[str]] = field(default_factory=dict)
+    recorded_from: str = "registry"  # RecordedState.origin: registry | lockfile | reports
 
     @property
     def blocked(self) -> bool:
@@ -129,7 +131,7 @@ def desired_digest(desired: DesiredState) -> str:
 
 
 def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -> Plan:
-    allocation = allocate(desired, recorded.services, live)
+    allocation = allocate(desired, recorded.services, live, recorded.foreign)
     changes: list[Change] = []
 
     for name in sorted(desired.instances):
@@ -168,10 +170,14 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         changes.extend(file_changes)
         warnings.extend(file_warnings)
 
-    if recorded.origin == "lockfile" and recorded.services:
-        changes.append(Change("repair", REGISTRY_ADDRESS, None, {"restore": len(recorded.services)},
-                              f"the registry is empty; {len(recorded.services)} allocations are restored "
-                              f"from {LOCKFILE_PATH}"))
+    if recorded.origin == "lockfile" and (recorded.services or recorded.secrets or recorded.files):
+        restored = {"restore": len(recorded.services)}
+        reason = f"the registry is empty; {len(recorded.services)} allocations are restored from {LOCKFILE_PATH}"
+        if recorded.secrets or recorded.files:
+            restored |= {"secrets": len(recorded.secrets), "files": len(recorded.files)}
+            reason += (f", {len(recorded.secrets)} secret fingerprints and {len(recorded.files)} generated files "
+                       f"from {STATE_PATH}")
+        changes.append(Change("repair", REGISTRY_ADDRESS, None, restored, reason))
     # The lock file must hold exactly what render_lockfile gives; with no allocations at all an
     # absent file is fine too (a new workspace), and so is the `allocations: []` that apply
     # writes when the last service is removed.
@@ -184,6 +190,18 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         why = "edited since the last apply"
     if why is not None:
         changes.append(Change("repair", LOCKFILE_ADDRESS, None, None, f"{LOCKFILE_PATH} is {why}; it is rewritten"))
+    # reports/state.yaml likewise, when the registry is the record (otherwise the file was the input);
+    # absent is fine while nothing is recorded.
+    if recorded.origin == "registry":
+        expected_state = render_state(recorded.secrets, recorded.files.values())
+        why = None
+        if live.state_text is None:
+            if recorded.secrets or recorded.files:
+                why = "missing"
+        elif live.state_text != expected_state:
+            why = "edited since the last apply"
+        if why is not None:
+            changes.append(Change("repair", STATE_ADDRESS, None, None, f"{STATE_PATH} is {why}; it is rewritten"))
 
     return Plan(
         changes=tuple(changes),
@@ -191,11 +209,15 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         errors=tuple(allocation.errors),
         warnings=tuple(warnings),
         desired_digest=desired_digest(desired),
-        recorded_digest=digest([recorded.origin, expected, sorted(recorded.secrets.items()),
-                                sorted((f.path, f.written_sha, generated.sha256(f.masked))
-                                       for f in recorded.files.values())]),
+        # A plan saved where there is no registry ("reports") is applied where apply created an empty
+        # one ("lockfile"): the same record.
+        recorded_digest=digest(["lockfile" if recorded.origin == "reports" else recorded.origin, expected,
+                                sorted(recorded.secrets.items()),
+                                sorted((f.path, f.written_sha if recorded.origin == "registry" else "",
+                                        generated.sha256(f.masked)) for f in recorded.files.values())]),
         refreshed=live.refreshed,
         services=len(desired.instances),
+        recorded_from=recorded.origin,
     )
 
 

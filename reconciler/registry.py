@@ -8,8 +8,11 @@ version bump, so a crash mid-upgrade leaves the previous version whole.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Engine,
     Float,
@@ -37,18 +41,27 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    true,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
-from reconciler.errors import RegistryError
+from reconciler.errors import AllocationRaceError, RegistryError
 from reconciler.health import HealthRecord
 from reconciler.state import RecordedFile, RecordedService
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
 metadata = MetaData()
+
+
+def _owner() -> Column[str]:
+    """The workspace a row belongs to (qrm.yaml name, else its git remote): in a shared registry each
+    workspace reads, changes and prunes only its own rows, and allocation avoids everyone's."""
+    return Column("owner", String(200), nullable=False, server_default="")
+
+
 meta_table = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text))
 allocations = Table(
     "allocations", metadata,
@@ -58,6 +71,7 @@ allocations = Table(
     Column("service", String(200), nullable=False, unique=True),
     Column("type", String(63), nullable=False),
     Column("allocated_at", String(32), nullable=False),
+    _owner(),
     UniqueConstraint("host", "port", name="uq_allocations_host_port"),
 )
 services = Table(
@@ -73,9 +87,11 @@ services = Table(
     Column("project", String(63)),
     Column("environment", String(63)),
     Column("registered_at", String(32), nullable=False),
+    _owner(),
 )
 secrets_table = Table(
     "secrets", metadata,
+    Column("owner", String(200), primary_key=True, server_default=""),
     Column("name", String(300), primary_key=True),
     Column("fingerprint", String(64), nullable=False),  # of the ciphertext; never the value
     Column("recorded_at", String(32), nullable=False),
@@ -91,9 +107,11 @@ health_table = Table(
     Column("reason", Text, nullable=False),
     Column("target", Text, nullable=False),  # what was checked (a record of another target is void)
     Column("address", String(300)),  # address:port the check connected to
+    _owner(),
 )
 generated_files = Table(
     "generated_files", metadata,
+    Column("owner", String(200), primary_key=True, server_default=""),
     Column("path", String(500), primary_key=True),
     Column("masked", Text, nullable=False),  # the rendering with secret placeholders (no values)
     Column("written_sha", String(64), nullable=False),  # sha256 of what apply wrote, to tell hand edits
@@ -101,6 +119,7 @@ generated_files = Table(
 )
 component_files = Table(
     "component_files", metadata,
+    Column("owner", String(200), primary_key=True, server_default=""),
     Column("project", String(63), primary_key=True),
     Column("path", String(1000), primary_key=True),  # relative to the project's source folder
     Column("sha256", String(64), nullable=False),  # of the file's bytes when it was scanned
@@ -119,6 +138,7 @@ applies = Table(
     Column("outcome", String(16), nullable=False),
     Column("summary", Text, nullable=False),
     Column("error", Text),
+    _owner(),
 )
 test_runs = Table(
     "test_runs", metadata,
@@ -133,6 +153,7 @@ test_runs = Table(
     Column("flaky", Integer, nullable=False),  # passed only after a retry
     Column("duration_ms", Float, nullable=False),
     Column("revision", String(64)),
+    _owner(),
     Index("ix_test_runs_suite", "suite", "id"),
 )
 test_results = Table(
@@ -193,6 +214,31 @@ def _v7(conn: Connection) -> None:
     test_results.create(conn, checkfirst=True)
 
 
+# Tables whose primary key gains the owner in version 8 (a workspace's own names and paths: two
+# workspaces may both have a project "blog"); the others only gain the column.
+_REKEYED = (secrets_table, generated_files, component_files)
+_OWNED = (allocations, services, health_table, applies, test_runs)
+
+
+def _v8(conn: Connection, owner: str) -> None:
+    """Version 8: every row records its owner; rows from before belong to the workspace that upgrades."""
+    inspector = inspect(conn)
+    for table in (*_REKEYED, *_OWNED):
+        if not inspector.has_table(table.name):
+            continue
+        if "owner" in {c["name"] for c in inspector.get_columns(table.name)}:
+            continue  # made by this version's definitions already
+        if table in _REKEYED:
+            rows = [dict(r._mapping) for r in conn.execute(select(*[c for c in table.c if c.name != "owner"]))]
+            table.drop(conn)
+            table.create(conn)
+            if rows:
+                conn.execute(insert(table), [{**row, "owner": owner} for row in rows])
+        else:
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN owner VARCHAR(200) NOT NULL DEFAULT ''")
+            conn.execute(table.update().values(owner=owner))
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
 
@@ -229,8 +275,14 @@ _PASSWORD = re.compile(r"(://[^:/@]*:).*@")
 
 
 class Registry:
-    def __init__(self, url: str, *, upgrade_to: int = SCHEMA_VERSION):
+    """One registry. `owner` stamps every row written; `scoped` (a shared registry) makes every read,
+    change and prune see only the owner's rows, while `foreign_allocations` shows everyone else's.
+    A workspace's private registry is not scoped: all its rows are its own, whatever its name was."""
+
+    def __init__(self, url: str, *, owner: str = "", scoped: bool = False, upgrade_to: int = SCHEMA_VERSION):
         self.url = url
+        self.owner = owner
+        self.scoped = scoped
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
@@ -265,7 +317,10 @@ class Registry:
                     f"registry {display_url(self.url)} has schema version {current}, newer than this qrm "
                     f"understands ({SCHEMA_VERSION}); upgrade qrm")
             for version in range(current + 1, target + 1):
-                MIGRATIONS[version](conn)
+                if version == 8:
+                    _v8(conn, self.owner)
+                else:
+                    MIGRATIONS[version](conn)
                 conn.execute(delete(meta_table).where(meta_table.c.key == "schema_version"))
                 conn.execute(insert(meta_table).values(key="schema_version", value=str(version)))
 
@@ -276,16 +331,22 @@ class Registry:
         value = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
         return int(value) if value is not None else 0
 
+    def _mine(self, table: Table) -> ColumnElement[bool]:
+        return table.c.owner == self.owner if self.scoped else true()
+
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
             return self._version(conn)
 
     def recorded_services(self) -> dict[str, RecordedService]:
         # Plain SQL through the driver: SQLAlchemy's result processing is most of the cost of 10,000 rows.
+        sql = "SELECT name, host, port, type, protocol, pinned, health, tags, project, environment FROM services"
         with self.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT name, host, port, type, protocol, pinned, health, tags, project, environment FROM services"
-            ).all()
+            if self.scoped:
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                rows = conn.exec_driver_sql(f"{sql} WHERE owner = {mark}", (self.owner,)).all()
+            else:
+                rows = conn.exec_driver_sql(sql).all()
         # Thousands of services share a few health checks and tag lists: parse each text once.
         parsed: dict[str, Any] = {}
 
@@ -308,17 +369,60 @@ class Registry:
     def recorded_secrets(self) -> dict[str, str]:
         with self.engine.connect() as conn:
             return {name: fingerprint for name, fingerprint in conn.execute(
-                select(secrets_table.c.name, secrets_table.c.fingerprint))}
+                select(secrets_table.c.name, secrets_table.c.fingerprint).where(self._mine(secrets_table)))}
 
     def recorded_files(self) -> dict[str, RecordedFile]:
         with self.engine.connect() as conn:
             return {path: RecordedFile(path, masked, sha) for path, masked, sha in conn.execute(
-                select(generated_files.c.path, generated_files.c.masked, generated_files.c.written_sha))}
+                select(generated_files.c.path, generated_files.c.masked, generated_files.c.written_sha).where(
+                    self._mine(generated_files)))}
 
     def allocation_rows(self) -> list[dict[str, Any]]:
+        """Every allocation of every owner, by host and port (what `qrm ports list` shows)."""
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(allocations).order_by(
                 allocations.c.host, allocations.c.port))]
+
+    def foreign_allocations(self) -> list[tuple[str, int, str, str]]:
+        """(host, port, service, owner) of the other workspaces' allocations; none when not scoped."""
+        if not self.scoped:
+            return []
+        with self.engine.connect() as conn:
+            return [(h, p, s, o) for h, p, s, o in conn.execute(
+                select(allocations.c.host, allocations.c.port, allocations.c.service, allocations.c.owner).where(
+                    allocations.c.owner != self.owner))]
+
+    @contextmanager
+    def allocation_lock(self, hosts: Iterable[str]) -> Iterator[float]:
+        """Hold the allocation lock of each host (sorted, so two holders never deadlock) from before
+        the plan reads what is taken until its allocations are committed; yields the seconds waited.
+
+        PostgreSQL: session advisory locks, so workspaces on different machines take turns per host.
+        SQLite: an flock beside the database file (one machine; BEGIN IMMEDIATE alone would not
+        cover the plan that precedes the write)."""
+        names = sorted(set(hosts))
+        started = time.perf_counter()
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                for host in names:
+                    conn.exec_driver_sql("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_SPACE, host))
+                conn.commit()
+                try:
+                    yield time.perf_counter() - started
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+                    conn.commit()
+            return
+        path = _sqlite_path(self.url)
+        if path is None:  # an in-memory database: one process
+            yield 0.0
+            return
+        fd = os.open(f"{path}.alloc-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield time.perf_counter() - started
+        finally:
+            os.close(fd)
 
     def write(
         self,
@@ -336,33 +440,36 @@ class Registry:
         now = _now()
         try:
             with self._write() as conn:
+                owner = self.owner
                 for chunk in _chunks(removed):
-                    conn.execute(delete(services).where(services.c.name.in_(chunk)))
-                    conn.execute(delete(allocations).where(allocations.c.service.in_(chunk)))
+                    conn.execute(delete(services).where(services.c.name.in_(chunk), self._mine(services)))
+                    conn.execute(delete(allocations).where(allocations.c.service.in_(chunk), self._mine(allocations)))
                 if added:
                     _bulk_insert(conn, allocations, [
-                        {"host": s.host, "port": s.port, "service": s.name, "type": s.type, "allocated_at": now}
-                        for s in added])
+                        {"host": s.host, "port": s.port, "service": s.name, "type": s.type, "allocated_at": now,
+                         "owner": owner} for s in added])
                     encoded: dict[int, str] = {}
-                    _bulk_insert(conn, services, [_service_row(s, now, encoded) for s in added])
+                    _bulk_insert(conn, services, [_service_row(s, now, encoded, owner) for s in added])
                 if secrets is not None:  # the whole set: few rows, replaced every time
-                    conn.execute(delete(secrets_table))
+                    conn.execute(delete(secrets_table).where(self._mine(secrets_table)))
                     if secrets:
                         conn.execute(insert(secrets_table), [
-                            {"name": n, "fingerprint": f, "recorded_at": now} for n, f in sorted(secrets.items())])
+                            {"owner": owner, "name": n, "fingerprint": f, "recorded_at": now}
+                            for n, f in sorted(secrets.items())])
                 gone = [*files_removed, *(f.path for f in files_written)]
                 for chunk in _chunks(gone):
-                    conn.execute(delete(generated_files).where(generated_files.c.path.in_(chunk)))
+                    conn.execute(delete(generated_files).where(generated_files.c.path.in_(chunk),
+                                                               self._mine(generated_files)))
                 if files_written:
                     conn.execute(insert(generated_files), [
-                        {"path": f.path, "masked": f.masked, "written_sha": f.written_sha, "written_at": now}
-                        for f in files_written])
+                        {"owner": owner, "path": f.path, "masked": f.masked, "written_sha": f.written_sha,
+                         "written_at": now} for f in files_written])
                 result = conn.execute(insert(applies).values(
                     started_at=started_at, finished_at=now, revision=revision, outcome="success",
-                    summary=json.dumps(summary, sort_keys=True), error=None))
+                    summary=json.dumps(summary, sort_keys=True), error=None, owner=owner))
                 return int(result.inserted_primary_key[0])  # type: ignore[index]
         except IntegrityError as exc:
-            raise RegistryError(
+            raise AllocationRaceError(
                 "the registry refused the allocation (a port or service is already recorded; did another "
                 f"apply run at the same time?): {exc.orig}; nothing was applied") from None
 
@@ -370,17 +477,18 @@ class Registry:
         with self._write() as conn:
             conn.execute(insert(applies).values(
                 started_at=started_at, finished_at=_now(), revision=revision, outcome="failed",
-                summary=json.dumps(summary, sort_keys=True), error=error))
+                summary=json.dumps(summary, sort_keys=True), error=error, owner=self.owner))
 
     def history(self, limit: int = 20) -> list[ApplyRecord]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(applies).order_by(applies.c.id.desc()).limit(limit)).all()
+            rows = conn.execute(select(applies).where(self._mine(applies)).order_by(applies.c.id.desc())
+                                .limit(limit)).all()
         return [ApplyRecord(r.id, r.started_at, r.finished_at, r.revision, r.outcome, json.loads(r.summary),
                             r.error) for r in rows]
 
     def recorded_health(self) -> dict[str, HealthRecord]:
         with self.engine.connect() as conn:
-            return _read_health(conn)
+            return _read_health(conn, self._mine(health_table))
 
     def record_health(
         self, update: Callable[[dict[str, HealthRecord]], Sequence[HealthRecord]], *, prune: bool = True
@@ -392,16 +500,18 @@ class Registry:
         registered go too.
         """
         with self._write() as conn:
-            records = list(update(_read_health(conn)))
+            records = list(update(_read_health(conn, self._mine(health_table))))
             for chunk in _chunks(r.service for r in records):
                 conn.execute(delete(health_table).where(health_table.c.service.in_(chunk)))
             if records:
                 _bulk_insert(conn, health_table, [
                     {"service": r.service, "status": r.status, "successes": r.successes, "failures": r.failures,
                      "latency_ms": r.latency_ms, "checked_at": r.checked_at, "reason": r.reason, "target": r.target,
-                     "address": r.address} for r in records])
+                     "address": r.address, "owner": self.owner} for r in records])
             if prune:
-                conn.execute(delete(health_table).where(health_table.c.service.not_in(select(services.c.name))))
+                conn.execute(delete(health_table).where(
+                    self._mine(health_table),
+                    health_table.c.service.not_in(select(services.c.name).where(self._mine(services)))))
         return records
 
     def component_rows(self, project: str) -> dict[str, tuple[str, str, str, str]]:
@@ -411,14 +521,14 @@ class Registry:
                     in conn.execute(select(component_files.c.path, component_files.c.sha256,
                                            component_files.c.component, component_files.c.summary,
                                            component_files.c.scanned_at).where(
-                        component_files.c.project == project))}
+                        component_files.c.project == project, self._mine(component_files)))}
 
     def component_shas(self, project: str) -> dict[str, str]:
         """path -> sha256 of every scanned file of a project (no component JSON: what plan compares)."""
         with self.engine.connect() as conn:
             return {path: sha for path, sha in conn.execute(
                 select(component_files.c.path, component_files.c.sha256).where(
-                    component_files.c.project == project))}
+                    component_files.c.project == project, self._mine(component_files)))}
 
     def write_components(self, removed: Sequence[tuple[str, str]],
                          written: Sequence[tuple[str, str, str, str, str]]) -> str:
@@ -432,11 +542,12 @@ class Registry:
             for project, paths in sorted(by_project.items()):
                 for chunk in _chunks(paths):
                     conn.execute(delete(component_files).where(
-                        component_files.c.project == project, component_files.c.path.in_(chunk)))
+                        component_files.c.project == project, component_files.c.path.in_(chunk),
+                        self._mine(component_files)))
             if written:
                 _bulk_insert(conn, component_files, [
-                    {"project": project, "path": path, "sha256": sha, "component": component, "summary": summary,
-                     "scanned_at": now} for project, path, sha, component, summary in written])
+                    {"owner": self.owner, "project": project, "path": path, "sha256": sha, "component": component,
+                     "summary": summary, "scanned_at": now} for project, path, sha, component, summary in written])
         return now
 
     def record_test_runs(self, runs: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[int]:
@@ -445,7 +556,7 @@ class Registry:
         ids = []
         with self._write() as conn:
             for run, results in runs:
-                result = conn.execute(insert(test_runs).values(**run))
+                result = conn.execute(insert(test_runs).values(**{"owner": self.owner, **run}))
                 run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
                 ids.append(run_id)
                 if results:
@@ -454,7 +565,8 @@ class Registry:
 
     def test_run_rows(self, suite: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The runs of a suite, newest first."""
-        query = select(test_runs).where(test_runs.c.suite == suite).order_by(test_runs.c.id.desc())
+        query = select(test_runs).where(test_runs.c.suite == suite, self._mine(test_runs)).order_by(
+            test_runs.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -471,14 +583,14 @@ class Registry:
 
     def count_applies(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(applies)).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(applies).where(self._mine(applies))).scalar_one())
 
 
-def _read_health(conn: Connection) -> dict[str, HealthRecord]:
+def _read_health(conn: Connection, where: ColumnElement[bool]) -> dict[str, HealthRecord]:
     rows = conn.execute(select(
         health_table.c.service, health_table.c.status, health_table.c.successes, health_table.c.failures,
         health_table.c.latency_ms, health_table.c.checked_at, health_table.c.reason, health_table.c.target,
-        health_table.c.address)).all()
+        health_table.c.address).where(where)).all()
     return {r[0]: HealthRecord(*r) for r in rows}
 
 
@@ -500,7 +612,7 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     conn.exec_driver_sql(statement, [tuple(row[c] for c in columns) for row in rows])
 
 
-def _service_row(s: RecordedService, now: str, encoded: dict[int, str]) -> dict[str, Any]:
+def _service_row(s: RecordedService, now: str, encoded: dict[int, str], owner: str) -> dict[str, Any]:
     """A services row; `encoded` memoizes the JSON of health checks that services share (by identity)."""
     health = None
     if s.health is not None:
@@ -510,7 +622,7 @@ def _service_row(s: RecordedService, now: str, encoded: dict[int, str]) -> dict[
     return {
         "name": s.name, "host": s.host, "port": s.port, "type": s.type, "protocol": s.protocol,
         "pinned": s.pinned, "health": health, "tags": json.dumps(list(s.tags)), "project": s.project,
-        "environment": s.environment, "registered_at": now,
+        "environment": s.environment, "registered_at": now, "owner": owner,
     }
 
 
@@ -523,6 +635,16 @@ def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _sqlite_path(url: str) -> str | None:
+    database = make_url(url).database
+    return database if database not in (None, "", ":memory:") else None
+
+
+# The first key of qrm's advisory locks (the second is hashtext(host)), so they never collide with
+# another application's locks on the same PostgreSQL.
+_LOCK_SPACE = 0x51524D  # "QRM"
 
 
 def _sqlite_setup(engine: Engine) -> None:

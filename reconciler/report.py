@@ -1,25 +1,28 @@
 """Plans and registry contents as text a person reads, JSON for machines, Markdown for PR comments.
 
-Also the lock file reports/allocations.yaml, emitted directly rather than through a YAML
-dumper: one JSON flow mapping per line is valid YAML, diffs one line per service, and
+Also the lock file reports/allocations.yaml and reports/state.yaml, emitted directly rather than
+through a YAML dumper: one JSON flow mapping per line is valid YAML, diffs one line per entry, and
 10,000 entries render in milliseconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.state import RecordedService
+from reconciler.state import RecordedFile, RecordedService
 
 if TYPE_CHECKING:
     from reconciler.plan import Change, Plan
 
 LOCKFILE_PATH = "reports/allocations.yaml"
 LOCKFILE_VERSION = 1
+STATE_PATH = "reports/state.yaml"
+STATE_VERSION = 1
 PLAN_FORMAT_VERSION = 1
 MARKDOWN_LIMIT = 60_000
 # In a ```diff block GitHub colours lines by their first character: green +, red -, orange !.
@@ -65,6 +68,41 @@ def render_lockfile(services: Iterable[RecordedService]) -> str:
             f'"project": {"null" if s.project is None else q(s.project)}, '
             f'"environment": {"null" if s.environment is None else q(s.environment)}}}\n'
         )
+    return "".join(lines)
+
+
+_STATE_HEADER = (
+    "# Written by `qrm apply`: the secrets and generated files of the last apply, so that a fresh clone\n"
+    "# (a PR check) plans against what was applied without the registry or the age key. Do not edit.\n"
+    "# No secret value is here: a secret is the fingerprint of its ciphertext in secrets.enc, a file the\n"
+    "# sha256 of its rendering with secrets as <secret KEY FINGERPRINT> placeholders, and each .env (which\n"
+    "# is git-ignored) also that masked text, one line per line.\n"
+)
+
+
+def is_env_file(path: str) -> bool:
+    """The generated file that holds secret values (the others only name them as ${VAR})."""
+    return path.rsplit("/", 1)[-1] == ".env"
+
+
+def render_state(secrets: Mapping[str, str], files: Iterable[RecordedFile]) -> str:
+    """reports/state.yaml: deterministic, sorted, no timestamps, never a value or a hash of one.
+
+    Only masked texts are hashed (for .env never the written bytes: a hash of a file that holds a
+    password allows an offline guess).
+    """
+    q = encode_basestring_ascii
+    ordered = sorted(files, key=lambda f: f.path)
+    lines = [_STATE_HEADER, f"version: {STATE_VERSION}\n", "secrets:\n" if secrets else "secrets: []\n"]
+    lines += [f'- {{"name": {q(name)}, "fingerprint": {q(secrets[name])}}}\n' for name in sorted(secrets)]
+    lines.append("files:\n" if ordered else "files: []\n")
+    lines += [f'- {{"path": {q(f.path)}, "sha256": {q(hashlib.sha256(f.masked.encode("utf-8")).hexdigest())}}}\n'
+              for f in ordered]
+    envs = [f for f in ordered if is_env_file(f.path)]
+    lines.append("env_files:\n" if envs else "env_files: {}\n")
+    for f in envs:
+        lines.append(f"  {q(f.path)}:\n")
+        lines += [f"  - {q(line)}\n" for line in f.masked.removesuffix("\n").split("\n")]
     return "".join(lines)
 
 
@@ -114,9 +152,9 @@ def _file_diff(change: Change) -> str:
     return str(change.after.get("diff") or "")
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, width: int = 60) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def summary_line(plan: Plan) -> str:
@@ -154,8 +192,22 @@ def plan_text(plan: Plan) -> str:
         lines.append("")
     if not plan.refreshed:
         lines.append("note: --no-refresh: live listeners were not read; conflicts with them are not shown")
+    note = recorded_note(plan)
+    if note:
+        lines.append(note)
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
+
+
+def recorded_note(plan: Plan) -> str:
+    """Where the recorded state came from, when it is not the registry."""
+    if plan.recorded_from == "reports":
+        return ("Recorded state: the committed reports (no registry here); "
+                "apply restores the registry from them.")
+    if plan.recorded_from == "lockfile":
+        return ("Recorded state: the committed reports (the registry is empty); "
+                "apply restores the registry from them.")
+    return ""
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
@@ -167,6 +219,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "desired_digest": plan.desired_digest,
         "recorded_digest": plan.recorded_digest,
         "refreshed": plan.refreshed,
+        "recorded_from": plan.recorded_from,
         "filters": plan.filters,
         "summary": {**counts, "conflicts": len(plan.conflicts), "errors": len(plan.errors),
                     "services": plan.services, "blocked": plan.blocked, "empty": plan.empty},
@@ -191,10 +244,20 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     head += [f"| `{sym}` | {action} | {counts[action]} |" for action, sym in
              (("create", "+"), ("update", "~"), ("delete", "-"), ("repair", "!"))]
     head.append("")
-    for problem in [*(f"**conflict:** {c.message}" for c in plan.conflicts),
-                    *(f"**error:** {e}" for e in plan.errors), *(f"warning: {w}" for w in plan.warnings)]:
-        head.append(f"- {problem}")
-    if plan.conflicts or plan.errors or plan.warnings:
+    note = recorded_note(plan)
+    if note:
+        head += [f"_{note}_", ""]
+    problems = [*(f"**conflict:** {c.message}" for c in plan.conflicts),
+                *(f"**error:** {e}" for e in plan.errors), *(f"warning: {w}" for w in plan.warnings)]
+    problem_budget = limit // 4  # the rest is for the changes
+    for index, problem in enumerate(problems):
+        line = f"- {_short(problem, 1_000)}"
+        if problem_budget - len(line) - 1 < 0:
+            head.append(f"- ... {len(problems) - index} more (comment size limit); run `qrm plan` for all of them")
+            break
+        problem_budget -= len(line) + 1
+        head.append(line)
+    if problems:
         head.append("")
     if plan.empty:
         return "\n".join(head) + "\n"
@@ -286,12 +349,20 @@ def component_changes_text(changes: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def component_changes_markdown(changes: Sequence[dict[str, str]], limit: int = 200) -> str:
+def component_changes_markdown(changes: Sequence[dict[str, str]], limit: int = 200, max_chars: int = 12_000) -> str:
+    """The collapsed component block of a PR comment: at most `limit` lines and about `max_chars` characters."""
     if not changes:
         return ""
-    body = [f"{c['symbol']} {c['project']}: {c['path']}" for c in changes[:limit]]
-    if len(changes) > limit:
-        body.append(f"# ... {len(changes) - limit} more (comment size limit); run `qrm plan` for all of them")
+    body: list[str] = []
+    size = 0
+    for change in changes[:limit]:
+        line = f"{change['symbol']} {change['project']}: {_short(change['path'], 300)}"
+        if size + len(line) + 1 > max_chars:
+            break
+        size += len(line) + 1
+        body.append(line)
+    if len(changes) > len(body):
+        body.append(f"# ... {len(changes) - len(body)} more (comment size limit); run `qrm plan` for all of them")
     return "\n".join(["", f"<details><summary>{len(changes)} component(s) changed since the last scan "
                       "(information; run <code>qrm scan</code>)</summary>", "", "```diff", *body, "```",
                       "</details>", ""])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from reconciler import files
+from reconciler import files, load
 from reconciler.components import Component
 from reconciler.errors import QrmError
 from reconciler.locking import workspace_lock
@@ -265,6 +265,8 @@ def component_changes(ws: Workspace, desired: DesiredState, registry: Registry |
     """Files added (+), changed (~) or removed (-) since the last scan, by hash; for `qrm plan` (information).
 
     Projects whose source folder does not exist are left out (plan does not fail for them; scan does).
+    Without a registry (a fresh clone, a PR check), or when it has no rows of a project, the last scan
+    is the committed reports/components/<project>.yaml (its sha256 of each file).
     """
     changes: list[dict[str, str]] = []
     for name in sorted(desired.projects):
@@ -276,6 +278,8 @@ def component_changes(ws: Workspace, desired: DesiredState, registry: Registry |
             continue
         hashes = file_hashes(folder, q_files(folder))
         recorded = registry.component_shas(name) if registry is not None else {}
+        if not recorded:
+            recorded = load.load_component_shas(ws.reports / "components" / f"{name}.yaml") or {}
         for path in sorted(set(hashes) | set(recorded)):
             if path not in recorded:
                 change = ("added", "+")

@@ -87,6 +87,16 @@ def set_secret(ws: Workspace, name: str, project: str | None, environment: str |
     return key
 
 
+def plaintext_values(ws: Workspace) -> list[str] | None:
+    """Every secret value, to make sure none is about to be committed; None when there is no key
+    (then only the file names guard commits: .env files are never committed)."""
+    try:
+        _, plain, _, _ = _open(ws)
+    except SecretsError:
+        return None
+    return sorted(set(plain.values()))
+
+
 def get_secret(ws: Workspace, name: str, project: str | None, environment: str | None) -> str:
     key = _scoped(name, project, environment)
     current, plain, _, _ = _open(ws)

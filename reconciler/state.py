@@ -111,8 +111,38 @@ class RecordedState:
     services: dict[str, RecordedService]
     secrets: dict[str, str] = field(default_factory=dict)  # name -> ciphertext fingerprint at the last apply
     files: dict[str, RecordedFile] = field(default_factory=dict)  # generated files by path
-    # "registry" normally; "lockfile" when the registry was empty and reports/allocations.yaml seeded it.
+    # Where it was read: "registry" normally; "lockfile" when the registry exists but is empty and the
+    # committed reports (allocations.yaml, state.yaml) seeded it (apply restores it from them); "reports"
+    # when there is no registry at all (a fresh clone, a PR check): the committed reports are the record.
     origin: str = "registry"
+    # Other workspaces' allocations in a shared registry: never planned, released or pruned here, but
+    # their ports are taken and their service names are theirs.
+    foreign: tuple[ForeignAllocation, ...] = ()
+
+
+@dataclass(frozen=True)
+class ForeignAllocation:
+    host: str
+    port: int
+    service: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class ReportedFile:
+    """A generated file as reports/state.yaml has it: never a secret value, nor a hash of one."""
+
+    path: str
+    sha256: str  # of the masked text (for files other than .env, that is also the text apply wrote)
+    masked: str | None = None  # .env only: the masked text itself (placeholders), so a fresh clone can diff it
+
+
+@dataclass(frozen=True)
+class ReportedState:
+    """reports/state.yaml: the secrets and generated files of the last apply, as committed."""
+
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> ciphertext fingerprint
+    files: dict[str, ReportedFile] = field(default_factory=dict)  # by path
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,8 @@ class LiveState:
     lockfile_text: str | None = None
     # sha256 of each recorded generated file as it is on disk now (None when missing).
     file_shas: dict[str, str | None] = field(default_factory=dict)
+    # What reports/state.yaml holds now (None when absent).
+    state_text: str | None = None
 
 
 def service_to_dict(service: RecordedService) -> dict[str, Any]:

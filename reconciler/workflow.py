@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import (
+    committed,
     crosscheck,
     files,
     generated,
@@ -29,14 +30,22 @@ from reconciler import (
     secretscope,
     state,
     statecache,
+    summary,
 )
 from reconciler.crosscheck import build_desired
 from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, SecretsError, StalePlanError
 from reconciler.locking import workspace_lock
 from reconciler.models import LOCALHOST
-from reconciler.plan import Plan, digest, make_plan, secrets_after, services_after
+from reconciler.plan import REGISTRY_ADDRESS, Plan, digest, make_plan, secrets_after, services_after
 from reconciler.registry import Registry, display_url
-from reconciler.report import LOCKFILE_PATH, PLAN_FORMAT_VERSION, plan_document, render_lockfile
+from reconciler.report import (
+    LOCKFILE_PATH,
+    PLAN_FORMAT_VERSION,
+    STATE_PATH,
+    plan_document,
+    render_lockfile,
+    render_state,
+)
 from reconciler.schema import MODELINE, json_schemas
 from reconciler.state import DesiredState, LiveState, RecordedService, RecordedState
 from reconciler.workspace import Workspace
@@ -122,11 +131,10 @@ def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
     generated_files = registry.recorded_files() if registry is not None else {}
     if services or secrets or generated_files:
         return RecordedState(services, secrets, generated_files)
-    # An empty registry in a workspace that has a lock file: a fresh clone, or .qrm/ deleted.
-    from_lockfile = load.load_lockfile(ws.root / LOCKFILE_PATH, LOCKFILE_PATH)
-    if from_lockfile:
-        return RecordedState({s.name: s for s in from_lockfile}, origin="lockfile")
-    return RecordedState({})
+    # No registry (a fresh clone, a PR check): the committed reports are the record. An empty one
+    # (.qrm/ deleted, then apply created it): they seed it, and apply restores the registry from them.
+    from_reports = committed.recorded_from_reports(ws.root, "reports" if registry is None else "lockfile")
+    return from_reports if from_reports is not None else RecordedState({})
 
 
 def recorded_state(ws: Workspace) -> RecordedState:
@@ -142,10 +150,14 @@ def recorded_state(ws: Workspace) -> RecordedState:
 def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
               recorded: RecordedState | None = None) -> LiveState:
     lockfile_text = files.read_text_or_none(ws.root / LOCKFILE_PATH)
+    state_text = files.read_text_or_none(ws.root / STATE_PATH)
     # Generated files are the workspace's own: read even with --no-refresh (that skips hosts only).
     file_shas = generatedflow.disk_shas(ws.root, recorded.files) if recorded is not None else {}
+    if recorded is not None and recorded.origin == "reports":
+        # A clone's working tree is not the deployment: no drift, only what the manifests change.
+        file_shas = {path: f.written_sha for path, f in recorded.files.items()}
     if not refresh:
-        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas)
+        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, state_text=state_text)
     listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
     for host in desired.hosts:
         if host != LOCALHOST:
@@ -153,7 +165,7 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
             address = desired.hosts[host].address
             listeners[host] = probes.remote_listeners(address, {p for p in pinned if p})
     return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text,
-                     file_shas=file_shas)
+                     file_shas=file_shas, state_text=state_text)
 
 
 def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
@@ -285,7 +297,7 @@ def apply_workspace(
                                  desired=desired)
             plan = ctx.plan
             if saved is not None:
-                check_saved_plan(saved, ctx)
+                check_saved_plan(saved, _as_planned_without_registry(saved, ctx))
             if plan.blocked:
                 raise AllocationError("; ".join([c.message for c in plan.conflicts] + list(plan.errors))
                                       + "; nothing was applied")
@@ -299,20 +311,37 @@ def apply_workspace(
             # Files first (they may need the key; a failure leaves the registry as it was), then the registry.
             files_removed, files_written = generatedflow.apply_files(ws.root, ctx.desired, final, plan.changes,
                                                                      ws.secrets_file)
+            files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}
+            files_now.update((f.path, f) for f in files_written)
+            restoring = ctx.recorded.origin == "lockfile"  # the registry is empty: record everything
             revision = gitops.head_revision(ws.root)
             summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
             try:
-                apply_id = registry.write(removed, added, revision=revision, summary=summary, started_at=started,
-                                          secrets=secrets_now if secrets_now != ctx.recorded.secrets else None,
-                                          files_removed=files_removed, files_written=files_written)
+                apply_id = registry.write(
+                    removed, added, revision=revision, summary=summary, started_at=started,
+                    secrets=secrets_now if restoring or secrets_now != ctx.recorded.secrets else None,
+                    files_removed=files_removed,
+                    files_written=[files_now[p] for p in sorted(files_now)] if restoring else files_written)
             except QrmError as exc:
                 registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
                 raise
             written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
+            if secrets_now or files_now or (ws.root / STATE_PATH).exists():
+                files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()))
             log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
             return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
         finally:
             registry.close()
+
+
+def _as_planned_without_registry(saved: dict[str, Any], ctx: PlanContext) -> PlanContext:
+    """A plan saved where there was no registry (from the committed reports) could not see what
+    restoring the registry repairs: compare it without those repairs (apply still makes them)."""
+    if saved.get("recorded_from") != "reports" or ctx.recorded.origin != "lockfile":
+        return ctx
+    kept = tuple(c for c in ctx.plan.changes if not (c.action == "repair" and (
+        c.address == REGISTRY_ADDRESS or c.address.startswith(generated.GENERATED_PREFIX))))
+    return replace(ctx, plan=replace(ctx.plan, changes=kept))
 
 
 def _registry_delta(
@@ -469,7 +498,8 @@ def init_workspace(directory: Path) -> list[Path]:
     scaffold = {
         root / "qrm.yaml": f"# qrm settings; every key is optional.\nname: {_workspace_name(root)}\n"
                            "# registry: postgresql://qrm@db.example/qrm   # default: sqlite at .qrm/registry.db\n"
-                           "# lock_timeout: 0                             # seconds apply waits for another apply\n",
+                           "# lock_timeout: 0                             # seconds apply waits for another apply\n"
+                           "# commit_author: qrm <qrm@example.com>        # author of report commits\n",
         manifests / "services.yaml": EXAMPLE_MANIFEST,
     }
     for path, content in scaffold.items():
@@ -490,3 +520,20 @@ def _workspace_name(root: Path) -> str:
 
     name = re.sub(r"[^a-z0-9._-]+", "-", root.name.lower()).strip("-._")
     return name or "workspace"
+
+
+# --- history -------------------------------------------------------------------------------------
+
+def last_apply(ws: Workspace) -> summary.LastApply | None:
+    """The last successful apply the registry recorded (failed attempts repeat and would churn reports)."""
+    registry = open_registry(ws, create=False)
+    if registry is None:
+        return None
+    try:
+        for record in registry.history(limit=100):
+            if record.outcome == "success":
+                return summary.LastApply(record.id, record.outcome, record.finished_at, record.revision,
+                                         dict(record.summary.get("counts") or {}))
+    finally:
+        registry.close()
+    return None

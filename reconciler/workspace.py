@@ -52,9 +52,17 @@ class Workspace:
     def schemas(self) -> Path:
         return self.root / "schemas"
 
+    # The workspace's identity in a shared registry: qrm.yaml `name`, else its git remote, else the folder.
+    identity: str = ""
+
     @property
     def name(self) -> str:
-        return self.settings.name or self.root.name
+        return self.settings.name or self.identity or self.root.name
+
+    @property
+    def private_registry(self) -> bool:
+        """The default .qrm/registry.db: only this workspace uses it, so every row in it is its own."""
+        return not (self.registry_override or self.settings.registry)
 
     def registry_url(self) -> str:
         if self.registry_override:

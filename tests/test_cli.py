@@ -345,9 +345,16 @@ def test_a_deleted_registry_is_rebuilt_from_the_lock_file_with_the_same_ports(wo
     lockfile = workspace.lockfile.read_bytes()
 
     shutil.rmtree(workspace.root / ".qrm")
-    planned = workspace.qrm("plan", "--no-refresh")
-    assert re.search(r"^\s*! registry\b", planned.output, re.M), planned.output
-    assert workspace.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    # No registry: plan reads what was applied from the committed reports, so nothing changes.
+    planned = workspace.qrm("plan", "--no-refresh", "--detailed-exitcode")
+    assert planned.exit_code == 0, planned.output
+    assert "Recorded state: the committed reports (no registry here)" in planned.output
+    assert not re.search(r"^\s*! registry\b", planned.output, re.M), planned.output
+    assert not (workspace.root / ".qrm" / "registry.db").exists()  # plan never creates one
+    # apply creates an empty registry and restores it from them.
+    applied = workspace.qrm("apply", "--yes", "--no-refresh")
+    assert applied.exit_code == 0, applied.output
+    assert re.search(r"^\s*! registry\b.*restored from reports/allocations\.yaml", applied.output, re.M), applied.output
     assert recorded_ports(workspace) == {"b": 8001, "c": 8002}
     assert workspace.lockfile.read_bytes() == lockfile
     again = workspace.qrm("plan", "--no-refresh", "--detailed-exitcode")

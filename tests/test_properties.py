@@ -409,11 +409,12 @@ def test_apply_then_plan_is_empty_and_the_lock_file_rebuilds_the_registry(
     assert plan_workspace(ws, refresh=False).plan.changes == ()
     lock = (root / LOCKFILE_PATH).read_bytes() if (root / LOCKFILE_PATH).exists() else None
 
-    # A fresh clone: no registry, only the committed lock file. It is rebuilt with the same ports.
+    # A fresh clone: no registry, only the committed lock file. Plan reads it as the record (no change);
+    # apply creates an empty registry and rebuilds it with the same ports.
     shutil.rmtree(root / ".qrm")
-    restore = plan_workspace(ws, refresh=False).plan
+    assert plan_workspace(ws, refresh=False).plan.changes == ()
+    restore = apply_workspace(ws, refresh=False).plan
     expected_restore = [("repair", "registry")] if now.services else []
     assert [(c.action, c.address) for c in restore.changes] == expected_restore
-    apply_workspace(ws, refresh=False)
     assert ((root / LOCKFILE_PATH).read_bytes() if (root / LOCKFILE_PATH).exists() else None) == lock
     assert plan_workspace(ws, refresh=False).plan.changes == ()

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -84,6 +85,21 @@ class Outputs:
             assert " DEBUG " in result.stderr  # the debug log is really on
         self.seen.append((f"process qrm {' '.join(args)}", result.stdout + result.stderr))
 
+    def watch(self, *args: str) -> None:
+        """Run `qrm watch` until its first reconcile is done, then stop it with SIGTERM."""
+        process = subprocess.Popen([sys.executable, "-m", "reconciler", "-C", str(self.ws.root), "watch", *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "QRM_LOG_LEVEL": "debug"})
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "reconcile (start)" in line:
+                process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, "".join(lines)
+        assert any(" DEBUG " in line for line in lines) and any("committed" in line for line in lines), lines
+        self.seen.append((f"process qrm watch {' '.join(args)}", "".join(lines)))
+
     def damaged(self, damage: Callable[[Path], None], *commands: tuple[str, ...]) -> None:
         """Run commands against a damaged secrets.enc (each must fail), then put the file back."""
         path = self.ws.root / "secrets.enc"
@@ -133,6 +149,15 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.qrm("secrets", "set", "DB_PASSWORD", "--project", "quantumblog", input="ordinary-project-password-2\n")
     out.process("plan", "--no-refresh")
     out.process("apply", "--yes", "--no-refresh")
+    # Report commits: apply --commit and a watcher (the .env holding the canary is generated, not committed).
+    identity = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com", "GIT_COMMITTER_NAME": "Dev",
+                "GIT_COMMITTER_EMAIL": "dev@example.com"}
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "workspace"]):
+        subprocess.run(["git", "-C", str(ws.root), *command], check=True, env={**os.environ, **identity})
+    out.qrm("secrets", "set", "API_TOKEN", input="ordinary-token-1\n")
+    out.qrm("apply", "--yes", "--no-refresh", "--commit")
+    out.qrm("secrets", "set", "API_TOKEN", input="ordinary-token-1b\n")
+    out.watch("--apply", "--interval", "60")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "env")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "quantum")
     ws.write("app/components/login.q", """
@@ -240,6 +265,10 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
 
     leaks = [what for what, text in out.seen if any(piece in text for piece in PIECES)]
     assert leaks == []
+    history = subprocess.run(["git", "-C", str(ws.root), "log", "-p", "--all"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "Qrm-Report: true" in history  # the report commits are there, and hold no piece of the value
+    assert not any(piece in history for piece in PIECES)
     files = [p for p in ws.root.rglob("*") if p.is_file()]
     assert ws.root / ".qrm" / "registry.db" in files
     assert ws.root / "saved-plan.json" in files

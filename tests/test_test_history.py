@@ -213,7 +213,7 @@ def test_a_version_6_registry_gains_the_test_tables_and_keeps_its_data(tmp_path:
 
     registry = Registry(url)
     try:
-        assert registry.schema_version() == SCHEMA_VERSION == 7
+        assert registry.schema_version() == SCHEMA_VERSION >= 7
         assert {n: s.port for n, s in registry.recorded_services().items()} == {"api": 8000}
         assert registry.count_applies() == 1 and list(registry.component_shas("shop")) == ["index.q"]
         [run_id] = registry.record_test_runs([(

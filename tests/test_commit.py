@@ -1,0 +1,269 @@
+"""`qrm apply --commit`: one report commit per apply, only what changed, never a secret.
+
+Every test runs real git in tmp_path; HOME is a fresh folder (conftest), so no global git identity
+exists unless a test sets one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler import gitops
+from reconciler.reconcileflow import committable
+from tests.conftest import REPO, Workspace
+
+DEMO_KEY = REPO / "examples" / "demo-age-key.txt"
+DB_PASSWORD = "demo-blog-password"  # what the demo secrets.enc holds for quantumblog/BLOG_DB_PASSWORD
+
+
+def git(root: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+           "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, env=env, check=True)
+    return done.stdout
+
+
+def services(*names: str) -> str:
+    return "".join(f"---\nkind: Service\nname: {n}\nhost: localhost\ntype: app\n" for n in names)
+
+
+def repository(workspace: Workspace, gitignore: str = ".qrm/\ngenerated/**/.env\n") -> Workspace:
+    workspace.write(".gitignore", gitignore)
+    git(workspace.root, "init", "-q", "-b", "main")
+    git(workspace.root, "add", "-A")
+    git(workspace.root, "commit", "-qm", "manifests")
+    return workspace
+
+
+def example(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, gitignore: str = ".qrm/\n") -> Workspace:
+    """The bundled example (a project with secrets), as a git repository."""
+    for name in ("manifests", "secrets.enc", ".sops.yaml"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, workspace.root / name, dirs_exist_ok=True)
+        else:
+            shutil.copy(source, workspace.root / name)
+    shutil.copytree(REPO / "examples" / "quantumblog", workspace.root / "examples" / "quantumblog")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(DEMO_KEY))
+    return repository(workspace, gitignore)
+
+
+def commits(root: Path) -> list[str]:
+    return git(root, "log", "--format=%H").split()
+
+
+def files_of(root: Path, revision: str = "HEAD") -> set[str]:
+    return set(git(root, "show", "--name-only", "--format=", revision).split())
+
+
+def test_apply_commit_makes_one_report_commit_with_the_trailer(workspace: Workspace,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = example(workspace, monkeypatch, gitignore=".qrm/\n")  # .env NOT ignored: qrm must still leave it out
+    before = commits(ws.root)
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--no-tests", "--commit")
+    assert result.exit_code == 0, result.output
+    assert len(commits(ws.root)) == len(before) + 1
+    message = git(ws.root, "log", "-1", "--format=%B")
+    subject = message.splitlines()[0]
+    assert subject.startswith("qrm: apply #1: ") and "created" in subject
+    assert message.rstrip().endswith("Qrm-Report: true")
+    assert "+ service.quantumblog-dev-web" in message
+    committed = files_of(ws.root)
+    assert "reports/allocations.yaml" in committed and "reports/summary.md" in committed
+    assert "generated/quantumblog/dev/nginx.conf" in committed
+    assert not any(path.endswith(".env") for path in committed), committed
+    assert (ws.root / "generated/quantumblog/dev/.env").exists()  # written, just not committed
+    everything = git(ws.root, "log", "-p", "--all")
+    assert DB_PASSWORD not in everything
+    assert "never committed" in result.output  # the .env it left out is named, with why
+
+
+def test_apply_commit_without_changes_makes_no_commit(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a", "b"))
+    ws = repository(workspace)
+    assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 0
+    after_first = commits(ws.root)
+    again = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
+    assert again.exit_code == 0, again.output
+    assert commits(ws.root) == after_first
+    assert "Nothing to commit" in again.output
+
+
+def test_the_commit_author_comes_from_qrm_yaml_else_a_default(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 0
+    assert git(ws.root, "log", "-1", "--format=%an <%ae>").strip() == "qrm <qrm@localhost>"  # no git identity here
+
+    ws.write("qrm.yaml", "commit_author: Deploy Bot <deploy@example.com>\n")
+    ws.manifest("svc.yaml", services("a", "b"))
+    assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 0
+    assert git(ws.root, "log", "-1", "--format=%an <%ae>|%cn").strip() == "Deploy Bot <deploy@example.com>|Deploy Bot"
+
+
+def test_a_malformed_commit_author_is_a_located_error(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    ws.write("qrm.yaml", "commit_author: deploy@example.com\n")
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
+    assert result.exit_code == 1
+    assert "qrm.yaml:1" in result.output and "commit_author" in result.output
+
+
+def test_other_staged_work_is_left_out_of_the_report_commit(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    ws.write("notes.txt", "work in progress\n")
+    git(ws.root, "add", "notes.txt")
+    assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 0
+    assert "notes.txt" not in files_of(ws.root)
+    assert git(ws.root, "diff", "--cached", "--name-only").split() == ["notes.txt"]  # still staged
+
+
+def test_a_report_file_holding_a_secret_value_is_not_committed(workspace: Workspace,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = example(workspace, monkeypatch)
+    ws.write("reports/debug.txt", f"someone pasted the password here: {DB_PASSWORD}\n")
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--no-tests", "--commit")
+    assert result.exit_code == 0, result.output
+    assert "reports/debug.txt: holds a secret value" in result.output
+    assert DB_PASSWORD not in result.output
+    assert "reports/debug.txt" not in files_of(ws.root)
+    assert DB_PASSWORD not in git(ws.root, "log", "-p", "--all")
+
+
+def test_apply_commit_outside_git_is_refused_before_anything_is_applied(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    result = workspace.qrm("apply", "--yes", "--no-refresh", "--commit")
+    assert result.exit_code == 1
+    assert "not" in result.output and "git repository" in result.output
+    assert not (workspace.root / ".qrm").exists()
+    assert not workspace.lockfile.exists()
+
+
+HEALTH = """# header
+version: 1
+checked_at: "{when}"
+services:
+- {{"name": "a", "host": "localhost", "port": 8000, "status": "{status}", "reason": "", "latency_ms": {ms}}}
+"""
+
+
+@pytest.mark.parametrize(("status", "ms", "committed"), [
+    ("passing", 1.5, False),  # only latency and time changed
+    ("critical", 0.8, True),  # the status changed
+])
+def test_the_health_report_is_committed_only_when_a_status_changes(workspace: Workspace, status: str, ms: float,
+                                                                   committed: bool) -> None:
+    ws = repository(workspace)
+    ws.write("reports/health.yaml", HEALTH.format(when="t1", status="passing", ms=0.9))
+    git(ws.root, "add", "-A")
+    git(ws.root, "commit", "-qm", "health")
+    ws.write("reports/health.yaml", HEALTH.format(when="t2", status=status, ms=ms))
+    changed = gitops.changed_paths(ws.root, ["reports"])
+    assert changed == ["reports/health.yaml"]
+    keep, _ = committable(ws.root, changed, None)
+    assert (keep == ["reports/health.yaml"]) is committed
+
+
+@pytest.mark.parametrize("path", [
+    "generated/p/dev/.env", "reports/.env", "generated/p/dev/.env.local", "generated/p/dev/prod.env"])
+def test_env_files_are_never_committable(tmp_path: Path, path: str) -> None:
+    keep, skipped = committable(tmp_path, [path], None)
+    assert keep == [] and skipped[0].startswith(path)
+
+
+def test_only_the_listed_paths_are_committed_and_deletions_count(workspace: Workspace) -> None:
+    ws = repository(workspace)
+    ws.write("reports/a.yaml", "a: 1\n")
+    ws.write("reports/b.yaml", "b: 1\n")
+    first = gitops.commit_paths(ws.root, ["reports/a.yaml", "reports/b.yaml"], "qrm: reports\n\nQrm-Report: true\n")
+    assert first is not None and files_of(ws.root) == {"reports/a.yaml", "reports/b.yaml"}
+    (ws.root / "reports" / "a.yaml").unlink()
+    assert gitops.changed_paths(ws.root, ["reports"]) == ["reports/a.yaml"]
+    second = gitops.commit_paths(ws.root, ["reports/a.yaml"], "qrm: reports\n\nQrm-Report: true\n")
+    assert second is not None
+    assert git(ws.root, "ls-files", "reports").split() == ["reports/b.yaml"]
+    assert gitops.commit_paths(ws.root, ["reports/b.yaml"], "nothing changed") is None
+
+
+# --- the upstream ------------------------------------------------------------------------------------
+
+def clones(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A bare origin with one commit, a developer's clone and a watcher's clone."""
+    origin, dev, watcher = tmp_path / "origin.git", tmp_path / "dev", tmp_path / "watcher"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    subprocess.run(["git", "clone", "-q", str(origin), str(dev)], check=True, capture_output=True)
+    (dev / "manifests").mkdir()
+    (dev / "manifests" / "svc.yaml").write_text(services("a"))
+    git(dev, "add", "-A")
+    git(dev, "commit", "-qm", "first")
+    git(dev, "push", "-q", "origin", "main")
+    subprocess.run(["git", "clone", "-q", str(origin), str(watcher)], check=True, capture_output=True)
+    return origin, dev, watcher
+
+
+def report_commit(root: Path, name: str) -> str:
+    (root / "reports").mkdir(exist_ok=True)
+    (root / "reports" / name).write_text(f"{name}\n")
+    sha = gitops.commit_paths(root, [f"reports/{name}"], f"qrm: {name}\n\nQrm-Report: true\n")
+    assert sha is not None
+    return sha
+
+
+def test_a_rejected_push_rebases_the_report_commits_and_never_forces(tmp_path: Path) -> None:
+    origin, dev, watcher = clones(tmp_path)
+    report_commit(watcher, "one.yaml")
+    (dev / "manifests" / "svc.yaml").write_text(services("a", "b"))
+    git(dev, "commit", "-qam", "add b")
+    git(dev, "push", "-q", "origin", "main")
+    dev_head = git(dev, "rev-parse", "HEAD").strip()
+
+    pushed = gitops.push(watcher)
+
+    assert pushed.pushed and pushed.attempts == 2 and pushed.rebased == 1
+    subjects = git(origin, "log", "--format=%s", "main").splitlines()
+    assert subjects == ["qrm: one.yaml", "add b", "first"]
+    assert git(origin, "merge-base", "--is-ancestor", dev_head, "main") == ""  # dev's commit kept: no force
+
+
+def test_pull_fast_forwards_and_tells_report_commits_from_others(tmp_path: Path) -> None:
+    _origin, dev, watcher = clones(tmp_path)
+    report_commit(dev, "from-another-watcher.yaml")
+    (dev / "manifests" / "svc.yaml").write_text(services("a", "c"))
+    git(dev, "commit", "-qam", "add c")
+    git(dev, "push", "-q", "origin", "main")
+
+    pulled = gitops.fetch_fast_forward(watcher)
+
+    assert pulled.changed and len(pulled.commits) == 2 and len(pulled.foreign) == 1
+    assert "name: c" in (watcher / "manifests" / "svc.yaml").read_text()
+    assert gitops.paths_changed_between(watcher, pulled.before, pulled.after) == [
+        "manifests/svc.yaml", "reports/from-another-watcher.yaml"]
+    assert not gitops.fetch_fast_forward(watcher).changed
+
+
+def test_pull_refuses_to_rewrite_a_commit_that_is_not_qrms(tmp_path: Path) -> None:
+    _origin, dev, watcher = clones(tmp_path)
+    (watcher / "manifests" / "svc.yaml").write_text(services("a", "local"))
+    git(watcher, "commit", "-qam", "a local manifest change")
+    (dev / "manifests" / "svc.yaml").write_text(services("a", "remote"))
+    git(dev, "commit", "-qam", "a remote change")
+    git(dev, "push", "-q", "origin", "main")
+    local_head = git(watcher, "rev-parse", "HEAD")
+    with pytest.raises(gitops.GitError, match="not qrm report commits"):
+        gitops.fetch_fast_forward(watcher)
+    assert git(watcher, "rev-parse", "HEAD") == local_head
+
+
+def test_last_change_revision_skips_report_commits(tmp_path: Path) -> None:
+    _origin, dev, _watcher = clones(tmp_path)
+    manifest_commit = git(dev, "rev-parse", "HEAD").strip()
+    report_commit(dev, "x.yaml")
+    report_commit(dev, "y.yaml")
+    assert gitops.last_change_revision(dev) == manifest_commit
