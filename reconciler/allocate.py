@@ -114,6 +114,9 @@ def allocate(desired: DesiredState, recorded: dict[str, RecordedService], live: 
             continue
         before = recorded.get(inst.name)
         why_moved = _why_not_sticky(inst, before, desired, taken_on(inst.host), reserved.get(inst.host, {}))
+        if before is not None and (before.host, before.port) in theirs:
+            other = theirs[(before.host, before.port)]
+            why_moved = f"port {before.port} is allocated to {other.service} of workspace {other.owner!r}"
         if before is not None and why_moved is None:
             result.ports[inst.name] = before.port
             result.reasons[inst.name] = "kept"

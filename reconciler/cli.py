@@ -403,30 +403,35 @@ def ports() -> None:
 @ports.command("list")
 @click.option("--host", help="Only this host.")
 @click.option("--type", "port_type", help="Only this port type.")
+@click.option("--mine", is_flag=True, help="Only this workspace's ports (in a shared registry).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @reports_errors
-def ports_list(ctx: click.Context, host: str | None, port_type: str | None, as_json: bool) -> int:
-    """Every allocated port: host, port, service, type, protocol."""
+def ports_list(ctx: click.Context, host: str | None, port_type: str | None, mine: bool, as_json: bool) -> int:
+    """Every allocated port: host, port, service, type, protocol, and its owner (the workspace that
+    allocated it: in a shared registry, also the other workspaces' ports)."""
     from reconciler.report import table
     from reconciler.state import service_to_dict
     from reconciler.workflow import recorded_state
 
     ws = _workspace(ctx)
     recorded = recorded_state(ws)
-    rows = sorted((s for s in recorded.services.values()
-                   if (host is None or s.host == host) and (port_type is None or s.type == port_type)),
-                  key=lambda s: (s.host, s.port))
+    rows: list[dict[str, Any]] = [{**service_to_dict(s), "owner": ws.name} for s in recorded.services.values()]
+    if not mine:
+        rows += [{"name": f.service, "host": f.host, "port": f.port, "type": f.type, "owner": f.owner}
+                 for f in recorded.foreign]
+    rows = sorted((r for r in rows if host in (None, r["host"]) and port_type in (None, r["type"])),
+                  key=lambda r: (r["host"], r["port"]))
     if as_json:
-        click.echo(json.dumps({"source": recorded.origin, "allocations": [service_to_dict(s) for s in rows]},
-                              indent=2))
+        click.echo(json.dumps({"source": recorded.origin, "workspace": ws.name, "allocations": rows}, indent=2))
         return EXIT_OK
     if not rows:
         click.echo("No ports allocated." + ("" if recorded.services else " Run qrm apply."))
         return EXIT_OK
-    click.echo(table(["HOST", "PORT", "SERVICE", "TYPE", "PROTOCOL", "PINNED", "PROJECT", "ENV"],
-                     [(s.host, s.port, s.name, s.type, s.protocol, "yes" if s.pinned else "", s.project or "",
-                       s.environment or "") for s in rows]))
+    click.echo(table(["HOST", "PORT", "SERVICE", "TYPE", "PROTOCOL", "PINNED", "PROJECT", "ENV", "OWNER"],
+                     [(r["host"], r["port"], r["name"], r["type"], r.get("protocol", ""),
+                       "yes" if r.get("pinned") else "", r.get("project") or "", r.get("environment") or "",
+                       r["owner"]) for r in rows]))
     if recorded.origin in ("lockfile", "reports"):
         click.echo(f"(from reports/allocations.yaml: {_no_registry(recorded.origin)}; {len(rows)} allocations)")
     return EXIT_OK

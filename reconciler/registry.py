@@ -311,6 +311,8 @@ class Registry:
 
     def _upgrade(self, target: int) -> None:
         with self._write() as conn:
+            if conn.dialect.name == "postgresql":  # two first runs at once: one creates, the other waits
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(CAST(%s AS integer), 0)", (_LOCK_SPACE,))
             current = self._version(conn)
             if current > SCHEMA_VERSION:
                 raise RegistryError(
@@ -383,14 +385,14 @@ class Registry:
             return [dict(r._mapping) for r in conn.execute(select(allocations).order_by(
                 allocations.c.host, allocations.c.port))]
 
-    def foreign_allocations(self) -> list[tuple[str, int, str, str]]:
-        """(host, port, service, owner) of the other workspaces' allocations; none when not scoped."""
+    def foreign_allocations(self) -> list[tuple[str, int, str, str, str]]:
+        """(host, port, service, owner, type) of the other workspaces' allocations; none when not scoped."""
         if not self.scoped:
             return []
         with self.engine.connect() as conn:
-            return [(h, p, s, o) for h, p, s, o in conn.execute(
-                select(allocations.c.host, allocations.c.port, allocations.c.service, allocations.c.owner).where(
-                    allocations.c.owner != self.owner))]
+            return [(h, p, s, o, t) for h, p, s, o, t in conn.execute(
+                select(allocations.c.host, allocations.c.port, allocations.c.service, allocations.c.owner,
+                       allocations.c.type).where(allocations.c.owner != self.owner))]
 
     @contextmanager
     def allocation_lock(self, hosts: Iterable[str]) -> Iterator[float]:
@@ -405,7 +407,8 @@ class Registry:
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as conn:
                 for host in names:
-                    conn.exec_driver_sql("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_SPACE, host))
+                    conn.exec_driver_sql("SELECT pg_advisory_lock(CAST(%s AS integer), hashtext(%s))",
+                                         (_LOCK_SPACE, f"host:{host}"))
                 conn.commit()
                 try:
                     yield time.perf_counter() - started

@@ -126,6 +126,7 @@ class ForeignAllocation:
     port: int
     service: str
     owner: str
+    type: str = ""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from reconciler.report import (
     render_state,
 )
 from reconciler.schema import MODELINE, json_schemas
-from reconciler.state import DesiredState, LiveState, RecordedService, RecordedState
+from reconciler.state import DesiredState, ForeignAllocation, LiveState, RecordedService, RecordedState
 from reconciler.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,10 @@ def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
     root = directory.resolve()
     if not root.is_dir():
         raise QrmError(f"workspace folder {directory} does not exist")
-    return Workspace(root=root, settings=load.load_settings(root), registry_override=registry)
+    settings = load.load_settings(root)
+    # The identity that owns rows in a shared registry: qrm.yaml name, else the git remote, else the folder.
+    identity = settings.name or gitops.remote_identity(root) or root.name
+    return Workspace(root=root, settings=settings, registry_override=registry, identity=identity[:200])
 
 
 def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
@@ -122,19 +125,22 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
     path = _sqlite_file(url)
     if not create and path is not None and not path.exists():
         return None
-    return Registry(url)
+    # A shared registry (named by --registry, QRM_REGISTRY or qrm.yaml) is scoped to this workspace's
+    # rows; the private .qrm/registry.db holds only this workspace's rows, whatever its name was.
+    return Registry(url, owner=ws.name, scoped=not ws.private_registry)
 
 
 def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
     services = registry.recorded_services() if registry is not None else {}
     secrets = registry.recorded_secrets() if registry is not None else {}
     generated_files = registry.recorded_files() if registry is not None else {}
+    foreign = tuple(ForeignAllocation(*row) for row in registry.foreign_allocations()) if registry else ()
     if services or secrets or generated_files:
-        return RecordedState(services, secrets, generated_files)
+        return RecordedState(services, secrets, generated_files, foreign=foreign)
     # No registry (a fresh clone, a PR check): the committed reports are the record. An empty one
     # (.qrm/ deleted, then apply created it): they seed it, and apply restores the registry from them.
     from_reports = committed.recorded_from_reports(ws.root, "reports" if registry is None else "lockfile")
-    return from_reports if from_reports is not None else RecordedState({})
+    return replace(from_reports if from_reports is not None else RecordedState({}), foreign=foreign)
 
 
 def recorded_state(ws: Workspace) -> RecordedState:
@@ -266,6 +272,7 @@ class ApplyOutcome:
     apply_id: int | None = None
     lockfile_written: bool = False
     messages: list[str] = field(default_factory=list)
+    lock_wait: float = 0.0  # seconds waited for the allocation lock of the hosts
 
 
 def _now() -> str:
@@ -293,43 +300,49 @@ def apply_workspace(
         registry = open_registry(ws, create=True)
         assert registry is not None
         try:
-            ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry,
-                                 desired=desired)
-            plan = ctx.plan
-            if saved is not None:
-                check_saved_plan(saved, _as_planned_without_registry(saved, ctx))
-            if plan.blocked:
-                raise AllocationError("; ".join([c.message for c in plan.conflicts] + list(plan.errors))
-                                      + "; nothing was applied")
-            if plan.empty:
-                return ApplyOutcome(plan, applied=False)
-            if not approve(plan):
-                return ApplyOutcome(plan, applied=False, messages=["Apply cancelled."])
-            final = services_after(ctx.recorded, plan.changes)
-            removed, added = _registry_delta(ctx.recorded, final)
-            secrets_now = secrets_after(ctx.recorded, plan.changes)
-            # Files first (they may need the key; a failure leaves the registry as it was), then the registry.
-            files_removed, files_written = generatedflow.apply_files(ws.root, ctx.desired, final, plan.changes,
-                                                                     ws.secrets_file)
-            files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}
-            files_now.update((f.path, f) for f in files_written)
-            restoring = ctx.recorded.origin == "lockfile"  # the registry is empty: record everything
-            revision = gitops.head_revision(ws.root)
-            summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
-            try:
-                apply_id = registry.write(
-                    removed, added, revision=revision, summary=summary, started_at=started,
-                    secrets=secrets_now if restoring or secrets_now != ctx.recorded.secrets else None,
-                    files_removed=files_removed,
-                    files_written=[files_now[p] for p in sorted(files_now)] if restoring else files_written)
-            except QrmError as exc:
-                registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
-                raise
-            written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
-            if secrets_now or files_now or (ws.root / STATE_PATH).exists():
-                files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()))
-            log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
-            return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
+            # The allocation lock of each host is held from the plan (which reads what every workspace has
+            # taken) to the commit of its allocations, also while a person answers "apply?" (as Terraform
+            # holds its state lock): two applies, on any machines, never hand out the same port.
+            with registry.allocation_lock(desired.host_names()) as waited:
+                if waited > 0.01:
+                    log.info("waited %.2f s for the allocation lock of %s", waited, ", ".join(desired.host_names()))
+                ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry,
+                                     desired=desired)
+                plan = ctx.plan
+                if saved is not None:
+                    check_saved_plan(saved, _as_planned_without_registry(saved, ctx))
+                if plan.blocked:
+                    raise AllocationError("; ".join([c.message for c in plan.conflicts] + list(plan.errors))
+                                          + "; nothing was applied")
+                if plan.empty:
+                    return ApplyOutcome(plan, applied=False)
+                if not approve(plan):
+                    return ApplyOutcome(plan, applied=False, messages=["Apply cancelled."])
+                final = services_after(ctx.recorded, plan.changes)
+                removed, added = _registry_delta(ctx.recorded, final)
+                secrets_now = secrets_after(ctx.recorded, plan.changes)
+                # Files first (they may need the key; a failure leaves the registry as it was), then the registry.
+                files_removed, files_written = generatedflow.apply_files(ws.root, ctx.desired, final, plan.changes,
+                                                                         ws.secrets_file)
+                files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}
+                files_now.update((f.path, f) for f in files_written)
+                restoring = ctx.recorded.origin == "lockfile"  # the registry is empty: record everything
+                revision = gitops.head_revision(ws.root)
+                summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
+                try:
+                    apply_id = registry.write(
+                        removed, added, revision=revision, summary=summary, started_at=started,
+                        secrets=secrets_now if restoring or secrets_now != ctx.recorded.secrets else None,
+                        files_removed=files_removed,
+                        files_written=[files_now[p] for p in sorted(files_now)] if restoring else files_written)
+                except QrmError as exc:
+                    registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
+                    raise
+                written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
+                if secrets_now or files_now or (ws.root / STATE_PATH).exists():
+                    files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()))
+                log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
+                return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written, lock_wait=waited)
         finally:
             registry.close()
 
