@@ -307,7 +307,7 @@ class Registry:
             with self.engine.connect().execution_options(qrm_write=True) as conn, conn.begin():
                 yield conn
         except OperationalError as exc:
-            raise RegistryError(f"registry {display_url(self.url)}: {exc.orig}") from None
+            raise RegistryError(f"registry {display_url(self.url)}: {_one_line(exc.orig)}") from None
 
     def _upgrade(self, target: int) -> None:
         with self._write() as conn:
@@ -474,7 +474,7 @@ class Registry:
         except IntegrityError as exc:
             raise AllocationRaceError(
                 "the registry refused the allocation (a port or service is already recorded; did another "
-                f"apply run at the same time?): {exc.orig}; nothing was applied") from None
+                f"apply run at the same time?): {_one_line(exc.orig)}; nothing was applied") from None
 
     def record_failure(self, *, revision: str | None, summary: dict[str, Any], started_at: str, error: str) -> None:
         with self._write() as conn:
@@ -638,6 +638,11 @@ def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _one_line(error: BaseException | None) -> str:
+    """A driver's message on one line (libpq's span several)."""
+    return " ".join(str(error).split())
 
 
 def _sqlite_path(url: str) -> str | None:

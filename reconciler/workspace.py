@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+from reconciler.errors import QrmError
 from reconciler.models import Settings
 
 QRM_DIR = ".qrm"
@@ -68,5 +72,18 @@ class Workspace:
         if self.registry_override:
             return self.registry_override
         if self.settings.registry:
-            return self.settings.registry
+            return expand_environment(self.settings.registry, "qrm.yaml: registry")
         return f"sqlite:///{self.state_dir / 'registry.db'}"
+
+
+def expand_environment(text: str, where: str) -> str:
+    """${NAME} replaced by the environment variable (quoted for a URL), so qrm.yaml can name a
+    password without holding it: registry: postgresql+psycopg://qrm:${QRM_DB_PASSWORD}@db/qrm"""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise QrmError(f"{where}: environment variable {name} is not set")
+        return quote(os.environ[name], safe="")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, text)

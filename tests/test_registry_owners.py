@@ -167,3 +167,21 @@ def test_the_private_registry_keeps_its_rows_when_the_workspace_is_renamed(works
     assert workspace.qrm("apply", "--yes", "--no-refresh").exit_code == 0
     workspace.write("qrm.yaml", "name: renamed\n")
     assert workspace.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
+
+
+def test_qrm_yaml_names_the_registry_password_by_environment_variable(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace.write("qrm.yaml", "registry: postgresql+psycopg://qrm:${QRM_DB_PASSWORD}@127.0.0.1:1/qrm\n")
+    monkeypatch.delenv("QRM_DB_PASSWORD", raising=False)
+    result = workspace.qrm("plan", "--no-refresh")
+    assert result.exit_code == 1
+    assert "qrm.yaml: registry: environment variable QRM_DB_PASSWORD is not set" in result.output
+
+    monkeypatch.setenv("QRM_DB_PASSWORD", "p@ss/w:rd%")
+    from reconciler.workflow import open_workspace
+
+    url = open_workspace(workspace.root).registry_url()
+    assert url == "postgresql+psycopg://qrm:p%40ss%2Fw%3Ard%25@127.0.0.1:1/qrm"  # quoted for the URL
+    result = workspace.qrm("plan", "--no-refresh")  # nothing listens on port 1: a one-line error
+    assert result.exit_code == 1
+    assert "p@ss" not in result.output and "p%40ss" not in result.output
