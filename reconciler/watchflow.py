@@ -102,13 +102,13 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
         seen: dict[str, str | None] = {}  # content of each relevant file at the last reconcile
         tick_ms = max(50, min(1000, int(options.interval * 1000)))
         next_tick = 0.0
-        started = False
+        watching = False
         # The first batch (a change, or the first tick) starts the watching: the start reconcile runs
         # only once the watcher is in place, so a change saved during it is not missed.
         for changed in filewatch.changes(ws.root, lambda p: is_relevant(p, sources), stop, tick_ms=tick_ms,
                                          debounce_ms=options.debounce_ms):
-            if not started:
-                started = True
+            if not watching:
+                watching = True
                 seen.update(content_shas(ws.root, changed))
                 if options.pull:
                     _pull(ws, emit)
