@@ -59,6 +59,10 @@ class RegistryError(QrmError):
     """The registry cannot be opened, upgraded or written."""
 
 
+class NoRegistryError(RegistryError):
+    """A registry database without qrm's tables, opened by a command that must not create them."""
+
+
 class AllocationRaceError(RegistryError):
     """A port or service name was recorded by someone else between the plan and the write."""
 

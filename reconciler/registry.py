@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
-from reconciler.errors import AllocationRaceError, RegistryError
+from reconciler.errors import AllocationRaceError, NoRegistryError, RegistryError
 from reconciler.health import HealthRecord
 from reconciler.state import RecordedFile, RecordedService
 
@@ -227,7 +227,9 @@ def _v8(conn: Connection, owner: str) -> None:
         if not inspector.has_table(table.name):
             continue
         if "owner" in {c["name"] for c in inspector.get_columns(table.name)}:
-            continue  # made by this version's definitions already
+            # Made by this version's definitions by an earlier step: its rows have the default owner.
+            conn.execute(table.update().where(table.c.owner == "").values(owner=owner))
+            continue
         if table in _REKEYED:
             rows = [dict(r._mapping) for r in conn.execute(select(*[c for c in table.c if c.name != "owner"]))]
             table.drop(conn)
@@ -279,7 +281,8 @@ class Registry:
     change and prune see only the owner's rows, while `foreign_allocations` shows everyone else's.
     A workspace's private registry is not scoped: all its rows are its own, whatever its name was."""
 
-    def __init__(self, url: str, *, owner: str = "", scoped: bool = False, upgrade_to: int = SCHEMA_VERSION):
+    def __init__(self, url: str, *, owner: str = "", scoped: bool = False, upgrade_to: int = SCHEMA_VERSION,
+                 create: bool = True):
         self.url = url
         self.owner = owner
         self.scoped = scoped
@@ -296,7 +299,17 @@ class Registry:
             raise RegistryError(f"cannot open registry {display_url(url)}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
+        if not create and self._is_empty():
+            self.close()
+            raise NoRegistryError(f"registry {display_url(url)} has no qrm tables yet")
         self._upgrade(upgrade_to)
+
+    def _is_empty(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return not inspect(conn).has_table("meta")
+        except OperationalError as exc:
+            raise RegistryError(f"registry {display_url(self.url)}: {_one_line(exc.orig)}") from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -33,7 +33,15 @@ from reconciler import (
     summary,
 )
 from reconciler.crosscheck import build_desired
-from reconciler.errors import AllocationError, ManifestError, Problem, QrmError, SecretsError, StalePlanError
+from reconciler.errors import (
+    AllocationError,
+    ManifestError,
+    NoRegistryError,
+    Problem,
+    QrmError,
+    SecretsError,
+    StalePlanError,
+)
 from reconciler.locking import workspace_lock
 from reconciler.models import LOCALHOST
 from reconciler.plan import REGISTRY_ADDRESS, Plan, digest, make_plan, secrets_after, services_after
@@ -127,7 +135,10 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
         return None
     # A shared registry (named by --registry, QRM_REGISTRY or qrm.yaml) is scoped to this workspace's
     # rows; the private .qrm/registry.db holds only this workspace's rows, whatever its name was.
-    return Registry(url, owner=ws.name, scoped=not ws.private_registry)
+    try:
+        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create)
+    except NoRegistryError:
+        return None  # an empty server database: read-only commands leave it empty
 
 
 def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from tests import pgserver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,3 +64,39 @@ def workspace(tmp_path: Path) -> Workspace:
     root = tmp_path / "ws"
     (root / "manifests").mkdir(parents=True)
     return Workspace(root)
+
+
+# --- PostgreSQL: one server per session, one fresh database per test ---------------------------------
+
+@dataclass(frozen=True)
+class PgDatabase:
+    """A fresh empty database owned by a login role with a password. `url` has no password (PGPASSWORD
+    holds it for the test, and for the processes it starts); `url_with_password` has it, quoted."""
+
+    server: pgserver.PgServer
+    name: str
+    url: str
+    url_with_password: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pgserver.PgServer]:
+    """The session's PostgreSQL server (max_connections 200). No PostgreSQL is a failure, not a skip."""
+    try:
+        server = pgserver.start(max_connections=200)
+    except pgserver.PgServerError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_database(pg_server: pgserver.PgServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[PgDatabase]:
+    name = pg_server.create_database()
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    yield PgDatabase(pg_server, name, pg_server.url(name), pg_server.url(name, with_password=True),
+                     pg_server.password)
+    pg_server.drop_database(name)

@@ -1,24 +1,15 @@
-"""Query test cases on a real PostgreSQL server (started once per session as the `postgres` system
-user from /usr/lib/postgresql/*/bin, on a free port of 127.0.0.1): a SELECT with a parameter passes,
-an unknown column fails with the database's message and never the password, writing SQL is only
-EXPLAINed and the rows stay unchanged, the transaction is READ ONLY, and `qrm tests run` with a
-postgresql datasource whose service is pinned to the server's port and whose password is a secret.
+"""Query test cases on a real PostgreSQL server (the session's server of tests/pgserver.py, on a free
+port of 127.0.0.1): a SELECT with a parameter passes, an unknown column fails with the database's
+message and never the password, writing SQL is only EXPLAINed and the rows stay unchanged, the
+transaction is READ ONLY, and `qrm tests run` with a postgresql datasource whose service is pinned to
+the server's port and whose password is a secret.
 
-Skipped when no PostgreSQL is installed (scripts/setup-interop installs Debian's `postgresql`) or when
-the tests cannot run it (not root and not the postgres user)."""
+A missing PostgreSQL fails the tests (scripts/setup-interop installs Debian's `postgresql`)."""
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +18,7 @@ import yaml
 from reconciler import querytests, secrets
 from reconciler.querytests import postgres_engine, run_query
 from tests.conftest import Workspace
+from tests.pgserver import PgServer
 
 USER, PASSWORD, DATABASE = "qa", "s3cret:pw@/?", "blog"
 
@@ -34,76 +26,22 @@ USER, PASSWORD, DATABASE = "qa", "s3cret:pw@/?", "blog"
 @dataclass(frozen=True)
 class Server:
     port: int
-    bindir: Path
 
 
-def _bindir() -> Path | None:
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
-            return Path(candidate)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Server]:
-    bindir = _bindir()
-    if bindir is None:
-        pytest.fail("PostgreSQL is not installed: run scripts/setup-interop")
+@pytest.fixture(scope="module")
+def postgres(pg_server: PgServer) -> Iterator[Server]:
+    """The session's server with a role `qa` and a database `blog` of 250 posts, for this module."""
+    pg_server.psql(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
+    pg_server.psql(f"CREATE DATABASE {DATABASE} OWNER {USER}")
     try:
-        owner = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.fail("no postgres system user")
-    as_postgres: list[str] = []
-    if os.getuid() == 0:
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    elif os.getuid() != owner.pw_uid:
-        pytest.fail("initdb must run as the postgres user: run the tests as root or as postgres")
-    base = Path(tempfile.mkdtemp(prefix="qrm-pg-"))
-    data, sockets = base / "data", base / "sock"
-    sockets.mkdir()
-    os.chmod(base, 0o755)
-    if os.getuid() == 0:
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-        os.chown(sockets, owner.pw_uid, owner.pw_gid)
-    port = _free_port()
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*as_postgres, *args], capture_output=True, text=True, timeout=60, check=check,
-                              cwd=base)
-
-    try:
-        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        # md5/scram for TCP: the role's password is really checked; trust on the socket for setup.
-        with open(data / "pg_hba.conf", "w") as hba:
-            hba.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
-        if os.getuid() == 0:
-            os.chown(data / "pg_hba.conf", owner.pw_uid, owner.pw_gid)
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    except subprocess.CalledProcessError as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"cannot start PostgreSQL: {exc.stderr or exc.stdout}")
-
-    def psql(sql: str, database: str = "postgres") -> None:
-        run(str(bindir / "psql"), "-h", str(sockets), "-p", str(port), "-U", "postgres", "-d", database,
-            "-v", "ON_ERROR_STOP=1", "-q", "-c", sql)
-
-    try:
-        psql(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'")
-        psql(f"CREATE DATABASE {DATABASE} OWNER {USER}")
-        psql("CREATE TABLE posts (id serial PRIMARY KEY, title text NOT NULL, author text); "
-             "INSERT INTO posts (title, author) SELECT 'post ' || i, CASE WHEN i % 2 = 1 THEN 'qa' ELSE 'other' END "
-             f"FROM generate_series(0, 249) AS i; ALTER TABLE posts OWNER TO {USER}", DATABASE)
-        yield Server(port, bindir)
+        pg_server.psql("CREATE TABLE posts (id serial PRIMARY KEY, title text NOT NULL, author text); "
+                       "INSERT INTO posts (title, author) SELECT 'post ' || i, "
+                       "CASE WHEN i % 2 = 1 THEN 'qa' ELSE 'other' END "
+                       f"FROM generate_series(0, 249) AS i; ALTER TABLE posts OWNER TO {USER}", DATABASE)
+        yield Server(pg_server.port)
     finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        pg_server.drop_database(DATABASE)
+        pg_server.psql(f"DROP ROLE IF EXISTS {USER}")
 
 
 def engine(server: Server, password: str = PASSWORD) -> Any:
