@@ -27,7 +27,14 @@ from reconciler.errors import AllocationError
 from reconciler.models import manifest_list
 from reconciler.plan import Plan, make_plan, services_after
 from reconciler.report import LOCKFILE_PATH, render_lockfile
-from reconciler.state import DesiredState, LiveState, RecordedService, RecordedState, SourceRef
+from reconciler.state import (
+    DesiredState,
+    ForeignAllocation,
+    LiveState,
+    RecordedService,
+    RecordedState,
+    SourceRef,
+)
 from reconciler.workflow import apply_workspace, open_workspace, plan_workspace
 
 HOSTS = ("localhost", "h1", "h2")
@@ -344,6 +351,43 @@ def test_applying_a_plan_then_planning_again_gives_no_changes(s: Scenario) -> No
     again = make_plan(s.desired, after, live)
     assert again.changes == ()
     assert again.conflicts == () and again.errors == ()
+
+
+# --- (d2) a shared registry: other workspaces' ports -----------------------------------------------------------
+
+@PURE
+@given(scenarios(), st.data())
+def test_another_workspaces_ports_and_names_are_never_taken(s: Scenario, data: st.DataObject) -> None:
+    """Whatever another workspace holds (some of it on ports this one has or wants), no service here
+    gets one of its ports, a service with one of its names is a conflict, and applying then planning
+    again with the same neighbours changes nothing."""
+    foreign = []
+    for host in s.now.hosts:
+        mine = sorted(svc.port for svc in s.recorded.services.values() if svc.host == host)
+        ports = data.draw(SOME_PORTS) | (data.draw(st.sets(st.sampled_from(mine), max_size=3)) if mine else set())
+        foreign += [ForeignAllocation(host, port, f"theirs-{host}-{port}", "other") for port in sorted(ports)]
+    if s.desired.instances and data.draw(st.booleans()):
+        clash = data.draw(st.sampled_from(sorted(s.desired.instances)))
+        foreign.append(ForeignAllocation("elsewhere", 1, clash, "other"))
+    theirs = {(f.host, f.port) for f in foreign}
+    names = {f.service for f in foreign}
+
+    allocation = allocate(s.desired, s.recorded.services, s.live, foreign)
+    for name, port in allocation.ports.items():
+        assert (s.desired.instances[name].host, port) not in theirs, name
+        assert name not in names
+    assert {c.service for c in allocation.conflicts} >= names & set(s.desired.instances)
+
+    recorded = replace(s.recorded, foreign=tuple(foreign))
+    plan = make_plan(s.desired, recorded, s.live)
+    if plan.blocked:
+        return  # a conflict or an exhausted range: apply refuses
+    after = replace(applied(plan, recorded), foreign=tuple(foreign))
+    running = {h: s.live.listeners.get(h, frozenset()) | {svc.port for svc in after.services.values()
+                                                          if svc.host == h} for h in s.now.hosts}
+    live = LiveState(listeners=running, ephemeral=s.live.ephemeral,
+                     lockfile_text=render_lockfile(after.services.values()))
+    assert make_plan(s.desired, after, live).changes == ()
 
 
 # --- (e) stickiness when other manifests go away -------------------------------------------------------------
