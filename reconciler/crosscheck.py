@@ -55,12 +55,16 @@ class _Checker:
         self.problems: list[Problem] = []
         self._seen: set[tuple[str, int, tuple[str | int, ...], str]] = set()
 
-    def add(self, source: SourceRef, path: tuple[str | int, ...], message: str) -> None:
+    def add(self, source: SourceRef, path: tuple[str | int, ...], message: str,
+            see: tuple[SourceRef, tuple[str | int, ...]] | None = None) -> None:
+        """`see`: another place the message names as {see} (the loader puts its line there)."""
         # A project's rule is checked once per environment; say each fault at one place once.
         key = (source.file, source.document, path, message)
         if key not in self._seen:
             self._seen.add(key)
-            self.problems.append(Problem(file=source.file, document=source.document, path=path, message=message))
+            related = (see[0].file, see[0].document, see[1]) if see is not None else None
+            self.problems.append(Problem(file=source.file, document=source.document, path=path, message=message,
+                                         see=related))
 
 
 def build_desired(
@@ -109,12 +113,9 @@ def build_desired(
 
     def add_instance(instance: ServiceInstance, name_path: Path, type_path: Path) -> None:
         if instance.name in instances:
-            first, _ = instance_sources[instance.name]
-            check.add(
-                instance.source, name_path,
-                f"duplicate service name {instance.name!r} "
-                f"(first defined in {first.file}, document {first.document + 1})",
-            )
+            first, first_path = instance_sources[instance.name]
+            check.add(instance.source, name_path,
+                      f"duplicate service name {instance.name!r} (first defined at {{see}})", see=(first, first_path))
             return
         instances[instance.name] = instance
         instance_sources[instance.name] = (instance.source, name_path)
@@ -239,9 +240,8 @@ def _unique(check: _Checker, docs: list[tuple[SourceRef, Spec]], kind: str, sour
     for source, doc in docs:
         name = str(getattr(doc, "name", ""))  # every kind passed here has a name
         if name in first:
-            where = first[name]
-            check.add(source, ("name",), f"duplicate {kind} name {name!r} (first defined in {where.file}, "
-                      f"document {where.document + 1})")
+            check.add(source, ("name",), f"duplicate {kind} name {name!r} (first defined at {{see}})",
+                      see=(first[name], ("name",)))
         else:
             first[name] = source
             sources[f"{kind}/{name}"] = source

@@ -19,6 +19,9 @@ class Problem:
     message: str = ""
     document: int = field(default=0, compare=False)
     path: tuple[str | int, ...] = field(default=(), compare=False)
+    # Another place the message refers to, as (file, document, field path): the loader puts its
+    # file:line:column where the message says {see} ("first defined at {see}").
+    see: tuple[str, int, tuple[str | int, ...]] | None = field(default=None, compare=False)
 
     def sort_key(self) -> tuple[str, int, int, str]:
         """File, then position (unlocated problems first), then message."""

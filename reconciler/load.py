@@ -411,33 +411,45 @@ def locate(root: Path, problems: Iterable[Problem]) -> list[Problem]:
     """Fill in line and column of problems that name a document and field (ruamel, only for those files)."""
     from ruamel.yaml import YAML
 
+    parsed: dict[str, tuple[str, list[Any]] | None] = {}
+
+    def position(rel: str, document: int, path: tuple[str | int, ...]) -> tuple[int | None, int | None]:
+        if rel not in parsed:
+            try:
+                text = (root / rel).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                parsed[rel] = None
+            else:
+                try:
+                    docs = list(YAML(typ="rt").load_all(text))
+                except Exception:
+                    docs = []
+                parsed[rel] = (text, docs)
+        found = parsed[rel]
+        if found is None:
+            return None, None
+        text, docs = found
+        line, col = _position(docs, document, path)
+        if line is None:
+            # A scalar document (ruamel keeps no position for it), or ruamel could not read
+            # what libyaml did: point at the start of the document.
+            starts = _document_starts(text)
+            if document < len(starts):
+                line, col = starts[document]
+        return line, col
+
     out: list[Problem] = []
-    by_file: dict[str, list[Problem]] = {}
     for problem in problems:
-        if problem.line is None and problem.file:
-            by_file.setdefault(problem.file, []).append(problem)
-        else:
-            out.append(problem)
-    for rel, items in by_file.items():
-        try:
-            text = (root / rel).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            out.extend(items)
-            continue
-        try:
-            docs = list(YAML(typ="rt").load_all(text))
-        except Exception:
-            docs = []
-        starts: list[tuple[int, int]] | None = None
-        for problem in items:
-            line, col = _position(docs, problem.document, problem.path)
-            if line is None:
-                # A scalar document (ruamel keeps no position for it), or ruamel could not read
-                # what libyaml did: point at the start of the document.
-                starts = _document_starts(text) if starts is None else starts
-                if problem.document < len(starts):
-                    line, col = starts[problem.document]
-            out.append(Problem(problem.file, line, col, problem.message, problem.document, problem.path))
+        line, col = problem.line, problem.column
+        if line is None and problem.file:
+            line, col = position(problem.file, problem.document, problem.path)
+        message = problem.message
+        if problem.see is not None:
+            rel, document, path = problem.see
+            see_line, see_col = position(rel, document, path)
+            where = f"{rel}:{see_line}:{see_col}" if see_line is not None else f"{rel}, document {document + 1}"
+            message = message.replace("{see}", where)
+        out.append(Problem(problem.file, line, col, message, problem.document, problem.path))
     # Problems without a position sort first in their file.
     return sorted(out, key=Problem.sort_key)
 

@@ -64,10 +64,10 @@ MISTAKES = [
             "not_contains, regex, json_path, xpath, css, redirect, flash, max_ms, no_errors; "
             "got ['contains', 'no_errors']", "cases.0.expect.1"),
     # rules between documents
-    Mistake("duplicate_service_name.yaml", 7, 1, "duplicate service name 'quantum-admin' (first defined in "
-            "manifests/duplicate_service_name.yaml, document 1)", "name"),
-    Mistake("duplicate_host_name.yaml", 6, 1, "duplicate Host name 'forge' (first defined in "
-            "manifests/duplicate_host_name.yaml, document 1)", "name"),
+    Mistake("duplicate_service_name.yaml", 7, 1, "duplicate service name 'quantum-admin' (first defined at "
+            "manifests/duplicate_service_name.yaml:2:1)", "name"),
+    Mistake("duplicate_host_name.yaml", 6, 1, "duplicate Host name 'forge' (first defined at "
+            "manifests/duplicate_host_name.yaml:2:1)", "name"),
     Mistake("service_unknown_host.yaml", 3, 1, "unknown host 'forge'; known hosts: localhost (add a Host)", "host"),
     Mistake("environment_unknown_host.yaml", 5, 10, "unknown host 'forge'; known hosts: localhost (add a Host)",
             "environments.prod.host"),
@@ -337,3 +337,14 @@ def test_a_secret_reference_that_resolves_nowhere_names_the_file_line_and_the_sc
     assert "manifests/quantumblog.yaml:16:13: " in result.stderr
     assert "datasources.blog-db.password: secret BLOG_DB_PASSWORD is not set" in result.stderr
     assert "qrm secrets set BLOG_DB_PASSWORD --project quantumblog" in result.stderr
+
+
+def test_a_duplicate_in_another_file_names_the_line_of_the_first(workspace: Workspace) -> None:
+    workspace.manifest("a.yaml", "# the platform team's\nkind: Service\nname: api\ntype: app\n")
+    workspace.manifest("b.yaml", "kind: Host\nname: forge\naddress: 10.0.0.1\n---\n"
+                                 "kind: Project\nname: shop\nenvironments: {prod: {host: forge}}\n"
+                                 "services: {web: {type: app}}\n---\nkind: Service\nname: api\ntype: app\n")
+    result = workspace.qrm("validate")
+    assert result.exit_code == 1
+    assert ("error: manifests/b.yaml:11:1: name: duplicate service name 'api' (first defined at "
+            "manifests/a.yaml:3:1)") in result.stderr.splitlines()
