@@ -566,6 +566,17 @@ class Registry:
                      "summary": summary, "scanned_at": now} for project, path, sha, component, summary in written])
         return now
 
+    def prune_component_projects(self, keep: Sequence[str]) -> list[str]:
+        """Delete the component rows of every project not in `keep`; the projects whose rows went."""
+        with self._write() as conn:
+            projects = {p for (p,) in conn.execute(select(component_files.c.project).distinct().where(
+                self._mine(component_files)))}
+            gone = sorted(projects - set(keep))
+            if gone:
+                conn.execute(delete(component_files).where(component_files.c.project.in_(gone),
+                                                           self._mine(component_files)))
+        return gone
+
     def record_test_runs(self, runs: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[int]:
         """Record test runs (a test_runs row without id, and its test_results rows without run_id):
         all in one transaction, the results of each run in one bulk insert; returns the run ids."""

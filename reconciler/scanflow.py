@@ -221,8 +221,13 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
                 written.extend((name, *row) for row in rows)
             if removed or written:
                 registry.write_components(removed, written)
+            # Projects gone from the manifests (or without a source: any more): their rows and report go.
+            gone = registry.prune_component_projects(names) if project is None else []
         finally:
             registry.close()
+        for name in gone:
+            (ws.reports / "components" / f"{name}.yaml").unlink(missing_ok=True)
+            log.info("scan: project %s is gone from the manifests; its component rows and report were removed", name)
         for scan in scans:
             scan.report = ws.reports / "components" / f"{scan.project}.yaml"
             scan.report_written = files.write_atomic(

@@ -236,6 +236,20 @@ def test_json_lists_components_and_totals_of_two_projects(workspace: Workspace, 
     assert only["projects"][0]["parsed"] == []
 
 
+def test_a_project_removed_from_the_manifests_loses_its_rows_and_report(workspace: Workspace, blog: Path) -> None:
+    shop = project(workspace, "shop", "apps/shop")
+    write(shop, "components/index.q", INDEX)
+    scan_json(workspace)
+    assert {p for p, _ in registry_rows(workspace)} == {"blog", "shop"}
+    (workspace.root / "manifests" / "shop.yaml").unlink()
+    scan_json(workspace, "blog")  # a scan of one project leaves the others alone
+    assert {p for p, _ in registry_rows(workspace)} == {"blog", "shop"}
+    assert [p["project"] for p in scan_json(workspace)["projects"]] == ["blog"]
+    assert {p for p, _ in registry_rows(workspace)} == {"blog"}
+    assert not (workspace.root / "reports" / "components" / "shop.yaml").exists()
+    assert (workspace.root / "reports" / "components" / "blog.yaml").exists()
+
+
 def test_a_missing_source_folder_is_an_error_naming_project_and_path(workspace: Workspace) -> None:
     workspace.manifest("p.yaml", """
         kind: Project
