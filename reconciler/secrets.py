@@ -341,7 +341,12 @@ def decrypt(secrets: EncryptedSecrets, identities: list[pyrage.x25519.Identity])
     """qrm's flat secrets in plaintext (MAC verified)."""
     secrets.flat_values()  # refuse non-flat files before any work
     plain = decrypt_tree(secrets, unwrap_data_key(secrets, identities))
-    return {k: str(v) for k, v in plain.items() if k != QRM_META_KEY}
+    return {k: plain_text(v) for k, v in plain.items() if k != QRM_META_KEY}
+
+
+def plain_text(value: Any) -> str:
+    """A decrypted value as text, as SOPS wrote it: `true`, not Python's `True`; bytes as UTF-8."""
+    return _plain_bytes(value)[0].decode("utf-8", "replace")
 
 
 # --- writing -----------------------------------------------------------------------------------------

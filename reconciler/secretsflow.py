@@ -53,7 +53,7 @@ def _open(ws: Workspace) -> tuple[secrets.EncryptedSecrets | None, dict[str, str
     plain = secrets.decrypt_tree(current, data_key)
     plain.pop(secrets.QRM_META_KEY, None)
     current.flat_values()
-    return current, {k: str(v) for k, v in plain.items()}, data_key, identities
+    return current, {k: secrets.plain_text(v) for k, v in plain.items()}, data_key, identities
 
 
 def _write(ws: Workspace, values: Mapping[str, str], *, current: secrets.EncryptedSecrets | None,

@@ -373,6 +373,9 @@ def test_values_hashed_as_sops_hashes_them(keys: Keys, tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text(text)
     assert sops_age_decrypt(path, keys.identity, tmp_path) == {**tree, "flag_unencrypted": True}
+    # As text (what `qrm secrets get` prints), each value reads as SOPS wrote it, not as Python prints it.
+    assert {k: secrets.plain_text(v) for k, v in tree.items()} == {
+        "enabled": "true", "disabled": "false", "ratio": "1234.5679", "big": "1e+20", "one": "1.0", "count": "3"}
 
 
 # --- loud, safe failures ------------------------------------------------------------------------------
