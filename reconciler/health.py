@@ -45,6 +45,7 @@ class CheckSpec:
     success_before_passing: int = 1
     failures_before_critical: int = 1
     target: str = ""  # what was checked, by host name: a record of another target is not this check's
+    tls_skip_verify: bool = False  # https: accept any certificate (still TLS, still the status code)
 
     @property
     def netloc(self) -> str:
@@ -112,6 +113,7 @@ def check_spec(service: RecordedService, address: str) -> CheckSpec:
         success_before_passing=int(health.get("success_before_passing", 1)),
         failures_before_critical=max(1, int(health.get("failures_before_critical", 1))),
         target=check_target(service),
+        tls_skip_verify=bool(health.get("tls_skip_verify")) and http and service.protocol == "https",
     )
 
 

@@ -110,6 +110,9 @@ class HealthCheck(Spec):
     timeout: Duration = "5s"
     success_before_passing: Annotated[int, Field(ge=0)] = 1
     failures_before_critical: Annotated[int, Field(ge=1)] = 1
+    tls_skip_verify: bool | None = Field(
+        None, description="https checks: do not verify the certificate (an internal service with a self-signed "
+                          "one), as Consul's tls_skip_verify; default: verify")
 
 
 class Host(Spec):

@@ -128,13 +128,15 @@ async def check_all(specs: Sequence[CheckSpec], concurrency: int = 200) -> list[
     import asyncio
 
     limit = asyncio.Semaphore(max(1, concurrency))
-    tls = _tls_context() if any(s.scheme == "https" for s in specs) else None
+    verified = _tls_context() if any(s.scheme == "https" and not s.tls_skip_verify for s in specs) else None
+    unverified = _tls_context(verify=False) if any(s.scheme == "https" and s.tls_skip_verify for s in specs) else None
     resolving: dict[str, asyncio.Future[list[str]]] = {}
     for spec in specs:
         if spec.address not in resolving and not _is_ip(spec.address):
             resolving[spec.address] = _resolve(spec.address, spec.port)  # once per name, shared by its checks
     try:
-        return list(await asyncio.gather(*(_check(spec, limit, tls, resolving) for spec in specs)))
+        return list(await asyncio.gather(*(
+            _check(spec, limit, unverified if spec.tls_skip_verify else verified, resolving) for spec in specs)))
     finally:
         for future in resolving.values():
             if future.done() and not future.cancelled():
@@ -142,12 +144,16 @@ async def check_all(specs: Sequence[CheckSpec], concurrency: int = 200) -> list[
             future.cancel()
 
 
-def _tls_context() -> ssl.SSLContext:
+def _tls_context(verify: bool = True) -> ssl.SSLContext:
     """One context for the whole round (creating one costs ~20 ms): the system's CAs (SSL_CERT_FILE and
-    SSL_CERT_DIR are honoured), hostname checked, as Consul's HTTPS checks without tls_skip_verify."""
+    SSL_CERT_DIR are honoured), hostname checked, as Consul's HTTPS checks; with `verify` False (a
+    check's tls_skip_verify) any certificate and name are accepted."""
     import ssl
 
     context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["http/1.1"])
     return context
 

@@ -54,6 +54,17 @@ def test_a_check_describes_what_it_does_and_brackets_ipv6() -> None:
     assert check_spec(svc(protocol="tcp"), "::1").description == "TCP [::1]:8000"
 
 
+@pytest.mark.parametrize(("protocol", "health_check", "skips"), [
+    ("https", {"path": "/h", "tls_skip_verify": True}, True),
+    ("https", {"path": "/h"}, False),
+    ("http", {"path": "/h", "tls_skip_verify": True}, False),  # no TLS to skip
+    ("https", {"tls_skip_verify": True}, False),  # no path: a TCP connect
+])
+def test_tls_skip_verify_applies_to_https_checks_only(protocol: str, health_check: dict[str, object],
+                                                      skips: bool) -> None:
+    assert check_spec(svc(protocol=protocol, health_check=health_check), "127.0.0.1").tls_skip_verify is skips
+
+
 def test_thresholds_come_from_the_health_check() -> None:
     spec = check_spec(svc(health_check={"path": "/h", "success_before_passing": 2, "failures_before_critical": 3}),
                       "10.0.0.1")

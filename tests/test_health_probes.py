@@ -30,6 +30,7 @@ class Case:
     reason: str  # a regular expression the whole reason must match
     kind: str = "http"  # http | https | tcp
     address: str = "127.0.0.1"
+    tls_skip_verify: bool = False
 
 
 def raw_200(body: str) -> bytes:
@@ -91,6 +92,16 @@ CASES = [
     Case("https, self-signed certificate",
          lambda s, c: s.status(200, tls=c.server_context("localhost", self_signed=True)), CRITICAL,
          r"TLS handshake failed: certificate verify failed \(self[- ]signed certificate\)", kind="https"),
+    Case("https, self-signed certificate, tls_skip_verify",
+         lambda s, c: s.status(200, tls=c.server_context("localhost", self_signed=True)), PASSING, r"HTTP 200",
+         kind="https", tls_skip_verify=True),
+    Case("https, 500 behind a self-signed certificate, tls_skip_verify",
+         lambda s, c: s.status(500, tls=c.server_context("localhost", self_signed=True)), CRITICAL, r"HTTP 500",
+         kind="https", tls_skip_verify=True),
+    Case("https, tls_skip_verify to a plain-HTTP port: still TLS",
+         lambda s, c: s.status(400, read_whole_head=False), CRITICAL,
+         r"TLS handshake failed: (wrong version number|record layer failure|packet length too long)",
+         kind="https", tls_skip_verify=True),
     Case("https, certificate for another name",
          lambda s, c: s.status(200, tls=c.server_context("example.org", ip=None)), CRITICAL,
          r"TLS handshake failed: certificate verify failed \(IP address mismatch.*\)", kind="https"),
@@ -118,7 +129,8 @@ CASES = [
 def spec_of(case: Case, port: int, timeout: float = TIMEOUT) -> CheckSpec:
     http = case.kind in ("http", "https")
     return CheckSpec(service=case.id, kind="http" if http else "tcp", scheme=case.kind, address=case.address,
-                     port=port, path="/health" if http else None, timeout=timeout)
+                     port=port, path="/health" if http else None, timeout=timeout,
+                     tls_skip_verify=case.tls_skip_verify)
 
 
 @pytest.fixture(scope="module")
