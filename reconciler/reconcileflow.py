@@ -135,6 +135,8 @@ class ReconcileResult:
         if self.problems:
             parts.append(f"{len(self.problems)} problem(s): {self.problems[0]}")
         parts.extend(self.tests)
+        if self.tests_blocking:  # what `qrm apply` would exit 3 for; the watcher reports it and goes on
+            parts.append(f"blocking suite(s) failed: {', '.join(self.tests_blocking)}")
         if self.commit is not None and self.commit.sha:
             parts.append(f"committed {self.commit.sha[:12]} ({len(self.commit.paths)} file(s))")
         if self.pushed:

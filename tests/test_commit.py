@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import gitops
-from reconciler.reconcileflow import committable
+from reconciler.reconcileflow import CommitOutcome, ReconcileResult, committable
 from tests.conftest import REPO, Workspace
 
 DEMO_KEY = REPO / "examples" / "demo-age-key.txt"
@@ -267,3 +267,15 @@ def test_last_change_revision_skips_report_commits(tmp_path: Path) -> None:
     report_commit(dev, "x.yaml")
     report_commit(dev, "y.yaml")
     assert gitops.last_change_revision(dev) == manifest_commit
+
+
+def test_the_reconcile_line_says_what_happened_and_how_long_it_took() -> None:
+    result = ReconcileResult("changed: manifests/a.yaml", outcome="applied",
+                             counts={"create": 1, "update": 0, "delete": 0, "repair": 0},
+                             tests=["tests smoke: 3 passed, 1 failed"], tests_blocking=["smoke"],
+                             commit=CommitOutcome("0123456789abcdef", ["reports/summary.md"]), seconds=0.4321,
+                             timings={"apply": 0.2, "commit": 0.05})
+    assert result.line() == (
+        "reconcile (changed: manifests/a.yaml): applied; 1 created, 0 updated, 0 deleted, 0 repaired; "
+        "tests smoke: 3 passed, 1 failed; blocking suite(s) failed: smoke; committed 0123456789ab (1 file(s)) "
+        "in 0.432 s (apply 0.200s, commit 0.050s)")
