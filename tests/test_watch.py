@@ -160,7 +160,9 @@ def test_watch_rescans_changed_components_and_ignores_its_own_reports(
     wait_for("a report commit for the changed component", lambda: head(ws.root, "HEAD") != started, watcher)
     changed_files = git(ws.root, "show", "--name-only", "--format=", "HEAD").split()
     assert "reports/components/quantumblog.yaml" in changed_files
-    assert "changed: examples/quantumblog/components/login.q" in watcher.output
+    # The line comes once the step is over, a moment after its commit.
+    wait_for("the reconcile line naming the file", lambda: "changed: examples/quantumblog/components/login.q"
+             in watcher.output, watcher)
 
     # Its own kind of files (reports/, generated/) and a save that changes nothing do not wake it.
     settled, reconciles = head(ws.root, "HEAD"), watcher.output.count("reconcile (")
