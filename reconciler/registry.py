@@ -353,13 +353,17 @@ class Registry:
         with self.engine.connect() as conn:
             return self._version(conn)
 
-    def recorded_services(self) -> dict[str, RecordedService]:
+    def recorded_services(self, *, foreign: bool = False) -> dict[str, RecordedService]:
+        """This workspace's services; with `foreign`, the other workspaces' (none when not scoped)."""
         # Plain SQL through the driver: SQLAlchemy's result processing is most of the cost of 10,000 rows.
         sql = "SELECT name, host, port, type, protocol, pinned, health, tags, project, environment FROM services"
+        if foreign and not self.scoped:
+            return {}
         with self.engine.connect() as conn:
             if self.scoped:
                 mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-                rows = conn.exec_driver_sql(f"{sql} WHERE owner = {mark}", (self.owner,)).all()
+                rows = conn.exec_driver_sql(f"{sql} WHERE owner {'<>' if foreign else '='} {mark}",
+                                            (self.owner,)).all()
             else:
                 rows = conn.exec_driver_sql(sql).all()
         # Thousands of services share a few health checks and tag lists: parse each text once.
@@ -502,9 +506,12 @@ class Registry:
         return [ApplyRecord(r.id, r.started_at, r.finished_at, r.revision, r.outcome, json.loads(r.summary),
                             r.error) for r in rows]
 
-    def recorded_health(self) -> dict[str, HealthRecord]:
+    def recorded_health(self, *, foreign: bool = False) -> dict[str, HealthRecord]:
+        """The health this workspace's rounds recorded; with `foreign`, the other workspaces' rounds'."""
+        if foreign and not self.scoped:
+            return {}
         with self.engine.connect() as conn:
-            return _read_health(conn, self._mine(health_table))
+            return _read_health(conn, health_table.c.owner != self.owner if foreign else self._mine(health_table))
 
     def record_health(
         self, update: Callable[[dict[str, HealthRecord]], Sequence[HealthRecord]], *, prune: bool = True

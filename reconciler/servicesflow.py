@@ -53,9 +53,28 @@ def list_services(ws: Workspace, *, type: str | None = None, tag: str | None = N
 
 def discover(ws: Workspace, name: str, *, type: str | None = None, tag: str | None = None,
              environment: str | None = None) -> Discovery:
-    """The passing instances NAME means (the service of that name, or PROJECT-SERVICE in every environment)."""
+    """The passing instances NAME means (the service of that name, or PROJECT-SERVICE in every environment).
+
+    In a shared registry a NAME that none of this workspace's services answers to is looked up among
+    the other workspaces' services (service names are shared, as in Consul's catalog), with the health
+    their own rounds recorded."""
     views = health.select(catalog(ws).services, type=type, tag=tag, environment=environment)
-    return health.discover(name, views)
+    found = health.discover(name, views)
+    if found.candidates:
+        return found
+    others = health.select(foreign_catalog(ws), type=type, tag=tag, environment=environment)
+    return health.discover(name, others) if others else found
+
+
+def foreign_catalog(ws: Workspace) -> list[ServiceHealth]:
+    """The other workspaces' services in a shared registry, with their health (none in a private one)."""
+    registry = open_registry(ws, create=False)
+    if registry is None:
+        return []
+    try:
+        return health.join(registry.recorded_services(foreign=True).values(), registry.recorded_health(foreign=True))
+    finally:
+        registry.close()
 
 
 @dataclass

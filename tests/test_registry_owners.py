@@ -8,6 +8,7 @@ default .qrm/registry.db is private.
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -185,3 +186,23 @@ def test_qrm_yaml_names_the_registry_password_by_environment_variable(
     result = workspace.qrm("plan", "--no-refresh")  # nothing listens on port 1: a one-line error
     assert result.exit_code == 1
     assert "p@ss" not in result.output and "p%40ss" not in result.output
+
+
+def test_discover_finds_another_workspaces_service_by_name(tmp_path: Path, shared: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        a = team(tmp_path, "team-a")
+        a.manifest("svc.yaml", f"kind: Service\nname: orders-db\nhost: localhost\ntype: database\nprotocol: tcp\n"
+                               f"port: {port}\n")
+        b = team(tmp_path, "team-b", "b-api")
+        assert run(a, shared, "apply", "--yes", "--no-refresh")[0] == 0
+        assert run(b, shared, "apply", "--yes", "--no-refresh")[0] == 0
+        assert run(a, shared, "services", "health")[0] == 0  # team-a's round finds it passing
+
+        code, out = run(b, shared, "services", "discover", "orders-db")
+        assert (code, out.strip()) == (0, f"127.0.0.1:{port}")
+        listed = json.loads(run(b, shared, "services", "list", "--json")[1])
+        assert [s["name"] for s in listed["services"]] == ["b-api"]  # the list stays the workspace's own
+        assert run(b, shared, "services", "discover", "nobody")[0] == 1
