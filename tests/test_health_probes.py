@@ -19,6 +19,7 @@ from reconciler.health import CRITICAL, PASSING, WARNING, CheckResult, CheckSpec
 from tests.healthservers import Certificates, Servers, running
 
 TIMEOUT = 0.3
+SLACK = 10.0  # the timeout of every case that expects an answer, not a timeout
 BIG = 10 * 1024 * 1024
 
 
@@ -143,7 +144,10 @@ def servers() -> Iterator[Servers]:
 def table_round(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckResult]:
     """The whole table in one round, with the test CA as the system's trust store."""
     certs = Certificates(tmp_path_factory.mktemp("certs"))
-    specs = [spec_of(case, case.start(servers, certs)) for case in CASES]
+    # Only the cases about a timeout get the short one: on a busy machine a threaded test server can
+    # take longer than 0.3 s to reset or answer, and that must not read as a timeout.
+    specs = [spec_of(case, case.start(servers, certs), TIMEOUT if case.reason.startswith("timed out") else SLACK)
+             for case in CASES]
     saved = os.environ.get("SSL_CERT_FILE")
     os.environ["SSL_CERT_FILE"] = str(certs.ca_file)
     try:
