@@ -169,7 +169,8 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
     try:
         desired = _timed(result, "load", lambda: load_desired(ws))  # invalid manifests stop here
         if apply:
-            outcome = _timed(result, "apply", lambda: apply_workspace(ws, lock_timeout=WATCH_LOCK_TIMEOUT))
+            outcome = _timed(result, "apply", lambda: apply_workspace(ws, lock_timeout=WATCH_LOCK_TIMEOUT,
+                                                                       desired=desired))
             applied_plan, apply_id = outcome.plan, outcome.apply_id
             result.counts = applied_plan.counts()
             result.outcome = "applied" if outcome.applied else "no changes"

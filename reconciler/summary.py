@@ -9,7 +9,7 @@ next summary differ (which would commit again, and again: a loop).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SUMMARY_PATH = "reports/summary.md"
 REPORT_TRAILER = "Qrm-Report: true"
@@ -35,7 +35,6 @@ class SummaryInput:
     last_apply: LastApply | None = None
     problems: Sequence[str] = ()  # located manifest problems, or the error that stopped the reconcile
     health: Mapping[str, int] | None = None  # status -> services
-    notes: Sequence[str] = field(default_factory=tuple)
 
 
 def counts_phrase(counts: Mapping[str, int]) -> str:
@@ -85,9 +84,6 @@ def render_summary(data: SummaryInput) -> str:
         lines.extend(f"- {problem}\n" for problem in data.problems[:MAX_LISTED])
         if len(data.problems) > MAX_LISTED:
             lines.append(f"- … and {len(data.problems) - MAX_LISTED} more (run `qrm validate`)\n")
-    if data.notes:
-        lines.extend(["\n", "## Notes\n", "\n"])
-        lines.extend(f"- {note}\n" for note in data.notes)
     return "".join(lines)
 
 

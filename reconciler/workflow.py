@@ -169,10 +169,12 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
     lockfile_text = files.read_text_or_none(ws.root / LOCKFILE_PATH)
     state_text = files.read_text_or_none(ws.root / STATE_PATH)
     # Generated files are the workspace's own: read even with --no-refresh (that skips hosts only).
-    file_shas = generatedflow.disk_shas(ws.root, recorded.files) if recorded is not None else {}
+    file_shas: dict[str, str | None] = {}
     if recorded is not None and recorded.origin == "reports":
         # A clone's working tree is not the deployment: no drift, only what the manifests change.
         file_shas = {path: f.written_sha for path, f in recorded.files.items()}
+    elif recorded is not None:
+        file_shas = generatedflow.disk_shas(ws.root, recorded.files)
     if not refresh:
         return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, state_text=state_text)
     listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
@@ -283,7 +285,6 @@ class ApplyOutcome:
     apply_id: int | None = None
     lockfile_written: bool = False
     messages: list[str] = field(default_factory=list)
-    lock_wait: float = 0.0  # seconds waited for the allocation lock of the hosts
 
 
 def _now() -> str:
@@ -299,7 +300,9 @@ def apply_workspace(
     excludes: tuple[str, ...] = (),
     lock_timeout: float | None = None,
     approve: Callable[[Plan], bool] = lambda plan: True,
+    desired: DesiredState | None = None,
 ) -> ApplyOutcome:
+    """`desired`: the state the caller already loaded (a watcher's reconcile), else read here."""
     timeout = ws.settings.lock_timeout if lock_timeout is None else lock_timeout
     with workspace_lock(ws.lock_file, timeout):
         started = _now()
@@ -307,7 +310,8 @@ def apply_workspace(
             filters = saved.get("filters") or {}
             targets, excludes = tuple(filters.get("target", ())), tuple(filters.get("exclude", ()))
             refresh = bool(saved.get("refreshed", True))
-        desired = load_desired(ws)  # before the registry: invalid manifests must not even create it
+        if desired is None:
+            desired = load_desired(ws)  # before the registry: invalid manifests must not even create it
         registry = open_registry(ws, create=True)
         assert registry is not None
         try:
@@ -353,7 +357,7 @@ def apply_workspace(
                 if secrets_now or files_now or (ws.root / STATE_PATH).exists():
                     files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()))
                 log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
-                return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written, lock_wait=waited)
+                return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
         finally:
             registry.close()
 
