@@ -76,10 +76,10 @@ def main() -> None:
         asyncio.run(serve(*args.serve))
         return
 
-    from reconciler import servicesflow
-    from reconciler.registry import Registry, default_url
-    from reconciler.state import RecordedService
-    from reconciler.workflow import open_workspace
+    from reconciler.core.state import RecordedService
+    from reconciler.edges.registry import Registry, default_url
+    from reconciler.flows import services
+    from reconciler.flows.workflow import open_workspace
 
     answering = args.services - args.hanging
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(answering), str(args.hanging)],
@@ -109,7 +109,7 @@ def main() -> None:
                   f"answer; timeout {args.timeout:g} s, concurrency {args.concurrency}")
             for label in ("round 1 (new records)", "round 2 (records replaced)"):
                 start = time.perf_counter()
-                outcome = servicesflow.check_health(ws, concurrency=args.concurrency)
+                outcome = services.check_health(ws, concurrency=args.concurrency)
                 total = time.perf_counter() - start
                 counts = outcome.counts()
                 rate = args.services / outcome.probe_seconds

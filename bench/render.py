@@ -13,11 +13,11 @@ import argparse
 import time
 from typing import Any
 
-from reconciler.allocate import allocate
-from reconciler.crosscheck import build_desired
-from reconciler.models import manifest_list
-from reconciler.render import GENERATED_FILES, SecretValue, render_environment, secret_references
-from reconciler.state import DesiredState, LiveState, SourceRef
+from reconciler.core.allocate import allocate
+from reconciler.core.crosscheck import build_desired
+from reconciler.core.models import manifest_list
+from reconciler.core.render import GENERATED_FILES, SecretValue, render_environment, secret_references
+from reconciler.core.state import DesiredState, LiveState, SourceRef
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 

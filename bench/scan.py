@@ -45,8 +45,8 @@ def run(root: Path) -> tuple[float, str]:
 
 
 def in_process(root: Path) -> float:
-    from reconciler.scanflow import scan_workspace
-    from reconciler.workflow import open_workspace
+    from reconciler.flows.scan import scan_workspace
+    from reconciler.flows.workflow import open_workspace
 
     start = time.perf_counter()
     scan_workspace(open_workspace(root))

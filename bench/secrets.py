@@ -1,7 +1,7 @@
 """Benchmark: secrets.enc with 1,000 secrets: set them all, update one at a time, read all, rotate.
 
 Run:  .venv/bin/python bench/secrets.py [--secrets N] [--updates N]
-In-process, through reconciler.secrets (the SOPS format edge) and reconciler.files.write_atomic
+In-process, through reconciler.edges.sops (the SOPS format edge) and reconciler.edges.files.write_atomic
 (qrm's write path, fsync included), as `qrm secrets set/get/rotate` use them, without process
 start-up or the lock. Each single-shot step is the median of 3 runs; nothing is asserted.
 """
@@ -24,7 +24,7 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-from reconciler import files, secrets  # noqa: E402
+from reconciler.edges import files, sops  # noqa: E402
 
 LABEL = "secrets.enc"
 
@@ -43,30 +43,30 @@ def make_values(count: int) -> dict[str, str]:
 class Bench:
     def __init__(self, root: Path, count: int) -> None:
         self.path = root / LABEL
-        self.identity, recipient = secrets.generate_identity()
+        self.identity, recipient = sops.generate_identity()
         self.recipients = [recipient]
-        self.identities = secrets.load_identities({"SOPS_AGE_KEY": self.identity, "HOME": str(root)})
+        self.identities = sops.load_identities({"SOPS_AGE_KEY": self.identity, "HOME": str(root)})
         self.values = make_values(count)
 
-    def read(self) -> tuple[secrets.EncryptedSecrets, bytes, dict[str, str]]:
+    def read(self) -> tuple[sops.EncryptedSecrets, bytes, dict[str, str]]:
         """What every command does first: read, unwrap the data key, decrypt everything, check the MAC."""
-        current = secrets.read_file(self.path, LABEL)
+        current = sops.read_file(self.path, LABEL)
         assert current is not None
-        data_key = secrets.unwrap_data_key(current, self.identities)
-        plain = secrets.decrypt_tree(current, data_key)
-        plain.pop(secrets.QRM_META_KEY, None)
+        data_key = sops.unwrap_data_key(current, self.identities)
+        plain = sops.decrypt_tree(current, data_key)
+        plain.pop(sops.QRM_META_KEY, None)
         return current, data_key, {k: str(v) for k, v in plain.items()}
 
     def set_all(self) -> None:
-        data_key = secrets.new_data_key()
-        text = secrets.render(self.values, data_key=data_key,
-                              wrapped=secrets.wrap_data_key(data_key, self.recipients))
+        data_key = sops.new_data_key()
+        text = sops.render(self.values, data_key=data_key,
+                              wrapped=sops.wrap_data_key(data_key, self.recipients))
         files.write_atomic(self.path, text, mode=0o600)
 
     def update_one(self, i: int) -> None:
         current, data_key, plain = self.read()
         name = sorted(plain)[(i * 37) % len(plain)]
-        text = secrets.render({**plain, name: f"updated {i}"}, data_key=data_key,
+        text = sops.render({**plain, name: f"updated {i}"}, data_key=data_key,
                               wrapped=list(current.metadata["age"]), previous=current, previous_plain=plain,
                               changed_at=current.changed_at(), rotated_at=current.rotated_at())
         files.write_atomic(self.path, text, mode=0o600)
@@ -77,9 +77,9 @@ class Bench:
 
     def rotate(self) -> None:
         current, _, plain = self.read()
-        data_key = secrets.new_data_key()
-        text = secrets.render(plain, data_key=data_key, wrapped=secrets.wrap_data_key(data_key, self.recipients),
-                              previous_plain=plain, changed_at=current.changed_at(), rotated_at=secrets.utc_now())
+        data_key = sops.new_data_key()
+        text = sops.render(plain, data_key=data_key, wrapped=sops.wrap_data_key(data_key, self.recipients),
+                              previous_plain=plain, changed_at=current.changed_at(), rotated_at=sops.utc_now())
         files.write_atomic(self.path, text, mode=0o600)
 
 

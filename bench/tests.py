@@ -7,7 +7,7 @@ subprocess per environment (variants v1, v2, v3), so that they do not share a GI
 workspace has one Project (environments with a `url:`) and one TestSuite of N cases (smoke pages, a JSON
 endpoint, the auth redirect, valid actions with their success flash, invalid actions with their error
 flash). Each scenario runs as a fresh `qrm tests run` process (as a user runs it) and in-process
-(testsflow.run_tests, without Python start-up and imports), at each --concurrency (default 20, 50 and
+(tests_run.run_tests, without Python start-up and imports), at each --concurrency (default 20, 50 and
 100); prints wall time, cases/s and the p50/p95 of the case durations, then the best concurrency. A last
 line, for comparison, runs the one-environment suite (at most 500 cases) against tests/quantum_server.py
 (the threaded http.server of the test suite, listen backlog 5).
@@ -33,8 +33,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reconciler import testsflow  # noqa: E402
-from reconciler.workflow import open_workspace  # noqa: E402
+from reconciler.flows import tests_run  # noqa: E402
+from reconciler.flows.workflow import open_workspace  # noqa: E402
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 SUITE = "bench-suite"
@@ -161,12 +161,12 @@ def run_process(label: str, urls: list[str], count: int, concurrency: int) -> fl
 
 
 def run_in_process(label: str, urls: list[str], count: int, concurrency: int) -> float:
-    """testsflow.run_tests in this process, in a fresh workspace; cases/s."""
+    """tests_run.run_tests in this process, in a fresh workspace; cases/s."""
     with tempfile.TemporaryDirectory(prefix="qrm-bench-tests-") as tmp:
         root = Path(tmp)
         write_workspace(root, urls, count)
         start = time.perf_counter()
-        outcome = testsflow.run_tests(open_workspace(root, None), SUITE, [], concurrency=concurrency)
+        outcome = tests_run.run_tests(open_workspace(root, None), SUITE, [], concurrency=concurrency)
         wall = time.perf_counter() - start
         results = [r for run in outcome.runs for r in run.results]
         counts: dict[str, int] = {}

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from reconciler.allocate import allocate
-from reconciler.crosscheck import build_desired
-from reconciler.models import manifest_list
-from reconciler.render import SecretValue, render_environment, secret_references
-from reconciler.state import DesiredState, LiveState, SourceRef
+from reconciler.core.allocate import allocate
+from reconciler.core.crosscheck import build_desired
+from reconciler.core.models import manifest_list
+from reconciler.core.render import SecretValue, render_environment, secret_references
+from reconciler.core.state import DesiredState, LiveState, SourceRef
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler import probes
-from reconciler.registry import Registry
+from reconciler.edges import probes
+from reconciler.edges.registry import Registry
 from tests.conftest import Workspace
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import gitops
-from reconciler.reconcileflow import CommitOutcome, ReconcileResult, committable
+from reconciler.edges import git_repo
+from reconciler.flows.reconcile import CommitOutcome, ReconcileResult, committable
 from tests.conftest import REPO, Workspace
 
 DEMO_KEY = REPO / "examples" / "demo-age-key.txt"
@@ -165,7 +165,7 @@ def test_the_health_report_is_committed_only_when_a_status_changes(workspace: Wo
     git(ws.root, "add", "-A")
     git(ws.root, "commit", "-qm", "health")
     ws.write("reports/health.yaml", HEALTH.format(when="t2", status=status, ms=ms))
-    changed = gitops.changed_paths(ws.root, ["reports"])
+    changed = git_repo.changed_paths(ws.root, ["reports"])
     assert changed == ["reports/health.yaml"]
     keep, _ = committable(ws.root, changed, None)
     assert (keep == ["reports/health.yaml"]) is committed
@@ -182,14 +182,14 @@ def test_only_the_listed_paths_are_committed_and_deletions_count(workspace: Work
     ws = repository(workspace)
     ws.write("reports/a.yaml", "a: 1\n")
     ws.write("reports/b.yaml", "b: 1\n")
-    first = gitops.commit_paths(ws.root, ["reports/a.yaml", "reports/b.yaml"], "qrm: reports\n\nQrm-Report: true\n")
+    first = git_repo.commit_paths(ws.root, ["reports/a.yaml", "reports/b.yaml"], "qrm: reports\n\nQrm-Report: true\n")
     assert first is not None and files_of(ws.root) == {"reports/a.yaml", "reports/b.yaml"}
     (ws.root / "reports" / "a.yaml").unlink()
-    assert gitops.changed_paths(ws.root, ["reports"]) == ["reports/a.yaml"]
-    second = gitops.commit_paths(ws.root, ["reports/a.yaml"], "qrm: reports\n\nQrm-Report: true\n")
+    assert git_repo.changed_paths(ws.root, ["reports"]) == ["reports/a.yaml"]
+    second = git_repo.commit_paths(ws.root, ["reports/a.yaml"], "qrm: reports\n\nQrm-Report: true\n")
     assert second is not None
     assert git(ws.root, "ls-files", "reports").split() == ["reports/b.yaml"]
-    assert gitops.commit_paths(ws.root, ["reports/b.yaml"], "nothing changed") is None
+    assert git_repo.commit_paths(ws.root, ["reports/b.yaml"], "nothing changed") is None
 
 
 # --- the upstream ------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def clones(tmp_path: Path) -> tuple[Path, Path, Path]:
 def report_commit(root: Path, name: str) -> str:
     (root / "reports").mkdir(exist_ok=True)
     (root / "reports" / name).write_text(f"{name}\n")
-    sha = gitops.commit_paths(root, [f"reports/{name}"], f"qrm: {name}\n\nQrm-Report: true\n")
+    sha = git_repo.commit_paths(root, [f"reports/{name}"], f"qrm: {name}\n\nQrm-Report: true\n")
     assert sha is not None
     return sha
 
@@ -224,7 +224,7 @@ def test_a_rejected_push_rebases_the_report_commits_and_never_forces(tmp_path: P
     git(dev, "push", "-q", "origin", "main")
     dev_head = git(dev, "rev-parse", "HEAD").strip()
 
-    pushed = gitops.push(watcher)
+    pushed = git_repo.push(watcher)
 
     assert pushed.pushed and pushed.attempts == 2 and pushed.rebased == 1
     subjects = git(origin, "log", "--format=%s", "main").splitlines()
@@ -239,13 +239,13 @@ def test_pull_fast_forwards_and_tells_report_commits_from_others(tmp_path: Path)
     git(dev, "commit", "-qam", "add c")
     git(dev, "push", "-q", "origin", "main")
 
-    pulled = gitops.fetch_fast_forward(watcher)
+    pulled = git_repo.fetch_fast_forward(watcher)
 
     assert pulled.changed and len(pulled.commits) == 2 and len(pulled.foreign) == 1
     assert "name: c" in (watcher / "manifests" / "svc.yaml").read_text()
-    assert gitops.paths_changed_between(watcher, pulled.before, pulled.after) == [
+    assert git_repo.paths_changed_between(watcher, pulled.before, pulled.after) == [
         "manifests/svc.yaml", "reports/from-another-watcher.yaml"]
-    assert not gitops.fetch_fast_forward(watcher).changed
+    assert not git_repo.fetch_fast_forward(watcher).changed
 
 
 def test_pull_refuses_to_rewrite_a_commit_that_is_not_qrms(tmp_path: Path) -> None:
@@ -256,8 +256,8 @@ def test_pull_refuses_to_rewrite_a_commit_that_is_not_qrms(tmp_path: Path) -> No
     git(dev, "commit", "-qam", "a remote change")
     git(dev, "push", "-q", "origin", "main")
     local_head = git(watcher, "rev-parse", "HEAD")
-    with pytest.raises(gitops.GitError, match="not qrm report commits"):
-        gitops.fetch_fast_forward(watcher)
+    with pytest.raises(git_repo.GitError, match="not qrm report commits"):
+        git_repo.fetch_fast_forward(watcher)
     assert git(watcher, "rev-parse", "HEAD") == local_head
 
 
@@ -266,7 +266,7 @@ def test_last_change_revision_skips_report_commits(tmp_path: Path) -> None:
     manifest_commit = git(dev, "rev-parse", "HEAD").strip()
     report_commit(dev, "x.yaml")
     report_commit(dev, "y.yaml")
-    assert gitops.last_change_revision(dev) == manifest_commit
+    assert git_repo.last_change_revision(dev) == manifest_commit
 
 
 def test_the_reconcile_line_says_what_happened_and_how_long_it_took() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler.registry import Registry
-from reconciler.state import RecordedService
+from reconciler.core.state import RecordedService
+from reconciler.edges.registry import Registry
 from tests.conftest import Workspace
 
 

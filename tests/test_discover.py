@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.components import Component
-from reconciler.discover import scan_file
+from reconciler.core.components import Component
+from reconciler.edges.q_components import scan_file
 from tests.qcorpus import write_corpus
 
 FIXTURES = Path(__file__).parent / "fixtures" / "q"
@@ -476,7 +476,7 @@ def test_deep_nesting_does_not_raise(tmp_path: Path) -> None:
 
 def test_fast_and_generic_walks_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The C-filtered walk (usual files) and the generic walk (files binding q to another URI) read alike."""
-    import reconciler.discover as discover
+    import reconciler.edges.q_components as discover
 
     write_corpus(tmp_path, 60, seed=11)
     cases = [(p, str(p.relative_to(tmp_path))) for p in sorted(tmp_path.rglob("*.q"))]

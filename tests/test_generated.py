@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from reconciler import secrets
+from reconciler.edges import sops
 from tests.conftest import Workspace
 
 PROJECT = """
@@ -29,7 +29,7 @@ FILES = (".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml")
 @pytest.fixture
 def shop(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A project whose datasource password is a secret, with an age key in SOPS_AGE_KEY_FILE."""
-    key, recipient = secrets.generate_identity()
+    key, recipient = sops.generate_identity()
     key_file = tmp_path / "keys.txt"
     key_file.write_text(key + "\n")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 import pytest
 import yaml
 
-from reconciler import health
-from reconciler.health import (
+from reconciler.core import health
+from reconciler.core.health import (
     CRITICAL,
     PASSING,
     UNKNOWN,
@@ -23,7 +23,7 @@ from reconciler.health import (
     report_entry,
     transition,
 )
-from reconciler.state import RecordedService
+from reconciler.core.state import RecordedService
 
 # --- checks from services --------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import probes
-from reconciler.health import CRITICAL, PASSING, WARNING, CheckResult, CheckSpec
+from reconciler.core.health import CRITICAL, PASSING, WARNING, CheckResult, CheckSpec
+from reconciler.edges import probes
 from tests.healthservers import Certificates, Servers, running
 
 TIMEOUT = 0.3

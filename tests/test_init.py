@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
-from reconciler.schema import MODELINE, json_schemas
+from reconciler.core.schema import MODELINE, json_schemas
 from tests.conftest import Workspace
 
 

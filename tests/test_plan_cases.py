@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from reconciler.crosscheck import build_desired
-from reconciler.models import manifest_list
-from reconciler.plan import Change, Plan, make_plan
-from reconciler.report import render_lockfile
-from reconciler.state import DesiredState, LiveState, RecordedService, RecordedState, SourceRef
+from reconciler.core.changes import Change, Plan
+from reconciler.core.crosscheck import build_desired
+from reconciler.core.models import manifest_list
+from reconciler.core.plan import make_plan
+from reconciler.core.report import render_lockfile
+from reconciler.core.state import DesiredState, LiveState, RecordedService, RecordedState, SourceRef
 
 IN_SYNC = "<the lock file render_lockfile gives for the recorded services>"
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.report import MARKDOWN_LIMIT
-from reconciler.workflow import GITIGNORE
+from reconciler.core.report import MARKDOWN_LIMIT
+from reconciler.flows.workflow import GITIGNORE
 from tests.conftest import REPO, Workspace
 
 DEMO_KEY = REPO / "examples" / "demo-age-key.txt"

@@ -21,13 +21,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.allocate import Allocation, allocate
-from reconciler.crosscheck import build_desired
-from reconciler.errors import AllocationError
-from reconciler.models import manifest_list
-from reconciler.plan import Plan, make_plan, services_after
-from reconciler.report import LOCKFILE_PATH, render_lockfile
-from reconciler.state import (
+from reconciler.core.allocate import Allocation, allocate
+from reconciler.core.changes import Plan
+from reconciler.core.crosscheck import build_desired
+from reconciler.core.errors import AllocationError
+from reconciler.core.models import manifest_list
+from reconciler.core.plan import make_plan, services_after
+from reconciler.core.report import LOCKFILE_PATH, render_lockfile
+from reconciler.core.state import (
     DesiredState,
     ForeignAllocation,
     LiveState,
@@ -35,7 +36,7 @@ from reconciler.state import (
     RecordedState,
     SourceRef,
 )
-from reconciler.workflow import apply_workspace, open_workspace, plan_workspace
+from reconciler.flows.workflow import apply_workspace, open_workspace, plan_workspace
 
 HOSTS = ("localhost", "h1", "h2")
 TYPES = ("app", "database", "cache")

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import querytests, secrets
-from reconciler.querytests import postgres_engine, run_query
+from reconciler.edges import query_tests, sops
+from reconciler.edges.query_tests import postgres_engine, run_query
 from tests.conftest import Workspace
 from tests.pgserver import PgServer
 
@@ -62,7 +62,7 @@ def test_a_select_with_a_parameter_passes(postgres: Server) -> None:
 
 def test_the_row_limit(postgres: Server) -> None:
     done = run_query(engine(postgres), "SELECT * FROM posts")
-    assert done.passed and done.rows == querytests.ROW_LIMIT and done.truncated
+    assert done.passed and done.rows == query_tests.ROW_LIMIT and done.truncated
 
 
 def test_an_unknown_column_fails_with_the_database_message(postgres: Server) -> None:
@@ -104,7 +104,7 @@ def test_the_transaction_is_read_only(postgres: Server) -> None:
 
 
 def test_the_url_quotes_the_password() -> None:
-    url = querytests.postgres_url("db.example", 5432, "blog", "qa", "a:b@c/d")
+    url = query_tests.postgres_url("db.example", 5432, "blog", "qa", "a:b@c/d")
     assert url == "postgresql+psycopg://qa:a%3Ab%40c%2Fd@db.example:5432/blog"
 
 
@@ -112,7 +112,7 @@ def test_the_url_quotes_the_password() -> None:
 
 def test_tests_run_on_a_postgresql_datasource(workspace: Workspace, monkeypatch: pytest.MonkeyPatch,
                                               postgres: Server) -> None:
-    identity, recipient = secrets.generate_identity()
+    identity, recipient = sops.generate_identity()
     key = workspace.root.parent / "age" / "keys.txt"
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text(f"{identity}\n")

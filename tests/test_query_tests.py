@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import querytests, secrets
-from reconciler.querytests import run_query, sqlite_engine
+from reconciler.edges import query_tests, sops
+from reconciler.edges.query_tests import run_query, sqlite_engine
 from tests.conftest import Workspace
 
 
@@ -77,7 +77,7 @@ def test_writing_sql_that_does_not_plan_fails(db: Path) -> None:
 def test_the_row_limit(tmp_path: Path) -> None:
     db = make_db(tmp_path / "big.db", rows=250)
     done = run_query(sqlite_engine(db), "SELECT * FROM posts")
-    assert done.passed and done.rows == querytests.ROW_LIMIT and done.truncated
+    assert done.passed and done.rows == query_tests.ROW_LIMIT and done.truncated
     small = run_query(sqlite_engine(db), "SELECT * FROM posts", row_limit=300)
     assert small.rows == 250 and not small.truncated
 
@@ -97,17 +97,17 @@ def test_the_transaction_is_rolled_back(db: Path) -> None:
 
 def test_the_password_is_masked_in_messages(db: Path) -> None:
     done = run_query(sqlite_engine(db), "SELECT 'hunter2' FROM nope WHERE x = 'hunter2'", secret="nope")
-    assert not done.passed and "nope" not in (done.error or "") and querytests.MASK in (done.error or "")
+    assert not done.passed and "nope" not in (done.error or "") and query_tests.MASK in (done.error or "")
 
 
 def test_mysql_is_not_supported_yet(tmp_path: Path) -> None:
-    with pytest.raises(querytests.UnsupportedDatasource, match="not supported yet"):
-        querytests.datasource_engine("mysql", "blog", tmp_path)
+    with pytest.raises(query_tests.UnsupportedDatasource, match="not supported yet"):
+        query_tests.datasource_engine("mysql", "blog", tmp_path)
 
 
 def test_relative_sqlite_paths_are_relative_to_the_workspace(tmp_path: Path) -> None:
-    assert querytests.sqlite_path("data/blog.db", tmp_path) == tmp_path / "data" / "blog.db"
-    assert querytests.sqlite_path("/srv/blog.db", tmp_path) == Path("/srv/blog.db")
+    assert query_tests.sqlite_path("data/blog.db", tmp_path) == tmp_path / "data" / "blog.db"
+    assert query_tests.sqlite_path("/srv/blog.db", tmp_path) == Path("/srv/blog.db")
 
 
 # --- through `qrm tests run` ------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_tests_run_runs_query_cases(workspace: Workspace) -> None:
 def with_password_secret(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
     """A sqlite datasource with `password: secret:DB_PASSWORD`, the secret set with a real age key."""
     make_db(workspace.root / "blog.db")
-    identity, recipient = secrets.generate_identity()
+    identity, recipient = sops.generate_identity()
     key = workspace.root.parent / "age" / "keys.txt"
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text(f"{identity}\n")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, update
 
-from reconciler.errors import RegistryError
-from reconciler.registry import SCHEMA_VERSION, Registry, allocations, meta_table
-from reconciler.state import RecordedService
+from reconciler.core.errors import RegistryError
+from reconciler.core.state import RecordedService
+from reconciler.edges.registry import SCHEMA_VERSION, Registry, allocations, meta_table
 
 STARTED = "2024-01-01T00:00:00.000000Z"
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from reconciler import registry as registry_module
-from reconciler.registry import SCHEMA_VERSION, Registry
-from reconciler.state import RecordedService
+from reconciler.core.state import RecordedService
+from reconciler.edges import registry as registry_module
+from reconciler.edges.registry import SCHEMA_VERSION, Registry
 from tests.conftest import REPO, PgDatabase, Workspace
 
 AGE_KEY = REPO / "examples" / "demo-age-key.txt"

@@ -1,4 +1,4 @@
-"""reconciler.render: the generated configs of a project environment (pure; see render_cases.py).
+"""reconciler.core.render: the generated configs of a project environment (pure; see render_cases.py).
 
 What is checked here, for every environment of every case: .env holds exactly the expected
 variables and reads back exactly with python-dotenv, whatever the values; output is byte-identical
@@ -20,9 +20,9 @@ from dotenv import dotenv_values
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.crosscheck import build_desired
-from reconciler.models import manifest_list
-from reconciler.render import (
+from reconciler.core.crosscheck import build_desired
+from reconciler.core.models import manifest_list
+from reconciler.core.render import (
     FILE_ALIASES,
     GENERATED_FILES,
     SecretValue,
@@ -31,7 +31,7 @@ from reconciler.render import (
     secret_references,
     yaml_str,
 )
-from reconciler.state import SourceRef
+from reconciler.core.state import SourceRef
 from tests.render_cases import CASE_IDS, CASES, NASTY, Case, desired_of, ports_of, project, rendered, secret_values
 
 ALL = list(rendered())

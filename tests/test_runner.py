@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import runner
-from reconciler.assertions import Response, evaluate, parse_json_path
-from reconciler.models import Assertion, TestCase
-from reconciler.runner import Target, run_cases
+from reconciler.core import test_results
+from reconciler.core.assertions import Response, evaluate, parse_json_path
+from reconciler.core.models import Assertion, TestCase
+from reconciler.core.test_results import Target
+from reconciler.edges.http_tests import run_cases
 from tests.conftest import Workspace
 from tests.quantum_server import Running, quantum_server
 
@@ -39,7 +40,7 @@ def case(id: str, expect: list[dict[str, Any]], **request: Any) -> TestCase:
                                     "expect": expect, **extra})
 
 
-def run_one(server: Running, c: TestCase, protected: bool = False) -> runner.CaseResult:
+def run_one(server: Running, c: TestCase, protected: bool = False) -> test_results.CaseResult:
     [result] = run_cases([c], [Target("dev", server.url, protected)])
     return result
 
@@ -96,7 +97,7 @@ def test_each_assertion_kind_passes_and_fails(server: Running, path: str, reques
     timeout = extra.pop("timeout", None)
     c = case("c", [assertion], path=path, **extra, **({"timeout": timeout} if timeout else {}))
     result = run_one(server, c)
-    assert (result.outcome == runner.PASSED) is passes, result
+    assert (result.outcome == test_results.PASSED) is passes, result
     if not passes:
         assert result.reason
 
@@ -106,26 +107,26 @@ def test_the_whole_batch_runs_concurrently_in_one_pool(server: Running) -> None:
              for i, (p, r, a, _) in enumerate(ASSERTION_CASES) if p != "/slow"]
     results = run_cases(cases, [Target("dev", server.url)], concurrency=5)
     expected = [ok for p, _, _, ok in ASSERTION_CASES if p != "/slow"]
-    assert [r.outcome == runner.PASSED for r in results] == expected
+    assert [r.outcome == test_results.PASSED for r in results] == expected
 
 
 def test_rejected_input_is_a_302_back_to_the_referer_with_the_error_flash(server: Running) -> None:
     c = case("invalid", [{"status": 302}, {"redirect": "/contact"}, {"flash": "Parameter 'email' is required"}],
              method="POST", path="/contact", form={"name": "Alice"})
     result = run_one(server, c)
-    assert result.outcome == runner.PASSED, result
+    assert result.outcome == test_results.PASSED, result
     assert f"{server.url}/contact" in server.state.referers
 
 
 def test_a_valid_action_redirects_with_a_success_flash_and_the_jar_keeps_the_login(server: Running) -> None:
     c = case("login", [{"status": 302}, {"redirect": "/admin"}, {"flash": "Welcome back!"}],
              method="POST", path="/login", form={"username": "ada", "password": "secret"})
-    assert run_one(server, c).outcome == runner.PASSED
+    assert run_one(server, c).outcome == test_results.PASSED
 
 
 def test_a_guarded_page_redirects_to_login_without_a_session(server: Running) -> None:
     c = case("auth", [{"status": 302}, {"redirect": "/login"}], path="/admin")
-    assert run_one(server, c).outcome == runner.PASSED
+    assert run_one(server, c).outcome == test_results.PASSED
 
 
 def test_each_case_has_its_own_cookie_jar(server: Running) -> None:
@@ -133,7 +134,7 @@ def test_each_case_has_its_own_cookie_jar(server: Running) -> None:
                  form={"username": "ada", "password": "secret"})
     guarded = [case(f"guarded{i}", [{"redirect": "/login"}], path="/admin") for i in range(10)]
     results = run_cases([login, *guarded, login], [Target("dev", server.url)])
-    assert all(r.outcome == runner.PASSED for r in results), [r.reason for r in results]
+    assert all(r.outcome == test_results.PASSED for r in results), [r.reason for r in results]
 
 
 def test_a_write_sends_the_page_as_referer_and_a_read_sends_none(server: Running) -> None:
@@ -145,11 +146,11 @@ def test_a_write_sends_the_page_as_referer_and_a_read_sends_none(server: Running
 def test_retries_record_every_attempt_and_a_late_pass_is_flaky(server: Running) -> None:
     server.state.hits.pop("/flaky", None)
     result = run_one(server, case("flaky", [{"status": 200}, {"no_errors": True}], path="/flaky", retries=2))
-    assert result.outcome == runner.PASSED and result.flaky
+    assert result.outcome == test_results.PASSED and result.flaky
     assert [a.status for a in result.attempts] == [500, 200]
     assert not result.attempts[0].passed
     no_retry = run_one(server, case("flaky", [{"status": 200}], path="/flaky"))
-    assert no_retry.outcome == runner.FAILED and len(no_retry.attempts) == 1
+    assert no_retry.outcome == test_results.FAILED and len(no_retry.attempts) == 1
 
 
 def test_a_hanging_path_times_out_without_stalling_the_others(server: Running) -> None:
@@ -158,14 +159,14 @@ def test_a_hanging_path_times_out_without_stalling_the_others(server: Running) -
     start = time.perf_counter()
     results = run_cases([hang, *quick], [Target("dev", server.url)], concurrency=4)
     assert time.perf_counter() - start < 3
-    assert results[0].outcome == runner.ERROR and "timed out" in results[0].reason
+    assert results[0].outcome == test_results.ERROR and "timed out" in results[0].reason
     assert len(results[0].attempts) == 2
-    assert all(r.outcome == runner.PASSED for r in results[1:])
+    assert all(r.outcome == test_results.PASSED for r in results[1:])
 
 
 def test_a_refused_connection_is_an_error_with_a_reason() -> None:
     [result] = run_cases([case("c", [{"status": 200}], path="/")], [Target("dev", "http://127.0.0.1:1")])
-    assert result.outcome == runner.ERROR and "cannot connect" in result.reason
+    assert result.outcome == test_results.ERROR and "cannot connect" in result.reason
 
 
 @pytest.mark.parametrize(("path", "reason"), [
@@ -176,27 +177,28 @@ def test_hostile_answers_are_errors_with_a_reason_and_the_run_goes_on(server: Ru
                                                                      reason: str) -> None:
     results = run_cases([case("bad", [{"status": 200}], path=path), case("ok", [{"status": 200}], path="/")],
                         [Target("dev", server.url)])
-    assert results[0].outcome == runner.ERROR and reason in results[0].reason, results[0]
-    assert results[1].outcome == runner.PASSED
+    assert results[0].outcome == test_results.ERROR and reason in results[0].reason, results[0]
+    assert results[1].outcome == test_results.PASSED
 
 
 def test_a_redirect_loop_is_followed_once(server: Running) -> None:
     result = run_one(server, case("loop", [{"status": 302}, {"redirect": "/loop"}], path="/loop"))
-    assert result.outcome == runner.PASSED and len(result.attempts) == 1
+    assert result.outcome == test_results.PASSED and len(result.attempts) == 1
 
 
 def test_cases_that_write_are_skipped_on_a_protected_environment(server: Running) -> None:
     writer = case("w", [{"status": 302}], method="POST", path="/contact", form={"name": "x"}, writes=True)
     reader = case("r", [{"status": 200}], path="/")
     results = run_cases([writer, reader], [Target("prod", server.url, protected=True)])
-    assert [r.outcome for r in results] == [runner.SKIPPED, runner.PASSED]
+    assert [r.outcome for r in results] == [test_results.SKIPPED, test_results.PASSED]
     assert "protected" in results[0].reason and not results[0].attempts
 
 
 def test_two_environments_at_once(server: Running, other: Running) -> None:
     c = case("variant", [{"css": {"path": "p#v", "equals": "v1"}}], path="/")
     results = run_cases([c], [Target("dev", server.url), Target("staging", other.url)])
-    assert [(r.environment, r.outcome) for r in results] == [("dev", runner.PASSED), ("staging", runner.FAILED)]
+    assert [(r.environment, r.outcome) for r in results] == [("dev", test_results.PASSED),
+                                                             ("staging", test_results.FAILED)]
 
 
 def test_json_paths_and_bad_selectors_without_a_server() -> None:
@@ -317,7 +319,7 @@ cases:
 """)
     applied = workspace.qrm("apply", "--yes")
     assert applied.exit_code == 0, applied.output
-    from reconciler.registry import Registry
+    from reconciler.edges.registry import Registry
 
     registry = Registry(f"sqlite:///{workspace.root / '.qrm' / 'registry.db'}")
     try:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from sqlalchemy import inspect
 
-from reconciler import discover
-from reconciler.components import Component
-from reconciler.registry import SCHEMA_VERSION, Registry, component_files
-from reconciler.scanflow import PARALLEL_THRESHOLD, _scan_one, plain
-from reconciler.state import RecordedService
+from reconciler.core.components import Component
+from reconciler.core.state import RecordedService
+from reconciler.edges import q_components
+from reconciler.edges.registry import SCHEMA_VERSION, Registry, component_files
+from reconciler.flows.scan import PARALLEL_THRESHOLD, _scan_one, plain
 from tests.conftest import Workspace
 from tests.qcorpus import write_corpus
 
@@ -99,15 +99,15 @@ def blog(workspace: Workspace) -> Path:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The relative path of every file discover.scan_file parses (in this process: fewer than 200 files)."""
+    """The relative path of every file q_components.scan_file parses (in this process: fewer than 200 files)."""
     seen: list[str] = []
-    real = discover.scan_file
+    real = q_components.scan_file
 
     def counting(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000) -> Component:
         seen.append(rel)
         return real(path, rel, base_path, max_bytes)
 
-    monkeypatch.setattr(discover, "scan_file", counting)
+    monkeypatch.setattr(q_components, "scan_file", counting)
     return seen
 
 
@@ -337,7 +337,7 @@ def test_the_fast_dictionary_form_equals_component_to_dict(tmp_path: Path) -> No
     paths = sorted((tmp_path / "corpus").rglob("*.q"))
     assert len(paths) >= 64
     for path in paths:
-        component = discover.scan_file(path, path.relative_to(tmp_path / "corpus").as_posix(), "/app")
+        component = q_components.scan_file(path, path.relative_to(tmp_path / "corpus").as_posix(), "/app")
         assert plain(component) == component.to_dict()
 
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from reconciler.schema import MANIFEST_SCHEMA, json_schemas
+from reconciler.core.schema import MANIFEST_SCHEMA, json_schemas
 from tests.conftest import REPO, Workspace
 
 GENERATED = json_schemas()

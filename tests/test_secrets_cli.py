@@ -26,10 +26,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from reconciler import secrets
 from reconciler.cli import cli
-from reconciler.errors import SecretsError
-from reconciler.secretscope import resolve
+from reconciler.core.errors import SecretsError
+from reconciler.core.secret_scope import resolve
+from reconciler.edges import sops
 from tests.conftest import Workspace
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ class Key:
 
 def new_key(path: Path) -> Key:
     """A real age key file, as age-keygen writes it (mode 0600)."""
-    identity, recipient = secrets.generate_identity()
+    identity, recipient = sops.generate_identity()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# created: test\n# public key: {recipient}\n{identity}\n")
     path.chmod(0o600)
@@ -84,7 +84,7 @@ def use_key(monkeypatch: pytest.MonkeyPatch, key: Key | Path | None) -> None:
 
 def assert_no_key_at_hand() -> None:
     with pytest.raises(SecretsError):
-        secrets.load_identities()
+        sops.load_identities()
 
 
 def qrm(*args: str, input: str | bytes | None = None) -> Result:
@@ -110,7 +110,7 @@ def qrm_run(root: Path, *args: str, input: bytes | None = None) -> subprocess.Co
 
 
 def ciphertexts(ws: Workspace) -> dict[str, str]:
-    encrypted = secrets.read_file(ws.root / "secrets.enc")
+    encrypted = sops.read_file(ws.root / "secrets.enc")
     assert encrypted is not None
     return encrypted.flat_values()
 
@@ -122,14 +122,14 @@ def listed(ws: Workspace) -> Any:
 
 
 def wrapped_data_key(ws: Workspace) -> Any:
-    encrypted = secrets.read_file(ws.root / "secrets.enc")
+    encrypted = sops.read_file(ws.root / "secrets.enc")
     assert encrypted is not None
     return encrypted.metadata["age"]
 
 
 def fixed_clock(monkeypatch: pytest.MonkeyPatch, when: str) -> None:
     """qrm's clock for timestamps in secrets.enc (`lastmodified`, `changed`, `rotated`)."""
-    monkeypatch.setattr(secrets, "utc_now", lambda: when)
+    monkeypatch.setattr(sops, "utc_now", lambda: when)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -625,7 +625,7 @@ def test_a_crash_mid_write_leaves_the_old_file_whole(keyed: Workspace, monkeypat
         raise Crash
 
     with monkeypatch.context() as patched:
-        patched.setattr(os, "replace", crash)  # the rename inside reconciler.files.write_atomic
+        patched.setattr(os, "replace", crash)  # the rename inside reconciler.edges.files.write_atomic
         patched.setattr(os, "unlink", lambda *args, **kwargs: None)  # a killed process cleans nothing up
         with pytest.raises(Crash):
             keyed.qrm("secrets", "set", "A", input="never written")
@@ -671,7 +671,7 @@ def move_ciphertext(path: Path) -> None:
 
 
 def ciphertexts_of(path: Path) -> dict[str, str]:
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None
     return encrypted.flat_values()
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from reconciler import secrets
-from reconciler.errors import SecretsError
+from reconciler.core.errors import SecretsError
+from reconciler.edges import sops
 from tests.conftest import Workspace
 
 QRM = f"{shlex.quote(sys.executable)} -m reconciler"  # `qrm`, as this checkout runs it
@@ -40,7 +40,7 @@ def git(repo: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[
 @pytest.fixture
 def repo(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A workspace that is a git repository with qrm's merge driver and textconv, and an age key."""
-    identity, recipient = secrets.generate_identity()
+    identity, recipient = sops.generate_identity()
     key_file = tmp_path / "keys.txt"
     key_file.write_text(identity + "\n")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))  # in git's environment, so in the driver's too
@@ -75,9 +75,9 @@ def commit(ws: Workspace, message: str) -> None:
 
 def decrypted(path: Path) -> dict[str, str]:
     """The plaintext of a secrets.enc, after its MAC is verified."""
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None
-    return secrets.decrypt(encrypted, secrets.load_identities())
+    return sops.decrypt(encrypted, sops.load_identities())
 
 
 def branches(ws: Workspace, base: dict[str, str | None], ours: dict[str, str | None],
@@ -168,10 +168,10 @@ def changed_lines(diff: str) -> list[str]:
 
 def test_git_diff_shows_the_changed_secret_with_its_value_when_the_key_is_at_hand(
         repo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(secrets, "utc_now", lambda: "2026-05-01T00:00:00Z")
+    monkeypatch.setattr(sops, "utc_now", lambda: "2026-05-01T00:00:00Z")
     change(repo, BASE)
     commit(repo, "base")
-    monkeypatch.setattr(secrets, "utc_now", lambda: "2026-05-02T00:00:00Z")
+    monkeypatch.setattr(sops, "utc_now", lambda: "2026-05-02T00:00:00Z")
     change(repo, {"API_TOKEN": "token-1"})
     raw = git(repo.root, "diff", "--no-textconv", "secrets.enc").stdout
     assert len(changed_lines(raw)) == 8  # the value, its timestamp, lastmodified and the MAC, - and +
@@ -197,17 +197,17 @@ def test_git_diff_without_a_key_names_the_changed_secret_and_shows_no_value(
 # --- who can read, and with which data key, merges too ------------------------------------------------
 
 def data_key_and_readers(path: Path) -> tuple[bytes, set[str]]:
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None
-    return (secrets.unwrap_data_key(encrypted, secrets.load_identities()),
+    return (sops.unwrap_data_key(encrypted, sops.load_identities()),
             {stanza["recipient"] for stanza in encrypted.metadata["age"]})
 
 
 def can_read(path: Path, identity: str) -> bool:
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None
     try:
-        secrets.decrypt(encrypted, [pyrage.x25519.Identity.from_str(identity)])
+        sops.decrypt(encrypted, [pyrage.x25519.Identity.from_str(identity)])
     except SecretsError:
         return False
     return True
@@ -238,7 +238,7 @@ def test_a_rotation_on_one_branch_survives_a_change_on_the_other(repo: Workspace
     merged_key, _ = data_key_and_readers(path)
     assert merged_key == rotated_key != base_key
     assert decrypted(path)["API_TOKEN"] == f"token-{'theirs' if side == 'ours' else 'ours'}"
-    merged_file = secrets.read_file(path)
+    merged_file = sops.read_file(path)
     assert merged_file is not None
     assert merged_file.rotated_at() is not None
 
@@ -253,8 +253,8 @@ def data_key_and_readers_at(ws: Workspace, revision: str) -> tuple[bytes, set[st
 def test_a_reader_removed_on_one_branch_stays_removed_after_a_change_on_the_other(
         repo: Workspace, side: str, tmp_path: Path) -> None:
     alice = repo.root.joinpath(".sops.yaml").read_text().split("age: ")[1].strip()
-    bob_identity, bob = secrets.generate_identity()
-    carol_identity, carol = secrets.generate_identity()
+    bob_identity, bob = sops.generate_identity()
+    carol_identity, carol = sops.generate_identity()
 
     def readers(*recipients: str) -> None:
         repo.write(".sops.yaml", f"creation_rules:\n  - path_regex: secrets\\.enc$\n    age: {','.join(recipients)}\n")

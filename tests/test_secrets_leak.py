@@ -19,8 +19,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from reconciler import secrets
 from reconciler.cli import cli
+from reconciler.edges import sops
 from tests.conftest import Workspace
 
 CANARY = "canary-" + os.urandom(32).hex()  # random and long: it cannot turn up by chance
@@ -186,7 +186,7 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
 
     # Keys: rotate again in a real process, then a second reader.
     out.process("secrets", "rotate")
-    identity, bob = secrets.generate_identity()
+    identity, bob = sops.generate_identity()
     (keys / "bob.txt").write_text(identity + "\n")
     sops_yaml = ws.root / ".sops.yaml"
     sops_yaml.write_text(sops_yaml.read_text().replace("    age: ", f"    age: {bob},"))
@@ -197,7 +197,7 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.qrm("secrets", "set", "DB_PASSWORD", CANARY, expect=1)  # a value on the command line
     out.process("secrets", "set", "DB_PASSWORD", "--project", "quantumblog", "--env", "prod", CANARY, expect=1)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(keys / "wrong.txt"))
-    (keys / "wrong.txt").write_text(secrets.generate_identity()[0] + "\n")
+    (keys / "wrong.txt").write_text(sops.generate_identity()[0] + "\n")
     out.qrm("secrets", "get", "DB_PASSWORD", "-p", "quantumblog", "-e", "prod", expect=1)
     out.qrm("secrets", "set", "OTHER", input="x\n", expect=1)
     monkeypatch.delenv("SOPS_AGE_KEY_FILE")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.registry import SCHEMA_VERSION, Registry
-from reconciler.state import RecordedService
+from reconciler.core.state import RecordedService
+from reconciler.edges.registry import SCHEMA_VERSION, Registry
 from tests.conftest import Workspace
 from tests.healthservers import Servers, Switch, running
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import secrets
-from reconciler.errors import SecretsError
+from reconciler.core.errors import SecretsError
+from reconciler.edges import sops
 
 REPO = Path(__file__).resolve().parents[1]
 SOPS_FIXTURES = Path(__file__).parents[2] / "shared" / "interop" / "sops"
@@ -98,9 +98,9 @@ class Keys:
     """One age key pair and a data key wrapped for it."""
 
     def __init__(self) -> None:
-        self.identity, self.recipient = secrets.generate_identity()
-        self.data_key = secrets.new_data_key()
-        self.wrapped = secrets.wrap_data_key(self.data_key, [self.recipient])
+        self.identity, self.recipient = sops.generate_identity()
+        self.data_key = sops.new_data_key()
+        self.wrapped = sops.wrap_data_key(self.data_key, [self.recipient])
 
     @property
     def env(self) -> dict[str, str]:
@@ -108,7 +108,7 @@ class Keys:
 
     def render(self, values: Mapping[str, str], **kwargs: Any) -> str:
         kwargs.setdefault("now", NOW)
-        return secrets.render(values, data_key=self.data_key, wrapped=self.wrapped, **kwargs)
+        return sops.render(values, data_key=self.data_key, wrapped=self.wrapped, **kwargs)
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def sops_file(tree: str, hashed: list[str], keys: Keys) -> str:
     (stanza,) = keys.wrapped
     armor = "".join(f"            {line}\n" for line in stanza["enc"].strip().splitlines())
     return (f"{tree}sops:\n    age:\n        - recipient: {stanza['recipient']}\n          enc: |\n{armor}"
-            f"    lastmodified: \"{NOW}\"\n    mac: {secrets.encrypt_value(mac, keys.data_key, NOW)}\n"
+            f"    lastmodified: \"{NOW}\"\n    mac: {sops.encrypt_value(mac, keys.data_key, NOW)}\n"
             "    unencrypted_suffix: _unencrypted\n    version: 3.9.4\n")
 
 
@@ -136,9 +136,9 @@ def flip(text: str, marker: str) -> str:
 
 def open_file(path: Path, env: Mapping[str, str]) -> dict[str, str]:
     """What every qrm read does: the file, the keys, the data key, the values (MAC checked)."""
-    encrypted = secrets.read_file(path)  # labelled with its path
+    encrypted = sops.read_file(path)  # labelled with its path
     assert encrypted is not None
-    return secrets.decrypt(encrypted, secrets.load_identities(env))
+    return sops.decrypt(encrypted, sops.load_identities(env))
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -193,10 +193,10 @@ SOPS_FILES = {
 def test_sops_written_file_decrypts_and_its_mac_verifies(name: str, gnupg_home: Path) -> None:
     path = fixture_file(name)
     data_key = pgp_data_key(path, gnupg_home)
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None
     _, expected = SOPS_FILES[name]
-    assert secrets.decrypt_tree(encrypted, data_key) == expected()
+    assert sops.decrypt_tree(encrypted, data_key) == expected()
 
 
 @pytest.mark.parametrize("name", sorted(SOPS_FILES))
@@ -207,10 +207,10 @@ def test_sops_written_file_rejects_one_changed_byte_of_a_value(name: str, gnupg_
     key, _ = SOPS_FILES[name]
     tampered = tmp_path / name
     tampered.write_text(flip(path.read_text(encoding="utf-8"), f"{key}: ENC[AES256_GCM,data:"), encoding="utf-8")
-    encrypted = secrets.read_file(tampered)
+    encrypted = sops.read_file(tampered)
     assert encrypted is not None
     with pytest.raises(SecretsError) as caught:
-        secrets.decrypt_tree(encrypted, data_key)
+        sops.decrypt_tree(encrypted, data_key)
     assert_loud(caught.value, str(tampered), key)
 
 
@@ -220,18 +220,18 @@ def test_sops_written_file_rejects_one_changed_byte_of_the_mac(name: str, gnupg_
     data_key = pgp_data_key(path, gnupg_home)
     tampered = tmp_path / name
     tampered.write_text(flip(path.read_text(encoding="utf-8"), "mac: ENC[AES256_GCM,data:"), encoding="utf-8")
-    encrypted = secrets.read_file(tampered)
+    encrypted = sops.read_file(tampered)
     assert encrypted is not None
     with pytest.raises(SecretsError) as caught:
-        secrets.decrypt_tree(encrypted, data_key)
+        sops.decrypt_tree(encrypted, data_key)
     assert_loud(caught.value, str(tampered), "mac")
 
 
 def test_sops_written_file_without_an_age_key_is_a_clear_refusal(tmp_path: Path) -> None:
-    encrypted = secrets.read_file(fixture_file("format.enc.yaml"))
+    encrypted = sops.read_file(fixture_file("format.enc.yaml"))
     assert encrypted is not None
     with pytest.raises(SecretsError) as caught:
-        secrets.unwrap_data_key(encrypted, secrets.load_identities({"SOPS_AGE_KEY": Keys().identity}))
+        sops.unwrap_data_key(encrypted, sops.load_identities({"SOPS_AGE_KEY": Keys().identity}))
     assert_loud(caught.value, "format.enc.yaml", "age")
 
 
@@ -242,19 +242,19 @@ def age_vector() -> dict[str, str]:
     return vector
 
 
-def vector_file(vector: Mapping[str, str]) -> secrets.EncryptedSecrets:
-    return secrets.EncryptedSecrets("age-vectors.yaml", {}, {"age": [{"recipient": vector["recipient"],
+def vector_file(vector: Mapping[str, str]) -> sops.EncryptedSecrets:
+    return sops.EncryptedSecrets("age-vectors.yaml", {}, {"age": [{"recipient": vector["recipient"],
                                                                       "enc": vector["encrypted_key"]}]})
 
 
 def test_sops_age_vector_opens_with_its_identity() -> None:
     vector = age_vector()
-    identities = secrets.load_identities({"SOPS_AGE_KEY": vector["identity"], "HOME": "/nonexistent"})
+    identities = sops.load_identities({"SOPS_AGE_KEY": vector["identity"], "HOME": "/nonexistent"})
     assert str(identities[0].to_public()) == vector["recipient"]
     # The vector's payload is b"data" (4 bytes). qrm opens the stanza, then refuses anything but a 32-byte
     # data key: the message says how many bytes it found, which only a successful unwrap can know.
     with pytest.raises(SecretsError) as caught:
-        secrets.unwrap_data_key(vector_file(vector), identities)
+        sops.unwrap_data_key(vector_file(vector), identities)
     message = assert_loud(caught.value, "age-vectors.yaml")
     assert f"is {len(vector['plaintext'].encode())} bytes, not 32" in message
 
@@ -269,9 +269,9 @@ def test_sops_age_vector_payload_is_data_for_debian_age(tmp_path: Path) -> None:
 
 def test_sops_age_vector_does_not_open_with_another_identity() -> None:
     vector = age_vector()
-    identities = secrets.load_identities({"SOPS_AGE_KEY": vector["other_identity"], "HOME": "/nonexistent"})
+    identities = sops.load_identities({"SOPS_AGE_KEY": vector["other_identity"], "HOME": "/nonexistent"})
     with pytest.raises(SecretsError) as caught:
-        secrets.unwrap_data_key(vector_file(vector), identities)
+        sops.unwrap_data_key(vector_file(vector), identities)
     assert "none of your age keys opens it" in assert_loud(caught.value, "age-vectors.yaml")
 
 
@@ -286,8 +286,8 @@ def age_keygen(path: Path) -> str:
 def test_data_key_wrapped_by_qrm_opens_with_debian_age(tmp_path: Path) -> None:
     key_file = tmp_path / "keys.txt"
     recipient = age_keygen(key_file)
-    data_key = secrets.new_data_key()
-    (stanza,) = secrets.wrap_data_key(data_key, [recipient])
+    data_key = sops.new_data_key()
+    (stanza,) = sops.wrap_data_key(data_key, [recipient])
     assert stanza["recipient"] == recipient
     assert stanza["enc"].startswith("-----BEGIN AGE ENCRYPTED FILE-----")
     wrapped = tmp_path / "data-key.age"
@@ -299,12 +299,12 @@ def test_data_key_wrapped_by_qrm_opens_with_debian_age(tmp_path: Path) -> None:
 def test_data_key_wrapped_by_debian_age_opens_with_qrm(tmp_path: Path) -> None:
     key_file = tmp_path / "keys.txt"
     recipient = age_keygen(key_file)
-    data_key = secrets.new_data_key()
+    data_key = sops.new_data_key()
     out = run([require("age"), "--encrypt", "--armor", "-r", recipient], input=data_key)
-    encrypted = secrets.EncryptedSecrets("secrets.enc", {}, {"age": [{"recipient": recipient,
+    encrypted = sops.EncryptedSecrets("secrets.enc", {}, {"age": [{"recipient": recipient,
                                                                       "enc": out.stdout.decode()}]})
-    identities = secrets.load_identities({"SOPS_AGE_KEY_FILE": str(key_file), "HOME": str(tmp_path / "home")})
-    assert secrets.unwrap_data_key(encrypted, identities) == data_key
+    identities = sops.load_identities({"SOPS_AGE_KEY_FILE": str(key_file), "HOME": str(tmp_path / "home")})
+    assert sops.unwrap_data_key(encrypted, identities) == data_key
 
 
 def test_load_identities_reads_an_age_keygen_file_with_its_comments(tmp_path: Path) -> None:
@@ -313,7 +313,7 @@ def test_load_identities_reads_an_age_keygen_file_with_its_comments(tmp_path: Pa
     assert key_file.read_text().startswith("# created: ")
     empty = tmp_path / "empty"
     empty.mkdir()
-    identities = secrets.load_identities({"SOPS_AGE_KEY_FILE": str(key_file), "HOME": str(empty),
+    identities = sops.load_identities({"SOPS_AGE_KEY_FILE": str(key_file), "HOME": str(empty),
                                           "XDG_CONFIG_HOME": str(empty)})
     assert [str(i.to_public()) for i in identities] == [recipient]
 
@@ -324,7 +324,7 @@ def test_secrets_enc_written_by_qrm_decrypts_with_sops_age(keys: Keys, tmp_path:
     path = tmp_path / "secrets.enc"
     path.write_text(keys.render(AWKWARD), encoding="utf-8")
     plain = sops_age_decrypt(path, keys.identity, tmp_path)
-    meta = plain.pop(secrets.QRM_META_KEY)
+    meta = plain.pop(sops.QRM_META_KEY)
     assert plain == AWKWARD
     assert meta == {"changed": {name: NOW for name in AWKWARD}}
     assert open_file(path, keys.env) == AWKWARD
@@ -333,18 +333,18 @@ def test_secrets_enc_written_by_qrm_decrypts_with_sops_age(keys: Keys, tmp_path:
 def test_secrets_enc_after_updates_and_rotation_decrypts_with_sops_age(keys: Keys, tmp_path: Path) -> None:
     path = tmp_path / "secrets.enc"
     first = keys.render(AWKWARD)
-    previous = secrets.read_encrypted(first, "secrets.enc")
+    previous = sops.read_encrypted(first, "secrets.enc")
     updated = {**AWKWARD, "PLAIN": "an updated value", "NEW": "a new one", "EMPTY": "no longer empty"}
     second = keys.render(updated, previous=previous, previous_plain=AWKWARD, changed_at=previous.changed_at(),
                          now=LATER)
     path.write_text(second, encoding="utf-8")
     plain = sops_age_decrypt(path, keys.identity, tmp_path)
-    plain.pop(secrets.QRM_META_KEY)
+    plain.pop(sops.QRM_META_KEY)
     assert plain == updated
     rotated = Keys()
     path.write_text(rotated.render(updated, previous_plain=updated, rotated_at=LATER), encoding="utf-8")
     plain = sops_age_decrypt(path, rotated.identity, tmp_path)
-    assert plain.pop(secrets.QRM_META_KEY)["rotated"] == LATER
+    assert plain.pop(sops.QRM_META_KEY)["rotated"] == LATER
     assert plain == updated
     assert open_file(path, rotated.env) == updated
 
@@ -354,10 +354,10 @@ def test_names_that_yaml_reads_as_booleans_or_null_round_trip(keys: Keys, tmp_pa
     path = tmp_path / "secrets.enc"
     path.write_text(keys.render(values), encoding="utf-8")
     assert open_file(path, keys.env) == values
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None and set(encrypted.changed_at()) == set(values)
     plain = sops_age_decrypt(path, keys.identity, tmp_path)
-    plain.pop(secrets.QRM_META_KEY)
+    plain.pop(sops.QRM_META_KEY)
     assert plain == values
 
 
@@ -365,16 +365,16 @@ def test_values_hashed_as_sops_hashes_them(keys: Keys, tmp_path: Path) -> None:
     """SOPS's MAC hashes a bool as "True"/"False" and a float without an exponent (Go's sops.ToBytes),
     unencrypted values included: a SOPS file with such values must verify."""
     tree = {"enabled": True, "disabled": False, "ratio": 1234.5679, "big": 1e20, "one": 1.0, "count": 3}
-    lines = "".join(f"{k}: {secrets.encrypt_value(v, keys.data_key, f'{k}:')}\n" for k, v in tree.items())
+    lines = "".join(f"{k}: {sops.encrypt_value(v, keys.data_key, f'{k}:')}\n" for k, v in tree.items())
     hashed = ["True", "False", "1234.5679", "100000000000000000000", "1", "3", "True"]
     text = sops_file(lines + "flag_unencrypted: true\n", hashed, keys)
-    assert secrets.decrypt_tree(secrets.read_encrypted(text, "x.yaml"), keys.data_key) == {
+    assert sops.decrypt_tree(sops.read_encrypted(text, "x.yaml"), keys.data_key) == {
         **tree, "flag_unencrypted": True}
     path = tmp_path / "x.yaml"
     path.write_text(text)
     assert sops_age_decrypt(path, keys.identity, tmp_path) == {**tree, "flag_unencrypted": True}
     # As text (what `qrm secrets get` prints), each value reads as SOPS wrote it, not as Python prints it.
-    assert {k: secrets.plain_text(v) for k, v in tree.items()} == {
+    assert {k: sops.plain_text(v) for k, v in tree.items()} == {
         "enabled": "true", "disabled": "false", "ratio": "1234.5679", "big": "1e+20", "one": "1.0", "count": "3"}
 
 
@@ -471,13 +471,13 @@ def test_every_truncation_and_every_changed_byte_fails_safely(keys: Keys) -> Non
     both encryption and MAC, so its name can change unnoticed, in SOPS as in qrm.)"""
     values = {"A": "alpha-secret", "quantumblog/prod/DB_PASSWORD": "pr0d-p@ss:w0rd!#%&*"}
     text = keys.render(values, rotated_at=NOW)
-    identities = secrets.load_identities(keys.env)
+    identities = sops.load_identities(keys.env)
     variants = [text[:cut] for cut in range(len(text))]
     variants += [text[:i] + ("x" if text[i] != "x" else "y") + text[i + 1:] for i in range(len(text))]
     refused = 0
     for variant in variants:
         try:
-            result = secrets.decrypt(secrets.read_encrypted(variant, "secrets.enc"), identities)
+            result = sops.decrypt(sops.read_encrypted(variant, "secrets.enc"), identities)
         except SecretsError as exc:
             assert_loud(exc, "secrets.enc", secrets_shown=values)
             refused += 1
@@ -487,7 +487,7 @@ def test_every_truncation_and_every_changed_byte_fails_safely(keys: Keys) -> Non
 
 
 def test_unknown_sops_version(keys: Keys, tmp_path: Path) -> None:
-    text = keys.render(AWKWARD).replace(f"version: {secrets.SOPS_VERSION}", "version: 4.0.0")
+    text = keys.render(AWKWARD).replace(f"version: {sops.SOPS_VERSION}", "version: 4.0.0")
     assert "4.0.0" in assert_refused(written(keys, tmp_path, text), keys.env, "secrets.enc", "version")
 
 
@@ -516,12 +516,12 @@ def test_damaged_age_metadata(keys: Keys, tmp_path: Path) -> None:
 
 def test_non_flat_file_is_refused_by_decrypt(keys: Keys, tmp_path: Path) -> None:
     nested = "nested-s3cret-value"
-    text = sops_file(f"db:\n    password: {secrets.encrypt_value(nested, keys.data_key, 'db:password:')}\n",
+    text = sops_file(f"db:\n    password: {sops.encrypt_value(nested, keys.data_key, 'db:password:')}\n",
                      [nested], keys)
     path = written(keys, tmp_path, text)
-    encrypted = secrets.read_file(path)
+    encrypted = sops.read_file(path)
     assert encrypted is not None
-    assert secrets.decrypt_tree(encrypted, keys.data_key) == {"db": {"password": nested}}  # a valid SOPS file
+    assert sops.decrypt_tree(encrypted, keys.data_key) == {"db": {"password": nested}}  # a valid SOPS file
     assert sops_age_decrypt(path, keys.identity, tmp_path / "home") == {"db": {"password": nested}}
     message = assert_refused(path, keys.env, "secrets.enc", "db", "flat")
     assert nested not in message
@@ -538,7 +538,7 @@ def test_names_qrm_cannot_store_are_refused(keys: Keys, name: str) -> None:
 
 def test_changing_one_secret_changes_only_its_line_its_timestamp_and_the_mac(keys: Keys) -> None:
     first = keys.render(AWKWARD)
-    previous = secrets.read_encrypted(first, "secrets.enc")
+    previous = sops.read_encrypted(first, "secrets.enc")
     changed = {**AWKWARD, "quantumblog/prod/DB_PASSWORD": "a new password"}
     second = keys.render(changed, previous=previous, previous_plain=AWKWARD, changed_at=previous.changed_at(),
                          now=LATER)
@@ -552,13 +552,13 @@ def test_changing_one_secret_changes_only_its_line_its_timestamp_and_the_mac(key
     stamp_line = next(i for i in differ if new_lines[i].startswith("        quantumblog/prod/DB_PASSWORD: "))
     assert new_lines[stamp_line].strip().endswith(f'"{LATER}"')
     assert value_line < stamp_line
-    assert secrets.decrypt(secrets.read_encrypted(second, "secrets.enc"),
-                           secrets.load_identities(keys.env)) == changed
+    assert sops.decrypt(sops.read_encrypted(second, "secrets.enc"),
+                           sops.load_identities(keys.env)) == changed
 
 
 def test_rewriting_unchanged_values_changes_nothing_but_lastmodified_and_mac(keys: Keys) -> None:
     first = keys.render(AWKWARD)
-    previous = secrets.read_encrypted(first, "secrets.enc")
+    previous = sops.read_encrypted(first, "secrets.enc")
     second = keys.render(AWKWARD, previous=previous, previous_plain=AWKWARD, changed_at=previous.changed_at(),
                          now=LATER)
     differ = [b.split(":")[0].strip() for a, b in zip(first.splitlines(), second.splitlines(), strict=True)

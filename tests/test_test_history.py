@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.registry import SCHEMA_VERSION, Registry
-from reconciler.state import RecordedService
-from reconciler.testshistory import FLAKY_WINDOW, flaky_cases
+from reconciler.core.state import RecordedService
+from reconciler.edges.registry import SCHEMA_VERSION, Registry
+from reconciler.flows.tests_history import FLAKY_WINDOW, flaky_cases
 from tests.conftest import Workspace
 from tests.quantum_server import Running, quantum_server
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import testgen
-from reconciler.components import Component, Param
-from reconciler.models import TestCase
+from reconciler.core import testgen
+from reconciler.core.components import Component, Param
+from reconciler.core.models import TestCase
 from tests.conftest import Workspace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "q" / "components"
@@ -295,10 +295,10 @@ def test_valid_values_follow_type_and_limits(param: Param, value: object) -> Non
 
 
 def test_component_from_dict_round_trips() -> None:
-    from reconciler import discover
-    from reconciler.scanflow import plain
+    from reconciler.edges import q_components
+    from reconciler.flows.scan import plain
 
-    component = discover.scan_file(FIXTURES / "login.q", "components/login.q", "")
+    component = q_components.scan_file(FIXTURES / "login.q", "components/login.q", "")
     assert testgen.component_from_dict(plain(component)) == component
 
 

@@ -1,0 +1,112 @@
+"""Generated files in the plan (pure): what generated/<project>/<env>/ should hold, compared without a key.
+
+Plan renders every file with secret placeholders (`<secret KEY FINGERPRINT>`) instead of values,
+so it needs no key, its diffs never hold a secret, and a changed secret still changes `.env`.
+The registry keeps that masked text of each file and the sha256 of what apply wrote (with the
+values): a file on disk whose hash differs was edited by hand (drift).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from reconciler.core import render
+from reconciler.core.changes import Change
+from reconciler.core.state import DesiredState, RecordedFile, RecordedService
+
+GENERATED_DIR = "generated"
+FILE_PREFIX = "file."
+GENERATED_PREFIX = f"{FILE_PREFIX}{GENERATED_DIR}/"  # the plan addresses of generated files
+Policy = Literal["overwrite", "warn"]
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: str
+    project: str
+    environment: str
+    name: str  # one of render.GENERATED_FILES
+    masked: str
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_path(project: str, environment: str, name: str) -> str:
+    return f"{GENERATED_DIR}/{project}/{environment}/{name}"
+
+
+def environment_ports(services: Mapping[str, RecordedService], project: str, environment: str) -> dict[str, int]:
+    return {name: s.port for name, s in services.items() if s.project == project and s.environment == environment}
+
+
+def masked_secrets(desired: DesiredState, project: str, environment: str) -> dict[str, render.SecretValue]:
+    refs = render.secret_references(desired, project, environment)
+    return {var: render.SecretValue(key, desired.secrets.get(key, ""), None) for var, key in refs.items()}
+
+
+def desired_files(desired: DesiredState, services: Mapping[str, RecordedService]) -> dict[str, DesiredFile]:
+    """Every generated file the manifests ask for, rendered with the allocations in `services`."""
+    out: dict[str, DesiredFile] = {}
+    for project_name in sorted(desired.projects):
+        project = desired.projects[project_name]
+        for env_name in sorted(project.environments):
+            ports = environment_ports(services, project_name, env_name)
+            texts = render.render_environment(desired, project_name, env_name, ports,
+                                              masked_secrets(desired, project_name, env_name))
+            for name in sorted(texts):
+                path = file_path(project_name, env_name, name)
+                out[path] = DesiredFile(path, project_name, env_name, name, texts[name])
+    return out
+
+
+def _diff(before: str, after: str, path: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                        fromfile=f"a/{path}", tofile=f"b/{path}", n=2))
+
+
+def file_changes(
+    wanted: Mapping[str, DesiredFile],
+    recorded: Mapping[str, RecordedFile],
+    on_disk: Mapping[str, str | None],
+    policies: Mapping[str, Policy],
+) -> tuple[list[Change], list[str]]:
+    """Changes to generated files, and warnings for hand edits that policy `warn` keeps.
+
+    `on_disk`: sha256 of each recorded file as it is now (None when missing).
+    `policies`: file name (".env", "nginx.conf", ... or "*") -> overwrite | warn.
+    """
+
+    changes: list[Change] = []
+    warnings: list[str] = []
+    for path in sorted(set(wanted) | set(recorded)):
+        new, old = wanted.get(path), recorded.get(path)
+        address = f"{FILE_PREFIX}{path}"
+        if new is None and old is not None:
+            changes.append(Change("delete", address, {"path": path, "sha": sha256(old.masked)}, None,
+                                  "its project or environment is gone"))
+            continue
+        assert new is not None
+        after = {"path": path, "sha": sha256(new.masked), "diff": _diff(old.masked if old else "", new.masked, path)}
+        if old is None:
+            changes.append(Change("create", address, None, after, "new"))
+            continue
+        if old.masked != new.masked:
+            changes.append(Change("update", address, {"path": path, "sha": sha256(old.masked)}, after, "content"))
+            continue
+        disk = on_disk.get(path)
+        if disk == old.written_sha:
+            continue
+        policy = policies.get(new.name) or policies.get("*") or "overwrite"
+        why = "missing" if disk is None else "edited by hand since the last apply"
+        if policy == "warn" and disk is not None:
+            warnings.append(f"{path} was {why}; its policy is warn, so apply keeps the edit")
+            continue
+        changes.append(Change("repair", address, {"path": path, "sha": disk}, {**after, "diff": ""},
+                              f"{why}; apply rewrites it"))
+    return changes, warnings

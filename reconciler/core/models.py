@@ -1,0 +1,354 @@
+"""The manifest kinds, as frozen pydantic models that reject unknown fields.
+
+These are the contract of manifests/*.yaml; `qrm schema` turns them into JSON Schemas so
+editors can complete and check manifests. Cross-references between documents (unknown
+hosts, duplicate names, ...) are checked in crosscheck.py, not here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+
+from reconciler.core.durations import DURATION_PATTERN
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"
+PORT_SPAN_PATTERN = r"^\d{1,5}-\d{1,5}$"
+SECRET_REF_PATTERN = r"^secret:[A-Za-z_][A-Za-z0-9_]*$"
+PATH_PATTERN = r"^/"
+URL_PATTERN = r"^https?://"
+BASE_PATH_PATTERN = r"^(/[^/\s]+)*$"
+JSON_PATH_PATTERN = r"^\$"
+
+# What each pattern means, for error messages (a regular expression tells a user little).
+PATTERN_HINTS: dict[str, str] = {
+    NAME_PATTERN: "a name of lower-case letters, digits, '.', '_' and '-' that starts and ends with a letter or digit",
+    DURATION_PATTERN: "a duration such as 500ms, 30s, 2m or 1h30m",
+    PORT_SPAN_PATTERN: 'a port span "START-END"',
+    SECRET_REF_PATTERN: "a secret reference secret:NAME, never the secret itself "
+                        "(store it with `qrm secrets set NAME`)",
+    PATH_PATTERN: "a path starting with '/'",
+    URL_PATTERN: "a URL starting with http:// or https://",
+    BASE_PATH_PATTERN: "\"\" or a path such as /blog (starting with '/', no trailing '/')",
+    JSON_PATH_PATTERN: "a JSON path starting with '$'",
+}
+# Values of fields with these patterns are never repeated in a message: they may be a leaked secret.
+SECRET_PATTERNS = frozenset({SECRET_REF_PATTERN})
+
+
+class FieldError(ValueError):
+    """A rule of a whole document that is about one of its fields: the loader points at that field."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+def _port_or_span(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One item of a Reservation's ports: a port number or an ordered "START-END" span, in one clear message."""
+    try:
+        item = handler(value)
+    except ValidationError:
+        raise ValueError('expected a port number from 1 to 65535 or a span "START-END"') from None
+    if isinstance(item, str):
+        low, high = (int(part) for part in item.split("-"))
+        if not 1 <= low <= high <= 65535:
+            raise ValueError('expected a span "START-END" with 1 <= START <= END <= 65535')
+    return item
+
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN, max_length=63),
+    Field(description="lower-case letters, digits, '.', '_' and '-'; starts and ends with a letter or digit"),
+]
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+PortSpan = Annotated[str, StringConstraints(pattern=PORT_SPAN_PATTERN), Field(description="START-END")]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN), Field(description="e.g. 500ms, 30s, 2m")]
+Protocol = Literal["http", "https", "tcp", "grpc"]
+SecretRef = Annotated[
+    str,
+    StringConstraints(pattern=SECRET_REF_PATTERN),
+    Field(description="secret:NAME, resolved from secrets.enc (environment, then project, then global)"),
+]
+
+LOCALHOST = "localhost"
+ANY_HOST = "*"
+
+
+def default_protocol(port_type: str, protocol: str | None) -> str:
+    """A service speaks HTTP when its type is app or web, and plain TCP otherwise, unless it says."""
+    if protocol is not None:
+        return protocol
+    return "http" if port_type in ("app", "web") else "tcp"
+
+
+class Spec(BaseModel):
+    """Base of every manifest part: immutable, and an unknown field is an error."""
+
+    # defer_build: validators are built on first use, not at import; a run whose desired state
+    # comes from the state cache never validates and so never pays for them (~70 ms).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+class HealthCheck(Spec):
+    path: str | None = Field(None, pattern=PATH_PATTERN, description="HTTP path; absent means a TCP connect check")
+    interval: Duration = "30s"
+    timeout: Duration = "5s"
+    success_before_passing: Annotated[int, Field(ge=0)] = 1
+    failures_before_critical: Annotated[int, Field(ge=1)] = 1
+    tls_skip_verify: bool | None = Field(
+        None, description="https checks: do not verify the certificate (an internal service with a self-signed "
+                          "one), as Consul's tls_skip_verify; default: verify")
+
+
+class Host(Spec):
+    kind: Literal["Host"]
+    name: Name
+    address: HostName
+    description: str | None = None
+
+
+class PortRange(Spec):
+    kind: Literal["PortRange"]
+    name: Name
+    type: Name | None = Field(None, description="the port type this range serves; defaults to the name")
+    start: Port
+    end: Port
+    host: str = Field(ANY_HOST, description='"*" for every host, or one host\'s name (wins over "*")')
+
+    @property
+    def port_type(self) -> str:
+        return self.type or self.name
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> PortRange:
+        if self.start > self.end:
+            raise FieldError(("start",), f"start {self.start} is greater than end {self.end}")
+        return self
+
+
+class Reservation(Spec):
+    kind: Literal["Reservation"]
+    name: Name | None = None
+    host: str = LOCALHOST
+    ports: Annotated[list[Annotated[Port | PortSpan, WrapValidator(_port_or_span)]], Field(min_length=1)]
+    reason: str
+
+    def port_numbers(self) -> list[int]:
+        numbers: list[int] = []
+        for item in self.ports:
+            if isinstance(item, int):
+                numbers.append(item)
+            else:
+                low, high = (int(part) for part in item.split("-"))
+                numbers.extend(range(low, high + 1))
+        return numbers
+
+
+class Service(Spec):
+    kind: Literal["Service"]
+    name: Name
+    host: str = LOCALHOST
+    type: Name = Field(description="the port type, which picks the range")
+    port: Port | None = Field(None, description="pinned port")
+    preferred_port: Port | None = Field(None, description="used when free, else the range's lowest free port")
+    protocol: Protocol | None = Field(None, description="default: http for app and web, tcp otherwise")
+    health: HealthCheck | None = None
+    tags: list[str] = []
+
+    @property
+    def effective_protocol(self) -> str:
+        return default_protocol(self.type, self.protocol)
+
+    @model_validator(mode="after")
+    def _pinned_or_preferred(self) -> Service:
+        if self.port is not None and self.preferred_port is not None:
+            raise FieldError(("preferred_port",), "give either port (pinned) or preferred_port, not both")
+        return self
+
+
+class Environment(Spec):
+    host: str = LOCALHOST
+    domain: str | None = None
+    tls: bool = False
+    protected: bool = Field(False, description="tests that write data never run here")
+    url: str | None = Field(None, pattern=URL_PATTERN, description="explicit base URL for tests")
+    ports: dict[Name, Port] = Field({}, description="pinned ports of this environment's service instances")
+
+
+class ProjectService(Spec):
+    type: Name
+    protocol: Protocol | None = Field(None, description="default: http for app and web, tcp otherwise")
+    preferred_port: Port | None = None
+    health: HealthCheck | None = None
+    tags: list[str] = []
+
+    @property
+    def effective_protocol(self) -> str:
+        return default_protocol(self.type, self.protocol)
+
+
+class Datasource(Spec):
+    driver: Literal["postgresql", "sqlite", "mysql"]
+    service: Name | None = Field(None, description="the project service this datasource connects to")
+    database: str
+    username: str | None = None
+    password: SecretRef | None = None
+
+
+class Project(Spec):
+    kind: Literal["Project"]
+    name: Name
+    source: str | None = Field(None, description="folder of the Quantum app, relative to the workspace")
+    base_path: str = Field("", pattern=BASE_PATH_PATTERN)
+    environments: Annotated[dict[Name, Environment], Field(min_length=1)]
+    services: dict[Name, ProjectService] = {}
+    datasources: dict[Name, Datasource] = {}
+
+
+class JsonPathCheck(Spec):
+    path: str = Field(pattern=JSON_PATH_PATTERN)
+    equals: Any = None
+    exists: bool | None = None
+
+
+class SelectorCheck(Spec):
+    path: str
+    contains: str | None = None
+    equals: str | None = None
+    count: Annotated[int, Field(ge=0)] | None = None
+
+
+ASSERTION_KEYS = (
+    "status", "status_in", "header", "contains", "not_contains", "regex", "json_path",
+    "xpath", "css", "redirect", "flash", "max_ms", "no_errors",
+)
+
+
+class Assertion(Spec):
+    """One expectation; exactly one key per list item, as in `expect: [{status: 200}]`."""
+
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    status_in: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+    header: dict[str, str] | None = None
+    contains: str | None = None
+    not_contains: str | None = None
+    regex: str | None = None
+    json_path: JsonPathCheck | None = None
+    xpath: SelectorCheck | None = None
+    css: SelectorCheck | None = None
+    redirect: str | None = None
+    flash: str | None = None
+    max_ms: Annotated[int, Field(ge=1)] | None = None
+    no_errors: bool | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Assertion:
+        given = [key for key in ASSERTION_KEYS if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"an assertion has exactly one of {', '.join(ASSERTION_KEYS)}; got {given or 'none'}")
+        return self
+
+
+class TestRequest(Spec):
+    __test__ = False  # not a pytest test class
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+    path: str = Field("/", pattern=PATH_PATTERN)
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    form: dict[str, str | int | float | bool] | None = None
+    json_body: Any = Field(None, alias="json")
+    datasource: str | None = Field(None, description="query tests: the datasource to run sql on")
+    sql: str | None = None
+    params: dict[str, Any] = {}
+
+
+class TestCase(Spec):
+    __test__ = False
+    id: Annotated[str, StringConstraints(min_length=1)]
+    name: str
+    type: Literal["smoke", "auth", "action", "form", "query", "endpoint", "custom"]
+    component: str | None = None
+    writes: bool = Field(False, description="changes data: never run on a protected environment")
+    request: TestRequest = TestRequest()
+    expect: list[Assertion] = []
+    retries: Annotated[int, Field(ge=0, le=10)] = 0
+    timeout: Duration | None = None
+
+
+class TestSuite(Spec):
+    __test__ = False
+    kind: Literal["TestSuite"]
+    name: Name
+    project: Name
+    auto_run: bool = False
+    block_on_failure: bool = False
+    environments: list[Name] = []
+    cases: list[TestCase] = []
+    generated_from: dict[str, str] = Field(
+        {}, description="written by `qrm tests generate`: component path -> sha256 of the file its cases were "
+                        "generated from; cases of a component whose hash changed are regenerated")
+
+
+Manifest = Annotated[
+    Host | PortRange | Reservation | Service | Project | TestSuite,
+    Field(discriminator="kind"),
+]
+MANIFEST_KINDS: dict[str, type[Spec]] = {
+    "Host": Host,
+    "PortRange": PortRange,
+    "Reservation": Reservation,
+    "Service": Service,
+    "Project": Project,
+    "TestSuite": TestSuite,
+}
+
+
+@functools.cache
+def manifest_list() -> TypeAdapter[list[Manifest]]:
+    """The validator of a list of manifest documents of any kind (built on first use)."""
+    return TypeAdapter(list[Manifest])
+
+
+
+# The five port types that exist without any PortRange manifest.
+DEFAULT_RANGES: tuple[PortRange, ...] = (
+    PortRange.model_construct(kind="PortRange", name="app", start=8000, end=8999),
+    PortRange.model_construct(kind="PortRange", name="database", start=5400, end=5499),
+    PortRange.model_construct(kind="PortRange", name="cache", start=6370, end=6399),
+    PortRange.model_construct(kind="PortRange", name="web", start=3000, end=3099),
+    PortRange.model_construct(kind="PortRange", name="queue", start=5670, end=5699),
+)
+
+
+class Settings(Spec):
+    """qrm.yaml: optional settings of one workspace."""
+
+    name: Name | None = Field(None, description="workspace identity; defaults to the folder name")
+    registry: str | None = Field(None, description="SQLAlchemy URL; default sqlite at .qrm/registry.db")
+    lock_timeout: Annotated[float, Field(ge=0)] = Field(
+        0, description="seconds apply waits for another apply of this workspace before giving up"
+    )
+    commit_author: str | None = Field(
+        None, pattern=r"^[^<>]+ <[^<>\s]+>$",
+        description="author of qrm's report commits, 'Name <email>'; default: git's user, else qrm <qrm@localhost>",
+    )
+    generated_policy: dict[
+        Literal[".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml", "*"], Literal["overwrite", "warn"]
+    ] = Field({}, description="what apply does with a generated file edited by hand: overwrite (default) or warn")

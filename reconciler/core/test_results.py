@@ -1,0 +1,92 @@
+"""Test results as values: the outcome of one case on one environment with every attempt, and a
+suite's run over its environments. The HTTP and query runners make them; reports, the registry's
+history and the faces read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.core.assertions import Outcome
+from reconciler.core.models import TestSuite
+
+PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One environment to run against."""
+
+    environment: str
+    base_url: str
+    protected: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    status: int | None
+    elapsed_ms: float
+    outcomes: tuple[Outcome, ...] = ()
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outcomes)
+
+    def failures(self) -> list[str]:
+        if self.error is not None:
+            return [self.error]
+        return [o.message or o.kind for o in self.outcomes if not o.passed]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case_id: str
+    name: str
+    type: str
+    environment: str
+    outcome: str  # passed, failed, error or skipped
+    attempts: tuple[Attempt, ...] = ()
+    reason: str = ""
+    duration_ms: float = 0.0
+
+    @property
+    def flaky(self) -> bool:
+        """Passed, but only after a failed attempt."""
+        return self.outcome == PASSED and len(self.attempts) > 1
+
+
+@dataclass
+class SuiteRun:
+    suite: TestSuite
+    targets: list[Target]
+    results: list[CaseResult] = field(default_factory=list)
+    started_at: str = ""
+    duration_s: float = 0.0
+
+    def counts(self, environment: str | None = None) -> dict[str, int]:
+        counts = {PASSED: 0, FAILED: 0, ERROR: 0, SKIPPED: 0}
+        for r in self.results:
+            if environment is None or r.environment == environment:
+                counts[r.outcome] += 1
+        return counts
+
+    @property
+    def failed(self) -> bool:
+        return any(r.outcome in (FAILED, ERROR) for r in self.results)
+
+    @property
+    def blocks(self) -> bool:
+        """A failure in a suite with block_on_failure: the run exits 3."""
+        return self.suite.block_on_failure and self.failed
+
+
+@dataclass
+class TestsOutcome:
+    __test__ = False
+    runs: list[SuiteRun]
+    reports: list[Path] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> bool:
+        return any(run.blocks for run in self.runs)

@@ -1,0 +1,833 @@
+"""Read one Quantum component (.q file) into a Component, whatever its quirks (the lxml edge).
+
+The path of one file, fastest first:
+
+1. skipped: over ``max_bytes``, NUL bytes or not UTF-8 -> ``parse="skipped"`` with the reason.
+2. refused: a ``<!DOCTYPE`` or ``<!ENTITY`` is never handed to lxml (no XXE, no entity expansion);
+   the file goes straight to the line-based reader (``parse="fallback"``).
+3. strict: the text (its ``<?xml?>`` declaration blanked out, line numbers kept) wrapped in one root
+   element that binds ``q``, ``ui``, ``qg``, ``qt``, ``qtest``; only when lxml names an unbound prefix is
+   the text searched for every ``name:`` it uses, and parsed again -> ``parse="xml"``.
+4. repaired: one pass that fixes each quirk of QUANTUM.md and lists it in ``problems`` ->
+   ``parse="repaired"``; if lxml still refuses, lxml's ``recover=True`` on the repaired text.
+5. fallback: regular expressions over the raw text find what they can -> ``parse="fallback"``.
+
+Every parser is created with ``resolve_entities=False, no_network=True, load_dtd=False,
+huge_tree=False``. Files that declare ``xmlns:q`` and files that do not read the same: the usual file
+(``q`` unbound or bound to https://quantum.lang/ns, no default namespace) is read by lxml's C-level
+tag filter; a file binding ``q`` to another URI or declaring a default namespace by a generic walk
+that matches prefix and local name (``q:action``). A test checks both walks agree.
+
+Problems are "line N: reason" (line 0: the whole file); the first 200 repairs are kept, then a count.
+More than 5,000 repairs means the file is not XML-like: the line-based reader takes over.
+
+Complexity = 1 + conditionals (q:if, q:elseif, q:else) + loops (q:loop, q:foreach) + actions + queries
+(inside actions or not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html.entities
+import re
+from bisect import bisect_right
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from lxml import etree
+
+from reconciler.core.components import (
+    Action,
+    Component,
+    Form,
+    FormField,
+    Function,
+    Param,
+    Query,
+    Redirect,
+    query_writes,
+    route_for,
+)
+
+__all__ = ["scan_file"]
+
+_Q_NS = "https://quantum.lang/ns"
+_WRAPPER = "qrm-root"
+_PREFIX_NS = "urn:qrm:prefix:"
+
+
+def _parser(recover: bool) -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        recover=recover,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+_STRICT = _parser(False)
+_RECOVER = _parser(True)
+
+_XML_DECL = re.compile(r"\A\ufeff?\s*<\?xml\b.*?\?>", re.S)
+_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)\b", re.I)
+_PREFIX = re.compile(r"[<\s/]([A-Za-z_][\w.-]*):[A-Za-z_]")
+_SKIP_PREFIXES = frozenset({"xml", "xmlns", "http", "https"})
+
+# The repair pass: tokens that may follow a "<".
+_COMMENT = re.compile(r"<!--(.*?)(?:-->|\Z)", re.S)
+_CDATA = re.compile(r"<!\[CDATA\[.*?(?:\]\]>|\Z)", re.S)
+_PI = re.compile(r"<\?.*?(?:\?>|\Z)", re.S)
+_CLOSE = re.compile(r"</([A-Za-z_][\w:.-]*)\s*>")
+# No part may run over a "<" outside quotes, so that a hostile file cannot make the repair quadratic.
+_ATTR_PART = r"""(?:\s*\$\{[^}<]*\}|\s+[^\s=>/"'<]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']+))?)"""
+_OPEN = re.compile(r"<([A-Za-z_][\w:.-]*)(" + _ATTR_PART + r"*)\s*(/?)>")
+_ATTR = re.compile(r"""\s*(?:(\$\{[^}<]*\})|([^\s=>/"'<]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s<>"']+))?)""")
+_ENTITY = re.compile(r"&(?:#[0-9]+|#x[0-9a-fA-F]+|([A-Za-z][A-Za-z0-9]*));")
+_MARKUP = re.compile(r"[<&]")
+_MARKUP_STARTS = frozenset("/!?_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
+_VOID = frozenset({"br", "meta", "input", "hr", "img", "link", "area", "base", "col", "embed", "source", "wbr"})
+
+# The line-based fallback.
+_FB_TAG = re.compile(r"<(q:component|q:action|q:query|q:include|q:import|q:function|form)\b([^<>]*)")
+_FB_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*("[^"]*"|'[^']*')""")
+_FB_COND = re.compile(r"<q:(?:if|elseif|else)\b")
+_FB_LOOP = re.compile(r"<q:(?:loop|foreach)\b")
+
+_MAX_REPAIRS = 5_000  # beyond this many repairs a file is not XML-like: the line-based reader takes over
+_MAX_PROBLEMS = 200  # a hostile file may have millions; the report keeps the first ones and a count
+
+_TRUE = frozenset({"true", "1", "yes", "required", "on", ""})
+
+
+def scan_file(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000) -> Component:
+    """Never raises for any file content: every quirk repaired is listed in problems, a file that still
+    cannot be parsed is returned with parse="fallback" and whatever a line-based reader found, a file over
+    max_bytes or binary (NUL bytes / not UTF-8) is parse="skipped" with the reason. rel is the path relative to
+    the project's source folder (e.g. "components/login.q"); sha256 is of the file bytes; lines = line count."""
+    stem = Path(rel).stem
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return Component(path=rel, name=stem, sha256=_hash_file(path), parse="skipped",
+                             problems=(f"line 0: file is {size} bytes, over the {max_bytes}-byte limit",))
+        data = path.read_bytes()
+    except OSError as error:
+        return Component(path=rel, name=stem, parse="skipped", problems=(f"line 0: unreadable: {error}",))
+    sha = hashlib.sha256(data).hexdigest()
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if len(data) > max_bytes:  # grew between stat and read
+        return Component(path=rel, name=stem, sha256=sha, lines=lines, parse="skipped",
+                         problems=(f"line 0: file is {len(data)} bytes, over the {max_bytes}-byte limit",))
+    nul = data.find(b"\0")
+    if nul >= 0:
+        return Component(path=rel, name=stem, sha256=sha, lines=lines, parse="skipped",
+                         problems=(f"line {_line_of(data, nul)}: binary file (NUL byte)",))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Component(path=rel, name=stem, sha256=sha, lines=lines, parse="skipped",
+                         problems=(f"line {_line_of(data, error.start)}: binary file (not UTF-8)",))
+    try:
+        return _scan_text(text, rel, stem, base_path, sha, lines)
+    except Exception as error:  # a bug must not lose the file: report it and read what the fallback can
+        problems = [f"line 0: internal error while parsing: {type(error).__name__}: {error}"]
+        return _fallback(text, rel, stem, base_path, sha, lines, problems)
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: int) -> Component:
+    problems: list[str] = _Problems()
+    dtd = _DTD.search(text)
+    if dtd:
+        line = text.count("\n", 0, dtd.start()) + 1
+        problems.append(f"line {line}: DOCTYPE/ENTITY declaration refused (no DTD or entity is resolved or expanded)")
+        return _fallback(text, rel, stem, base_path, sha, lines, problems)
+    declaration = _XML_DECL.match(text)
+    if declaration:  # it cannot follow the wrapper: blank it out, keeping its newlines
+        text = "\n" * declaration.group(0).count("\n") + text[declaration.end():]
+    elif text.startswith("\ufeff"):
+        text = text[1:]
+    body = (text + f"</{_WRAPPER}>").encode("utf-8")
+    try:  # most files use only the usual prefixes: no need to look for others
+        root = etree.fromstring(_STANDARD_HEAD_BYTES + body, _STRICT)
+        return _extract(root, rel, stem, base_path, sha, lines, "xml", problems, text)
+    except etree.XMLSyntaxError as error:
+        unbound = "Namespace prefix" in str(error.msg)
+    head = _head(text)
+    if unbound:
+        try:
+            root = etree.fromstring(head.encode("utf-8") + body, _STRICT)
+            return _extract(root, rel, stem, base_path, sha, lines, "xml", problems, text)
+        except etree.XMLSyntaxError:
+            pass
+    try:
+        repaired = _repair(text, problems)
+    except _TooBroken as error:
+        list.append(problems, f"line {error.line}: more than {_MAX_REPAIRS} repairs needed; repair given up")
+        return _fallback(text, rel, stem, base_path, sha, lines, problems)
+    payload = (head + repaired + f"</{_WRAPPER}>").encode("utf-8")
+    try:
+        root = etree.fromstring(payload, _STRICT)
+        return _extract(root, rel, stem, base_path, sha, lines, "repaired", problems, text)
+    except etree.XMLSyntaxError as error:
+        list.append(problems, f"line {error.lineno}: still not well-formed after repair: {error.msg}")
+    try:
+        root = etree.fromstring(payload, _RECOVER)
+    except etree.XMLSyntaxError:
+        root = None
+    if root is not None and _has_component(root):
+        list.append(problems, "line 0: read with lxml's recover mode; parts of the file may be missing")
+        return _extract(root, rel, stem, base_path, sha, lines, "repaired", problems, text)
+    return _fallback(text, rel, stem, base_path, sha, lines, problems)
+
+
+def _head(text: str, prefixes: frozenset[str] | None = None) -> str:
+    """The wrapper's start tag, binding every prefix the text uses (found by a generous regex)."""
+    if prefixes is None:
+        prefixes = _STANDARD_PREFIXES | {p for p in _PREFIX.findall(text) if p.lower() not in _SKIP_PREFIXES}
+    declarations = " ".join(
+        f'xmlns:{p}="{_Q_NS}"' if p == "q" else f'xmlns:{p}="{_PREFIX_NS}{p}"' for p in sorted(prefixes)
+    )
+    return f"<{_WRAPPER} {declarations}>"
+
+
+_STANDARD_PREFIXES = frozenset({"q", "ui", "qg", "qt", "qtest"})
+_STANDARD_HEAD_BYTES = _head("", _STANDARD_PREFIXES).encode("utf-8")
+
+
+def _has_component(root: etree._Element) -> bool:
+    """Recovery is only trusted when it kept the q:component element itself."""
+    return any(_key(el) == "q:component" for el in root.iter())
+
+
+# ---------------------------------------------------------------------------------------------- repair
+
+
+class _TooBroken(Exception):
+    """So many repairs are needed that the file is not XML-like: the line-based reader takes over."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _Lines:
+    """Line number of an offset, computed only when a problem is reported."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts: list[int] | None = None
+
+    def __call__(self, offset: int) -> int:
+        if self._starts is None:
+            self._starts = [m.end() for m in re.finditer("\n", self._text)]
+        return bisect_right(self._starts, offset) + 1
+
+
+def _repair(text: str, problems: list[str]) -> str:
+    """Fix every quirk that keeps lxml from reading the file, keeping every newline where it was."""
+    line = _Lines(text)
+    out: list[str] = []
+    stack: list[str] = []
+    pos = 0
+    length = len(text)
+    while pos < length:
+        if len(problems) >= _MAX_PROBLEMS and len(problems) + getattr(problems, "dropped", 0) > _MAX_REPAIRS:
+            raise _TooBroken(line(pos))
+        found = _MARKUP.search(text, pos)
+        if found is None:
+            out.append(text[pos:])
+            break
+        start = found.start()
+        out.append(text[pos:start])
+        if text[start] == "&":
+            out.append(_fix_amp(text, start, line, problems, "text"))
+            pos = _entity_end(text, start)
+            continue
+        if start + 1 < length and text[start + 1] not in _MARKUP_STARTS:
+            sql = "SQL " if stack and stack[-1] == "q:query" else ""
+            problems.append(f"line {line(start)}: raw < in {sql}text escaped")
+            out.append("&lt;")
+            pos = start + 1
+            continue
+        pos = _repair_markup(text, start, out, stack, line, problems)
+    for name in reversed(stack):
+        if name.lower() != "q:else":
+            problems.append(f"line {line(length)}: <{name}> never closed; closed at the end of the file")
+        out.append(f"</{name}>")
+    return "".join(out)
+
+
+def _entity_end(text: str, start: int) -> int:
+    match = _ENTITY.match(text, start)
+    return match.end() if match else start + 1
+
+
+def _fix_amp(text: str, start: int, line: Callable[[int], int], problems: list[str], where: str) -> str:
+    match = _ENTITY.match(text, start)
+    if match is None:
+        problems.append(f"line {line(start)}: bare & in {where} escaped")
+        return "&amp;"
+    name = match.group(1)
+    if name is None or name in _XML_ENTITIES:
+        return match.group(0)
+    codepoint = html.entities.name2codepoint.get(name)
+    if codepoint is not None:
+        problems.append(f"line {line(start)}: HTML entity &{name}; written as a character reference")
+        return f"&#{codepoint};"
+    problems.append(f"line {line(start)}: unknown entity &{name}; escaped")
+    return "&amp;" + match.group(0)[1:]
+
+
+def _repair_markup(text: str, start: int, out: list[str], stack: list[str], line: _Lines,
+                   problems: list[str]) -> int:
+    """Repair the markup at text[start] == "<"; append the result to out; return where to go on."""
+    in_sql = bool(stack) and stack[-1] == "q:query"
+    if text.startswith("<!--", start):
+        match = _COMMENT.match(text, start)
+        assert match is not None
+        body = match.group(1)
+        if "--" in body or body.endswith("-"):
+            problems.append(f"line {line(start)}: -- inside a comment")
+            body = body.replace("--", "- -")
+            if body.endswith("-"):
+                body += " "
+        out.append(f"<!--{body}-->")
+        return match.end()
+    if text.startswith("<![CDATA[", start):
+        match = _CDATA.match(text, start)
+        assert match is not None
+        chunk = match.group(0)
+        out.append(chunk if chunk.endswith("]]>") else chunk + "]]>")
+        return match.end()
+    if text.startswith("<?", start):
+        match = _PI.match(text, start)
+        assert match is not None
+        problems.append(f"line {line(start)}: processing instruction dropped")
+        out.append("\n" * match.group(0).count("\n"))
+        return match.end()
+    close = _CLOSE.match(text, start)
+    if close is not None and not (in_sql and close.group(1) != "q:query" and ":" not in close.group(1)):
+        name = close.group(1)
+        if name.lower() in _VOID:
+            problems.append(f"line {line(start)}: closing tag </{name}> of a void element dropped")
+        elif name in stack:
+            while stack[-1] != name:
+                dangling = stack.pop()
+                if dangling.lower() != "q:else":
+                    problems.append(f"line {line(start)}: <{dangling}> never closed; closed before </{name}>")
+                else:
+                    problems.append(f"line {line(start)}: unclosed <q:else> closed before </{name}>")
+                out.append(f"</{dangling}>")
+            stack.pop()
+            out.append(close.group(0))
+        else:
+            problems.append(f"line {line(start)}: stray closing tag </{name}> dropped")
+        return close.end()
+    opened = _OPEN.match(text, start)
+    if opened is None or (in_sql and ":" not in opened.group(1)):
+        problems.append(f"line {line(start)}: raw < in {'SQL ' if in_sql else ''}text escaped")
+        out.append("&lt;")
+        return start + 1
+    name = opened.group(1)
+    attributes = _repair_attributes(opened.group(2), opened.start(2), text, name, line, problems)
+    self_closing = opened.group(3) == "/"
+    if not self_closing and name.lower() in _VOID:
+        problems.append(f"line {line(start)}: unclosed void tag <{name}> closed")
+        self_closing = True
+    out.append(f"<{name}{attributes}{'/' if self_closing else ''}>")
+    if not self_closing:
+        stack.append(name)
+    return opened.end()
+
+
+def _repair_attributes(raw: str, offset: int, text: str, tag: str, line: _Lines, problems: list[str]) -> str:
+    parts: list[str] = []
+    seen: set[str] = set()
+    for match in _ATTR.finditer(raw):
+        where = offset + match.start()
+        if len(problems) + getattr(problems, "dropped", 0) > _MAX_REPAIRS:
+            raise _TooBroken(line(where))
+        if match.group(1) is not None:
+            problems.append(f"line {line(where)}: ${{…}} inside <{tag}> dropped")
+            parts.append("\n" * match.group(1).count("\n"))
+            continue
+        name = match.group(2)
+        if name is None:
+            continue
+        newlines = "\n" * match.group(0).count("\n")
+        separator = newlines or " "
+        if name in seen:
+            problems.append(f"line {line(where)}: duplicate attribute {name} in <{tag}>; the first is kept")
+            parts.append(newlines)
+            continue
+        seen.add(name)
+        value = match.group(3)
+        if value is None:
+            problems.append(f"line {line(where)}: valueless attribute {name} in <{tag}>")
+            parts.append(f'{separator}{name}="{name}"')
+            continue
+        if value[0] in "\"'":
+            quote, body = value[0], value[1:-1]
+        else:
+            problems.append(f"line {line(where)}: unquoted value of {name} in <{tag}>")
+            quote, body = '"', value
+        if "<" in body:
+            problems.append(f"line {line(where)}: < inside the value of {name} in <{tag}>")
+            body = body.replace("<", "&lt;")
+        if "&" in body:
+            body = _fix_attr_amps(body, where, text, line, problems, f"the value of {name}")
+        parts.append(f"{separator}{name}={quote}{body}{quote}")
+    return "".join(parts)
+
+
+def _fix_attr_amps(body: str, where: int, text: str, line: _Lines, problems: list[str], what: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while True:
+        amp = body.find("&", pos)
+        if amp < 0:
+            out.append(body[pos:])
+            return "".join(out)
+        out.append(body[pos:amp])
+        if body.startswith("&lt;", amp):
+            out.append("&lt;")
+            pos = amp + 4
+            continue
+        match = _ENTITY.match(body, amp)
+        if match is None:
+            problems.append(f"line {line(where)}: bare & in {what} escaped")
+            out.append("&amp;")
+            pos = amp + 1
+        else:
+            out.append(_fix_amp(body, amp, lambda _offset: line(where), problems, what))
+            pos = match.end()
+
+
+# ---------------------------------------------------------------------------------------------- extract
+
+
+_KEYS: dict[str, str] = {}
+_ATTR_NAMES: dict[str, str] = {}
+_CACHE_LIMIT = 10_000
+
+
+def _key(el: etree._Element) -> str:
+    """"q:action", "form": prefix and local name, whatever namespace URI the prefix is bound to."""
+    tag = el.tag
+    if not isinstance(tag, str):
+        return ""
+    key = _KEYS.get(tag)
+    if key is not None:
+        return key
+    uri, _, local = tag[1:].rpartition("}") if tag.startswith("{") else ("", "", tag)
+    if not uri:
+        key = local.lower()
+    elif uri == _Q_NS:
+        key = "q:" + local
+    elif uri.startswith(_PREFIX_NS):
+        key = uri[len(_PREFIX_NS):] + ":" + local
+    else:  # a namespace the file declares itself: its prefix as written (not cached: it may vary)
+        prefix = el.prefix
+        return f"{prefix}:{local}" if prefix else local.lower()
+    if len(_KEYS) < _CACHE_LIMIT:
+        _KEYS[tag] = key
+    return key
+
+
+def _attr_name(name: str) -> str:
+    normal = _ATTR_NAMES.get(name)
+    if normal is None:
+        normal = name.rpartition("}")[2].lower().replace("_", "").replace("-", "")
+        if len(_ATTR_NAMES) < _CACHE_LIMIT:
+            _ATTR_NAMES[name] = normal
+    return normal
+
+
+def _attrs(el: etree._Element) -> dict[str, str]:
+    """Attributes by name in lower case without - and _: minLength, minlength and min_length are one."""
+    names = _ATTR_NAMES
+    items = cast("list[tuple[str, str]]", el.items())  # lxml gives str for str input
+    return {names.get(k) or _attr_name(k): v for k, v in items}
+
+
+def _sourceline(el: etree._Element) -> int | None:
+    line: object = el.sourceline
+    return line if isinstance(line, int) else None
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in _TRUE
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
+
+
+def _param(el: etree._Element, source: str) -> Param:
+    a = _attrs(el)
+    enum = a.get("enum") or a.get("options") or a.get("values")
+    return Param(
+        name=a.get("name") or a.get("field") or "",
+        type=a.get("type") or "string",
+        required=_truthy(a.get("required")),
+        min_length=_int(a.get("minlength")),
+        max_length=_int(a.get("maxlength")),
+        min=_float(a.get("min")),
+        max=_float(a.get("max")),
+        pattern=a.get("pattern"),
+        enum=tuple(v.strip() for v in enum.split(",") if v.strip()) if enum else (),
+        source=source,
+    )
+
+
+def _query(el: etree._Element) -> Query:
+    a = _attrs(el)
+    parts = [el.text or ""]
+    params: list[str] = []
+    for child in el:
+        if _key(child) == "q:param":
+            name = child.get("name")
+            if name:
+                params.append(str(name))
+        else:
+            parts.append("".join(str(t) for t in child.itertext()))
+        parts.append(child.tail or "")
+    sql = "".join(parts).strip()
+    kind = a.get("type")
+    return Query(
+        name=a.get("name") or a.get("id") or "",
+        datasource=a.get("datasource"),
+        type=kind,
+        sql=sql,
+        params=tuple(params),
+        writes=query_writes(kind, sql),
+        line=_sourceline(el),
+    )
+
+
+_NOT_FIELDS = frozenset({"submit", "button", "reset", "image"})
+_FIELDS = frozenset({"input", "select", "textarea"})
+
+
+def _field(el: etree._Element, key: str) -> FormField | None:
+    f = _attrs(el)
+    name = f.get("name")
+    kind = (f.get("type") or "text").lower() if key == "input" else key
+    if not name or kind in _NOT_FIELDS:
+        return None
+    return FormField(
+        name=name,
+        type=kind,
+        required="required" in f and f["required"].strip().lower() != "false",
+        min_length=_int(f.get("minlength")),
+        max_length=_int(f.get("maxlength")),
+        pattern=f.get("pattern"),
+        hidden=kind == "hidden",
+        value=f.get("value") if kind == "hidden" else None,
+    )
+
+
+class _Found:
+    """What one walk over the tree collects."""
+
+    def __init__(self) -> None:
+        self.component: dict[str, str] | None = None
+        self.actions: list[Action] = []
+        self.queries: list[Query] = []
+        self.forms: list[Form] = []
+        self.includes: list[str] = []
+        self.imports: list[str] = []
+        self.functions: list[Function] = []
+        self.conditionals = 0
+        self.loops = 0
+
+
+class _ActionParts:
+    def __init__(self) -> None:
+        self.params: list[Param] = []
+        self.redirects: list[Redirect] = []
+        self.queries: list[Query] = []
+
+
+_CONDITIONALS = frozenset({"q:if", "q:elseif", "q:else"})
+_LOOPS = frozenset({"q:loop", "q:foreach"})
+
+
+def _walk(el: etree._Element, found: _Found, action: _ActionParts | None, fields: list[FormField] | None) -> None:
+    """Visit every element once, knowing the action and the form it stands in."""
+    for child in el:
+        key = _key(child)
+        if not key:
+            continue
+        if key == "q:query":
+            (action.queries if action is not None else found.queries).append(_query(child))
+            continue  # its q:param children are bind parameters, read by _query
+        if key == "q:action":
+            parts = _ActionParts()
+            _walk(child, found, parts, fields)
+            found.actions.append(_action(child, parts))
+            continue
+        if key == "form":
+            form_fields: list[FormField] = []
+            _walk(child, found, action, form_fields)
+            found.forms.append(_form(child, form_fields))
+            continue
+        if key in _FIELDS:
+            if fields is not None:
+                form_field = _field(child, key)
+                if form_field is not None:
+                    fields.append(form_field)
+        elif key == "q:param" or key == "q:validate":
+            if action is not None:
+                action.params.append(_param(child, "param" if key == "q:param" else "validate"))
+        elif key == "q:redirect":
+            if action is not None:
+                action.redirects.append(_redirect(child))
+        elif key in _CONDITIONALS:
+            found.conditionals += 1
+        elif key in _LOOPS:
+            found.loops += 1
+        elif key == "q:component":
+            if found.component is None:
+                found.component = _attrs(child)
+        elif key == "q:include" or key == "q:import":
+            a = _attrs(child)
+            target = a.get("component") or a.get("file") or a.get("src")
+            if target:
+                (found.includes if key == "q:include" else found.imports).append(target)
+        elif key == "q:function":
+            a = _attrs(child)
+            found.functions.append(Function(name=a.get("name") or "", endpoint=a.get("endpoint"),
+                                            method=(a.get("method") or "GET").upper(), line=_sourceline(child)))
+        if len(child):
+            _walk(child, found, action, fields)
+
+
+def _action(el: etree._Element, parts: _ActionParts) -> Action:
+    a = _attrs(el)
+    return Action(
+        name=a.get("name") or "",
+        method=(a.get("method") or "POST").upper(),
+        params=tuple(parts.params),
+        redirects=tuple(parts.redirects),
+        queries=tuple(parts.queries),
+        writes=any(q.writes for q in parts.queries),
+        line=_sourceline(el),
+    )
+
+
+def _form(el: etree._Element, fields: list[FormField]) -> Form:
+    a = _attrs(el)
+    return Form(
+        id=a.get("id") or a.get("name"),
+        method=(a.get("method") or "GET").upper(),
+        action=a.get("action"),
+        fields=tuple(fields),
+        line=_sourceline(el),
+    )
+
+
+def _redirect(el: etree._Element) -> Redirect:
+    a = _attrs(el)
+    return Redirect(url=a.get("url") or a.get("to") or "", flash=a.get("flash"))
+
+
+def _q(local: str) -> str:
+    return "{" + _Q_NS + "}" + local
+
+
+_Q_COMPONENT, _Q_ACTION, _Q_QUERY, _Q_PARAM, _Q_VALIDATE, _Q_REDIRECT = (
+    _q("component"), _q("action"), _q("query"), _q("param"), _q("validate"), _q("redirect"))
+_Q_INCLUDE, _Q_IMPORT, _Q_FUNCTION = _q("include"), _q("import"), _q("function")
+_Q_COUNTED = frozenset({_q("if"), _q("elseif"), _q("else"), _q("loop"), _q("foreach")})
+_FAST_TAGS = (_Q_COMPONENT, _Q_ACTION, _Q_QUERY, _Q_INCLUDE, _Q_IMPORT, _Q_FUNCTION, "form", *_Q_COUNTED)
+_OWN_NAMESPACE = re.compile(r"""xmlns(?::q)?\s*=\s*["']([^"']*)""")
+
+
+def _fast_walk(root: etree._Element, found: _Found) -> None:
+    """_walk for the usual file (q bound by the wrapper or to the usual URI, no default namespace):
+    lxml picks the interesting elements in C, so the many HTML elements cost nothing in Python."""
+    for el in root.iter(*_FAST_TAGS):
+        tag = el.tag
+        if tag == _Q_ACTION:
+            parts = _ActionParts()
+            for child in el.iter(_Q_PARAM, _Q_VALIDATE, _Q_REDIRECT, _Q_QUERY):
+                ctag = child.tag
+                if ctag == _Q_QUERY:
+                    parts.queries.append(_query(child))
+                elif ctag == _Q_REDIRECT:
+                    parts.redirects.append(_redirect(child))
+                elif ctag == _Q_VALIDATE:
+                    parts.params.append(_param(child, "validate"))
+                elif next(child.iterancestors(_Q_QUERY), None) is None:
+                    parts.params.append(_param(child, "param"))
+            found.actions.append(_action(el, parts))
+        elif tag == _Q_QUERY:
+            if next(el.iterancestors(_Q_ACTION), None) is None and next(el.iterancestors(_Q_QUERY), None) is None:
+                found.queries.append(_query(el))
+        elif tag == "form":
+            form_fields: list[FormField] = []
+            for child in el.iter("input", "select", "textarea"):
+                form_field = _field(child, str(child.tag))
+                if form_field is not None:
+                    form_fields.append(form_field)
+            found.forms.append(_form(el, form_fields))
+        elif tag in _Q_COUNTED:
+            if tag.endswith(("}loop", "}foreach")):
+                found.loops += 1
+            else:
+                found.conditionals += 1
+        elif tag == _Q_COMPONENT:
+            if found.component is None:
+                found.component = _attrs(el)
+        elif tag == _Q_FUNCTION:
+            a = _attrs(el)
+            found.functions.append(Function(name=a.get("name") or "", endpoint=a.get("endpoint"),
+                                            method=(a.get("method") or "GET").upper(), line=_sourceline(el)))
+        else:
+            a = _attrs(el)
+            target = a.get("component") or a.get("file") or a.get("src")
+            if target:
+                (found.includes if tag == _Q_INCLUDE else found.imports).append(target)
+
+
+def _extract(root: etree._Element, rel: str, stem: str, base_path: str, sha: str, lines: int, parse: str,
+             problems: list[str], text: str = "") -> Component:
+    found = _Found()
+    if any(uri != _Q_NS for uri in _OWN_NAMESPACE.findall(text)):
+        _walk(root, found, None, None)
+    else:
+        _fast_walk(root, found)
+    return _component(rel, stem, base_path, sha, lines, parse, problems, found.component or {}, found.actions,
+                      found.queries, found.forms, found.includes, found.imports, found.functions,
+                      found.conditionals, found.loops)
+
+
+def _component(rel: str, stem: str, base_path: str, sha: str, lines: int, parse: str, problems: list[str],
+               attrs: dict[str, str], actions: list[Action], queries: list[Query], forms: list[Form],
+               includes: list[str], imports: list[str], functions: list[Function], conditionals: int,
+               loops: int) -> Component:
+    kind = attrs.get("type") or None
+    role = attrs.get("requirerole") or None
+    all_queries = len(queries) + sum(len(a.queries) for a in actions)
+    return Component(
+        path=rel,
+        name=attrs.get("name") or stem,
+        type=kind,
+        route=route_for(rel, base_path) if kind in (None, "page") else None,
+        require_auth=_truthy(attrs.get("requireauth")) if "requireauth" in attrs else role is not None,
+        require_role=role,
+        actions=tuple(actions),
+        queries=tuple(queries),
+        forms=tuple(forms),
+        includes=tuple(includes),
+        imports=tuple(imports),
+        functions=tuple(functions),
+        conditionals=conditionals,
+        lines=lines,
+        complexity=1 + conditionals + loops + len(actions) + all_queries,
+        sha256=sha,
+        parse=parse,
+        problems=_final_problems(problems),
+    )
+
+
+def _final_problems(problems: list[str]) -> tuple[str, ...]:
+    """The repairs (the first _MAX_PROBLEMS, then a count of the others), then the verdicts."""
+    dropped = problems.dropped if isinstance(problems, _Problems) else max(0, len(problems) - _MAX_PROBLEMS)
+    if not dropped:
+        return tuple(problems)
+    head = problems[:_MAX_PROBLEMS]
+    tail = problems[_MAX_PROBLEMS:] if isinstance(problems, _Problems) else []
+    return (*head, f"line 0: and {dropped} more problems", *tail)
+
+
+class _Problems(list[str]):
+    """A list that keeps the first _MAX_PROBLEMS entries and counts the rest."""
+
+    dropped = 0
+
+    def append(self, item: str) -> None:
+        if len(self) < _MAX_PROBLEMS:
+            super().append(item)
+        else:
+            self.dropped += 1
+
+
+# ---------------------------------------------------------------------------------------------- fallback
+
+
+def _fb_attrs(raw: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for k, v in _FB_ATTR.findall(raw):
+        found.setdefault(k.lower().replace("_", "").replace("-", ""), v[1:-1])  # the first one wins
+    return found
+
+
+def _fallback(text: str, rel: str, stem: str, base_path: str, sha: str, lines: int,
+              problems: list[str]) -> Component:
+    """What regular expressions find in a file no parser could read: names, actions, queries, forms."""
+    list.append(problems, "line 0: could not be parsed; read line by line (names only, no params, SQL or fields)")
+    component: dict[str, str] | None = None
+    actions: list[Action] = []
+    queries: list[Query] = []
+    forms: list[Form] = []
+    includes: list[str] = []
+    imports: list[str] = []
+    functions: list[Function] = []
+    line_of = _Lines(text)
+    for match in _FB_TAG.finditer(text):
+        tag, a = match.group(1), _fb_attrs(match.group(2))
+        line = line_of(match.start())
+        if tag == "q:component":
+            if component is None:
+                component = a
+        elif tag == "q:action":
+            actions.append(Action(name=a.get("name", ""), method=a.get("method", "POST").upper(), line=line))
+        elif tag == "q:query":
+            queries.append(Query(name=a.get("name") or a.get("id") or "", datasource=a.get("datasource"),
+                                 type=a.get("type"), writes=query_writes(a.get("type"), ""), line=line))
+        elif tag == "form":
+            forms.append(Form(id=a.get("id") or a.get("name"), method=a.get("method", "GET").upper(),
+                              action=a.get("action"), line=line))
+        elif tag in ("q:include", "q:import"):
+            target = a.get("component") or a.get("file") or a.get("src")
+            if target:
+                (includes if tag == "q:include" else imports).append(target)
+        elif tag == "q:function":
+            functions.append(Function(name=a.get("name", ""), endpoint=a.get("endpoint"),
+                                      method=a.get("method", "GET").upper(), line=line))
+    return _component(rel, stem, base_path, sha, lines, "fallback", problems, component or {}, actions, queries,
+                      forms, includes, imports, functions, len(_FB_COND.findall(text)), len(_FB_LOOP.findall(text)))

@@ -1,0 +1,90 @@
+"""Apply's part for generated files: render them with secret values and write them.
+
+Plan compares masked renderings (no key needed); apply renders the same files with the real
+values, which needs the age key only when a file that must be written holds a secret. Every
+value is read before anything is written, so a missing key changes nothing. `.env` is written
+with mode 0600; files of a removed project or environment are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from reconciler.core import generated, render
+from reconciler.core.changes import Change
+from reconciler.core.errors import SecretsError
+from reconciler.core.state import DesiredState, RecordedFile, RecordedService
+from reconciler.edges import files, sops
+
+SECRET_FILE_MODE = 0o600
+
+
+def _values_for(desired: DesiredState, secrets_file: Path, keys: set[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    encrypted = sops.read_file(secrets_file, "secrets.enc")
+    if encrypted is None:
+        raise SecretsError("secrets.enc does not exist, but generated files need " + ", ".join(sorted(keys)))
+    try:
+        plain = sops.decrypt(encrypted, sops.load_identities())
+    except SecretsError as exc:
+        raise SecretsError(f"{exc} (apply needs the key to write generated files with secrets; nothing was "
+                           "written)") from None
+    return {key: plain[key] for key in keys if key in plain}
+
+
+def apply_files(
+    root: Path,
+    desired: DesiredState,
+    services: Mapping[str, RecordedService],
+    changes: Iterable[Change],
+    secrets_file: Path,
+) -> tuple[list[str], list[RecordedFile]]:
+    """Write or delete the generated files the plan changes; (paths removed, records of paths written)."""
+    # Only generated files: the lock file's own repair (file.reports/…) is written by apply itself.
+    file_changes = [c for c in changes if c.address.startswith(generated.GENERATED_PREFIX)]
+    if not file_changes:
+        return [], []
+    wanted = generated.desired_files(desired, services)
+    to_write = [wanted[c.address.removeprefix(generated.FILE_PREFIX)] for c in file_changes if c.action != "delete"]
+    environments = sorted({(f.project, f.environment) for f in to_write})
+    references = {env: render.secret_references(desired, *env) for env in environments}
+    # Only .env holds secret values (the other files refer to its variables).
+    needed = {key for f in to_write if f.name == ".env" for key in references[(f.project, f.environment)].values()}
+    values = _values_for(desired, secrets_file, needed)
+
+    rendered: dict[tuple[str, str], dict[str, str]] = {}
+    for project, environment in environments:
+        secret_values = {
+            var: render.SecretValue(key, desired.secrets.get(key, ""), values.get(key))
+            for var, key in references[(project, environment)].items()
+        }
+        rendered[(project, environment)] = render.render_environment(
+            desired, project, environment, generated.environment_ports(services, project, environment),
+            secret_values)
+
+    removed = []
+    for change in file_changes:
+        if change.action == "delete":
+            path = change.address.removeprefix(generated.FILE_PREFIX)
+            with contextlib.suppress(FileNotFoundError):
+                (root / path).unlink()
+            removed.append(path)
+    records = []
+    for wanted_file in to_write:
+        text = rendered[(wanted_file.project, wanted_file.environment)][wanted_file.name]
+        mode = SECRET_FILE_MODE if wanted_file.name == ".env" else 0o644
+        files.write_atomic(root / wanted_file.path, text, mode=mode)
+        records.append(RecordedFile(wanted_file.path, wanted_file.masked, generated.sha256(text)))
+    return removed, records
+
+
+def disk_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
+    """sha256 of each file as it is now; None when it is missing."""
+    out: dict[str, str | None] = {}
+    for path in paths:
+        text = files.read_text_or_none(root / path)
+        out[path] = generated.sha256(text) if text is not None else None
+    return out

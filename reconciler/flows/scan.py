@@ -1,0 +1,298 @@
+"""Use case `qrm scan`: the components of each project's .q files, read incrementally.
+
+Every .q file under a project's `source:` folder is hashed (sha256 of its bytes); only files whose
+hash differs from the registry's `component_files` row are parsed (q_components.scan_file, in a
+process pool when there are many). Rows of deleted files go. The registry is written in one
+transaction per scan, then reports/components/<project>.yaml is rebuilt from the rows: each
+component's JSON is stored once and reused as its line of the report, so a rescan that changed
+nothing re-encodes nothing and writes nothing.
+
+`component_changes` gives `qrm plan` the files added, changed or removed since the last scan by
+hashing alone (no parsing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+from reconciler.core.components import Component
+from reconciler.core.errors import QrmError
+from reconciler.core.report import component_summary, component_totals, components_report
+from reconciler.core.state import DesiredState
+from reconciler.edges import files, manifest_files
+from reconciler.edges.locks import workspace_lock
+from reconciler.edges.registry import Registry
+from reconciler.flows.workflow import load_desired, open_registry
+from reconciler.flows.workspace import Workspace
+
+log = logging.getLogger(__name__)
+PARALLEL_THRESHOLD = 200  # changed files above which parsing runs in a process pool
+REPORTS_DIR = "reports/components"
+_ENCODER = json.JSONEncoder(separators=(", ", ": "))  # the report's line format (report.components_report)
+
+Progress = Callable[[str, int, int], None]  # project, files parsed so far, files to parse
+
+
+@dataclass
+class ProjectScan:
+    project: str
+    source: str  # as the manifest writes it
+    summaries: list[dict[str, Any]]  # report.component_summary of every file, sorted by path
+    lines: list[str] = field(default_factory=list, repr=False)  # the Component JSON of each, same order
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    report: Path = Path()
+    report_written: bool = False
+
+    @property
+    def parsed(self) -> list[str]:
+        return sorted(self.added + self.changed)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return component_totals(self.summaries)
+
+    @property
+    def with_problems(self) -> list[dict[str, Any]]:
+        return [s for s in self.summaries if s["problems"]]
+
+    def components(self) -> list[dict[str, Any]]:
+        """Every component in full (Component.to_dict()), decoded from its report line."""
+        return [json.loads(line) for line in self.lines]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"project": self.project, "source": self.source, "report": str(self.report),
+                "report_written": self.report_written, "parsed": self.parsed, "added": self.added,
+                "changed": self.changed, "removed": self.removed, "totals": self.totals,
+                "components": self.components()}
+
+
+def source_folder(ws: Workspace, desired: DesiredState, name: str) -> tuple[str, Path]:
+    """The `source:` of a project as written and as a path; an error when it is unset or missing."""
+    project = desired.projects[name]
+    if not project.source:
+        raise QrmError(f"project {name!r} has no source: folder to scan")
+    folder = (ws.root / project.source).resolve()
+    if not folder.is_dir():
+        raise QrmError(f"project {name!r}: source folder {project.source} ({folder}) does not exist")
+    return project.source, folder
+
+
+def q_files(folder: Path) -> list[str]:
+    """Every *.q file under `folder` (recursively, hidden folders skipped), relative POSIX paths, sorted."""
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        relative = stack.pop()
+        try:
+            entries = list(os.scandir(folder / relative) if relative else os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            path = f"{relative}/{name}" if relative else name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            elif name.endswith(".q") and entry.is_file():
+                found.append(path)
+    found.sort()
+    return found
+
+
+def file_hashes(folder: Path, paths: Sequence[str]) -> dict[str, str]:
+    """path -> sha256 of the bytes; a file that cannot be read hashes as "" (so it is parsed, and reported)."""
+    hashes: dict[str, str] = {}
+    sha256 = hashlib.sha256
+    base = f"{folder}{os.sep}"
+    for path in paths:
+        try:
+            with open(base + path, "rb", buffering=0) as handle:
+                hashes[path] = sha256(handle.readall()).hexdigest()
+        except OSError:
+            hashes[path] = ""
+    return hashes
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def plain(value: Any) -> Any:
+    """Component.to_dict() without dataclasses.asdict's deep copies (about 3x faster; a test keeps them equal):
+    dataclasses as dicts in field order without None and empty values, tuples as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS.get(type(value))
+        if names is None:
+            names = _FIELDS[type(value)] = tuple(f.name for f in fields(value))
+        out = {}
+        for name in names:
+            item = getattr(value, name)
+            if item is None or item == () or item == [] or item == {}:
+                continue
+            out[name] = plain(item)
+        return out
+    if isinstance(value, (tuple, list)):
+        return [plain(item) for item in value]
+    return value
+
+
+def _scan_one(job: tuple[str, str, str, str]) -> tuple[str, str]:
+    """Parse one file (in this process or a pool worker): its report line (Component JSON) and summary JSON."""
+    from reconciler.edges import q_components  # lxml only when something is parsed: a no-change rescan never loads it
+
+    path, relative, base_path, sha = job
+    try:
+        component = q_components.scan_file(Path(path), relative, base_path)
+    except Exception as exc:  # scan_file never raises by contract; if it does, the file is still reported
+        component = Component(path=relative, name=PurePath(relative).stem, parse="skipped",
+                              problems=(f"internal error while reading the file: {type(exc).__name__}: {exc}",))
+    data = plain(component)
+    data["sha256"] = sha  # the hash compared on the next scan (the bytes this scan read)
+    if not sha:
+        del data["sha256"]
+    summary = component_summary(data)
+    summary["base_path"] = base_path  # routes depend on it: a new base_path rescans the project
+    return _ENCODER.encode(data), _ENCODER.encode(summary)
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_files(jobs: list[tuple[str, str, str, str]],
+                progress: Callable[[int], None] | None = None) -> list[tuple[str, str]]:
+    """The report line and summary of each job, in order: in a process pool when there are many and several cores."""
+    workers = min(_workers(), 8)
+    results: list[tuple[str, str]] = []
+    if len(jobs) > PARALLEL_THRESHOLD and workers > 1:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        chunksize = max(1, len(jobs) // (workers * 8))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            for result in pool.map(_scan_one, jobs, chunksize=chunksize):
+                results.append(result)
+                if progress is not None:
+                    progress(len(results))
+        return results
+    for job in jobs:
+        results.append(_scan_one(job))
+        if progress is not None:
+            progress(len(results))
+    return results
+
+
+def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress | None = None) -> list[ProjectScan]:
+    """Scan every project with a source: folder (or the one named); one registry transaction for all."""
+    desired = load_desired(ws)
+    if project is not None:
+        if project not in desired.projects:
+            known = ", ".join(sorted(desired.projects)) or "(none)"
+            raise QrmError(f"unknown project {project!r}; known projects: {known}")
+        names = [project]
+    else:
+        names = sorted(name for name, p in desired.projects.items() if p.source)
+    folders = {name: source_folder(ws, desired, name) for name in names}  # every missing folder before any work
+    with workspace_lock(ws.lock_file, ws.settings.lock_timeout, what="scan"):
+        registry = open_registry(ws, create=True)
+        assert registry is not None
+        try:
+            scans: list[ProjectScan] = []
+            removed: list[tuple[str, str]] = []
+            written: list[tuple[str, str, str, str, str]] = []
+            for name in names:
+                scan, rows = _scan_project(registry, name, *folders[name], desired.projects[name].base_path,
+                                           progress)
+                scans.append(scan)
+                removed.extend((name, path) for path in scan.removed)
+                written.extend((name, *row) for row in rows)
+            if removed or written:
+                registry.write_components(removed, written)
+            # Projects gone from the manifests (or without a source: any more): their rows and report go.
+            gone = registry.prune_component_projects(names) if project is None else []
+        finally:
+            registry.close()
+        for name in gone:
+            (ws.reports / "components" / f"{name}.yaml").unlink(missing_ok=True)
+            log.info("scan: project %s is gone from the manifests; its component rows and report were removed", name)
+        for scan in scans:
+            scan.report = ws.reports / "components" / f"{scan.project}.yaml"
+            scan.report_written = files.write_atomic(
+                scan.report, components_report(scan.project, scan.source, scan.summaries, scan.lines))
+    return scans
+
+
+def _scan_project(registry: Registry, name: str, source: str, folder: Path, base_path: str,
+                  progress: Progress | None) -> tuple[ProjectScan, list[tuple[str, str, str, str]]]:
+    """The scan of one project and the (path, sha256, component, summary) rows to write."""
+    paths = q_files(folder)
+    hashes = file_hashes(folder, paths)
+    rows = registry.component_rows(name)
+    loads = json.loads
+    known = {path: loads(row[2]) for path, row in rows.items() if path in hashes}
+    added = [p for p in paths if p not in rows]
+    changed = [p for p in paths if p in rows and (rows[p][0] != hashes[p] or known[p].get("base_path") != base_path)]
+    removed = sorted(set(rows) - set(hashes))
+    todo = set(added) | set(changed)
+    jobs = [(str(folder / p), p, base_path, hashes[p]) for p in paths if p in todo]
+    log.debug("scan %s: %d files, %d to parse, %d removed", name, len(paths), len(jobs), len(removed))
+    tick = None if progress is None else (lambda done: progress(name, done, len(jobs)))
+    parsed = dict(zip((job[1] for job in jobs), parse_files(jobs, tick), strict=True))
+    summaries: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for path in paths:
+        new = parsed.get(path)
+        if new is None:
+            lines.append(rows[path][1])
+            summaries.append(known[path])
+        else:
+            lines.append(new[0])
+            summaries.append(loads(new[1]))
+    written = [(path, hashes[path], line, summary) for path, (line, summary) in parsed.items()]
+    scan = ProjectScan(name, source, summaries, lines, added=added, changed=changed, removed=removed)
+    return scan, written
+
+
+def component_changes(ws: Workspace, desired: DesiredState, registry: Registry | None) -> list[dict[str, str]]:
+    """Files added (+), changed (~) or removed (-) since the last scan, by hash; for `qrm plan` (information).
+
+    Projects whose source folder does not exist are left out (plan does not fail for them; scan does).
+    Without a registry (a fresh clone, a PR check), or when it has no rows of a project, the last scan
+    is the committed reports/components/<project>.yaml (its sha256 of each file).
+    """
+    changes: list[dict[str, str]] = []
+    for name in sorted(desired.projects):
+        source = desired.projects[name].source
+        if not source:
+            continue
+        folder = (ws.root / source).resolve()
+        if not folder.is_dir():
+            continue
+        hashes = file_hashes(folder, q_files(folder))
+        recorded = registry.component_shas(name) if registry is not None else {}
+        if not recorded:
+            recorded = manifest_files.load_component_shas(ws.reports / "components" / f"{name}.yaml") or {}
+        for path in sorted(set(hashes) | set(recorded)):
+            if path not in recorded:
+                change = ("added", "+")
+            elif path not in hashes:
+                change = ("removed", "-")
+            elif recorded[path] != hashes[path]:
+                change = ("changed", "~")
+            else:
+                continue
+            changes.append({"project": name, "path": path, "change": change[0], "symbol": change[1]})
+    return changes

@@ -1,0 +1,158 @@
+"""Use case `qrm tests generate PROJECT`: scan the project, generate its cases, merge, write the suite.
+
+The suite is manifests/tests/<project>.yaml, one TestSuite document named `<project>-auto`. A new
+file gets environments = the project's non-protected environments, auto_run false and
+block_on_failure true. An existing file is edited in place through ruamel.yaml's round trip, so
+comments, key order and hand edits survive; `generated_from` records the sha256 of each component
+file the cases came from, which tells the next run which components changed (testgen.merge has
+the rules). The file is written atomically, and only when it changes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.core import testgen
+from reconciler.core.errors import QrmError
+from reconciler.core.models import TestCase
+from reconciler.edges import files
+from reconciler.flows.scan import scan_workspace
+from reconciler.flows.workflow import load_desired
+from reconciler.flows.workspace import Workspace
+
+TESTS_DIR = "tests"
+HEADER = ("# Written by `qrm tests generate`; edit freely: hand-written cases (type custom, or an id that is\n"
+          "# not <component path>#...) are always kept, and generated cases are replaced only when their\n"
+          "# component changes.\n")
+
+
+@dataclass
+class Generation:
+    project: str
+    suite: str
+    path: Path
+    counts: dict[str, int]
+    total: int
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    hand_written: list[str] = field(default_factory=list)
+    written: bool = False
+    created: bool = False
+
+
+def suite_path(ws: Workspace, project: str) -> Path:
+    return ws.manifests / TESTS_DIR / f"{project}.yaml"
+
+
+def _yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's round-trip containers as plain dicts and lists (for validation)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _commented(value: Any) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _commented(v)
+        return out
+    if isinstance(value, list):
+        seq = CommentedSeq()
+        seq.extend(_commented(v) for v in value)
+        if value and all(not isinstance(v, (dict, list)) for v in value):
+            seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def _flow_expect(item: Any) -> Any:
+    """expect items as one-line flow maps: `- {status: 200}`."""
+    for assertion in item.get("expect", []):
+        if hasattr(assertion, "fa"):
+            assertion.fa.set_flow_style()
+    return item
+
+
+def generate_suite(ws: Workspace, project: str) -> Generation:
+    desired = load_desired(ws)
+    if project not in desired.projects:
+        known = ", ".join(sorted(desired.projects)) or "(none)"
+        raise QrmError(f"unknown project {project!r}; known projects: {known}")
+    spec = desired.projects[project]
+    scan = scan_workspace(ws, project)[0]  # incremental: only changed files are parsed
+    components = [testgen.component_from_dict(data) for data in scan.components()]
+    shas = {c.path: c.sha256 for c in components if c.parse != "skipped"}
+    generated = testgen.generate(components)
+    path = suite_path(ws, project)
+    text = files.read_text_or_none(path)
+    yaml = _yaml()
+    if text is None:
+        doc: Any = _commented({
+            "kind": "TestSuite", "name": f"{project}-auto", "project": project, "auto_run": False,
+            "block_on_failure": True,
+            "environments": sorted(n for n, e in spec.environments.items() if not e.protected),
+            "cases": [], "generated_from": {}})
+        previous: dict[str, str] = {}
+        existing: list[TestCase] = []
+    else:
+        try:
+            documents = [d for d in yaml.load_all(text) if d is not None]
+        except Exception as exc:
+            raise QrmError(f"{path}: not readable YAML ({exc}); fix or remove it, then generate again") from None
+        if len(documents) != 1 or not isinstance(documents[0], dict) or documents[0].get("kind") != "TestSuite":
+            raise QrmError(f"{path}: expected exactly one TestSuite document")
+        doc = documents[0]
+        previous = {str(k): str(v) for k, v in (doc.get("generated_from") or {}).items()}
+        try:
+            existing = [TestCase.model_validate(_plain(c)) for c in doc.get("cases") or []]
+        except ValidationError as exc:
+            raise QrmError(f"{path}: a case is not valid ({exc.errors()[0]['msg']}); run `qrm validate`") from None
+    changed = {p for p, sha in shas.items() if previous.get(p) != sha or not sha}
+    merged = testgen.merge(existing, generated, shas, changed, previous)
+
+    old_nodes = list(doc.get("cases") or [])
+    cases = doc.get("cases")
+    if cases is None or not hasattr(cases, "ca"):
+        cases = _commented([])
+        doc["cases"] = cases
+    new_nodes = [old_nodes[origin] if origin is not None else _flow_expect(_commented(testgen.case_to_dict(case)))
+                 for case, origin in zip(merged.cases, merged.origin, strict=True)]
+    if cases.fa.flow_style():
+        cases.fa.set_block_style()  # `cases: []` written by hand: the cases go one per block item
+    del cases[:]
+    cases.extend(new_nodes)
+    record = _commented(dict(sorted(shas.items())))
+    if "generated_from" in doc:
+        doc["generated_from"] = record
+    else:
+        doc.insert(len(doc), "generated_from", record)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue())
+    return Generation(
+        project=project, suite=str(doc.get("name", f"{project}-auto")), path=path,
+        counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),
+        changed=list(merged.changed), removed=list(merged.removed), kept=list(merged.kept),
+        hand_written=list(merged.hand_written), written=written, created=text is None)

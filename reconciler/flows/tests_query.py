@@ -1,0 +1,138 @@
+"""Query cases of `qrm tests run`: HTTP cases go to reconciler.edges.http_tests, query cases (type query, or a
+request with sql) to reconciler.edges.query_tests, one environment and case at a time in a small thread pool.
+
+A query case runs on the project's datasource named by `request.datasource`. When the datasource has
+a `password: secret:NAME`, the secret resolves environment -> project -> global and is decrypted with
+the age key (once per run); a secret that is not set, a missing key or an unsupported driver is an
+error result of that case, and the run goes on. A postgresql datasource connects to its `service`:
+the environment's host address and the service's allocated (or pinned) port. Cases that write are skipped on protected
+environments, as HTTP cases are.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from reconciler.core import secret_scope
+from reconciler.core.assertions import Outcome
+from reconciler.core.errors import QrmError
+from reconciler.core.models import Project, TestCase, TestSuite
+from reconciler.core.state import DesiredState
+from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target
+from reconciler.edges import http_tests, query_tests, sops
+
+QUERY_THREADS = 4
+
+
+def is_query(case: TestCase) -> bool:
+    return case.type == "query" or case.request.sql is not None
+
+
+class _Passwords:
+    """Decrypts secrets.enc on first need, once; a failure is remembered and reported per case."""
+
+    def __init__(self, secrets_file: Path) -> None:
+        self.secrets_file = secrets_file
+        self._plain: dict[str, str] | None = None
+        self._error: str | None = None
+        self._lock = threading.Lock()
+
+    def value(self, key: str) -> str:
+        with self._lock:
+            if self._plain is None and self._error is None:
+                try:
+                    encrypted = sops.read_file(self.secrets_file, "secrets.enc")
+                    if encrypted is None:
+                        raise QrmError("secrets.enc does not exist")
+                    self._plain = sops.decrypt(encrypted, sops.load_identities())
+                except QrmError as exc:
+                    self._error = str(exc)
+        if self._plain is None:
+            raise QrmError(f"cannot decrypt the datasource password: {self._error}")
+        if key not in self._plain:
+            raise QrmError(f"secret {key} is not in secrets.enc")
+        return self._plain[key]
+
+
+def _password(desired: DesiredState, project: Project, environment: str, datasource: str,
+              passwords: _Passwords) -> str | None:
+    ref = project.datasources[datasource].password
+    name = secret_scope.reference_name(ref or "")
+    if name is None:
+        return None
+    key = secret_scope.resolve(name, project.name, environment, desired.secrets)
+    if key is None:
+        raise QrmError(f"datasource {datasource!r} needs secret {name}, which is not set for "
+                       f"{project.name}/{environment} (qrm secrets set {name})")
+    return passwords.value(key)
+
+
+Address = Callable[[str, str], tuple[str, int]]  # (environment, service) -> (host, port)
+
+
+def _engine(root: Path, project: Project, environment: str, name: str, password: str | None,
+            address: Address | None) -> Engine:
+    datasource = project.datasources[name]
+    if datasource.driver != "postgresql":
+        return query_tests.datasource_engine(datasource.driver, datasource.database, root)
+    if datasource.service is None:
+        raise QrmError(f"datasource {name!r} needs a service: (the project service it connects to)")
+    if address is None:
+        raise QrmError(f"the address of service {datasource.service!r} is not known")
+    host, port = address(environment, datasource.service)
+    return query_tests.datasource_engine(datasource.driver, datasource.database, root, host=host, port=port,
+                                        username=datasource.username, password=password)
+
+
+def run_query_case(root: Path, desired: DesiredState, project: Project, case: TestCase, target: Target,
+                   passwords: _Passwords, address: Address | None = None) -> CaseResult:
+    def result(outcome: str, reason: str = "", attempt: Attempt | None = None) -> CaseResult:
+        attempts = (attempt,) if attempt is not None else ()
+        return CaseResult(case.id, case.name, case.type, target.environment, outcome, attempts, reason,
+                          attempt.elapsed_ms if attempt is not None else 0.0)
+
+    if case.writes and target.protected:
+        return result(SKIPPED, f"writes data; environment {target.environment} is protected")
+    name = case.request.datasource
+    if not name or name not in project.datasources or case.request.sql is None:
+        known = ", ".join(sorted(project.datasources)) or "(none)"
+        return result(ERROR, f"a query case needs request.datasource (one of: {known}) and request.sql")
+    try:
+        password = _password(desired, project, target.environment, name, passwords)
+        engine = _engine(root, project, target.environment, name, password, address)
+    except (QrmError, query_tests.UnsupportedDatasource) as exc:
+        return result(ERROR, str(exc))
+    done = query_tests.run_query(engine, case.request.sql, case.request.params, writes=case.writes,
+                                secret=password)
+    kind = "explain" if done.explained else "query"
+    attempt = Attempt(None, done.duration_ms, (Outcome(kind, done.passed, done.error or ""),))
+    return result(PASSED, "", attempt) if done.passed else result(FAILED, done.error or "failed", attempt)
+
+
+def run_suite_cases(
+    root: Path, desired: DesiredState, suite: TestSuite, targets: Sequence[Target],
+    concurrency: int = http_tests.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
+    address: Address | None = None,
+) -> list[CaseResult]:
+    """Every case of the suite against every target; results in (target, case) order."""
+    http = [c for c in suite.cases if not is_query(c)]
+    queries = [c for c in suite.cases if is_query(c)]
+    results = http_tests.run_cases(http, targets, concurrency, on_result) if http else []
+    if queries:
+        project = desired.projects[suite.project]
+        passwords = _Passwords(root / "secrets.enc")
+
+        jobs = [(c, t) for t in targets for c in queries]
+        with ThreadPoolExecutor(max_workers=min(QUERY_THREADS, len(jobs))) as pool:
+            futures = [pool.submit(run_query_case, root, desired, project, c, t, passwords, address) for c, t in jobs]
+            for future in as_completed(futures):  # on_result (the progress display) in this thread only
+                results.append(future.result())
+                if on_result is not None:
+                    on_result(results[-1])
+    position = {(t.environment, c.id): i for i, (t, c) in enumerate((t, c) for t in targets for c in suite.cases)}
+    return sorted(results, key=lambda r: position.get((r.environment, r.case_id), len(position)))

@@ -1,0 +1,168 @@
+"""`qrm watch`: reconcile on every change of what the workspace asks for, and on an interval.
+
+Wakes on changes of manifests/, secrets.enc, qrm.yaml, .sops.yaml and the projects' .q files; on
+every interval re-checks health and drift (and with --pull fetches and fast-forwards first, then
+pushes its report commits). It cannot loop: it never wakes on reports/, generated/ or .git (its
+own writes), a pulled range made only of report commits is not a change, and its summary and
+commit depend on the state found, not on when it looked. One watcher per workspace (a lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.core.errors import QrmError
+from reconciler.edges import file_watch, git_repo
+from reconciler.edges.locks import workspace_lock
+from reconciler.flows.reconcile import ReconcileResult, parse_author, reconcile_once
+from reconciler.flows.workspace import Workspace
+
+log = logging.getLogger(__name__)
+WORKSPACE_FILES = frozenset({"secrets.enc", "qrm.yaml", ".sops.yaml"})
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    apply: bool = False
+    interval: float = 30.0
+    pull: bool = False
+    commit: bool = True
+    debounce_ms: int = 100
+
+
+def source_folders(ws: Workspace) -> list[str]:
+    """The projects' source folders (relative), as the last valid manifests name them."""
+    from reconciler.flows.workflow import validate
+
+    desired, _ = validate(ws)
+    return sorted({p.source.strip("/").removeprefix("./") for p in desired.projects.values() if p.source})
+
+
+def is_relevant(path: str, sources: list[str]) -> bool:
+    """Whether a changed path (relative, posix) is one a reconcile answers to."""
+    if path in WORKSPACE_FILES:
+        return True
+    if path.startswith("manifests/"):
+        return path.endswith((".yaml", ".yml")) and not path.rsplit("/", 1)[-1].startswith(".")
+    if path.endswith(".q"):
+        return any(source in ("", ".") or path.startswith(f"{source}/") for source in sources)
+    return False
+
+
+def content_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
+    """sha256 of each file (None when it is gone): a batch that changes no content is not a change."""
+    shas: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            shas[path] = hashlib.sha256((root / path).read_bytes()).hexdigest()
+        except OSError:
+            shas[path] = None
+    return shas
+
+
+def _describe(paths: list[str]) -> str:
+    shown = ", ".join(paths[:3])
+    return f"changed: {shown}" + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Callable[[str], None]) -> None:
+    """Run until `stop` is set; each reconcile is finished before stopping. `emit` gets one line per step."""
+    commit = options.commit and git_repo.is_repository(ws.root)
+    if options.pull and not git_repo.is_repository(ws.root):
+        raise QrmError(f"watch --pull needs a git repository; {ws.root} is not one")
+    with workspace_lock(ws.state_dir / "watch.lock", 0, what="watch"):
+        mode = "apply" if options.apply else "plan only"
+        emit(f"watching {ws.root} ({mode}, every {options.interval:g} s"
+             f"{', pulling' if options.pull else ''}{', committing reports' if commit else ''})")
+        sources = source_folders(ws)
+
+        def step(trigger: str, check_health: bool) -> None:
+            nonlocal sources
+            started = time.perf_counter()
+            try:
+                result = reconcile_once(ws, trigger=trigger, apply=options.apply, commit=commit,
+                                        check_health=check_health)
+            except Exception as exc:  # a daemon outlives one bad step; the next change or interval retries
+                log.debug("reconcile (%s) failed", trigger, exc_info=True)
+                emit(f"reconcile ({trigger}): failed unexpectedly: {type(exc).__name__}: {exc}; "
+                     "retrying on the next change or interval")
+                return
+            if options.pull and result.commit is not None and result.commit.sha:
+                _push(ws, result)
+                result.seconds = time.perf_counter() - started
+            emit(result.line())
+            sources = source_folders(ws)
+
+        seen: dict[str, str | None] = {}  # content of each relevant file at the last reconcile
+        tick_ms = max(50, min(1000, int(options.interval * 1000)))
+        next_tick = 0.0
+        watching = False
+        # The first batch (a change, or the first tick) starts the watching: the start reconcile runs
+        # only once the watcher is in place, so a change saved during it is not missed.
+        for changed in file_watch.changes(ws.root, lambda p: is_relevant(p, sources), stop, tick_ms=tick_ms,
+                                         debounce_ms=options.debounce_ms):
+            if not watching:
+                watching = True
+                seen.update(content_shas(ws.root, changed))
+                if options.pull:
+                    _pull(ws, emit)
+                step("start", check_health=True)
+                next_tick = time.monotonic() + options.interval
+                continue
+            if changed:
+                now = content_shas(ws.root, changed)
+                fresh = [path for path in changed if path not in seen or seen[path] != now[path]]
+                seen.update(now)
+                if fresh:
+                    step(_describe(fresh), check_health=False)
+            if stop.is_set():
+                break
+            if time.monotonic() < next_tick:
+                continue
+            pulled = _pull(ws, emit) if options.pull else []
+            if pulled:  # reconcile now; the file events of the fast-forward then find nothing new
+                seen.update(content_shas(ws.root, pulled))
+                step(f"pulled: {_describe(pulled).removeprefix('changed: ')}", check_health=False)
+            else:
+                step("interval", check_health=True)
+            # A fixed period, not a pause after each step (a late step does not pile up ticks).
+            next_tick = max(next_tick + options.interval, time.monotonic())
+        emit("watch stopped")
+
+
+def _pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
+    """Fetch and fast-forward, push what is unpushed; the relevant paths the pulled commits changed."""
+    try:
+        pulled = git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
+    except QrmError as exc:
+        emit(f"pull failed: {exc}")
+        return []
+    changed: list[str] = []
+    if pulled.changed:
+        sources = source_folders(ws)
+        changed = [p for p in git_repo.paths_changed_between(ws.root, pulled.before, pulled.after)
+                   if is_relevant(p, sources)]
+        own = len(pulled.commits) - len(pulled.foreign)
+        emit(f"pulled {pulled.before[:12]}..{pulled.after[:12]}: {len(pulled.foreign)} commit(s), "
+             f"{own} report commit(s)" + (f"; rebased {pulled.rebased} own report commit(s)" if pulled.rebased else ""))
+    try:
+        pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+    except QrmError as exc:
+        emit(f"push failed: {exc}")
+        return changed
+    if pushed.pushed:
+        emit("pushed report commits")
+    return changed
+
+
+def _push(ws: Workspace, result: ReconcileResult) -> None:
+    try:
+        result.pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author)).pushed
+    except QrmError as exc:
+        result.problems.append(f"push failed: {exc}")

@@ -1,0 +1,89 @@
+"""The paths of one workspace and its settings."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from reconciler.core.errors import QrmError
+from reconciler.core.models import Settings
+
+QRM_DIR = ".qrm"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    settings: Settings
+    registry_override: str | None = None
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / QRM_DIR
+
+    @property
+    def cache_file(self) -> Path:
+        return self.state_dir / "cache" / "manifests.json"
+
+    @property
+    def state_cache_file(self) -> Path:
+        return self.state_dir / "cache" / "desired.pickle"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "apply.lock"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.enc"
+
+    @property
+    def sops_config(self) -> Path:
+        return self.root / ".sops.yaml"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def schemas(self) -> Path:
+        return self.root / "schemas"
+
+    # The workspace's identity in a shared registry: qrm.yaml `name`, else its git remote, else the folder.
+    identity: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or self.identity or self.root.name
+
+    @property
+    def private_registry(self) -> bool:
+        """The default .qrm/registry.db: only this workspace uses it, so every row in it is its own."""
+        return not (self.registry_override or self.settings.registry)
+
+    def registry_url(self) -> str:
+        if self.registry_override:
+            return self.registry_override
+        if self.settings.registry:
+            return expand_environment(self.settings.registry, "qrm.yaml: registry")
+        return f"sqlite:///{self.state_dir / 'registry.db'}"
+
+
+def expand_environment(text: str, where: str) -> str:
+    """${NAME} replaced by the environment variable (quoted for a URL), so qrm.yaml can name a
+    password without holding it: registry: postgresql+psycopg://qrm:${QRM_DB_PASSWORD}@db/qrm"""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise QrmError(f"{where}: environment variable {name} is not set")
+        return quote(os.environ[name], safe="")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, text)
