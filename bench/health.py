@@ -79,7 +79,7 @@ def main() -> None:
     from reconciler.core.state import RecordedService
     from reconciler.edges.registry import Registry, default_url
     from reconciler.flows import services
-    from reconciler.flows.workflow import open_workspace
+    from reconciler.flows.workspace import open_workspace
 
     answering = args.services - args.hanging
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(answering), str(args.hanging)],

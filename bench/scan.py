@@ -46,7 +46,7 @@ def run(root: Path) -> tuple[float, str]:
 
 def in_process(root: Path) -> float:
     from reconciler.flows.scan import scan_workspace
-    from reconciler.flows.workflow import open_workspace
+    from reconciler.flows.workspace import open_workspace
 
     start = time.perf_counter()
     scan_workspace(open_workspace(root))

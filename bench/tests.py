@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reconciler.flows import tests_run  # noqa: E402
-from reconciler.flows.workflow import open_workspace  # noqa: E402
+from reconciler.flows.workspace import open_workspace  # noqa: E402
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 SUITE = "bench-suite"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from reconciler.core.report import MARKDOWN_LIMIT
-from reconciler.flows.workflow import GITIGNORE
+from reconciler.flows.init import GITIGNORE
 from tests.conftest import REPO, Workspace
 
 DEMO_KEY = REPO / "examples" / "demo-age-key.txt"

@@ -36,7 +36,9 @@ from reconciler.core.state import (
     RecordedState,
     SourceRef,
 )
-from reconciler.flows.workflow import apply_workspace, open_workspace, plan_workspace
+from reconciler.flows.apply import apply_workspace
+from reconciler.flows.plan import plan_workspace
+from reconciler.flows.workspace import open_workspace
 
 HOSTS = ("localhost", "h1", "h2")
 TYPES = ("app", "database", "cache")

@@ -179,7 +179,7 @@ def test_qrm_yaml_names_the_registry_password_by_environment_variable(
     assert "qrm.yaml: registry: environment variable QRM_DB_PASSWORD is not set" in result.output
 
     monkeypatch.setenv("QRM_DB_PASSWORD", "p@ss/w:rd%")
-    from reconciler.flows.workflow import open_workspace
+    from reconciler.flows.workspace import open_workspace
 
     url = open_workspace(workspace.root).registry_url()
     assert url == "postgresql+psycopg://qrm:p%40ss%2Fw%3Ard%25@127.0.0.1:1/qrm"  # quoted for the URL

@@ -68,7 +68,7 @@ def reports_errors(func: F) -> F:
 
 
 def _workspace(ctx: click.Context) -> Workspace:
-    from reconciler.flows.workflow import open_workspace
+    from reconciler.flows.workspace import open_workspace
 
     obj = ctx.find_root().obj
     return open_workspace(Path(obj["directory"]), obj["registry"])
@@ -97,8 +97,8 @@ def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str
 @reports_errors
 def init(directory: str) -> int:
     """Scaffold a workspace in DIRECTORY: qrm.yaml, manifests/, schemas/, .gitignore, .sops.yaml and an age key."""
+    from reconciler.flows.init import init_workspace
     from reconciler.flows.secrets import ensure_key
-    from reconciler.flows.workflow import init_workspace
 
     created = init_workspace(Path(directory))
     for path in created:
@@ -116,7 +116,7 @@ def init(directory: str) -> int:
 @reports_errors
 def validate(ctx: click.Context, as_json: bool) -> int:
     """Check every manifest (schema and cross-references) and report all problems at once."""
-    from reconciler.flows.workflow import validate as run_validate
+    from reconciler.flows.desired import validate as run_validate
 
     desired, problems = run_validate(_workspace(ctx))
     if as_json:
@@ -162,8 +162,8 @@ def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, det
         plan_text,
     )
     from reconciler.edges import files
+    from reconciler.flows.plan import plan_workspace, saved_plan_document
     from reconciler.flows.scan import component_changes
-    from reconciler.flows.workflow import plan_workspace, saved_plan_document
 
     if as_json and markdown:
         raise click.UsageError("--json and --markdown exclude each other")
@@ -287,7 +287,8 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
     """
     from reconciler.core.changes import Plan
     from reconciler.core.report import plan_json, plan_text
-    from reconciler.flows.workflow import apply_workspace, load_saved_plan
+    from reconciler.flows.apply import apply_workspace
+    from reconciler.flows.plan import load_saved_plan
 
     saved = load_saved_plan(Path(planfile)) if planfile else None
     if saved is not None and (targets or excludes or no_refresh):
@@ -418,7 +419,7 @@ def ports_list(ctx: click.Context, host: str | None, port_type: str | None, mine
     allocated it: in a shared registry, also the other workspaces' ports)."""
     from reconciler.core.report import table
     from reconciler.core.state import service_to_dict
-    from reconciler.flows.workflow import recorded_state
+    from reconciler.flows.recorded import recorded_state
 
     ws = _workspace(ctx)
     recorded = recorded_state(ws)
@@ -455,7 +456,9 @@ def ports_ranges(ctx: click.Context, as_json: bool) -> int:
     """Use of every port range on every host, with a usage bar."""
     from reconciler.core.report import usage_bar
     from reconciler.edges import probes
-    from reconciler.flows.workflow import load_desired, range_usage, recorded_state
+    from reconciler.flows.desired import load_desired
+    from reconciler.flows.ports import range_usage
+    from reconciler.flows.recorded import recorded_state
 
     ws = _workspace(ctx)
     desired = load_desired(ws)
@@ -486,7 +489,7 @@ def ports_ranges(ctx: click.Context, as_json: bool) -> int:
 @reports_errors
 def ports_check(ctx: click.Context, port: int, host: str, as_json: bool) -> int:
     """Whether PORT is free on a host; exit 0 when free, 1 when not, with the reasons."""
-    from reconciler.flows.workflow import check_port
+    from reconciler.flows.ports import check_port
 
     status = check_port(_workspace(ctx), port, host)
     if as_json:
@@ -616,7 +619,7 @@ def services_health(ctx: click.Context, as_json: bool, fail_on: str, concurrency
 def render_command(ctx: click.Context, project: str, environment: str, name: str) -> int:
     """Print one generated file of a project environment as apply would write it (secrets masked)."""
     from reconciler.core.render import FILE_ALIASES
-    from reconciler.flows.workflow import render_file
+    from reconciler.flows.render import render_file
 
     click.echo(render_file(_workspace(ctx), project, environment, FILE_ALIASES[name]), nl=False)
     return EXIT_OK
@@ -629,7 +632,7 @@ def render_command(ctx: click.Context, project: str, environment: str, name: str
 def schema(ctx: click.Context, check: bool) -> int:
     """Write JSON Schemas of every manifest kind to schemas/ (for editors and CI)."""
     from reconciler.core.schema import json_schemas
-    from reconciler.flows.workflow import write_schemas
+    from reconciler.flows.init import write_schemas
 
     root = Path(ctx.find_root().obj["directory"]).resolve()
     if check:

@@ -161,7 +161,9 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
     Never raises for bad input or a failed apply: the result says what went wrong and the summary
     records it, so a watcher keeps running and the registry keeps its last good state.
     """
-    from reconciler.flows.workflow import apply_workspace, load_desired, plan_workspace
+    from reconciler.flows.apply import apply_workspace
+    from reconciler.flows.desired import load_desired
+    from reconciler.flows.plan import plan_workspace
 
     result = ReconcileResult(trigger)
     started = time.perf_counter()
@@ -277,7 +279,7 @@ def _committed_health(ws: Workspace) -> dict[str, int] | None:
 def _write_summary(ws: Workspace, result: ReconcileResult, health_counts: dict[str, int] | None,
                    apply: bool) -> None:
     from reconciler.edges import files
-    from reconciler.flows.workflow import last_apply
+    from reconciler.flows.recorded import last_apply
 
     data = summary.SummaryInput(
         workspace=ws.name,

@@ -31,7 +31,8 @@ from reconciler.core.state import DesiredState
 from reconciler.edges import files, manifest_files
 from reconciler.edges.locks import workspace_lock
 from reconciler.edges.registry import Registry
-from reconciler.flows.workflow import load_desired, open_registry
+from reconciler.flows.desired import load_desired
+from reconciler.flows.recorded import open_registry
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)

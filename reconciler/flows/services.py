@@ -21,7 +21,8 @@ from reconciler.core.health import CheckSpec, Discovery, HealthRecord, ServiceHe
 from reconciler.core.models import LOCALHOST
 from reconciler.core.state import RecordedService
 from reconciler.edges import files, probes
-from reconciler.flows.workflow import open_registry, read_recorded, validate
+from reconciler.flows.desired import validate
+from reconciler.flows.recorded import open_registry, read_recorded
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from reconciler.core import testgen
 from reconciler.core.errors import QrmError
 from reconciler.core.models import TestCase
 from reconciler.edges import files
+from reconciler.flows.desired import load_desired
 from reconciler.flows.scan import scan_workspace
-from reconciler.flows.workflow import load_desired
 from reconciler.flows.workspace import Workspace
 
 TESTS_DIR = "tests"

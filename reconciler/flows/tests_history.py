@@ -22,7 +22,8 @@ import yaml
 from reconciler.core.errors import QrmError
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, SuiteRun
 from reconciler.edges import files, git_repo
-from reconciler.flows.workflow import load_desired, open_registry
+from reconciler.flows.desired import load_desired
+from reconciler.flows.recorded import open_registry
 from reconciler.flows.workspace import Workspace
 
 FLAKY_WINDOW = 10

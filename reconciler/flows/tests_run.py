@@ -22,8 +22,9 @@ from reconciler.core.state import DesiredState, RecordedState, instance_name
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, CaseResult, SuiteRun, Target, TestsOutcome
 from reconciler.edges import files, http_tests
 from reconciler.flows import tests_query
+from reconciler.flows.desired import load_desired
+from reconciler.flows.recorded import recorded_state
 from reconciler.flows.tests_history import record_runs  # the registry tables of runs and results
-from reconciler.flows.workflow import load_desired, recorded_state
 from reconciler.flows.workspace import Workspace
 
 HTTP_PROTOCOLS = ("http", "https")

@@ -38,7 +38,7 @@ class WatchOptions:
 
 def source_folders(ws: Workspace) -> list[str]:
     """The projects' source folders (relative), as the last valid manifests name them."""
-    from reconciler.flows.workflow import validate
+    from reconciler.flows.desired import validate
 
     desired, _ = validate(ws)
     return sorted({p.source.strip("/").removeprefix("./") for p in desired.projects.values() if p.source})

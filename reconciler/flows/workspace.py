@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from reconciler.core.errors import QrmError
 from reconciler.core.models import Settings
+from reconciler.edges import git_repo, manifest_files
 
 QRM_DIR = ".qrm"
 
@@ -87,3 +88,13 @@ def expand_environment(text: str, where: str) -> str:
         return quote(os.environ[name], safe="")
 
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, text)
+
+
+def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
+    root = directory.resolve()
+    if not root.is_dir():
+        raise QrmError(f"workspace folder {directory} does not exist")
+    settings = manifest_files.load_settings(root)
+    # The identity that owns rows in a shared registry: qrm.yaml name, else the git remote, else the folder.
+    identity = settings.name or git_repo.remote_identity(root) or root.name
+    return Workspace(root=root, settings=settings, registry_override=registry, identity=identity[:200])

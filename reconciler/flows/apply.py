@@ -1,0 +1,139 @@
+"""`qrm apply`: under the workspace lock and the hosts' allocation locks, plan again, then write
+the generated files, the registry, the lock file and reports/state.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.core import generated
+from reconciler.core.changes import Plan
+from reconciler.core.errors import (
+    AllocationError,
+    QrmError,
+)
+from reconciler.core.plan import REGISTRY_ADDRESS, secrets_after, services_after
+from reconciler.core.report import (
+    LOCKFILE_PATH,
+    STATE_PATH,
+    render_lockfile,
+    render_state,
+)
+from reconciler.core.state import DesiredState, RecordedService, RecordedState
+from reconciler.edges import files, git_repo
+from reconciler.edges.locks import workspace_lock
+from reconciler.flows import generated_files
+from reconciler.flows.desired import load_desired
+from reconciler.flows.plan import PlanContext, check_saved_plan, plan_workspace
+from reconciler.flows.recorded import open_registry
+from reconciler.flows.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ApplyOutcome:
+    plan: Plan
+    applied: bool
+    apply_id: int | None = None
+    lockfile_written: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def apply_workspace(
+    ws: Workspace,
+    *,
+    saved: dict[str, Any] | None = None,
+    refresh: bool = True,
+    targets: tuple[str, ...] = (),
+    excludes: tuple[str, ...] = (),
+    lock_timeout: float | None = None,
+    approve: Callable[[Plan], bool] = lambda plan: True,
+    desired: DesiredState | None = None,
+) -> ApplyOutcome:
+    """`desired`: the state the caller already loaded (a watcher's reconcile), else read here."""
+    timeout = ws.settings.lock_timeout if lock_timeout is None else lock_timeout
+    with workspace_lock(ws.lock_file, timeout):
+        started = _now()
+        if saved is not None:
+            filters = saved.get("filters") or {}
+            targets, excludes = tuple(filters.get("target", ())), tuple(filters.get("exclude", ()))
+            refresh = bool(saved.get("refreshed", True))
+        if desired is None:
+            desired = load_desired(ws)  # before the registry: invalid manifests must not even create it
+        registry = open_registry(ws, create=True)
+        assert registry is not None
+        try:
+            # The allocation lock of each host is held from the plan (which reads what every workspace has
+            # taken) to the commit of its allocations, also while a person answers "apply?" (as Terraform
+            # holds its state lock): two applies, on any machines, never hand out the same port.
+            with registry.allocation_lock(desired.host_names()) as waited:
+                if waited > 0.01:
+                    log.info("waited %.2f s for the allocation lock of %s", waited, ", ".join(desired.host_names()))
+                ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry,
+                                     desired=desired)
+                plan = ctx.plan
+                if saved is not None:
+                    check_saved_plan(saved, _as_planned_without_registry(saved, ctx))
+                if plan.blocked:
+                    raise AllocationError("; ".join([c.message for c in plan.conflicts] + list(plan.errors))
+                                          + "; nothing was applied")
+                if plan.empty:
+                    return ApplyOutcome(plan, applied=False)
+                if not approve(plan):
+                    return ApplyOutcome(plan, applied=False, messages=["Apply cancelled."])
+                final = services_after(ctx.recorded, plan.changes)
+                removed, added = _registry_delta(ctx.recorded, final)
+                secrets_now = secrets_after(ctx.recorded, plan.changes)
+                # Files first (they may need the key; a failure leaves the registry as it was), then the registry.
+                files_removed, files_written = generated_files.apply_files(ws.root, ctx.desired, final, plan.changes,
+                                                                         ws.secrets_file)
+                files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}
+                files_now.update((f.path, f) for f in files_written)
+                restoring = ctx.recorded.origin == "lockfile"  # the registry is empty: record everything
+                revision = git_repo.head_revision(ws.root)
+                summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}
+                try:
+                    apply_id = registry.write(
+                        removed, added, revision=revision, summary=summary, started_at=started,
+                        secrets=secrets_now if restoring or secrets_now != ctx.recorded.secrets else None,
+                        files_removed=files_removed,
+                        files_written=[files_now[p] for p in sorted(files_now)] if restoring else files_written)
+                except QrmError as exc:
+                    registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
+                    raise
+                written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
+                if secrets_now or files_now or (ws.root / STATE_PATH).exists():
+                    files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()))
+                log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
+                return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
+        finally:
+            registry.close()
+
+
+def _as_planned_without_registry(saved: dict[str, Any], ctx: PlanContext) -> PlanContext:
+    """A plan saved where there was no registry (from the committed reports) could not see what
+    restoring the registry repairs: compare it without those repairs (apply still makes them)."""
+    if saved.get("recorded_from") != "reports" or ctx.recorded.origin != "lockfile":
+        return ctx
+    kept = tuple(c for c in ctx.plan.changes if not (c.action == "repair" and (
+        c.address == REGISTRY_ADDRESS or c.address.startswith(generated.GENERATED_PREFIX))))
+    return replace(ctx, plan=replace(ctx.plan, changes=kept))
+
+
+def _registry_delta(
+    recorded: RecordedState, final: dict[str, RecordedService]
+) -> tuple[list[str], list[RecordedService]]:
+    """Names to remove and services to (re)insert so the registry holds exactly `final`."""
+    if recorded.origin == "lockfile":
+        return [], [final[name] for name in sorted(final)]
+    removed = sorted(name for name, before in recorded.services.items() if final.get(name) != before)
+    added = [final[name] for name in sorted(final) if recorded.services.get(name) != final[name]]
+    return removed, added

@@ -1,0 +1,76 @@
+"""The desired state: every manifest read, checked and cross-checked (`qrm validate`), cached
+while neither the manifests, secrets.enc nor the code that reads them changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from reconciler.core import crosscheck, models, render, secret_scope, state
+from reconciler.core.crosscheck import build_desired
+from reconciler.core.errors import (
+    ManifestError,
+    Problem,
+    SecretsError,
+)
+from reconciler.core.plan import digest
+from reconciler.core.state import DesiredState
+from reconciler.edges import manifest_files, sops, state_cache
+from reconciler.flows.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+SECRETS_FILE = "secrets.enc"
+
+
+_STATE_CODE = state_cache.code_fingerprint([models, crosscheck, state, manifest_files, sops, secret_scope, render])
+
+
+def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
+    """The desired state and every problem with the manifests (none when the state is usable)."""
+    files = manifest_files.manifest_digests(ws.root, ws.manifests)
+    secrets_text = _read_bytes(ws.secrets_file)
+    secrets_digest = hashlib.sha256(secrets_text).hexdigest() if secrets_text is not None else "none"
+    manifests_digest = digest(sorted(files.items()))
+    key = f"{manifests_digest}-{secrets_digest}-{_STATE_CODE}"
+    cached = state_cache.read(ws.state_cache_file, key)
+    if isinstance(cached, DesiredState):
+        log.debug("desired state from cache: %d manifest files, %d services, %d secret names",
+                  len(files), len(cached.instances), len(cached.secrets))
+        return cached, []
+    loaded = manifest_files.load_manifests(ws.root, ws.manifests, ws.cache_file)
+    secret_problems: list[Problem] = []
+    fingerprints: dict[str, str] | None = None
+    if secrets_text is not None:
+        try:
+            encrypted = sops.read_encrypted(secrets_text.decode("utf-8", "replace"), SECRETS_FILE)
+            fingerprints = encrypted.fingerprints()
+        except SecretsError as exc:
+            secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
+    desired, problems = build_desired(loaded.documents, fingerprints)
+    problems = secret_problems + problems
+    log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
+              len(loaded.files), len(loaded.documents), len(desired.instances), len(desired.secrets), len(problems))
+    desired = replace(desired, digest=digest(sorted(loaded.files.items())))
+    located = manifest_files.locate(ws.root, loaded.problems + problems)
+    if not located and loaded.files == files:
+        state_cache.write(ws.state_cache_file, key, desired)
+    return desired, located
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def load_desired(ws: Workspace) -> DesiredState:
+    desired, problems = validate(ws)
+    desired = replace(desired, file_policies={str(k): str(v) for k, v in ws.settings.generated_policy.items()})
+    if problems:
+        raise ManifestError(problems)
+    return desired

@@ -1,0 +1,72 @@
+"""`qrm init` and `qrm schema`: scaffold a workspace, and keep schemas/ current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.core.errors import QrmError
+from reconciler.core.schema import MODELINE, json_schemas
+from reconciler.edges import files
+
+EXAMPLE_MANIFEST = f"""{MODELINE}
+# Every document under manifests/ has a kind: Host, PortRange, Reservation, Service, Project, TestSuite.
+kind: Service
+name: hello
+host: localhost
+type: app            # picks the port range: app 8000-8999 unless a PortRange says otherwise
+protocol: http
+health: {{path: /health, interval: 30s, timeout: 5s}}
+tags: [example]
+"""
+
+
+GITIGNORE = """# qrm: local registry, cache and lock (the committed lock file is reports/allocations.yaml)
+.qrm/
+# generated .env files hold secrets in plaintext
+generated/**/.env
+# temp files of an interrupted write
+.*.tmp
+"""
+
+
+def write_schemas(root: Path) -> list[Path]:
+    changed = []
+    for name, content in json_schemas().items():
+        path = root / "schemas" / name
+        if files.write_atomic(path, content):
+            changed.append(path)
+    return changed
+
+
+def init_workspace(directory: Path) -> list[Path]:
+    root = directory.resolve()
+    manifests = root / "manifests"
+    if manifests.is_dir() and any(manifests.iterdir()):
+        raise QrmError(f"{manifests} already has manifests; qrm init only scaffolds a new workspace")
+    root.mkdir(parents=True, exist_ok=True)
+    created = []
+    scaffold = {
+        root / "qrm.yaml": f"# qrm settings; every key is optional.\nname: {_workspace_name(root)}\n"
+                           "# registry: postgresql://qrm@db.example/qrm   # default: sqlite at .qrm/registry.db\n"
+                           "# lock_timeout: 0                             # seconds apply waits for another apply\n"
+                           "# commit_author: qrm <qrm@example.com>        # author of report commits\n",
+        manifests / "services.yaml": EXAMPLE_MANIFEST,
+    }
+    for path, content in scaffold.items():
+        if not path.exists():
+            files.write_atomic(path, content)
+            created.append(path)
+    gitignore = root / ".gitignore"
+    existing = files.read_text_or_none(gitignore) or ""
+    if ".qrm/" not in existing:
+        files.write_atomic(gitignore, existing + ("\n" if existing and not existing.endswith("\n") else "") + GITIGNORE)
+        created.append(gitignore)
+    created.extend(write_schemas(root))
+    return created
+
+
+def _workspace_name(root: Path) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9._-]+", "-", root.name.lower()).strip("-._")
+    return name or "workspace"
