@@ -1,0 +1,101 @@
+"""The layout as a specification: every module lives in a layer's folder, the import-linter layers
+contract names every layer package, and no two modules import each other, directly or around a
+loop (function-level and TYPE_CHECKING imports count: a cycle hidden in a function is still one).
+The contracts themselves run as `lint-imports` in scripts/test."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+
+import grimp
+import pytest
+
+from tests.conftest import REPO
+
+LAYER_PACKAGES = ("reconciler.cli", "reconciler.flows", "reconciler.edges", "reconciler.core")
+OUTSIDE_LAYERS = {"reconciler", "reconciler.__main__"}  # the package marker and `python -m reconciler`
+
+
+def cycles(imports: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted, as a sorted list."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(start: str) -> None:  # iterative: a deep chain must not hit the recursion limit
+        work = [(start, iter(sorted(imports.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            module, targets = work[-1]
+            target = next(targets, None)
+            if target is not None:
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(sorted(imports.get(target, ())))))
+                elif target in on_stack:
+                    low[module] = min(low[module], index[target])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[module])
+            if low[module] == index[module]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == module:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+
+    for module in sorted(imports):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def package_imports() -> dict[str, set[str]]:
+    graph = grimp.build_graph("reconciler", include_external_packages=False)
+    return {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+
+
+@pytest.mark.parametrize(("imports", "expected"), [
+    ({"a": ["b"], "b": ["c"], "c": []}, []),
+    ({"a": ["b"], "b": ["a"]}, [["a", "b"]]),
+    ({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}, [["a", "b", "c"]]),
+    ({"a": ["b"], "b": ["a"], "c": ["d"], "d": ["c"], "e": ["a", "c"]}, [["a", "b"], ["c", "d"]]),
+    ({"a": ["a"]}, []),  # a module importing itself is not a cycle between modules
+    ({f"m{i}": [f"m{i + 1}"] for i in range(5000)} | {"m5000": ["m0"]}, [sorted(f"m{i}" for i in range(5001))]),
+], ids=["chain", "pair", "triangle", "two-loops", "self", "long-loop"])
+def test_the_cycle_finder_finds_every_loop(imports: dict[str, list[str]], expected: list[list[str]]) -> None:
+    assert cycles(imports) == expected
+
+
+def test_no_import_cycle_between_modules() -> None:
+    found = cycles(package_imports())
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(group) for group in found)
+
+
+def test_every_module_lives_in_a_layer_folder() -> None:
+    """A new module is covered by the contracts by being in its folder: none may sit beside them."""
+    strays = sorted(m for m in package_imports()
+                    if m not in OUTSIDE_LAYERS and not m.startswith(tuple(p + "." for p in LAYER_PACKAGES))
+                    and m not in LAYER_PACKAGES)
+    assert strays == []
+
+
+def test_the_layers_contract_names_every_layer_package() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in config if c["type"] == "layers")["layers"]
+    named = {name.strip() for layer in layers for name in layer.split("|")}
+    packages = {p.parent.relative_to(REPO).as_posix().replace("/", ".")
+                for p in (REPO / "reconciler").glob("*/__init__.py")}
+    assert named == packages == set(LAYER_PACKAGES)
