@@ -64,133 +64,160 @@ class _Checker:
                                          see=related))
 
 
+FieldPath = tuple[str | int, ...]
+
+
 def build_desired(
     documents: Iterable[tuple[SourceRef, Spec]], secrets: Mapping[str, str] | None = None
 ) -> tuple[DesiredState, list[Problem]]:
     """`secrets`: the names in secrets.enc with a fingerprint of each ciphertext (None: there is no
     secrets.enc), to check every `secret:NAME` reference without a key."""
-    check = _Checker()
-    by_kind: dict[type[Spec], list[tuple[SourceRef, Spec]]] = {}
-    for source, doc in documents:
-        by_kind.setdefault(type(doc), []).append((source, doc))
+    builder = _Builder(documents, secrets)
+    builder.read_hosts()
+    ranges = _ranges(builder.check, builder.of(PortRange), builder.known_host, builder.sources)
+    builder.types = {r.port_type for r in ranges}
+    reservations, reserved = builder.read_reservations()
+    builder.read_services()
+    projects = builder.read_projects()
+    _pins(builder.check, builder.instances, reserved)
+    suites = builder.read_suites(projects)
+    desired = DesiredState(
+        hosts=builder.hosts, ranges=tuple(ranges), reservations=tuple(reservations), instances=builder.instances,
+        projects=projects, suites=suites, sources=builder.sources, secrets=dict(secrets or {}),
+    )
+    return desired, builder.check.problems
 
-    def of(kind: type[Spec]) -> list[tuple[SourceRef, Spec]]:
-        return by_kind.get(kind, [])
 
-    hosts: dict[str, Host] = {LOCALHOST: IMPLICIT_LOCALHOST}
-    sources: dict[str, SourceRef] = {}
-    _unique(check, of(Host), "Host", sources)
-    for _, doc in of(Host):
-        assert isinstance(doc, Host)
-        hosts[doc.name] = doc
+class _Builder:
+    """The documents by kind and what is known so far, read kind by kind in the order the rules need
+    (hosts before what names a host, ranges before the services whose type picks one)."""
 
-    def known_host(source: SourceRef, path: tuple[str | int, ...], host: str) -> bool:
-        if host in hosts:
+    def __init__(self, documents: Iterable[tuple[SourceRef, Spec]], secrets: Mapping[str, str] | None) -> None:
+        self.check = _Checker()
+        self.secrets = secrets
+        self.by_kind: dict[type[Spec], list[tuple[SourceRef, Spec]]] = {}
+        for source, doc in documents:
+            self.by_kind.setdefault(type(doc), []).append((source, doc))
+        self.hosts: dict[str, Host] = {LOCALHOST: IMPLICIT_LOCALHOST}
+        self.sources: dict[str, SourceRef] = {}
+        self.types: set[str] = set()
+        self.instances: dict[str, ServiceInstance] = {}
+        self.instance_sources: dict[str, tuple[SourceRef, FieldPath]] = {}
+
+    def of(self, kind: type[Spec]) -> list[tuple[SourceRef, Spec]]:
+        return self.by_kind.get(kind, [])
+
+    def known_host(self, source: SourceRef, path: FieldPath, host: str) -> bool:
+        if host in self.hosts:
             return True
-        check.add(source, path, f"unknown host {host!r}; known hosts: {', '.join(sorted(hosts))} (add a Host)")
+        self.check.add(source, path, f"unknown host {host!r}; known hosts: {', '.join(sorted(self.hosts))} "
+                       "(add a Host)")
         return False
 
-    ranges = _ranges(check, of(PortRange), known_host, sources)
-    types = {r.port_type for r in ranges}
-
-    reservations: list[Reservation] = []
-    _unique(check, [(s, d) for s, d in of(Reservation) if getattr(d, "name", None)], "Reservation", sources)
-    reserved: dict[tuple[str, int], str] = {}
-    for source, doc in of(Reservation):
-        assert isinstance(doc, Reservation)
-        known_host(source, ("host",), doc.host)
-        reservations.append(doc)
-        for port in doc.port_numbers():
-            reserved.setdefault((doc.host, port), doc.reason)
-
-    instances: dict[str, ServiceInstance] = {}
-    instance_sources: dict[str, tuple[SourceRef, tuple[str | int, ...]]] = {}
-
-    Path = tuple[str | int, ...]
-
-    def add_instance(instance: ServiceInstance, name_path: Path, type_path: Path) -> None:
-        if instance.name in instances:
-            first, first_path = instance_sources[instance.name]
-            check.add(instance.source, name_path,
-                      f"duplicate service name {instance.name!r} (first defined at {{see}})", see=(first, first_path))
+    def add_instance(self, instance: ServiceInstance, name_path: FieldPath, type_path: FieldPath) -> None:
+        if instance.name in self.instances:
+            first, first_path = self.instance_sources[instance.name]
+            self.check.add(instance.source, name_path,
+                           f"duplicate service name {instance.name!r} (first defined at {{see}})",
+                           see=(first, first_path))
             return
-        instances[instance.name] = instance
-        instance_sources[instance.name] = (instance.source, name_path)
-        if instance.type not in types:
-            check.add(instance.source, type_path,
-                      f"unknown port type {instance.type!r}; expected one of: {', '.join(sorted(types))}")
+        self.instances[instance.name] = instance
+        self.instance_sources[instance.name] = (instance.source, name_path)
+        if instance.type not in self.types:
+            self.check.add(instance.source, type_path,
+                           f"unknown port type {instance.type!r}; expected one of: {', '.join(sorted(self.types))}")
 
-    for source, doc in of(Service):
-        assert isinstance(doc, Service)
-        known_host(source, ("host",), doc.host)
-        add_instance(
-            ServiceInstance(
-                name=doc.name, host=doc.host, type=doc.type, protocol=doc.effective_protocol, pinned=doc.port,
-                preferred=doc.preferred_port, health=health_data(doc.health), tags=tuple(sorted(doc.tags)),
-                source=source,
-            ),
-            ("name",), ("type",),
-        )
+    def read_hosts(self) -> None:
+        _unique(self.check, self.of(Host), "Host", self.sources)
+        for _, doc in self.of(Host):
+            assert isinstance(doc, Host)
+            self.hosts[doc.name] = doc
 
-    projects: dict[str, Project] = {}
-    _unique(check, of(Project), "Project", sources)
-    for source, doc in of(Project):
-        assert isinstance(doc, Project)
-        projects.setdefault(doc.name, doc)
-        for ds_name, datasource in doc.datasources.items():
-            if datasource.service is not None and datasource.service not in doc.services:
-                check.add(source, ("datasources", ds_name, "service"),
-                          f"unknown project service {datasource.service!r}; expected one of: "
-                          f"{', '.join(sorted(doc.services)) or '(none declared)'}")
-        _secret_references(check, source, doc, secrets)
-        _generated_names(check, source, doc)
-        for env_name, environment in doc.environments.items():
-            if not known_host(source, ("environments", env_name, "host"), environment.host):
-                continue
-            for pinned_service in environment.ports:
-                if pinned_service not in doc.services:
-                    check.add(source, ("environments", env_name, "ports", pinned_service),
-                              f"unknown project service {pinned_service!r}; expected one of: "
-                              f"{', '.join(sorted(doc.services)) or '(none declared)'}")
-            for svc_name, svc in doc.services.items():
-                add_instance(
-                    ServiceInstance(
-                        name=instance_name(doc.name, env_name, svc_name), host=environment.host, type=svc.type,
-                        protocol=svc.effective_protocol, pinned=environment.ports.get(svc_name),
-                        preferred=svc.preferred_port, health=health_data(svc.health), tags=tuple(sorted(svc.tags)),
-                        project=doc.name, environment=env_name, source=source,
-                        pin_path=("environments", env_name, "ports", svc_name),
-                    ),
-                    ("environments", env_name), ("services", svc_name, "type"),
-                )
+    def read_reservations(self) -> tuple[list[Reservation], dict[tuple[str, int], str]]:
+        named = [(s, d) for s, d in self.of(Reservation) if getattr(d, "name", None)]
+        _unique(self.check, named, "Reservation", self.sources)
+        reservations: list[Reservation] = []
+        reserved: dict[tuple[str, int], str] = {}
+        for source, doc in self.of(Reservation):
+            assert isinstance(doc, Reservation)
+            self.known_host(source, ("host",), doc.host)
+            reservations.append(doc)
+            for port in doc.port_numbers():
+                reserved.setdefault((doc.host, port), doc.reason)
+        return reservations, reserved
 
-    _pins(check, instances, reserved)
+    def read_services(self) -> None:
+        for source, doc in self.of(Service):
+            assert isinstance(doc, Service)
+            self.known_host(source, ("host",), doc.host)
+            self.add_instance(
+                ServiceInstance(
+                    name=doc.name, host=doc.host, type=doc.type, protocol=doc.effective_protocol, pinned=doc.port,
+                    preferred=doc.preferred_port, health=health_data(doc.health), tags=tuple(sorted(doc.tags)),
+                    source=source,
+                ),
+                ("name",), ("type",),
+            )
 
-    suites: dict[str, TestSuite] = {}
-    _unique(check, of(TestSuite), "TestSuite", sources)
-    for source, doc in of(TestSuite):
-        assert isinstance(doc, TestSuite)
-        suites.setdefault(doc.name, doc)
-        project = projects.get(doc.project)
-        if project is None:
-            check.add(source, ("project",), f"unknown project {doc.project!r}; known projects: "
-                      f"{', '.join(sorted(projects)) or '(none)'}")
-        else:
-            for index, env_name in enumerate(doc.environments):
-                if env_name not in project.environments:
-                    check.add(source, ("environments", index), f"project {doc.project!r} has no environment "
-                              f"{env_name!r}; expected one of: {', '.join(sorted(project.environments))}")
-        seen_ids: set[str] = set()
-        for index, case in enumerate(doc.cases):
-            if case.id in seen_ids:
-                check.add(source, ("cases", index, "id"), f"duplicate test case id {case.id!r}")
-            seen_ids.add(case.id)
+    def read_projects(self) -> dict[str, Project]:
+        projects: dict[str, Project] = {}
+        _unique(self.check, self.of(Project), "Project", self.sources)
+        for source, doc in self.of(Project):
+            assert isinstance(doc, Project)
+            projects.setdefault(doc.name, doc)
+            for ds_name, datasource in doc.datasources.items():
+                if datasource.service is not None and datasource.service not in doc.services:
+                    self.check.add(source, ("datasources", ds_name, "service"),
+                                   f"unknown project service {datasource.service!r}; expected one of: "
+                                   f"{', '.join(sorted(doc.services)) or '(none declared)'}")
+            _secret_references(self.check, source, doc, self.secrets)
+            _generated_names(self.check, source, doc)
+            for env_name, environment in doc.environments.items():
+                if self.known_host(source, ("environments", env_name, "host"), environment.host):
+                    self._project_instances(source, doc, env_name)
+        return projects
 
-    desired = DesiredState(
-        hosts=hosts, ranges=tuple(ranges), reservations=tuple(reservations), instances=instances,
-        projects=projects, suites=suites, sources=sources, secrets=dict(secrets or {}),
-    )
-    return desired, check.problems
+    def _project_instances(self, source: SourceRef, project: Project, env_name: str) -> None:
+        environment = project.environments[env_name]
+        for pinned_service in environment.ports:
+            if pinned_service not in project.services:
+                self.check.add(source, ("environments", env_name, "ports", pinned_service),
+                               f"unknown project service {pinned_service!r}; expected one of: "
+                               f"{', '.join(sorted(project.services)) or '(none declared)'}")
+        for svc_name, svc in project.services.items():
+            self.add_instance(
+                ServiceInstance(
+                    name=instance_name(project.name, env_name, svc_name), host=environment.host, type=svc.type,
+                    protocol=svc.effective_protocol, pinned=environment.ports.get(svc_name),
+                    preferred=svc.preferred_port, health=health_data(svc.health), tags=tuple(sorted(svc.tags)),
+                    project=project.name, environment=env_name, source=source,
+                    pin_path=("environments", env_name, "ports", svc_name),
+                ),
+                ("environments", env_name), ("services", svc_name, "type"),
+            )
+
+    def read_suites(self, projects: dict[str, Project]) -> dict[str, TestSuite]:
+        suites: dict[str, TestSuite] = {}
+        _unique(self.check, self.of(TestSuite), "TestSuite", self.sources)
+        for source, doc in self.of(TestSuite):
+            assert isinstance(doc, TestSuite)
+            suites.setdefault(doc.name, doc)
+            project = projects.get(doc.project)
+            if project is None:
+                self.check.add(source, ("project",), f"unknown project {doc.project!r}; known projects: "
+                               f"{', '.join(sorted(projects)) or '(none)'}")
+            else:
+                for index, env_name in enumerate(doc.environments):
+                    if env_name not in project.environments:
+                        self.check.add(source, ("environments", index), f"project {doc.project!r} has no "
+                                       f"environment {env_name!r}; expected one of: "
+                                       f"{', '.join(sorted(project.environments))}")
+            seen_ids: set[str] = set()
+            for index, case in enumerate(doc.cases):
+                if case.id in seen_ids:
+                    self.check.add(source, ("cases", index, "id"), f"duplicate test case id {case.id!r}")
+                seen_ids.add(case.id)
+        return suites
 
 
 def _secret_references(check: _Checker, source: SourceRef, project: Project, secrets: Mapping[str, str] | None) -> None:
