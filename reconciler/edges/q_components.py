@@ -8,9 +8,10 @@ The path of one file, fastest first:
 3. strict: the text (its ``<?xml?>`` declaration blanked out, line numbers kept) wrapped in one root
    element that binds ``q``, ``ui``, ``qg``, ``qt``, ``qtest``; only when lxml names an unbound prefix is
    the text searched for every ``name:`` it uses, and parsed again -> ``parse="xml"``.
-4. repaired: one pass that fixes each quirk of QUANTUM.md and lists it in ``problems`` ->
+4. repaired: one pass (reconciler.core.q_repair) that fixes each quirk of QUANTUM.md and lists it in ``problems`` ->
    ``parse="repaired"``; if lxml still refuses, lxml's ``recover=True`` on the repaired text.
-5. fallback: regular expressions over the raw text find what they can -> ``parse="fallback"``.
+5. fallback: regular expressions over the raw text (reconciler.core.q_fallback) find what they can ->
+   ``parse="fallback"``.
 
 Every parser is created with ``resolve_entities=False, no_network=True, load_dtd=False,
 huge_tree=False``. Files that declare ``xmlns:q`` and files that do not read the same: the usual file
@@ -28,10 +29,7 @@ Complexity = 1 + conditionals (q:if, q:elseif, q:else) + loops (q:loop, q:foreac
 from __future__ import annotations
 
 import hashlib
-import html.entities
 import re
-from bisect import bisect_right
-from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -47,8 +45,9 @@ from reconciler.core.components import (
     Query,
     Redirect,
     query_writes,
-    route_for,
 )
+from reconciler.core.q_fallback import assemble, fallback, truthy
+from reconciler.core.q_repair import MAX_REPAIRS, Problems, TooBroken, repair
 
 __all__ = ["scan_file"]
 
@@ -77,32 +76,6 @@ _XML_DECL = re.compile(r"\A\ufeff?\s*<\?xml\b.*?\?>", re.S)
 _DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)\b", re.I)
 _PREFIX = re.compile(r"[<\s/]([A-Za-z_][\w.-]*):[A-Za-z_]")
 _SKIP_PREFIXES = frozenset({"xml", "xmlns", "http", "https"})
-
-# The repair pass: tokens that may follow a "<".
-_COMMENT = re.compile(r"<!--(.*?)(?:-->|\Z)", re.S)
-_CDATA = re.compile(r"<!\[CDATA\[.*?(?:\]\]>|\Z)", re.S)
-_PI = re.compile(r"<\?.*?(?:\?>|\Z)", re.S)
-_CLOSE = re.compile(r"</([A-Za-z_][\w:.-]*)\s*>")
-# No part may run over a "<" outside quotes, so that a hostile file cannot make the repair quadratic.
-_ATTR_PART = r"""(?:\s*\$\{[^}<]*\}|\s+[^\s=>/"'<]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']+))?)"""
-_OPEN = re.compile(r"<([A-Za-z_][\w:.-]*)(" + _ATTR_PART + r"*)\s*(/?)>")
-_ATTR = re.compile(r"""\s*(?:(\$\{[^}<]*\})|([^\s=>/"'<]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s<>"']+))?)""")
-_ENTITY = re.compile(r"&(?:#[0-9]+|#x[0-9a-fA-F]+|([A-Za-z][A-Za-z0-9]*));")
-_MARKUP = re.compile(r"[<&]")
-_MARKUP_STARTS = frozenset("/!?_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
-_VOID = frozenset({"br", "meta", "input", "hr", "img", "link", "area", "base", "col", "embed", "source", "wbr"})
-
-# The line-based fallback.
-_FB_TAG = re.compile(r"<(q:component|q:action|q:query|q:include|q:import|q:function|form)\b([^<>]*)")
-_FB_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*("[^"]*"|'[^']*')""")
-_FB_COND = re.compile(r"<q:(?:if|elseif|else)\b")
-_FB_LOOP = re.compile(r"<q:(?:loop|foreach)\b")
-
-_MAX_REPAIRS = 5_000  # beyond this many repairs a file is not XML-like: the line-based reader takes over
-_MAX_PROBLEMS = 200  # a hostile file may have millions; the report keeps the first ones and a count
-
-_TRUE = frozenset({"true", "1", "yes", "required", "on", ""})
 
 
 def scan_file(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000) -> Component:
@@ -137,7 +110,7 @@ def scan_file(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_
         return _scan_text(text, rel, stem, base_path, sha, lines)
     except Exception as error:  # a bug must not lose the file: report it and read what the fallback can
         problems = [f"line 0: internal error while parsing: {type(error).__name__}: {error}"]
-        return _fallback(text, rel, stem, base_path, sha, lines, problems)
+        return fallback(text, rel, stem, base_path, sha, lines, problems)
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -153,12 +126,12 @@ def _hash_file(path: Path) -> str:
 
 
 def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: int) -> Component:
-    problems: list[str] = _Problems()
+    problems: list[str] = Problems()
     dtd = _DTD.search(text)
     if dtd:
         line = text.count("\n", 0, dtd.start()) + 1
         problems.append(f"line {line}: DOCTYPE/ENTITY declaration refused (no DTD or entity is resolved or expanded)")
-        return _fallback(text, rel, stem, base_path, sha, lines, problems)
+        return fallback(text, rel, stem, base_path, sha, lines, problems)
     declaration = _XML_DECL.match(text)
     if declaration:  # it cannot follow the wrapper: blank it out, keeping its newlines
         text = "\n" * declaration.group(0).count("\n") + text[declaration.end():]
@@ -178,10 +151,10 @@ def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: 
         except etree.XMLSyntaxError:
             pass
     try:
-        repaired = _repair(text, problems)
-    except _TooBroken as error:
-        list.append(problems, f"line {error.line}: more than {_MAX_REPAIRS} repairs needed; repair given up")
-        return _fallback(text, rel, stem, base_path, sha, lines, problems)
+        repaired = repair(text, problems)
+    except TooBroken as error:
+        list.append(problems, f"line {error.line}: more than {MAX_REPAIRS} repairs needed; repair given up")
+        return fallback(text, rel, stem, base_path, sha, lines, problems)
     payload = (head + repaired + f"</{_WRAPPER}>").encode("utf-8")
     try:
         root = etree.fromstring(payload, _STRICT)
@@ -195,7 +168,7 @@ def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: 
     if root is not None and _has_component(root):
         list.append(problems, "line 0: read with lxml's recover mode; parts of the file may be missing")
         return _extract(root, rel, stem, base_path, sha, lines, "repaired", problems, text)
-    return _fallback(text, rel, stem, base_path, sha, lines, problems)
+    return fallback(text, rel, stem, base_path, sha, lines, problems)
 
 
 def _head(text: str, prefixes: frozenset[str] | None = None) -> str:
@@ -215,210 +188,6 @@ _STANDARD_HEAD_BYTES = _head("", _STANDARD_PREFIXES).encode("utf-8")
 def _has_component(root: etree._Element) -> bool:
     """Recovery is only trusted when it kept the q:component element itself."""
     return any(_key(el) == "q:component" for el in root.iter())
-
-
-# ---------------------------------------------------------------------------------------------- repair
-
-
-class _TooBroken(Exception):
-    """So many repairs are needed that the file is not XML-like: the line-based reader takes over."""
-
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
-        self.line = line
-
-
-class _Lines:
-    """Line number of an offset, computed only when a problem is reported."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._starts: list[int] | None = None
-
-    def __call__(self, offset: int) -> int:
-        if self._starts is None:
-            self._starts = [m.end() for m in re.finditer("\n", self._text)]
-        return bisect_right(self._starts, offset) + 1
-
-
-def _repair(text: str, problems: list[str]) -> str:
-    """Fix every quirk that keeps lxml from reading the file, keeping every newline where it was."""
-    line = _Lines(text)
-    out: list[str] = []
-    stack: list[str] = []
-    pos = 0
-    length = len(text)
-    while pos < length:
-        if len(problems) >= _MAX_PROBLEMS and len(problems) + getattr(problems, "dropped", 0) > _MAX_REPAIRS:
-            raise _TooBroken(line(pos))
-        found = _MARKUP.search(text, pos)
-        if found is None:
-            out.append(text[pos:])
-            break
-        start = found.start()
-        out.append(text[pos:start])
-        if text[start] == "&":
-            out.append(_fix_amp(text, start, line, problems, "text"))
-            pos = _entity_end(text, start)
-            continue
-        if start + 1 < length and text[start + 1] not in _MARKUP_STARTS:
-            sql = "SQL " if stack and stack[-1] == "q:query" else ""
-            problems.append(f"line {line(start)}: raw < in {sql}text escaped")
-            out.append("&lt;")
-            pos = start + 1
-            continue
-        pos = _repair_markup(text, start, out, stack, line, problems)
-    for name in reversed(stack):
-        if name.lower() != "q:else":
-            problems.append(f"line {line(length)}: <{name}> never closed; closed at the end of the file")
-        out.append(f"</{name}>")
-    return "".join(out)
-
-
-def _entity_end(text: str, start: int) -> int:
-    match = _ENTITY.match(text, start)
-    return match.end() if match else start + 1
-
-
-def _fix_amp(text: str, start: int, line: Callable[[int], int], problems: list[str], where: str) -> str:
-    match = _ENTITY.match(text, start)
-    if match is None:
-        problems.append(f"line {line(start)}: bare & in {where} escaped")
-        return "&amp;"
-    name = match.group(1)
-    if name is None or name in _XML_ENTITIES:
-        return match.group(0)
-    codepoint = html.entities.name2codepoint.get(name)
-    if codepoint is not None:
-        problems.append(f"line {line(start)}: HTML entity &{name}; written as a character reference")
-        return f"&#{codepoint};"
-    problems.append(f"line {line(start)}: unknown entity &{name}; escaped")
-    return "&amp;" + match.group(0)[1:]
-
-
-def _repair_markup(text: str, start: int, out: list[str], stack: list[str], line: _Lines,
-                   problems: list[str]) -> int:
-    """Repair the markup at text[start] == "<"; append the result to out; return where to go on."""
-    in_sql = bool(stack) and stack[-1] == "q:query"
-    if text.startswith("<!--", start):
-        match = _COMMENT.match(text, start)
-        assert match is not None
-        body = match.group(1)
-        if "--" in body or body.endswith("-"):
-            problems.append(f"line {line(start)}: -- inside a comment")
-            body = body.replace("--", "- -")
-            if body.endswith("-"):
-                body += " "
-        out.append(f"<!--{body}-->")
-        return match.end()
-    if text.startswith("<![CDATA[", start):
-        match = _CDATA.match(text, start)
-        assert match is not None
-        chunk = match.group(0)
-        out.append(chunk if chunk.endswith("]]>") else chunk + "]]>")
-        return match.end()
-    if text.startswith("<?", start):
-        match = _PI.match(text, start)
-        assert match is not None
-        problems.append(f"line {line(start)}: processing instruction dropped")
-        out.append("\n" * match.group(0).count("\n"))
-        return match.end()
-    close = _CLOSE.match(text, start)
-    if close is not None and not (in_sql and close.group(1) != "q:query" and ":" not in close.group(1)):
-        name = close.group(1)
-        if name.lower() in _VOID:
-            problems.append(f"line {line(start)}: closing tag </{name}> of a void element dropped")
-        elif name in stack:
-            while stack[-1] != name:
-                dangling = stack.pop()
-                if dangling.lower() != "q:else":
-                    problems.append(f"line {line(start)}: <{dangling}> never closed; closed before </{name}>")
-                else:
-                    problems.append(f"line {line(start)}: unclosed <q:else> closed before </{name}>")
-                out.append(f"</{dangling}>")
-            stack.pop()
-            out.append(close.group(0))
-        else:
-            problems.append(f"line {line(start)}: stray closing tag </{name}> dropped")
-        return close.end()
-    opened = _OPEN.match(text, start)
-    if opened is None or (in_sql and ":" not in opened.group(1)):
-        problems.append(f"line {line(start)}: raw < in {'SQL ' if in_sql else ''}text escaped")
-        out.append("&lt;")
-        return start + 1
-    name = opened.group(1)
-    attributes = _repair_attributes(opened.group(2), opened.start(2), text, name, line, problems)
-    self_closing = opened.group(3) == "/"
-    if not self_closing and name.lower() in _VOID:
-        problems.append(f"line {line(start)}: unclosed void tag <{name}> closed")
-        self_closing = True
-    out.append(f"<{name}{attributes}{'/' if self_closing else ''}>")
-    if not self_closing:
-        stack.append(name)
-    return opened.end()
-
-
-def _repair_attributes(raw: str, offset: int, text: str, tag: str, line: _Lines, problems: list[str]) -> str:
-    parts: list[str] = []
-    seen: set[str] = set()
-    for match in _ATTR.finditer(raw):
-        where = offset + match.start()
-        if len(problems) + getattr(problems, "dropped", 0) > _MAX_REPAIRS:
-            raise _TooBroken(line(where))
-        if match.group(1) is not None:
-            problems.append(f"line {line(where)}: ${{…}} inside <{tag}> dropped")
-            parts.append("\n" * match.group(1).count("\n"))
-            continue
-        name = match.group(2)
-        if name is None:
-            continue
-        newlines = "\n" * match.group(0).count("\n")
-        separator = newlines or " "
-        if name in seen:
-            problems.append(f"line {line(where)}: duplicate attribute {name} in <{tag}>; the first is kept")
-            parts.append(newlines)
-            continue
-        seen.add(name)
-        value = match.group(3)
-        if value is None:
-            problems.append(f"line {line(where)}: valueless attribute {name} in <{tag}>")
-            parts.append(f'{separator}{name}="{name}"')
-            continue
-        if value[0] in "\"'":
-            quote, body = value[0], value[1:-1]
-        else:
-            problems.append(f"line {line(where)}: unquoted value of {name} in <{tag}>")
-            quote, body = '"', value
-        if "<" in body:
-            problems.append(f"line {line(where)}: < inside the value of {name} in <{tag}>")
-            body = body.replace("<", "&lt;")
-        if "&" in body:
-            body = _fix_attr_amps(body, where, text, line, problems, f"the value of {name}")
-        parts.append(f"{separator}{name}={quote}{body}{quote}")
-    return "".join(parts)
-
-
-def _fix_attr_amps(body: str, where: int, text: str, line: _Lines, problems: list[str], what: str) -> str:
-    out: list[str] = []
-    pos = 0
-    while True:
-        amp = body.find("&", pos)
-        if amp < 0:
-            out.append(body[pos:])
-            return "".join(out)
-        out.append(body[pos:amp])
-        if body.startswith("&lt;", amp):
-            out.append("&lt;")
-            pos = amp + 4
-            continue
-        match = _ENTITY.match(body, amp)
-        if match is None:
-            problems.append(f"line {line(where)}: bare & in {what} escaped")
-            out.append("&amp;")
-            pos = amp + 1
-        else:
-            out.append(_fix_amp(body, amp, lambda _offset: line(where), problems, what))
-            pos = match.end()
 
 
 # ---------------------------------------------------------------------------------------------- extract
@@ -473,10 +242,6 @@ def _sourceline(el: etree._Element) -> int | None:
     return line if isinstance(line, int) else None
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in _TRUE
-
-
 def _int(value: str | None) -> int | None:
     if value is None:
         return None
@@ -501,7 +266,7 @@ def _param(el: etree._Element, source: str) -> Param:
     return Param(
         name=a.get("name") or a.get("field") or "",
         type=a.get("type") or "string",
-        required=_truthy(a.get("required")),
+        required=truthy(a.get("required")),
         min_length=_int(a.get("minlength")),
         max_length=_int(a.get("maxlength")),
         min=_float(a.get("min")),
@@ -730,104 +495,6 @@ def _extract(root: etree._Element, rel: str, stem: str, base_path: str, sha: str
         _walk(root, found, None, None)
     else:
         _fast_walk(root, found)
-    return _component(rel, stem, base_path, sha, lines, parse, problems, found.component or {}, found.actions,
-                      found.queries, found.forms, found.includes, found.imports, found.functions,
-                      found.conditionals, found.loops)
-
-
-def _component(rel: str, stem: str, base_path: str, sha: str, lines: int, parse: str, problems: list[str],
-               attrs: dict[str, str], actions: list[Action], queries: list[Query], forms: list[Form],
-               includes: list[str], imports: list[str], functions: list[Function], conditionals: int,
-               loops: int) -> Component:
-    kind = attrs.get("type") or None
-    role = attrs.get("requirerole") or None
-    all_queries = len(queries) + sum(len(a.queries) for a in actions)
-    return Component(
-        path=rel,
-        name=attrs.get("name") or stem,
-        type=kind,
-        route=route_for(rel, base_path) if kind in (None, "page") else None,
-        require_auth=_truthy(attrs.get("requireauth")) if "requireauth" in attrs else role is not None,
-        require_role=role,
-        actions=tuple(actions),
-        queries=tuple(queries),
-        forms=tuple(forms),
-        includes=tuple(includes),
-        imports=tuple(imports),
-        functions=tuple(functions),
-        conditionals=conditionals,
-        lines=lines,
-        complexity=1 + conditionals + loops + len(actions) + all_queries,
-        sha256=sha,
-        parse=parse,
-        problems=_final_problems(problems),
-    )
-
-
-def _final_problems(problems: list[str]) -> tuple[str, ...]:
-    """The repairs (the first _MAX_PROBLEMS, then a count of the others), then the verdicts."""
-    dropped = problems.dropped if isinstance(problems, _Problems) else max(0, len(problems) - _MAX_PROBLEMS)
-    if not dropped:
-        return tuple(problems)
-    head = problems[:_MAX_PROBLEMS]
-    tail = problems[_MAX_PROBLEMS:] if isinstance(problems, _Problems) else []
-    return (*head, f"line 0: and {dropped} more problems", *tail)
-
-
-class _Problems(list[str]):
-    """A list that keeps the first _MAX_PROBLEMS entries and counts the rest."""
-
-    dropped = 0
-
-    def append(self, item: str) -> None:
-        if len(self) < _MAX_PROBLEMS:
-            super().append(item)
-        else:
-            self.dropped += 1
-
-
-# ---------------------------------------------------------------------------------------------- fallback
-
-
-def _fb_attrs(raw: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for k, v in _FB_ATTR.findall(raw):
-        found.setdefault(k.lower().replace("_", "").replace("-", ""), v[1:-1])  # the first one wins
-    return found
-
-
-def _fallback(text: str, rel: str, stem: str, base_path: str, sha: str, lines: int,
-              problems: list[str]) -> Component:
-    """What regular expressions find in a file no parser could read: names, actions, queries, forms."""
-    list.append(problems, "line 0: could not be parsed; read line by line (names only, no params, SQL or fields)")
-    component: dict[str, str] | None = None
-    actions: list[Action] = []
-    queries: list[Query] = []
-    forms: list[Form] = []
-    includes: list[str] = []
-    imports: list[str] = []
-    functions: list[Function] = []
-    line_of = _Lines(text)
-    for match in _FB_TAG.finditer(text):
-        tag, a = match.group(1), _fb_attrs(match.group(2))
-        line = line_of(match.start())
-        if tag == "q:component":
-            if component is None:
-                component = a
-        elif tag == "q:action":
-            actions.append(Action(name=a.get("name", ""), method=a.get("method", "POST").upper(), line=line))
-        elif tag == "q:query":
-            queries.append(Query(name=a.get("name") or a.get("id") or "", datasource=a.get("datasource"),
-                                 type=a.get("type"), writes=query_writes(a.get("type"), ""), line=line))
-        elif tag == "form":
-            forms.append(Form(id=a.get("id") or a.get("name"), method=a.get("method", "GET").upper(),
-                              action=a.get("action"), line=line))
-        elif tag in ("q:include", "q:import"):
-            target = a.get("component") or a.get("file") or a.get("src")
-            if target:
-                (includes if tag == "q:include" else imports).append(target)
-        elif tag == "q:function":
-            functions.append(Function(name=a.get("name", ""), endpoint=a.get("endpoint"),
-                                      method=a.get("method", "GET").upper(), line=line))
-    return _component(rel, stem, base_path, sha, lines, "fallback", problems, component or {}, actions, queries,
-                      forms, includes, imports, functions, len(_FB_COND.findall(text)), len(_FB_LOOP.findall(text)))
+    return assemble(rel, stem, base_path, sha, lines, parse, problems, found.component or {}, found.actions,
+                    found.queries, found.forms, found.includes, found.imports, found.functions,
+                    found.conditionals, found.loops)
