@@ -88,12 +88,25 @@ def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
 
 @dataclass
 class PlanContext:
+    """A plan with the states it was made from. It holds the registry it read open (apply goes on to
+    write through it): close it, or use the context as a `with` block."""
+
     ws: Workspace
     desired: DesiredState
     recorded: RecordedState
     live: LiveState
     plan: Plan
     registry: Registry | None = None
+
+    def close(self) -> None:
+        if self.registry is not None:
+            self.registry.close()
+
+    def __enter__(self) -> PlanContext:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, ...] = (),

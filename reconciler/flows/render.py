@@ -14,9 +14,8 @@ from reconciler.flows.workspace import Workspace
 
 def render_file(ws: Workspace, project: str, environment: str, name: str) -> str:
     """One generated file as apply would write it now, secrets as placeholders (no key needed)."""
-    ctx = plan_workspace(ws, refresh=False)
-    if ctx.registry is not None:
-        ctx.registry.close()
+    with plan_workspace(ws, refresh=False) as ctx:
+        pass  # only the plan and the states are needed; the registry is closed
     if project not in ctx.desired.projects:
         known = ", ".join(sorted(ctx.desired.projects)) or "(none)"
         raise QrmError(f"unknown project {project!r}; known projects: {known}")
