@@ -208,6 +208,11 @@ def recorded_note(plan: Plan) -> str:
     return ""
 
 
+def lockfile_reason(origin: str) -> str:
+    """Why a listing was read from reports/allocations.yaml: RecordedState.origin "lockfile" or "reports"."""
+    return "the registry is empty" if origin == "lockfile" else "no registry here"
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The stable JSON form of a plan (documented in README.md; bump format_version on a breaking change)."""
     counts = plan.counts()

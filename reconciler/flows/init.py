@@ -38,6 +38,12 @@ def write_schemas(root: Path) -> list[Path]:
     return changed
 
 
+def stale_schemas(root: Path) -> list[str]:
+    """The names of the files under root/schemas/ that are missing or differ from what write_schemas writes."""
+    return [name for name, content in json_schemas().items()
+            if not (root / "schemas" / name).is_file() or (root / "schemas" / name).read_text() != content]
+
+
 def init_workspace(directory: Path) -> list[Path]:
     root = directory.resolve()
     manifests = root / "manifests"

@@ -132,11 +132,31 @@ def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, .
     return PlanContext(ws, desired, recorded, live, plan.filtered(targets, excludes), registry)
 
 
+def plan_with_components(ws: Workspace, *, refresh: bool = True, targets: tuple[str, ...] = (),
+                         excludes: tuple[str, ...] = ()) -> tuple[PlanContext, list[dict[str, str]]]:
+    """What `qrm plan` shows: the plan, and the .q files added, changed or removed since the last scan.
+    The context's registry is closed."""
+    from reconciler.flows.scan import component_changes  # here: apply plans without loading the scanner
+
+    context = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes)
+    try:
+        components = component_changes(context.ws, context.desired, context.registry)
+    finally:
+        if context.registry is not None:
+            context.registry.close()
+    return context, components
+
+
 def saved_plan_document(ctx: PlanContext) -> dict[str, Any]:
     document = plan_document(ctx.plan)
     document["workspace"] = str(ctx.ws.root)
     document["registry"] = display_url(ctx.ws.registry_url())
     return document
+
+
+def save_plan(ctx: PlanContext, path: Path) -> None:
+    """Write the plan where `qrm apply FILE` reads it back (load_saved_plan) and applies exactly it."""
+    files.write_atomic(path, json.dumps(saved_plan_document(ctx), indent=2) + "\n")
 
 
 def load_saved_plan(path: Path) -> dict[str, Any]:

@@ -1,16 +1,39 @@
-"""`qrm ports`: range usage per host and type, and whether one port is free (and why not)."""
+"""`qrm ports`: the allocated ports with their owners, range usage per host and type, and whether one
+port is free (and why not)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.core.errors import QrmError
 from reconciler.core.models import LOCALHOST
-from reconciler.core.state import DesiredState, RecordedState
+from reconciler.core.state import DesiredState, RecordedState, service_to_dict
 from reconciler.edges import probes
 from reconciler.flows.desired import load_desired
 from reconciler.flows.recorded import recorded_state
 from reconciler.flows.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class PortList:
+    origin: str  # where the allocations were read: "registry", "lockfile" (registry empty) or "reports" (none)
+    workspace: str
+    allocations: list[dict[str, Any]]  # sorted by host and port, each with its "owner" (a workspace name)
+    own: int  # this workspace's allocations before the filters; 0 until it is applied
+
+
+def list_ports(ws: Workspace, *, host: str | None = None, type: str | None = None, mine: bool = False) -> PortList:
+    """Every allocated port: this workspace's, and unless `mine` the other workspaces' in a shared registry;
+    only those on `host` and of port `type` when given."""
+    recorded = recorded_state(ws)
+    rows: list[dict[str, Any]] = [{**service_to_dict(s), "owner": ws.name} for s in recorded.services.values()]
+    if not mine:
+        rows += [{"name": f.service, "host": f.host, "port": f.port, "type": f.type, "owner": f.owner}
+                 for f in recorded.foreign]
+    rows = sorted((r for r in rows if host in (None, r["host"]) and type in (None, r["type"])),
+                  key=lambda r: (r["host"], r["port"]))
+    return PortList(recorded.origin, ws.name, rows, len(recorded.services))
 
 
 @dataclass(frozen=True)
@@ -52,6 +75,11 @@ def range_usage(desired: DesiredState, recorded: RecordedState, ephemeral: tuple
                               and p not in held)
                 rows.append(RangeUse(host, port_type, r.name, r.start, r.end, used, len(held), eph))
     return rows
+
+
+def port_ranges(ws: Workspace) -> list[RangeUse]:
+    """The use of every port range on every host, this machine's ephemeral range counted as unavailable."""
+    return range_usage(load_desired(ws), recorded_state(ws), probes.ephemeral_range())
 
 
 @dataclass(frozen=True)

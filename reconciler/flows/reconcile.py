@@ -234,30 +234,23 @@ def _scan(ws: Workspace, result: ReconcileResult) -> None:
 
 
 def _tests(ws: Workspace, result: ReconcileResult) -> None:
-    from reconciler.flows.tests_history import auto_run_suites
-    from reconciler.flows.tests_run import run_tests
+    from reconciler.core.test_results import SuiteRun
+    from reconciler.flows.tests_run import run_auto_suites
+
+    def record(suite_run: SuiteRun) -> None:  # as each run ends: a later suite that raises keeps these
+        totals = suite_run.counts()
+        result.tests.append(f"tests {suite_run.suite.name}: {totals['passed']} passed, "
+                            f"{totals['failed'] + totals['error']} failed")
+        if suite_run.blocks:
+            result.tests_blocking.append(suite_run.suite.name)
 
     try:
-        names = auto_run_suites(ws)
+        runs = _timed(result, "tests", lambda: run_auto_suites(ws, on_run=record))
     except QrmError as exc:
         result.problems.append(f"tests: {exc}")
         return
-    if not names:
-        return
-
-    def run() -> None:
-        for name in names:
-            for suite_run in run_tests(ws, name, ()).runs:
-                totals = suite_run.counts()
-                result.tests.append(f"tests {suite_run.suite.name}: {totals['passed']} passed, "
-                                    f"{totals['failed'] + totals['error']} failed")
-                if suite_run.blocks:
-                    result.tests_blocking.append(suite_run.suite.name)
-
-    try:
-        _timed(result, "tests", run)
-    except QrmError as exc:
-        result.problems.append(f"tests: {exc}")
+    if not runs:
+        del result.timings["tests"]  # no auto_run suite: no tests step in the reconcile line
 
 
 def _health(ws: Workspace, result: ReconcileResult) -> dict[str, int] | None:

@@ -1,6 +1,7 @@
 """`qrm tests run`: pick the suites and environments, find each environment's base URL, run every case
 at once through reconciler.edges.http_tests, and write the results: reports/tests/<suite>/<env>.yaml (latest run),
 history.jsonl (one line per run and environment), summary.md, and JUnit XML on request.
+Also the auto_run suites that `qrm apply` and a watcher run after applying.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from reconciler.edges import files, http_tests
 from reconciler.flows import tests_query
 from reconciler.flows.desired import load_desired
 from reconciler.flows.recorded import recorded_state
-from reconciler.flows.tests_history import record_runs  # the registry tables of runs and results
+from reconciler.flows.tests_history import (
+    auto_run_suites,
+    record_runs,  # the registry tables of runs and results
+)
 from reconciler.flows.workspace import Workspace
 
 HTTP_PROTOCOLS = ("http", "https")
@@ -125,6 +129,19 @@ def run_tests(
 
     record_runs(ws, runs)
     return outcome
+
+
+def run_auto_suites(ws: Workspace, on_run: Callable[[SuiteRun], None] | None = None) -> list[SuiteRun]:
+    """Run each suite marked auto_run on its environments, as apply does after applying (like post-sync
+    hooks); [] when there is none. `on_run` sees each run as it ends, so a caller keeps the runs that
+    ended before a later suite raised."""
+    runs: list[SuiteRun] = []
+    for name in auto_run_suites(ws):
+        for run in run_tests(ws, name, ()).runs:
+            runs.append(run)
+            if on_run is not None:
+                on_run(run)
+    return runs
 
 
 # --- reports ---------------------------------------------------------------------------------------

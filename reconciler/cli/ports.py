@@ -1,0 +1,94 @@
+"""`qrm ports list`, `ranges` and `check`: allocated ports with their owners, range usage, whether a port is free."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from reconciler.cli.root import EXIT_ERROR, EXIT_OK, cli, reports_errors, workspace_from
+
+
+@cli.group(cls=click.Group)
+def ports() -> None:
+    """Allocated ports, range usage, and whether a port is free."""
+
+
+@ports.command("list")
+@click.option("--host", help="Only this host.")
+@click.option("--type", "port_type", help="Only this port type.")
+@click.option("--mine", is_flag=True, help="Only this workspace's ports (in a shared registry).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_list(ctx: click.Context, host: str | None, port_type: str | None, mine: bool, as_json: bool) -> int:
+    """Every allocated port: host, port, service, type, protocol, and its owner (the workspace that
+    allocated it: in a shared registry, also the other workspaces' ports)."""
+    from reconciler.core.report import lockfile_reason, table
+    from reconciler.flows.ports import list_ports
+
+    found = list_ports(workspace_from(ctx), host=host, type=port_type, mine=mine)
+    rows = found.allocations
+    if as_json:
+        click.echo(json.dumps({"source": found.origin, "workspace": found.workspace, "allocations": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        click.echo("No ports allocated." + ("" if found.own else " Run qrm apply."))
+        return EXIT_OK
+    click.echo(table(["HOST", "PORT", "SERVICE", "TYPE", "PROTOCOL", "PINNED", "PROJECT", "ENV", "OWNER"],
+                     [(r["host"], r["port"], r["name"], r["type"], r.get("protocol", ""),
+                       "yes" if r.get("pinned") else "", r.get("project") or "", r.get("environment") or "",
+                       r["owner"]) for r in rows]))
+    if found.origin in ("lockfile", "reports"):
+        click.echo(f"(from reports/allocations.yaml: {lockfile_reason(found.origin)}; {len(rows)} allocations)")
+    return EXIT_OK
+
+
+@ports.command("ranges")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_ranges(ctx: click.Context, as_json: bool) -> int:
+    """Use of every port range on every host, with a usage bar."""
+    from reconciler.core.report import usage_bar
+    from reconciler.flows.ports import port_ranges
+
+    rows = port_ranges(workspace_from(ctx))
+    if as_json:
+        click.echo(json.dumps([{"host": r.host, "type": r.type, "range": r.name, "start": r.start, "end": r.end,
+                                "used": r.used, "reserved": r.reserved, "ephemeral": r.unavailable,
+                                "free": r.free} for r in rows], indent=2))
+        return EXIT_OK
+    lines = []
+    for r in rows:
+        extra = "".join([f", {r.reserved} reserved" if r.reserved else "",
+                         f", {r.unavailable} ephemeral" if r.unavailable else ""])
+        lines.append((r.host, f"{r.type} {r.start}-{r.end}: {r.used} used, {r.free} free{extra}", r))
+    host_width = max((len(host) for host, _, _ in lines), default=0)
+    width = max((len(usage) for _, usage, _ in lines), default=0)
+    for host, usage, r in lines:
+        click.echo(f"{host.ljust(host_width)}  {usage.ljust(width)}  {usage_bar(r.used, r.size)}")
+    return EXIT_OK
+
+
+@ports.command("check")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_check(ctx: click.Context, port: int, host: str, as_json: bool) -> int:
+    """Whether PORT is free on a host; exit 0 when free, 1 when not, with the reasons."""
+    from reconciler.flows.ports import check_port
+
+    status = check_port(workspace_from(ctx), port, host)
+    if as_json:
+        click.echo(json.dumps({"host": status.host, "port": status.port, "free": status.free,
+                               "reasons": status.reasons, "range": status.range}, indent=2))
+    else:
+        where = f" in range {status.range}" if status.range else " (outside every range)"
+        if status.free:
+            click.echo(f"{host}:{port} is free{where}.")
+        else:
+            click.echo(f"{host}:{port} is not free{where}: " + "; ".join(status.reasons) + ".")
+    return EXIT_OK if status.free else EXIT_ERROR

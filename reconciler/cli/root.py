@@ -1,0 +1,92 @@
+"""The root `qrm` group and what every command shares: exit codes, QrmGroup (usage errors exit 1),
+reports_errors (QrmError as one line on stderr) and workspace_from (the workspace of -C and --registry).
+
+Exit codes everywhere: 0 success and nothing to change, 1 error (bad input, failed apply,
+usage error), 2 changes present (plan --detailed-exitcode only), 3 tests failed.
+Heavy modules (SQLAlchemy, pydantic, flows) are imported inside commands so `qrm --help` is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+
+if TYPE_CHECKING:
+    from reconciler.flows.workspace import Workspace
+
+# pydantic looks for plugins in every installed distribution's entry points on first use (~40 ms
+# of each run); qrm uses none. A user who wants one can still set the variable.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_TESTS_FAILED = 0, 1, 2, 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class QrmGroup(click.Group):
+    """A click group whose usage errors exit 1, as every other error does (click's own default is 2)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name or "qrm", complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            code = EXIT_ERROR
+        except click.ClickException as exc:
+            exc.show()
+            code = EXIT_ERROR
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def reports_errors(func: F) -> F:
+    """Turn QrmError into a one-line message (a list for manifest errors) and exit code 1; no traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from reconciler.core.errors import ManifestError, QrmError
+
+        try:
+            return func(*args, **kwargs)
+        except ManifestError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            click.echo(f"{exc}; nothing was changed", err=True)
+            return EXIT_ERROR
+        except QrmError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_ERROR
+
+    return cast(F, wrapper)
+
+
+def workspace_from(ctx: click.Context) -> Workspace:
+    """The workspace the root options name: -C DIR and --registry URL."""
+    from reconciler.flows.workspace import open_workspace
+
+    obj = ctx.find_root().obj
+    return open_workspace(Path(obj["directory"]), obj["registry"])
+
+
+@click.group(cls=QrmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "directory", default=".", metavar="DIR", show_default=True,
+              help="Run as if qrm was started in DIR (the workspace).")
+@click.option("--registry", metavar="URL", envvar="QRM_REGISTRY",
+              help="Registry database URL (default: sqlite at DIR/.qrm/registry.db, or qrm.yaml's registry).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              envvar="QRM_LOG_LEVEL", show_default=True, help="Log lines on stderr from this level up.")
+@click.version_option(package_name="qrm", prog_name="qrm")
+@click.pass_context
+def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str) -> None:
+    """qrm, the Quantum Resource Manager: plan and apply ports, services and configs from git."""
+    import logging
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    ctx.obj = {"directory": directory, "registry": registry}

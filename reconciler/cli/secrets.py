@@ -1,0 +1,163 @@
+"""`qrm secrets`: set, get, list, rm, rotate and updatekeys of secrets.enc, and the git merge driver and
+textconv that keep it mergeable and diffable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.cli.root import EXIT_ERROR, EXIT_OK, F, cli, reports_errors, workspace_from
+
+_SCOPE_OPTIONS = [
+    click.option("--project", "-p", metavar="P", help="Project scope (project/NAME)."),
+    click.option("--env", "-e", "environment", metavar="E",
+                 help="Environment scope (project/env/NAME); needs --project."),
+]
+
+
+def _scope_options(func: F) -> F:
+    for option in reversed(_SCOPE_OPTIONS):
+        func = option(func)
+    return func
+
+
+@cli.group()
+def secrets() -> None:
+    """SOPS-compatible secrets.enc: set, get, list, rm, rotate, updatekeys; git merge driver and textconv.
+
+    Values are never taken from the command line (where `ps` shows them): `set` reads stdin, or
+    prompts without echo on a terminal. Keys come from SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or SOPS's
+    default key file.
+    """
+
+
+@secrets.command("set", context_settings={"allow_extra_args": True})
+@click.argument("name")
+@_scope_options
+@click.pass_context
+@reports_errors
+def secrets_set(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
+    """Set secret NAME to the value on stdin (or typed at a hidden prompt)."""
+    from reconciler.core.errors import SecretsError
+    from reconciler.flows.secrets import set_secret
+
+    if ctx.args:  # a value on the command line: refused, and not repeated into the error (logs keep it)
+        raise click.UsageError("the value is never taken from the command line, where `ps` and the shell "
+                               "history show it: pipe it in, or type it at the prompt", ctx)
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        raw = sys.stdin.buffer.read()  # bytes: no newline translation, no surrogates
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretsError("the value on stdin is not UTF-8 text; secrets.enc was not changed") from None
+        value = value[:-1] if value.endswith("\n") else value  # `echo x |` adds one newline
+    key = set_secret(workspace_from(ctx), name, project, environment, value)
+    click.echo(f"Set {key} in secrets.enc.")
+    return EXIT_OK
+
+
+@secrets.command("get")
+@click.argument("name")
+@_scope_options
+@click.pass_context
+@reports_errors
+def secrets_get(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
+    """Print the value of secret NAME (exactly this scope)."""
+    from reconciler.flows.secrets import get_secret
+
+    click.echo(get_secret(workspace_from(ctx), name, project, environment), nl=False)
+    if sys.stdout.isatty():
+        click.echo()
+    return EXIT_OK
+
+
+@secrets.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def secrets_list(ctx: click.Context, as_json: bool) -> int:
+    """Names, scopes and when each was last set; never values, and no key needed."""
+    from reconciler.core.report import table
+    from reconciler.flows.secrets import list_secrets
+
+    infos, rotated = list_secrets(workspace_from(ctx))
+    if as_json:
+        click.echo(json.dumps({"rotated_at": rotated, "secrets": [
+            {"key": i.key, "name": i.name, "scope": i.scope, "changed_at": i.changed_at} for i in infos]}, indent=2))
+        return EXIT_OK
+    if not infos:
+        click.echo("No secrets. Add one with: qrm secrets set NAME [--project P] [--env E]")
+        return EXIT_OK
+    click.echo(table(["KEY", "SCOPE", "LAST SET"], [(i.key, i.scope, i.changed_at or "") for i in infos]))
+    click.echo(f"{len(infos)} secret(s); data key last rotated: {rotated or 'never'}")
+    return EXIT_OK
+
+
+@secrets.command("rm")
+@click.argument("name")
+@_scope_options
+@click.pass_context
+@reports_errors
+def secrets_rm(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
+    """Remove secret NAME."""
+    from reconciler.flows.secrets import remove_secret
+
+    click.echo(f"Removed {remove_secret(workspace_from(ctx), name, project, environment)} from secrets.enc.")
+    return EXIT_OK
+
+
+@secrets.command("rotate")
+@click.pass_context
+@reports_errors
+def secrets_rotate(ctx: click.Context) -> int:
+    """New data key for the recipients in .sops.yaml; every value re-encrypted."""
+    from reconciler.flows.secrets import rotate
+
+    click.echo(f"Rotated the data key; re-encrypted {rotate(workspace_from(ctx))} secret(s).")
+    return EXIT_OK
+
+
+@secrets.command("updatekeys")
+@click.pass_context
+@reports_errors
+def secrets_updatekeys(ctx: click.Context) -> int:
+    """Re-wrap the data key for the recipients now in .sops.yaml (values and ciphertexts unchanged)."""
+    from reconciler.flows.secrets import update_keys
+
+    recipients = update_keys(workspace_from(ctx))
+    click.echo(f"Data key wrapped for {len(recipients)} recipient(s): {', '.join(recipients)}")
+    return EXIT_OK
+
+
+@secrets.command("merge-driver")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@reports_errors
+def secrets_merge_driver(base: str, ours: str, theirs: str) -> int:
+    """git merge driver (%O %A %B): three-way merge of the decrypted secrets, re-encrypted into %A."""
+    from reconciler.flows.secrets import merge
+
+    conflicts = merge(Path(base), Path(ours), Path(theirs))
+    if conflicts:
+        click.echo(f"error: secrets changed differently on both sides: {', '.join(conflicts)}; the merged "
+                   "file keeps our value for them and every other change; set the right value with "
+                   "qrm secrets set, then commit", err=True)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+@secrets.command("textconv")
+@click.argument("path", type=click.Path(dir_okay=False))
+@reports_errors
+def secrets_textconv(path: str) -> int:
+    """git diff textconv: the secrets as KEY: value lines (names and fingerprints without a key)."""
+    from reconciler.flows.secrets import textconv
+
+    click.echo(textconv(Path(path)), nl=False)
+    return EXIT_OK
