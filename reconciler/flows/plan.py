@@ -138,12 +138,8 @@ def plan_with_components(ws: Workspace, *, refresh: bool = True, targets: tuple[
     The context's registry is closed."""
     from reconciler.flows.scan import component_changes  # here: apply plans without loading the scanner
 
-    context = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes)
-    try:
+    with plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes) as context:
         components = component_changes(context.ws, context.desired, context.registry)
-    finally:
-        if context.registry is not None:
-            context.registry.close()
     return context, components
 
 

@@ -180,8 +180,7 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
         else:
             ctx = _timed(result, "plan", lambda: plan_workspace(ws, desired=desired))
             plan = ctx.plan
-            if ctx.registry is not None:
-                ctx.registry.close()
+            ctx.close()
             result.counts = plan.counts()
             result.outcome = "no changes" if plan.empty else "pending"
             if plan.blocked:
