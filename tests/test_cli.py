@@ -21,7 +21,7 @@ import yaml
 
 from reconciler.edges import probes
 from reconciler.edges.registry import Registry
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 # --- helpers -------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import yaml
 
 from reconciler.core.state import RecordedService
 from reconciler.edges.registry import Registry
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def services(count: int) -> str:

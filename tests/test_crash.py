@@ -20,7 +20,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, inspect, text
 
-from tests.conftest import PgDatabase
+from tests.support.pgserver import PgDatabase
 
 FILES, PER_FILE = 5, 200  # 1,000 services
 KILLS = 20

@@ -15,9 +15,10 @@ import pytest
 
 from reconciler.core.components import Component
 from reconciler.edges.q_components import scan_file
-from tests.qcorpus import write_corpus
+from tests.support import paths
+from tests.support.qcorpus import write_corpus
 
-FIXTURES = Path(__file__).parent / "fixtures" / "q"
+FIXTURES = paths.FIXTURES / "q"
 
 EXPECTED: dict[str, dict[str, Any]] = {
     'components/admin/dashboard.q': {'actions': [{'line': 3,

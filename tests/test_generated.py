@@ -9,7 +9,7 @@ import pytest
 from dotenv import dotenv_values
 
 from reconciler.edges import sops
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 PROJECT = """
     kind: Project

@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.core.health import CRITICAL, PASSING, WARNING, CheckResult, CheckSpec
 from reconciler.edges import probes
-from tests.healthservers import Certificates, Servers, running
+from tests.support.healthservers import Certificates, Servers, running
 
 TIMEOUT = 0.3
 SLACK = 10.0  # the timeout of every case that expects an answer, not a timeout

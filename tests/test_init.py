@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
 from reconciler.core.schema import MODELINE, json_schemas
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def qrm(*args: str) -> Result:

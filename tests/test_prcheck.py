@@ -21,7 +21,8 @@ import yaml
 
 from reconciler.core.report import MARKDOWN_LIMIT
 from reconciler.flows.init import GITIGNORE
-from tests.conftest import REPO, Workspace
+from tests.support.paths import REPO
+from tests.support.workspace import Workspace
 
 DEMO_KEY = REPO / "examples" / "demo-age-key.txt"
 WORKFLOW = REPO / "examples" / "github-actions" / "qrm.yml"

@@ -17,8 +17,8 @@ import yaml
 
 from reconciler.edges import query_tests, sops
 from reconciler.edges.query_tests import postgres_engine, run_query
-from tests.conftest import Workspace
-from tests.pgserver import PgServer
+from tests.support.pgserver import PgServer
+from tests.support.workspace import Workspace
 
 USER, PASSWORD, DATABASE = "qa", "s3cret:pw@/?", "blog"
 

@@ -13,7 +13,7 @@ import yaml
 
 from reconciler.edges import query_tests, sops
 from reconciler.edges.query_tests import run_query, sqlite_engine
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def make_db(path: Path, rows: int = 3) -> Path:

@@ -17,9 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from reconciler.edges.registry import SCHEMA_VERSION, Registry, allocations, health_table, secrets_table
-from tests.conftest import Workspace
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.support.paths import FIXTURES
+from tests.support.workspace import Workspace
 
 
 def services(*names: str, port: int | None = None) -> str:

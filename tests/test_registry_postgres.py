@@ -18,7 +18,9 @@ from sqlalchemy import create_engine, text
 from reconciler.core.state import RecordedService
 from reconciler.edges import registry as registry_module
 from reconciler.edges.registry import SCHEMA_VERSION, Registry
-from tests.conftest import REPO, PgDatabase, Workspace
+from tests.support.paths import REPO
+from tests.support.pgserver import PgDatabase
+from tests.support.workspace import Workspace
 
 AGE_KEY = REPO / "examples" / "demo-age-key.txt"
 TABLES = {"meta", "allocations", "services", "secrets", "health", "generated_files", "component_files",

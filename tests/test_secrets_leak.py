@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import cli
 from reconciler.edges import sops
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 CANARY = "canary-" + os.urandom(32).hex()  # random and long: it cannot turn up by chance
 PIECES = [CANARY, CANARY[7:39], CANARY[-32:]]  # a shortened or cut value is a leak too

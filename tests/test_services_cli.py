@@ -14,8 +14,8 @@ import yaml
 
 from reconciler.core.state import RecordedService
 from reconciler.edges.registry import SCHEMA_VERSION, Registry
-from tests.conftest import Workspace
-from tests.healthservers import Servers, Switch, running
+from tests.support.healthservers import Servers, Switch, running
+from tests.support.workspace import Workspace
 
 FLEET = """
 kind: Service

@@ -1,4 +1,4 @@
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def test_a_new_service_is_planned_applied_and_then_the_plan_is_empty(workspace: Workspace) -> None:

@@ -27,9 +27,9 @@ import yaml
 
 from reconciler.core.errors import SecretsError
 from reconciler.edges import sops
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-SOPS_FIXTURES = Path(__file__).parents[2] / "shared" / "interop" / "sops"
+SOPS_FIXTURES = REPO.parent / "shared" / "interop" / "sops"
 NODE_DIR = REPO / "tests" / "interop" / "node"
 SETUP = "run scripts/setup-interop (scripts/test runs it, and so CI)"
 TIMEOUT = 60

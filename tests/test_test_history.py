@@ -14,8 +14,8 @@ import yaml
 from reconciler.core.state import RecordedService
 from reconciler.edges.registry import SCHEMA_VERSION, Registry
 from reconciler.flows.tests_history import FLAKY_WINDOW, flaky_cases
-from tests.conftest import Workspace
-from tests.quantum_server import Running, quantum_server
+from tests.support.quantum_server import Running, quantum_server
+from tests.support.workspace import Workspace
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ import yaml
 from reconciler.core import testgen
 from reconciler.core.components import Component, Param
 from reconciler.core.models import TestCase
-from tests.conftest import Workspace
+from tests.support import paths
+from tests.support.workspace import Workspace
 
-FIXTURES = Path(__file__).parent / "fixtures" / "q" / "components"
+FIXTURES = paths.FIXTURES / "q" / "components"
 COPIED = ("login.q", "posts", "admin", "shared", "api.q")
 SUITE = "manifests/tests/blog.yaml"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Workspace
+from tests.support.paths import FIXTURES, REPO
+from tests.support.workspace import Workspace
 
-BAD = Path(__file__).parent / "fixtures" / "bad"
+BAD = FIXTURES / "bad"
 KINDS = "Host, PortRange, Reservation, Service, Project, TestSuite"
 
 

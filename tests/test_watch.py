@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Workspace
-from tests.test_commit import clones, example, git, services
+from tests.support.git_repos import clones, example, git, services
+from tests.support.workspace import Workspace
 
 DEADLINE = 40.0
 

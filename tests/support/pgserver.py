@@ -3,7 +3,8 @@
 trust on its private Unix socket (for setup), a free port, fsync off; `stop()` removes everything.
 
 Databases are made per test: `create_database()` gives a fresh empty database owned by a login role
-with a password. Missing PostgreSQL raises PgServerError (the tests fail, they do not skip):
+with a password (tests/conftest.py's `pg_database` fixture hands a test one as a PgDatabase).
+Missing PostgreSQL raises PgServerError (the tests fail, they do not skip):
 scripts/setup-interop installs Debian's `postgresql`.
 """
 
@@ -134,4 +135,17 @@ def start(max_connections: int = 200) -> PgServer:
     return server
 
 
-__all__ = ["PASSWORD", "ROLE", "PgServer", "PgServerError", "bindir", "free_port", "start"]
+@dataclass(frozen=True)
+class PgDatabase:
+    """A fresh empty database owned by a login role with a password. `url` has no password (PGPASSWORD
+    holds it for the test, and for the processes it starts); `url_with_password` has it, quoted."""
+
+    server: PgServer
+    name: str
+    url: str
+    url_with_password: str
+    password: str
+
+
+__all__ = ["PASSWORD", "ROLE", "PgDatabase", "PgServer", "PgServerError", "bindir", "free_port", "start"]
+

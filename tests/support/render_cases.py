@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,8 +20,7 @@ from reconciler.core.crosscheck import build_desired
 from reconciler.core.models import manifest_list
 from reconciler.core.render import SecretValue, render_environment, secret_references
 from reconciler.core.state import DesiredState, LiveState, SourceRef
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 # Values that are awkward for .env readers, shells, YAML and nginx; each must read back exactly.
 NASTY = {
