@@ -1,4 +1,4 @@
-"""The projects that tests/test_render.py and tests/test_render_validation.py render, as data.
+"""The projects that tests/core/test_render.py and tests/core/test_render_validation.py render, as data.
 
 Each Case is manifest documents (as manifests/*.yaml would hold them) and the plaintext of the
 secrets in secrets.enc. `rendered()` builds the DesiredState with crosscheck.build_desired,

@@ -1,4 +1,4 @@
-"""Query test cases on a real PostgreSQL server (the session's server of tests/pgserver.py, on a free
+"""Query test cases on a real PostgreSQL server (the session's server of tests/support/pgserver.py, on a free
 port of 127.0.0.1): a SELECT with a parameter passes, an unknown column fails with the database's
 message and never the password, writing SQL is only EXPLAINed and the rows stay unchanged, the
 transaction is READ ONLY, and `qrm tests run` with a postgresql datasource whose service is pinned to

@@ -1,5 +1,5 @@
 """Test runs in the registry, `qrm tests compare`, `qrm tests history` with its flaky rule, and the
-gate `qrm apply` runs after applying, against real Quantum-like servers (tests/quantum_server.py)."""
+gate `qrm apply` runs after applying, against real Quantum-like servers (tests/support/quantum_server.py)."""
 
 from __future__ import annotations
 

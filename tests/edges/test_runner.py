@@ -1,4 +1,4 @@
-"""`qrm tests run` against real Quantum-like servers on 127.0.0.1 (tests/quantum_server.py): every
+"""`qrm tests run` against real Quantum-like servers on 127.0.0.1 (tests/support/quantum_server.py): every
 assertion kind passing and failing, flashes, auth redirects, cookie jars, Referer, retries, timeouts,
 protected environments, two environments at once, the reports, JUnit XML and the exit code."""
 

@@ -1,6 +1,6 @@
 """The generated configs against the real tools that read them (no mocks, nothing skipped).
 
-For every environment of every case in render_cases.py:
+For every environment of every case in tests/support/render_cases.py:
 - nginx.conf passes Debian nginx's `nginx -t`, alone and together with the other environments of
   its case in one http {} block, TLS included (a real self-signed certificate and key where the
   file says they are);

@@ -1,6 +1,6 @@
 """Ownership in a shared registry: each workspace changes only its own rows; allocation avoids everyone's.
 
-Here the shared registry is one SQLite file named by --registry (tests/test_registry_postgres.py runs
+Here the shared registry is one SQLite file named by --registry (tests/edges/test_registry_postgres.py runs
 the same on PostgreSQL). A registry given by --registry, QRM_REGISTRY or qrm.yaml is shared; the
 default .qrm/registry.db is private.
 """

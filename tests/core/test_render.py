@@ -1,10 +1,10 @@
-"""reconciler.core.render: the generated configs of a project environment (pure; see render_cases.py).
+"""reconciler.core.render: the generated configs of a project environment (pure; see tests/support/render_cases.py).
 
 What is checked here, for every environment of every case: .env holds exactly the expected
 variables and reads back exactly with python-dotenv, whatever the values; output is byte-identical
 for equal input whatever the order it came in; without a key no secret appears anywhere and its
 placeholder follows the ciphertext fingerprint; with a key the value is in .env and nowhere else.
-tests/test_render_validation.py checks the files with real tools (nginx -t, the Compose schema).
+tests/core/test_render_validation.py checks the files with real tools (nginx -t, the Compose schema).
 """
 
 from __future__ import annotations
