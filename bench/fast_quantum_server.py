@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.quantum_server import CONTACT_RULES, LOGIN_RULES, sign, unsign, validate
+from tests.support.quantum_server import CONTACT_RULES, LOGIN_RULES, sign, unsign, validate
 
 BACKLOG = 1024
 MAX_HEAD = 64 * 1024

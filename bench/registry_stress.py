@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import pgserver
-from tests.test_stress import make_checkouts, registry_rows, run_together
+from tests.support import pgserver
+from tests.support.stress import make_checkouts, registry_rows, run_together
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.qcorpus import write_corpus  # noqa: E402
+from tests.support.qcorpus import write_corpus  # noqa: E402
 
 # As on a user's machine, Python may cache bytecode (see bench/ports.py).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

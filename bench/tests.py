@@ -69,7 +69,7 @@ def fast_servers(count: int) -> Iterator[list[str]]:
 
 def serve_threaded(ports: Any, stop: Any) -> None:
     """The child process of the comparison: one tests/quantum_server.py until `stop` is set."""
-    from tests.quantum_server import quantum_server
+    from tests.support.quantum_server import quantum_server
 
     with quantum_server("v1") as dev:
         ports.put(dev.url)

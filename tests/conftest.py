@@ -1,50 +1,19 @@
-"""Shared fixtures: a workspace in tmp_path, and qrm run as a user runs it (CliRunner or a subprocess)."""
+"""Shared fixtures: a workspace in tmp_path, and qrm run as a user runs it (CliRunner or a subprocess).
+
+The one conftest of the suite (the layer folders have none). Helpers that are not fixtures, and the
+classes the fixtures hand out (Workspace, PgDatabase), are in tests/support/.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from reconciler.cli import cli
-from tests import pgserver
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Workspace:
-    root: Path
-
-    def write(self, relative: str, content: str) -> Path:
-        """Write a file (dedented) under the workspace, e.g. write("manifests/a.yaml", "kind: ...")."""
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content).lstrip("\n"))
-        return path
-
-    def manifest(self, name: str, content: str) -> Path:
-        return self.write(f"manifests/{name}", content)
-
-    def qrm(self, *args: str, input: str | None = None) -> Result:
-        """Run qrm in this workspace in-process, as the console script would."""
-        return CliRunner().invoke(cli, ["-C", str(self.root), *args], input=input, catch_exceptions=False)
-
-    def qrm_process(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run qrm as a separate process (for locking and concurrency tests)."""
-        return subprocess.run([sys.executable, "-m", "reconciler", "-C", str(self.root), *args],
-                              capture_output=True, text=True, timeout=timeout, env={**os.environ})
-
-    @property
-    def lockfile(self) -> Path:
-        return self.root / "reports" / "allocations.yaml"
+from tests.support import pgserver
+from tests.support.pgserver import PgDatabase
+from tests.support.workspace import Workspace
 
 
 @pytest.fixture(autouse=True)
@@ -67,18 +36,6 @@ def workspace(tmp_path: Path) -> Workspace:
 
 
 # --- PostgreSQL: one server per session, one fresh database per test ---------------------------------
-
-@dataclass(frozen=True)
-class PgDatabase:
-    """A fresh empty database owned by a login role with a password. `url` has no password (PGPASSWORD
-    holds it for the test, and for the processes it starts); `url_with_password` has it, quoted."""
-
-    server: pgserver.PgServer
-    name: str
-    url: str
-    url_with_password: str
-    password: str
-
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[pgserver.PgServer]:

@@ -1,0 +1,192 @@
+"""`qrm watch` as a user runs it: a real process, real git repositories, a bare origin.
+
+Each test waits on what a user would look at (the origin's log and files, the watcher's output)
+with generous deadlines; nothing here asserts how fast it happened.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.git_repos import clones, example, git, services
+from tests.support.workspace import Workspace
+
+DEADLINE = 40.0
+
+
+class Watcher:
+    """A running `qrm watch`, its output collected line by line."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen([sys.executable, "-m", "reconciler", "-C", str(root), "watch", *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ})
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=DEADLINE)
+        finally:
+            self.reader.join(timeout=5)
+
+
+@pytest.fixture
+def watchers() -> Iterator[Callable[..., Watcher]]:
+    started: list[Watcher] = []
+
+    def start(root: Path, *args: str) -> Watcher:
+        watcher = Watcher(root, *args)
+        started.append(watcher)
+        return watcher
+
+    yield start
+    for watcher in started:
+        if watcher.process.poll() is None:
+            watcher.process.kill()
+            watcher.process.wait()
+
+
+def wait_for(what: str, condition: Callable[[], bool], watcher: Watcher, deadline: float = DEADLINE) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return
+        if watcher.process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; watch said:\n{watcher.output}")
+
+
+def shown(repo: Path, path: str, revision: str = "main") -> str:
+    done = subprocess.run(["git", "-C", str(repo), "show", f"{revision}:{path}"], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def head(repo: Path, revision: str = "main") -> str:
+    return git(repo, "rev-parse", revision).strip()
+
+
+def is_report(repo: Path, revision: str = "main") -> bool:
+    return "Qrm-Report: true" in git(repo, "log", "-1", "--format=%B", revision)
+
+
+def push_change(dev: Path, content: str, message: str) -> str:
+    git(dev, "pull", "-q", "--ff-only", "origin", "main")
+    (dev / "manifests" / "svc.yaml").write_text(content)
+    git(dev, "commit", "-qam", message)
+    git(dev, "push", "-q", "origin", "main")
+    return head(dev, "HEAD")
+
+
+def allocated(origin: Path) -> str:
+    return shown(origin, "reports/allocations.yaml")
+
+
+def test_watch_applies_pushed_changes_pushes_reports_and_survives_a_bad_commit(
+        tmp_path: Path, watchers: Callable[..., Watcher]) -> None:
+    origin, dev, workspace = clones(tmp_path)
+    watcher = watchers(workspace, "--apply", "--pull", "--interval", "0.3")
+
+    wait_for("the first report commit on origin", lambda: '"name": "a"' in allocated(origin), watcher)
+    assert is_report(origin)
+
+    change = push_change(dev, services("a", "b"), "add b")
+    wait_for("b's allocation on origin", lambda: '"name": "b"' in allocated(origin), watcher)
+    assert is_report(origin)
+    assert git(origin, "merge-base", "--is-ancestor", change, "main") == ""  # on top of the change, not forced
+    wait_for("the reconcile line naming the change", lambda: "pulled: manifests/svc.yaml" in watcher.output, watcher)
+
+    # No loop: its own report commits do not wake it, so the origin stays where it is.
+    settled = head(origin)
+    time.sleep(3)
+    assert head(origin) == settled, git(origin, "log", "--format=%h %s", "-5", "main")
+
+    push_change(dev, services("a", "b") + "colour: red\n", "a typo")
+    wait_for("the invalid manifests in summary.md",
+             lambda: "invalid manifests" in shown(origin, "reports/summary.md"), watcher)
+    summary = shown(origin, "reports/summary.md")
+    assert "manifests/svc.yaml:" in summary and "colour" in summary
+    assert '"name": "b"' in allocated(origin)  # the last good state is kept
+
+    push_change(dev, services("a", "b", "c"), "fix the typo, add c")
+    wait_for("c's allocation on origin", lambda: '"name": "c"' in allocated(origin), watcher)
+    wait_for("a clean summary", lambda: "invalid" not in shown(origin, "reports/summary.md"), watcher)
+    assert "| Status | in sync |" in shown(origin, "reports/summary.md")
+
+    wait_for("the reconcile line of the fix", lambda: watcher.output.count("pulled: manifests/svc.yaml") >= 3, watcher)
+    assert watcher.stop(signal.SIGTERM) == 0
+    assert "watch stopped" in watcher.output
+    steps = [line for line in watcher.lines if "reconcile (" in line]
+    assert steps  # one line per reconcile: what woke it, what happened, how long it took
+    for line in steps:
+        assert re.search(r"reconcile \((start|interval|changed: .+|pulled: .+)\): "
+                         r"(applied|no changes|pending|invalid|failed)\b.* in \d+\.\d{3} s\b", line), line
+    assert any("reconcile (" in line and ": invalid; 1 problem(s): manifests/svc.yaml:" in line for line in steps)
+
+
+def test_watch_rescans_changed_components_and_ignores_its_own_reports(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch, watchers: Callable[..., Watcher]) -> None:
+    ws = example(workspace, monkeypatch)
+    watcher = watchers(ws.root, "--apply", "--interval", "60")
+    wait_for("the first report commit", lambda: is_report(ws.root, "HEAD"), watcher)
+    started = head(ws.root, "HEAD")
+    assert (ws.root / "reports/components/quantumblog.yaml").exists()
+
+    page = ws.root / "examples/quantumblog/components/login.q"
+    page.write_text(page.read_text().replace("</q:component>", "<p>new text</p>\n</q:component>", 1))
+    wait_for("a report commit for the changed component", lambda: head(ws.root, "HEAD") != started, watcher)
+    changed_files = git(ws.root, "show", "--name-only", "--format=", "HEAD").split()
+    assert "reports/components/quantumblog.yaml" in changed_files
+    # The line comes once the step is over, a moment after its commit.
+    wait_for("the reconcile line naming the file", lambda: "changed: examples/quantumblog/components/login.q"
+             in watcher.output, watcher)
+
+    # Its own kind of files (reports/, generated/) and a save that changes nothing do not wake it.
+    settled, reconciles = head(ws.root, "HEAD"), watcher.output.count("reconcile (")
+    (ws.root / "reports" / "summary.md").write_text("edited by hand\n")
+    (ws.root / "generated" / "notes.txt").write_text("scratch\n")
+    page.write_text(page.read_text())
+    time.sleep(2)
+    assert watcher.output.count("reconcile (") == reconciles, watcher.output
+    assert head(ws.root, "HEAD") == settled
+
+    second = subprocess.run([sys.executable, "-m", "reconciler", "-C", str(ws.root), "watch"],
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert "another qrm watch is running" in second.stderr
+
+    assert watcher.stop(signal.SIGINT) == 0
+
+
+def test_watch_without_apply_only_plans_and_reports(tmp_path: Path, watchers: Callable[..., Watcher]) -> None:
+    _origin, _dev, workspace = clones(tmp_path)
+    watcher = watchers(workspace, "--interval", "60", "--no-commit")
+    wait_for("the first summary", lambda: (workspace / "reports" / "summary.md").exists(), watcher)
+    summary = (workspace / "reports" / "summary.md").read_text()
+    assert "changes pending (plan only)" in summary and "1 to create" in summary
+    assert not (workspace / "reports" / "allocations.yaml").exists()  # nothing applied
+    assert not is_report(workspace, "HEAD")  # --no-commit
+    assert watcher.stop() == 0

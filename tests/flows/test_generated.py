@@ -1,0 +1,185 @@
+"""Generated files through plan and apply: diffs without a key, values at apply, drift, policy, removal."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from reconciler.edges import sops
+from tests.support.workspace import Workspace
+
+PROJECT = """
+    kind: Project
+    name: shop
+    environments:
+      dev:  {host: localhost}
+      prod: {host: localhost, domain: shop.example.com}
+    services:
+      web: {type: app, health: {path: /health}}
+      db:  {type: database}
+    datasources:
+      main: {driver: postgresql, service: db, database: shop, username: shop, password: "secret:DB_PASSWORD"}
+"""
+FILES = (".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml")
+
+
+@pytest.fixture
+def shop(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A project whose datasource password is a secret, with an age key in SOPS_AGE_KEY_FILE."""
+    key, recipient = sops.generate_identity()
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text(key + "\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
+    workspace.write(".sops.yaml", f"creation_rules:\n  - path_regex: secrets\\.enc$\n    age: {recipient}\n")
+    workspace.manifest("shop.yaml", PROJECT)
+    assert workspace.qrm("secrets", "set", "DB_PASSWORD", "--project", "shop", input="s3cr3t $hop\n").exit_code == 0
+    return workspace
+
+
+def generated(ws: Workspace, env: str, name: str) -> Path:
+    return ws.root / "generated" / "shop" / env / name
+
+
+def test_plan_shows_every_file_with_a_diff_and_placeholders_never_the_secret(shop: Workspace,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")  # plan needs no key
+    result = shop.qrm("plan", "--no-refresh")
+    assert result.exit_code == 0, result.output
+    for env in ("dev", "prod"):
+        for name in FILES:
+            assert f"+ file.generated/shop/{env}/{name}" in result.output
+    assert "+DB_PASSWORD=\"<secret shop/DB_PASSWORD " in result.output
+    assert "s3cr3t" not in result.output
+
+
+def test_apply_writes_the_files_with_the_value_and_the_allocated_ports(shop: Workspace) -> None:
+    result = shop.qrm("apply", "--yes", "--no-refresh")
+    assert result.exit_code == 0, result.output
+    env_file = generated(shop, "prod", ".env")
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    values = dotenv_values(env_file)
+    assert values["DB_PASSWORD"] == "s3cr3t $hop"
+    lock = (shop.root / "reports" / "allocations.yaml").read_text()
+    assert f'"name": "shop-prod-web", "host": "localhost", "port": {values["WEB_PORT"]},' in lock
+    assert f'"name": "shop-prod-db", "host": "localhost", "port": {values["DB_PORT"]},' in lock
+    assert "s3cr3t" not in generated(shop, "prod", "quantum.config.yaml").read_text()
+    assert shop.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
+
+
+def test_without_the_key_apply_writes_nothing(shop: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")
+    result = shop.qrm("apply", "--yes", "--no-refresh")
+    assert result.exit_code == 1
+    assert "apply needs the key to write generated files with secrets; nothing was written" in result.stderr
+    assert not (shop.root / "generated").exists()
+    assert not (shop.root / "reports").exists()
+
+
+def test_a_changed_secret_changes_the_env_file_in_the_plan_by_placeholder(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert shop.qrm("secrets", "set", "DB_PASSWORD", "--project", "shop", input="n3w\n").exit_code == 0
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "~ secret.shop/DB_PASSWORD" in plan.output
+    assert "~ file.generated/shop/dev/.env" in plan.output and "~ file.generated/shop/prod/.env" in plan.output
+    assert "~ file.generated/shop/dev/nginx.conf" not in plan.output
+    assert "n3w" not in plan.output and "s3cr3t" not in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert dotenv_values(generated(shop, "dev", ".env"))["DB_PASSWORD"] == "n3w"
+
+
+def test_a_pinned_port_ripples_into_every_file_of_its_environment(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    pinned = PROJECT.replace("prod: {host: localhost,", "prod: {host: localhost, ports: {web: 8765},")
+    shop.manifest("shop.yaml", pinned)
+    plan = shop.qrm("plan", "--no-refresh")
+    for name in FILES:
+        assert f"~ file.generated/shop/prod/{name}" in plan.output, plan.output
+        assert f"~ file.generated/shop/dev/{name}" not in plan.output
+    assert "8765" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    for name in FILES:
+        assert "8765" in generated(shop, "prod", name).read_text()
+
+
+def test_a_hand_edit_is_drift_that_apply_repairs(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "dev", "nginx.conf")
+    original = nginx.read_text()
+    nginx.write_text(original + "# tuned by hand\n")
+    plan = shop.qrm("plan", "--no-refresh", "--detailed-exitcode")
+    assert plan.exit_code == 2
+    assert "! file.generated/shop/dev/nginx.conf" in plan.output
+    assert "edited by hand since the last apply" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert nginx.read_text() == original
+
+
+def test_policy_warn_keeps_a_hand_edit_and_says_so(shop: Workspace) -> None:
+    shop.write("qrm.yaml", "generated_policy: {nginx.conf: warn}\n")
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "dev", "nginx.conf")
+    edited = nginx.read_text() + "# tuned by hand\n"
+    nginx.write_text(edited)
+    plan = shop.qrm("plan", "--no-refresh", "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.output
+    assert "warning: generated/shop/dev/nginx.conf was edited by hand" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert nginx.read_text() == edited
+
+
+def test_a_deleted_file_is_written_again(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    generated(shop, "prod", "docker-compose.yml").unlink()
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "! file.generated/shop/prod/docker-compose.yml" in plan.output and "missing" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert generated(shop, "prod", "docker-compose.yml").is_file()
+
+
+def test_removing_an_environment_deletes_its_files(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    shop.manifest("shop.yaml", PROJECT.replace("      prod: {host: localhost, domain: shop.example.com}\n", ""))
+    plan = shop.qrm("plan", "--no-refresh")
+    for name in FILES:
+        assert f"- file.generated/shop/prod/{name}" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert not any(generated(shop, "prod", name).exists() for name in FILES)
+    assert generated(shop, "dev", ".env").exists()
+    assert shop.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
+
+
+@pytest.mark.parametrize(("flag", "name"), [("env", ".env"), ("compose", "docker-compose.yml"),
+                                            ("nginx", "nginx.conf"), ("quantum", "quantum.config.yaml")])
+def test_render_prints_one_file_with_secrets_masked(shop: Workspace, flag: str, name: str) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    result = shop.qrm("render", "--project", "shop", "--env", "prod", "--file", flag)
+    assert result.exit_code == 0, result.output
+    on_disk = generated(shop, "prod", name).read_text()
+    if name == ".env":  # the same file, but the value is a placeholder
+        def others(text: str) -> list[str]:
+            return [line for line in text.splitlines() if not line.startswith("DB_PASSWORD=")]
+        assert others(result.output) == others(on_disk)
+        assert 'DB_PASSWORD="<secret shop/DB_PASSWORD ' in result.output
+        assert "s3cr3t" not in result.output
+    else:
+        assert result.output == on_disk
+
+
+def test_render_names_an_unknown_project_or_environment(shop: Workspace) -> None:
+    assert "unknown project 'nope'" in shop.qrm("render", "-p", "nope", "-e", "dev").stderr
+    assert "project 'shop' has no environment 'qa'" in shop.qrm("render", "-p", "shop", "-e", "qa").stderr
+
+
+def test_a_missing_lock_file_is_repaired_beside_generated_files(shop: Workspace) -> None:
+    """A kill between the registry commit and the lock file write: the next apply writes the lock file."""
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    shop.lockfile.unlink()
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "! file.reports/allocations.yaml" in plan.output
+    result = shop.qrm("apply", "--yes", "--no-refresh")
+    assert result.exit_code == 0, result.output
+    assert shop.lockfile.is_file()
+    assert shop.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
