@@ -2,7 +2,7 @@
 HTTP/1.1 with `Connection: close`, and responses computed once per (method, path, session, form) and
 then served from a cache.
 
-It answers the paths bench/tests.py uses with the semantics of tests/quantum_server.py: the pages
+It answers the paths bench/tests.py uses with the semantics of tests/support/quantum_server.py: the pages
 /, /about, /blog, /contact, /login, /thanks (200, with the flashes of the `session` cookie rendered and
 popped), /health and /api/items (JSON), /admin (302 to /login without a user in the session), and the
 actions POST /contact and POST /login (q:param validation; 302 to the Referer with an error flash, or

@@ -4,7 +4,7 @@ Run:  .venv/bin/python bench/registry_stress.py [--workspaces 4] [--processes 2]
                                                 [--backend postgresql|sqlite] [--rounds 1]
 Each workspace (qrm.yaml name ws1..wsN, `--services` app services on localhost) has `--processes`
 checkouts; every checkout runs `qrm apply --yes --no-refresh --log-level info` as its own process, all
-started together, against one registry: a throwaway PostgreSQL server (tests/pgserver.py, started and
+started together, against one registry: a throwaway PostgreSQL server (tests/support/pgserver.py, started and
 removed here) or a shared SQLite file. Prints the wall time of the whole run, allocations per second,
 each process's wall time (median, max) and its wait for the allocation lock (median, max; parsed from
 the "waited X s for the allocation lock" line, which apply logs at INFO when it waited > 10 ms), and

@@ -9,7 +9,7 @@ endpoint, the auth redirect, valid actions with their success flash, invalid act
 flash). Each scenario runs as a fresh `qrm tests run` process (as a user runs it) and in-process
 (tests_run.run_tests, without Python start-up and imports), at each --concurrency (default 20, 50 and
 100); prints wall time, cases/s and the p50/p95 of the case durations, then the best concurrency. A last
-line, for comparison, runs the one-environment suite (at most 500 cases) against tests/quantum_server.py
+line, for comparison, runs the one-environment suite (at most 500 cases) against tests/support/quantum_server.py
 (the threaded http.server of the test suite, listen backlog 5).
 """
 
@@ -68,7 +68,7 @@ def fast_servers(count: int) -> Iterator[list[str]]:
 
 
 def serve_threaded(ports: Any, stop: Any) -> None:
-    """The child process of the comparison: one tests/quantum_server.py until `stop` is set."""
+    """The child process of the comparison: one tests/support/quantum_server.py until `stop` is set."""
     from tests.support.quantum_server import quantum_server
 
     with quantum_server("v1") as dev:

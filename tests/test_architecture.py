@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 import grimp
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 LAYER_PACKAGES = ("reconciler.cli", "reconciler.flows", "reconciler.edges", "reconciler.core")
 OUTSIDE_LAYERS = {"reconciler", "reconciler.__main__"}  # the package marker and `python -m reconciler`

@@ -19,8 +19,8 @@ from reconciler.flows.ports import list_ports, port_ranges
 from reconciler.flows.reconcile import reconcile_once
 from reconciler.flows.tests_run import run_auto_suites
 from reconciler.flows.workspace import open_workspace
-from tests.conftest import Workspace
-from tests.quantum_server import Running, quantum_server
+from tests.support.quantum_server import Running, quantum_server
+from tests.support.workspace import Workspace
 
 
 def service(name: str, type: str = "app", host: str = "localhost") -> str:

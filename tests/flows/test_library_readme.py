@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Workspace
+from tests.support.paths import REPO
+from tests.support.workspace import Workspace
 
 
 def readme_session() -> str:
