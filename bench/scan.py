@@ -1,7 +1,7 @@
 """Benchmark: `qrm scan` of 5,000 generated .q files of about 3 KB: cold scan and no-change rescan.
 
 Run:  .venv/bin/python bench/scan.py [--files N]
-Each step runs as a fresh `qrm scan` process (as a user runs it) and in-process (scanflow.scan_workspace,
+Each step runs as a fresh `qrm scan` process (as a user runs it) and in-process (flows.scan.scan_workspace,
 without Python start-up and imports); prints wall time and files/s. Targets on 2 cores: cold scan
 under 3 s, no-change rescan under 0.5 s.
 """

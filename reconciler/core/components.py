@@ -1,6 +1,6 @@
 """What a Quantum component (.q file) contains, as plain values (pure).
 
-discover.py (the lxml edge) fills these in from a file; the scan report, the plan and the test
+edges/q_components.py (the lxml edge) fills these in from a file; the scan report, the plan and the test
 generator read them. Everything is a frozen dataclass of tuples, so a component compares by value
 and its dictionary form is deterministic.
 """
