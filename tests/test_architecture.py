@@ -5,6 +5,7 @@ The contracts themselves run as `lint-imports` in scripts/test."""
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from collections.abc import Iterable, Mapping
 
@@ -90,6 +91,38 @@ def test_every_module_lives_in_a_layer_folder() -> None:
                     if m not in OUTSIDE_LAYERS and not m.startswith(tuple(p + "." for p in LAYER_PACKAGES))
                     and m not in LAYER_PACKAGES)
     assert strays == []
+
+
+def faces_only(source: str) -> list[str]:
+    """What in a module only a face may do: print, write to stdout/stderr, exit (each as `line: call`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name in ("print", "exit", "quit", "sys.exit", "os._exit", "input") or \
+                    name.startswith(("sys.stdout.", "sys.stderr.")):
+                found.append(f"{node.lineno}: {name}")
+    return found
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("def f():\n    return 1\n", []),
+    ("print('x')\n", ["1: print"]),
+    ("import sys\ndef f():\n    sys.stderr.write('x')\n    sys.exit(3)\n", ["3: sys.stderr.write", "4: sys.exit"]),
+    ("log.info('a %s', b)\n", []),
+], ids=["pure", "print", "stderr-and-exit", "logging"])
+def test_the_face_detector_finds_printing_and_exiting(source: str, expected: list[str]) -> None:
+    assert faces_only(source) == expected
+
+
+def test_below_the_faces_nothing_prints_or_exits() -> None:
+    """The flows are a library: they return values, and only cli/ (and next, server/) talks to a
+    terminal or picks an exit code. Logging is allowed: it is configured by the face."""
+    found = {str(path.relative_to(REPO)): calls
+             for layer in ("core", "edges", "flows")
+             for path in sorted((REPO / "reconciler" / layer).glob("*.py"))
+             if (calls := faces_only(path.read_text()))}
+    assert found == {}
 
 
 def test_the_layers_contract_names_every_layer_package() -> None:
