@@ -1,6 +1,6 @@
 """secrets.enc against independent implementations of SOPS and age (no mocks, nothing skipped).
 
-- SOPS's own files (shared/interop/sops): their PGP-wrapped data key opened with GnuPG, their values
+- SOPS's own files (tests/fixtures/sops, MPL-2.0, from getsops/sops): their PGP-wrapped data key opened with GnuPG, their values
   and MAC checked by qrm, and rejected after one byte changes.
 - age: SOPS's published age vector; Debian's `age`/`age-keygen` both ways.
 - A whole secrets.enc that qrm writes, decrypted by the npm package sops-age.
@@ -27,9 +27,9 @@ import yaml
 
 from reconciler.core.errors import SecretsError
 from reconciler.edges import sops
-from tests.support.paths import REPO
+from tests.support.paths import FIXTURES, REPO
 
-SOPS_FIXTURES = REPO.parent / "shared" / "interop" / "sops"
+SOPS_FIXTURES = FIXTURES / "sops"
 NODE_DIR = REPO / "tests" / "interop" / "node"
 SETUP = "run scripts/setup-interop (scripts/test runs it, and so CI)"
 TIMEOUT = 60
@@ -77,7 +77,7 @@ def run(args: list[str], *, env: Mapping[str, str] | None = None, input: bytes |
 def fixture_file(name: str) -> Path:
     path = SOPS_FIXTURES / name
     if not path.is_file():
-        pytest.fail(f"{path} is missing: the SOPS interop fixtures live in shared/interop/sops beside the repo",
+        pytest.fail(f"{path} is missing: the SOPS interop fixtures live in tests/fixtures/sops",
                     pytrace=False)
     return path
 
