@@ -302,6 +302,8 @@ class TestCase(Spec):
     expect: list[Assertion] = []
     retries: Annotated[int, Field(ge=0, le=10)] = 0
     timeout: Duration | None = None
+    skip: str | None = Field(None, description="a reason: the case is not run and is reported as skipped with it "
+                                                 "(qrm tests generate writes one for a case that cannot run yet)")
 
 
 class TestSuite(Spec):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.assertions import Outcome
-from reconciler.core.models import TestSuite
+from reconciler.core.models import TestCase, TestSuite
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
@@ -90,3 +90,13 @@ class TestsOutcome:
     @property
     def blocked(self) -> bool:
         return any(run.blocks for run in self.runs)
+
+
+def skip_reason(case: TestCase, target: Target) -> str | None:
+    """Why a case is not run on a target, or None: its own `skip:` reason, or it writes data and the
+    environment is protected. Every runner (HTTP and query) asks this first."""
+    if case.skip:
+        return case.skip
+    if case.writes and target.protected:
+        return f"writes data; environment {target.environment} is protected"
+    return None

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from reconciler.core.assertions import Response, evaluate_all
 from reconciler.core.durations import parse_duration
 from reconciler.core.models import TestCase
-from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target
+from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
@@ -290,8 +290,9 @@ async def _attempt(case: TestCase, target: Target) -> Attempt:
 
 
 def _skip_reason(case: TestCase, target: Target) -> str | None:
-    if case.writes and target.protected:
-        return f"writes data; environment {target.environment} is protected"
+    reason = skip_reason(case, target)
+    if reason is not None:
+        return reason
     if case.type == "query" or case.request.sql is not None:
         return "a query case: qrm tests run passes it to reconciler.edges.query_tests, not the HTTP runner"
     return None

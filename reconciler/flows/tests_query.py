@@ -23,7 +23,7 @@ from reconciler.core.assertions import Outcome
 from reconciler.core.errors import QrmError
 from reconciler.core.models import Project, TestCase, TestSuite
 from reconciler.core.state import DesiredState
-from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target
+from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
 from reconciler.edges import http_tests, query_tests, sops
 
 QUERY_THREADS = 4
@@ -96,8 +96,9 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
         return CaseResult(case.id, case.name, case.type, target.environment, outcome, attempts, reason,
                           attempt.elapsed_ms if attempt is not None else 0.0)
 
-    if case.writes and target.protected:
-        return result(SKIPPED, f"writes data; environment {target.environment} is protected")
+    skipped = skip_reason(case, target)
+    if skipped is not None:
+        return result(SKIPPED, skipped)
     name = case.request.datasource
     if not name or name not in project.datasources or case.request.sql is None:
         known = ", ".join(sorted(project.datasources)) or "(none)"

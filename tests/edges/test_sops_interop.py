@@ -1,7 +1,7 @@
 """secrets.enc against independent implementations of SOPS and age (no mocks, nothing skipped).
 
-- SOPS's own files (tests/fixtures/sops, MPL-2.0, from getsops/sops): their PGP-wrapped data key opened with GnuPG, their values
-  and MAC checked by qrm, and rejected after one byte changes.
+- SOPS's own files (tests/fixtures/sops, MPL-2.0, from getsops/sops): their PGP-wrapped data key
+  opened with GnuPG, their values and MAC checked by qrm, and rejected after one byte changes.
 - age: SOPS's published age vector; Debian's `age`/`age-keygen` both ways.
 - A whole secrets.enc that qrm writes, decrypted by the npm package sops-age.
 - Loud, safe failures: one-line SecretsError naming the file, no plaintext in it, nothing written.
