@@ -62,11 +62,16 @@ def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
 def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ...], junit: str | None,
               as_json: bool, concurrency: int) -> int:
     """Run SUITE (default: every suite) against each --env; exit 3 when a blocking suite fails."""
-    from reconciler.core.test_results import PASSED, CaseResult
+    from reconciler.core.test_results import PASSED, CaseResult, unreachable
     from reconciler.flows.tests_run import run_tests
 
     live = sys.stderr.isatty() and not os.environ.get("CI") and not as_json
     seen: dict[str, int] = {}
+    unreached: list[CaseResult] = []  # said at the end: one line if the whole environment was down
+
+    def line(result: CaseResult) -> str:
+        extra = f" ({result.reason})" if result.reason else " (flaky)"
+        return f"{result.outcome.upper():7} {result.environment} {result.case_id}{extra}"
 
     def progress(result: CaseResult) -> None:
         seen[result.outcome] = seen.get(result.outcome, 0) + 1
@@ -75,14 +80,22 @@ def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ..
         if live:
             counts = " ".join(f"{k} {v}" for k, v in sorted(seen.items()))
             click.echo(f"\r\x1b[K{sum(seen.values())} cases: {counts}", nl=False, err=True)
+        elif unreachable(result.outcome, result.reason):
+            unreached.append(result)
         elif result.outcome != PASSED or result.flaky:
-            extra = f" ({result.reason})" if result.reason else " (flaky)"
-            click.echo(f"{result.outcome.upper():7} {result.environment} {result.case_id}{extra}", err=True)
+            click.echo(line(result), err=True)
 
     outcome = run_tests(workspace_from(ctx), suite, environments, junit=Path(junit) if junit else None,
                         concurrency=concurrency, on_result=progress)
     if live:
         click.echo("", err=True)
+    down = {env: text for run in outcome.runs for env, text in run.outages().items()}
+    if not as_json:
+        for result in unreached:
+            if result.environment not in down:
+                click.echo(line(result), err=True)
+        for text in down.values():
+            click.echo(f"UNREACHABLE {text}", err=True)
     if as_json:
         click.echo(json.dumps([{
             "suite": run.suite.name, "blocking": run.suite.block_on_failure, "duration": round(run.duration_s, 3),

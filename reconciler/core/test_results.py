@@ -11,6 +11,8 @@ from reconciler.core.assertions import Outcome
 from reconciler.core.models import TestCase, TestSuite
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
+# The reason of a case that never reached its server (HTTP) or its datasource (query) starts so.
+UNREACHABLE = "cannot connect"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,18 @@ class SuiteRun:
     def failed(self) -> bool:
         return any(r.outcome in (FAILED, ERROR) for r in self.results)
 
+    def outages(self) -> dict[str, str]:
+        """Environment -> one line, for each environment where no case that ran could connect: an
+        outage is one fact, not a failure of every case (and stays out of the flaky rule)."""
+        found = {}
+        for target in self.targets:
+            ran = [r for r in self.results if r.environment == target.environment and r.outcome != SKIPPED]
+            if ran and all(unreachable(r.outcome, r.reason) for r in ran):
+                refused = all("refused" in r.reason.lower() for r in ran)
+                what = "refused every connection" if refused else f"could not be reached ({ran[0].reason})"
+                found[target.environment] = f"{target.environment}: {target.base_url} {what}"
+        return found
+
     @property
     def blocks(self) -> bool:
         """A failure in a suite with block_on_failure: the run exits 3."""
@@ -100,3 +114,8 @@ def skip_reason(case: TestCase, target: Target) -> str | None:
     if case.writes and target.protected:
         return f"writes data; environment {target.environment} is protected"
     return None
+
+
+def unreachable(outcome: str, reason: str) -> bool:
+    """A case that errored without reaching its server or datasource (a recorded row or a result)."""
+    return outcome == ERROR and reason.startswith(UNREACHABLE)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -151,7 +152,9 @@ async def request(method: str, url: str, headers: dict[str, str], body: bytes | 
         reader, writer = await asyncio.open_connection(
             parts.hostname, port, ssl=_tls_context() if tls else None, limit=MAX_HEADER_BYTES)
     except OSError as exc:
-        raise HttpError(f"cannot connect to {parts.hostname}:{port}: {exc.strerror or exc}") from None
+        # asyncio says "Connect call failed (address)"; the errno says what happened (Connection refused)
+        why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        raise HttpError(f"cannot connect to {parts.hostname}:{port}: {why}") from None
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"

@@ -54,6 +54,7 @@ class QueryResult:
     rows: int = 0  # rows fetched (at most the row limit)
     truncated: bool = False  # more rows than the limit
     explained: bool = False  # a writing statement: only EXPLAINed
+    connected: bool = True  # False: the datasource refused or could not be reached (no SQL ran)
 
 
 def sqlite_path(database: str, root: Path) -> Path:
@@ -132,7 +133,13 @@ def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None,
         statement = _explain(engine.dialect.name, statement)
     started = time.perf_counter()
     try:
-        with engine.connect() as connection:
+        connection = engine.connect()
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        engine.dispose()
+        return QueryResult(False, (time.perf_counter() - started) * 1000, _message(exc, secret), explained=explain,
+                           connected=False)
+    try:
+        with connection:
             transaction = connection.begin()
             try:
                 if engine.dialect.name == "postgresql":

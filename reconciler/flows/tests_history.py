@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from reconciler.core.errors import QrmError
-from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, SuiteRun
+from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, SuiteRun, unreachable
 from reconciler.edges import files, git_repo
 from reconciler.flows.desired import load_desired
 from reconciler.flows.recorded import open_registry
@@ -174,6 +174,9 @@ def flaky_cases(runs: Sequence[dict[str, Any]], results: dict[int, list[dict[str
     """Apply the flaky rule to runs (newest first) and their results."""
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
+        ran = [r for r in results.get(run["id"], []) if r["outcome"] != SKIPPED]
+        if ran and all(unreachable(r["outcome"], r.get("reason") or "") for r in ran):
+            continue  # an outage (nothing reached the server) says nothing about any one case
         for r in results.get(run["id"], []):
             if r["outcome"] == SKIPPED:
                 continue

@@ -23,7 +23,17 @@ from reconciler.core.assertions import Outcome
 from reconciler.core.errors import QrmError
 from reconciler.core.models import Project, TestCase, TestSuite
 from reconciler.core.state import DesiredState
-from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
+from reconciler.core.test_results import (
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    UNREACHABLE,
+    Attempt,
+    CaseResult,
+    Target,
+    skip_reason,
+)
 from reconciler.edges import http_tests, query_tests, sops
 
 QUERY_THREADS = 4
@@ -110,6 +120,8 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
         return result(ERROR, str(exc))
     done = query_tests.run_query(engine, case.request.sql, case.request.params, writes=case.writes,
                                 secret=password)
+    if not done.connected:  # as a refused HTTP server is: an error, not a failed assertion
+        return result(ERROR, f"{UNREACHABLE} to datasource {name!r}: {done.error}")
     kind = "explain" if done.explained else "query"
     attempt = Attempt(None, done.duration_ms, (Outcome(kind, done.passed, done.error or ""),))
     return result(PASSED, "", attempt) if done.passed else result(FAILED, done.error or "failed", attempt)

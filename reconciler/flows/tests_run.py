@@ -61,9 +61,15 @@ def service_address(desired: DesiredState, recorded: RecordedState, project: Pro
 
 
 def base_url(desired: DesiredState, recorded: RecordedState, project: Project, environment: str) -> str:
+    """Where a suite talks to an environment: its `url:` when given; else through its domain when it
+    declares one (https with tls: true: nginx terminates TLS there); else the web service's own port
+    with the service's own protocol, where `qrm services health` checks it (tls: true is nginx's TLS,
+    not the app's: the app behind it speaks plain HTTP)."""
     env = project.environments[environment]
     if env.url:
         return env.url.rstrip("/")
+    if env.domain is not None and not env.domain.startswith("*."):
+        return f"{'https' if env.tls else 'http'}://{env.domain}{project.base_path}".rstrip("/")
     service = web_service(project)
     if service is None:
         raise QrmError(f"project {project.name!r} has no http service and environment {environment!r} no url:")
@@ -72,7 +78,7 @@ def base_url(desired: DesiredState, recorded: RecordedState, project: Project, e
     except QrmError:
         raise QrmError(f"service {service!r} of {project.name}/{environment} has no allocated port yet "
                        "(run qrm apply, or give the environment a url:)") from None
-    scheme = "https" if env.tls else "http"
+    scheme = "https" if project.services[service].effective_protocol == "https" else "http"
     return f"{scheme}://{host}:{port}{project.base_path}".rstrip("/")
 
 
@@ -180,7 +186,7 @@ def history_line(run: SuiteRun, environment: str) -> str:
         "passed": counts[PASSED], "failed": counts[FAILED] + counts[ERROR], "skipped": counts[SKIPPED],
         "flaky": sorted(r.case_id for r in run.results if r.environment == environment and r.flaky),
         "duration": round(run.duration_s, 3), "case_ms": round(sum(durations), 1),
-    }, sort_keys=False)
+    } | ({"outage": run.outages()[environment]} if environment in run.outages() else {}), sort_keys=False)
 
 
 def summary_markdown(run: SuiteRun) -> str:
@@ -190,7 +196,12 @@ def summary_markdown(run: SuiteRun) -> str:
     for t in run.targets:
         c = run.counts(t.environment)
         lines.append(f"| {t.environment} | {c[PASSED]} | {c[FAILED]} | {c[ERROR]} | {c[SKIPPED]} |")
-    bad = sorted((r for r in run.results if r.outcome in (FAILED, ERROR)), key=lambda r: (r.environment, r.case_id))
+    outages = run.outages()
+    if outages:
+        lines += ["", "## Unreachable", ""]
+        lines += [f"- {line}" for _, line in sorted(outages.items())]
+    bad = sorted((r for r in run.results if r.outcome in (FAILED, ERROR) and r.environment not in outages),
+                 key=lambda r: (r.environment, r.case_id))
     if bad:
         lines += ["", "## Failures", ""]
         lines += [f"- `{r.case_id}` on {r.environment}: {r.reason.replace('|', '/')}" for r in bad]
