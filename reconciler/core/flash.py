@@ -38,7 +38,10 @@ FLASH_PLURALS = frozenset({"flashes", "alerts", "notices", "messages"})
 FLASH_TYPES = frozenset({"success", "error", "danger", "warning", "info", "notice", "message", "primary",
                          "secondary", "dark", "light"})
 FLASH_ROLES = frozenset({"alert", "status"})
-_PREFILTER = re.compile(r"flash|alert|notice|message|status", re.IGNORECASE)
+# A page with no attribute like these has no flash element: it is not parsed (html.parser is pure Python).
+# (Searched in the lowered page: a case-sensitive search is four times faster.)
+_CANDIDATE = re.compile(r"(?:class|role)\s*=[^>]*?(?:flash|alert|notice|message|status)")
+_CANDIDATE_WORDS = ("flash", "alert", "notice", "message", "status")
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
                    "source", "track", "wbr"})
 # Their start and end separate words: `<li>One</li><li>Two</li>` reads "One Two".
@@ -226,7 +229,10 @@ class _FlashParser(HTMLParser):
 
 def flash_from_page(html: str) -> str | None:
     """The text of the page's flash elements (whitespace collapsed, several joined by newlines), or None."""
-    if not html or len(html) > MAX_PAGE_CHARS or _PREFILTER.search(html) is None:
+    if not html or len(html) > MAX_PAGE_CHARS:
+        return None
+    lowered = html.lower()
+    if not any(word in lowered for word in _CANDIDATE_WORDS) or _CANDIDATE.search(lowered) is None:
         return None
     parser = _FlashParser()
     try:

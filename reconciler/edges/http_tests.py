@@ -243,20 +243,21 @@ async def _attempt(case: TestCase, target: Target) -> Attempt:
     location = raw.headers.get("location")
     flash: str | None = None
     followed: str | None = None
+    wants_flash = any(a.flash is not None for a in case.expect)  # pages are parsed for a flash only then
     if raw.status in (301, 302, 303, 307, 308) and location:
         flash = _flash_from_cookie(jar.cookies.get("session"))
         cookie = jar.header()
         try:
             nxt = await request("GET", urljoin(url, location), {"Cookie": cookie} if cookie else {}, None)
         except HttpError as exc:
-            if any(a.flash is not None for a in case.expect):  # only the flash needs the followed page
+            if wants_flash:  # only the flash needs the followed page
                 return Attempt(raw.status, elapsed, error=f"following the redirect to {location}: {exc}")
         else:
             jar.update(nxt.set_cookies)
             followed = nxt.body.decode("utf-8", "replace")
-            flash = _flash_from_page(followed) or flash
+            flash = (_flash_from_page(followed) if wants_flash else None) or flash
     text = raw.body.decode("utf-8", "replace")
-    if flash is None and raw.status < 300:
+    if flash is None and raw.status < 300 and wants_flash:
         flash = _flash_from_page(text)
     response = Response(raw.status, raw.headers, text, elapsed, location, flash, followed)
     return Attempt(raw.status, elapsed, tuple(evaluate_all(case.expect, response, select)))
