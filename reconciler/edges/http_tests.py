@@ -255,7 +255,9 @@ async def _attempt(case: TestCase, target: Target) -> Attempt:
         else:
             jar.update(nxt.set_cookies)
             followed = nxt.body.decode("utf-8", "replace")
-            flash = (_flash_from_page(followed) if wants_flash else None) or flash
+            page = _flash_from_page(followed) if wants_flash else None
+            # both: a page's own alert or status markup must not hide the flash the cookie carries
+            flash = "\n".join(dict.fromkeys(t for t in (page, flash) if t)) or None
     text = raw.body.decode("utf-8", "replace")
     if flash is None and raw.status < 300 and wants_flash:
         flash = _flash_from_page(text)
