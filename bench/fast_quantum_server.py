@@ -3,10 +3,13 @@ HTTP/1.1 with `Connection: close`, and responses computed once per (method, path
 then served from a cache.
 
 It answers the paths bench/tests.py uses with the semantics of tests/support/quantum_server.py: the pages
-/, /about, /blog, /contact, /login, /thanks (200, with the flashes of the `session` cookie rendered and
-popped), /health and /api/items (JSON), /admin (302 to /login without a user in the session), and the
-actions POST /contact and POST /login (q:param validation; 302 to the Referer with an error flash, or
-302 to /thanks or /admin with a success flash, the flash in the signed `session` cookie). Anything else
+/, /about, /blog, /contact, /login, /thanks (200, with the flash of the `session` cookie rendered as
+`<div class="alert alert-...">`), /health and /api/items (JSON), /admin (302 to /login without a user in
+the session), and the actions POST /contact and POST /login (q:param validation; 302 to the Referer with
+an error flash, or 302 to /thanks or /admin with a success flash). The `session` cookie is Flask's signed
+cookie (tests.support.quantum_server.sign: Flask's own serializer), the flash in it as a Quantum server
+stores it (`{"flash": {"message", "type"}, "quantum_session": {...}}`) and popped by the next request to
+a component, so a benchmark reads flashes through the same path as against a real server. Anything else
 is the 404 page.
 
 Run:  python bench/fast_quantum_server.py [--variant v1] [--port 0]
@@ -25,9 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, this file's folder would come first on the import path, where bench/secrets.py would
+# stand in for the standard library's `secrets` (werkzeug imports it): put the checkout there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from tests.support.quantum_server import CONTACT_RULES, LOGIN_RULES, sign, unsign, validate
+from tests.support.quantum_server import CONTACT_RULES, LOGIN_RULES, flash_markup, sign, unsign, validate  # noqa: E402
 
 BACKLOG = 1024
 MAX_HEAD = 64 * 1024
@@ -42,8 +48,8 @@ PAGES = {
 }
 
 
-def _page(title: str, body: str, flashes: list[dict[str, str]]) -> str:
-    shown = "".join(f'<div class="flash flash-{f.get("type", "info")}">{f.get("message", "")}</div>' for f in flashes)
+def _page(title: str, body: str, flash: dict[str, Any] | None) -> str:
+    shown = flash_markup(flash)
     return f"<!DOCTYPE html><html><head><title>{title}</title></head><body>{shown}{body}</body></html>"
 
 
@@ -92,32 +98,33 @@ class App:
             return self._send(200, json.dumps({"status": "healthy", "variant": self.variant}),
                               content_type="application/json", head=head)
         session = self._session(cookie)
+        flash = session.pop("flash", None)  # popped by the next request to any component
+        quantum = session.setdefault("quantum_session", {})
         if method in ("GET", "HEAD"):
             if name == "api":
                 items = [{"id": 1, "name": "alpha"}, {"id": 2, "name": "beta"}]
                 return self._send(200, json.dumps({"items": items, "count": len(items), "variant": self.variant}),
                                   content_type="application/json", session=session, head=head)
             if name == "admin":
-                if "user" not in session:
+                if "user" not in quantum:
                     return self._send(302, "", location="/login", session=session, head=head)
-                title, html = "Admin", f'<h1 id="who">Hello {session["user"]}</h1>'
+                title, html = "Admin", f'<h1 id="who">Hello {quantum["user"]}</h1>'
             else:
                 title, html = self.content[name]
-            flashes = session.pop("flashes", [])
-            return self._send(200, _page(title, html, flashes), session=session, head=head)
+            return self._send(200, _page(title, html, flash), session=session, head=head)
         rules = {"contact": CONTACT_RULES, "login": LOGIN_RULES}.get(name)
         if rules is None:
             return self._send(405, "<html><head><title>Method Not Allowed</title></head></html>", session=session)
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         problem = validate(form, rules)
         if problem is not None:
-            session.setdefault("flashes", []).append({"message": problem, "type": "error"})
+            session["flash"] = {"message": problem, "type": "error"}
             return self._send(302, "", location=referer or "/", session=session)
         if name == "login":
-            session["user"] = form["username"]
-            session.setdefault("flashes", []).append({"message": "Welcome back!", "type": "success"})
+            quantum["user"] = form["username"]
+            session["flash"] = {"message": "Welcome back!", "type": "success"}
             return self._send(302, "", location="/admin", session=session)
-        session.setdefault("flashes", []).append({"message": f"Thanks, {form['name']}!", "type": "success"})
+        session["flash"] = {"message": f"Thanks, {form['name']}!", "type": "success"}
         return self._send(302, "", location="/thanks", session=session)
 
     @staticmethod

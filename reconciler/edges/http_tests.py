@@ -9,8 +9,6 @@ servers under test are local or near, so keep-alive pools would buy little and c
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import os
 import ssl
@@ -22,6 +20,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from reconciler.core.assertions import Response, evaluate_all
 from reconciler.core.durations import parse_duration
+from reconciler.core.flash import flash_from_page, flash_from_session_cookie
 from reconciler.core.models import TestCase
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
 
@@ -176,39 +175,13 @@ async def request(method: str, url: str, headers: dict[str, str], body: bytes | 
 # --- flash messages and selectors ------------------------------------------------------------------
 
 def _flash_from_page(body: str) -> str | None:
-    """Text of the elements whose class names a flash (`<div class="flash flash-error">`)."""
-    if "flash" not in body:
-        return None
-    import lxml.html
-
-    try:
-        root = lxml.html.document_fromstring(body)
-    except (ValueError, TypeError, lxml.etree.ParserError):
-        return None
-    found: Any = root.xpath("//*[contains(concat(' ', normalize-space(@class), ' '), ' flash ') or @role='alert']")
-    texts = [" ".join(e.text_content().split()) for e in found]
-    texts = [t for t in texts if t]
-    return "\n".join(texts) or None
+    """The text of the page's flash markup (`alert alert-success`, `flash`, role alert, ...): core.flash."""
+    return flash_from_page(body)
 
 
 def _flash_from_cookie(value: str | None) -> str | None:
-    """The flash in a `session` cookie of the form base64url(JSON).signature (unsigned JSON also read)."""
-    if not value:
-        return None
-    payload = value.rsplit(".", 1)[0] if "." in value else value
-    try:
-        data: Any = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    if not isinstance(data, dict):
-        return None
-    flashes = data.get("flashes", data.get("flash"))
-    if isinstance(flashes, dict):
-        flashes = [flashes]
-    if not isinstance(flashes, list):
-        return None
-    texts = [str(f.get("message", "")) if isinstance(f, dict) else str(f) for f in flashes]
-    return "\n".join(t for t in texts if t) or None
+    """The flash in a `session` cookie: Flask's signed cookie, either form, and the older forms (core.flash)."""
+    return flash_from_session_cookie(value)
 
 
 def select(kind: str, path: str, body: str) -> list[str]:
@@ -273,20 +246,23 @@ async def _attempt(case: TestCase, target: Target) -> Attempt:
     location = raw.headers.get("location")
     flash: str | None = None
     followed: str | None = None
+    wants_flash = any(a.flash is not None for a in case.expect)  # pages are parsed for a flash only then
     if raw.status in (301, 302, 303, 307, 308) and location:
         flash = _flash_from_cookie(jar.cookies.get("session"))
         cookie = jar.header()
         try:
             nxt = await request("GET", urljoin(url, location), {"Cookie": cookie} if cookie else {}, None)
         except HttpError as exc:
-            if any(a.flash is not None for a in case.expect):  # only the flash needs the followed page
+            if wants_flash:  # only the flash needs the followed page
                 return Attempt(raw.status, elapsed, error=f"following the redirect to {location}: {exc}")
         else:
             jar.update(nxt.set_cookies)
             followed = nxt.body.decode("utf-8", "replace")
-            flash = _flash_from_page(followed) or flash
+            page = _flash_from_page(followed) if wants_flash else None
+            # both: a page's own alert or status markup must not hide the flash the cookie carries
+            flash = "\n".join(dict.fromkeys(t for t in (page, flash) if t)) or None
     text = raw.body.decode("utf-8", "replace")
-    if flash is None and raw.status < 300:
+    if flash is None and raw.status < 300 and wants_flash:
         flash = _flash_from_page(text)
     response = Response(raw.status, raw.headers, text, elapsed, location, flash, followed)
     return Attempt(raw.status, elapsed, tuple(evaluate_all(case.expect, response, select)))

@@ -1,44 +1,63 @@
-"""A real HTTP server on 127.0.0.1 that answers as a Quantum server does (../shared/QUANTUM.md):
-routes / -> index, /<path> and /<path>.q, /health JSON, the 404 / 400 / 500 error pages, a guarded
-page that redirects to /login without a session, actions that validate their q:param rules and reject
-with 302 to the Referer plus an error flash in the signed `session` cookie, a successful action that
-redirects with a success flash, a JSON endpoint, a path that hangs and one that fails once.
+"""The Quantum stand-in for tests: a Flask app, as the real Quantum server is (../shared/QUANTUM.md), served
+by werkzeug's threaded server on 127.0.0.1, so that its `session` cookie is Flask's own signed cookie
+(itsdangerous: base64url(JSON).timestamp.signature, or `.` + base64url(zlib(JSON)) when that is shorter).
 
-`variant` changes what the pages say, so that two instances make two environments that differ.
+It answers as a Quantum server does: routes / -> index, /<path> and /<path>.q (else <path>/index), /health
+JSON, the 404 / 400 / 500 error pages, a guarded page that redirects to /login without a session, actions
+that validate their q:param rules and reject with 302 to the Referer plus an error flash, a successful
+action that redirects with a success flash, a JSON endpoint, a path that hangs and one that fails once.
+The flash is stored as the real server stores it, `session["flash"] = {"message": ..., "type": ...}`, and
+popped by the next request to any component; a page renders it as `<div class="alert alert-success">`
+(`alert-danger` for an error), a markup of the page's own choosing as on a real server.
+
+`variant` changes what the pages say, so that two instances make two environments that differ. Two
+switches take one of the two places a flash can be read away from a test: `pages_show_flash=False` (the
+pages render no flash, only a status line of their own: only the session cookie has it) and
+`server_side_sessions=True` (the session stays in the server's memory and the cookie holds only a
+random id: only the page has it).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import html
 import json
+import os
 import re
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-SECRET = b"quantum-test-secret"
+import flask
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionInterface
+from itsdangerous import BadSignature
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+SECRET = "quantum-test-secret"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
+
+_SIGNING_APP = flask.Flask("quantum-stand-in-cookies")
+_SIGNING_APP.secret_key = SECRET
+_SERIALIZER = SecureCookieSessionInterface().get_signing_serializer(_SIGNING_APP)
+assert _SERIALIZER is not None
 
 
 def sign(data: dict[str, Any]) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True).encode()).decode().rstrip("=")
-    return payload + "." + hmac.new(SECRET, payload.encode(), hashlib.sha256).hexdigest()[:32]
+    """The `session` cookie value Flask sets for this session with the stand-in's secret key."""
+    assert _SERIALIZER is not None
+    value: str = _SERIALIZER.dumps(data)
+    return value
 
 
 def unsign(value: str) -> dict[str, Any]:
-    payload, _, mac = value.rpartition(".")
-    if not payload or not hmac.compare_digest(mac, hmac.new(SECRET, payload.encode(), hashlib.sha256).hexdigest()[:32]):
-        return {}
+    """The session in a cookie value; {} when it is not one signed with the stand-in's key."""
+    assert _SERIALIZER is not None
     try:
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
+        data = _SERIALIZER.loads(value)
+    except (BadSignature, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -46,6 +65,8 @@ def unsign(value: str) -> dict[str, Any]:
 # The action rules: field -> (required, minlength, type), as q:param declares them.
 CONTACT_RULES: dict[str, tuple[bool, int, str]] = {"name": (True, 3, "string"), "email": (True, 0, "email")}
 LOGIN_RULES: dict[str, tuple[bool, int, str]] = {"username": (True, 1, "string"), "password": (True, 4, "string")}
+EMAIL_RULES: dict[str, tuple[bool, int, str]] = {"recipientEmail": (True, 0, "email"), "subject": (False, 3, "string")}
+EMAIL_SENT = "Email sent successfully!"
 
 
 def validate(form: dict[str, str], rules: dict[str, tuple[bool, int, str]]) -> str | None:
@@ -77,162 +98,16 @@ class State:
             return self.hits[path]
 
 
-def _page(title: str, body: str, flashes: list[dict[str, str]]) -> str:
-    shown = "".join(f'<div class="flash flash-{f.get("type", "info")}">{f.get("message", "")}</div>' for f in flashes)
+def flash_markup(flash: dict[str, Any] | None) -> str:
+    """How the stand-in's pages show a flash: Bootstrap's alert (no class `flash`, no role)."""
+    if not isinstance(flash, dict) or not flash.get("message"):
+        return ""
+    kind = "danger" if flash.get("type") == "error" else "success"
+    return f'<div class="alert alert-{kind}">{html.escape(str(flash["message"]))}</div>'
+
+
+def _page(title: str, body: str, shown: str) -> str:
     return f"<!DOCTYPE html><html><head><title>{title}</title></head><body>{shown}{body}</body></html>"
-
-
-class Handler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-    server: QuantumHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    # --- plumbing ---
-    def _session(self) -> dict[str, Any]:
-        raw = self.headers.get("Cookie")
-        if not raw:
-            return {}
-        self.server.state.cookies_seen.append(raw)
-        jar: SimpleCookie = SimpleCookie()
-        jar.load(raw)
-        return unsign(jar["session"].value) if "session" in jar else {}
-
-    def _send(self, status: int, body: str = "", *, session: dict[str, Any] | None = None,
-              content_type: str = "text/html; charset=utf-8", location: str | None = None) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Quantum-Variant", self.server.state.variant)
-        if location is not None:
-            self.send_header("Location", location)
-        if session is not None:
-            self.send_header("Set-Cookie", f"session={sign(session)}; Path=/; HttpOnly")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def _render(self, title: str, body: str, session: dict[str, Any], status: int = 200) -> None:
-        flashes = session.pop("flashes", [])
-        self._send(status, _page(title, body, flashes), session=session)
-
-    def _form(self) -> dict[str, str]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if "json" in (self.headers.get("Content-Type") or ""):
-            data = json.loads(raw or b"{}")
-            return {str(k): str(v) for k, v in data.items()}
-        return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-
-    def _component(self) -> str | None:
-        path = urlsplit(self.path).path
-        if path == "/":
-            return "index"
-        if path.endswith("/"):
-            return None
-        name = path[1:].removesuffix(".q")
-        if name in COMPONENTS:
-            return name
-        return f"{name}/index" if f"{name}/index" in COMPONENTS else None
-
-    # --- methods ---
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        state = self.server.state
-        if path == "/health":
-            self._send(200, json.dumps({"status": "healthy", "variant": state.variant}),
-                       content_type="application/json")
-            return
-        name = self._component()
-        if name is None:
-            self._send(404, "<html><head><title>404 - Component Not Found</title></head>"
-                            f"<body><h1>404 - Component Not Found</h1><p>{path}</p></body></html>")
-            return
-        if name == "broken":
-            self._send(400, "<html><head><title>Parse Error</title></head><body>line 3: unclosed tag</body></html>")
-            return
-        if name == "crash":
-            self._send(500, "<html><head><title>Runtime Error</title></head><body>Traceback ...</body></html>",
-                       session={})
-            return
-        if name == "slow":
-            if not state.stop.wait(30):  # stopped: the client is gone, answer nothing
-                self._send(200, "finally")
-            return
-        if name == "huge":  # 50 MB with no Content-Length: the client must stop at its cap
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            chunk = b"x" * 65536
-            try:
-                for _ in range(50 * 16):
-                    self.wfile.write(chunk)
-            except OSError:
-                pass
-            self.close_connection = True
-            return
-        if name == "malformed":
-            self.wfile.write(b"HTTQ/9 OK maybe\r\n\r\n")
-            self.close_connection = True
-            return
-        if name == "loop":
-            self._send(302, "", location="/loop")
-            return
-        if name == "flaky":
-            if state.hit(path) % 2 == 1:
-                self._send(500, "<html><head><title>Runtime Error</title></head><body>try again</body></html>")
-            else:
-                self._send(200, _page("Flaky", "<p>ok now</p>", []))
-            return
-        session = self._session()
-        if name == "api/items":
-            items = [{"id": 1, "name": "alpha"}, {"id": 2, "name": "beta"}]
-            self._send(200, json.dumps({"items": items, "count": len(items), "variant": state.variant}),
-                       content_type="application/json", session=session)
-            return
-        if name == "admin":
-            if "user" not in session:
-                self._send(302, "", location="/login", session=session)
-                return
-            self._render("Admin", f'<h1 id="who">Hello {session["user"]}</h1>', session)
-            return
-        self._render(*COMPONENTS[name](state), session)
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_POST(self) -> None:
-        name = self._component()
-        state = self.server.state
-        if name is None:
-            self._send(404, "<html><head><title>404 - Component Not Found</title></head><body></body></html>")
-            return
-        referer = self.headers.get("Referer")
-        with state.lock:
-            state.referers.append(referer or "")
-        session = self._session()
-        form = self._form()
-        rules = {"contact": CONTACT_RULES, "login": LOGIN_RULES}.get(name)
-        if rules is None:
-            self._send(405, "<html><head><title>Method Not Allowed</title></head></html>", session=session)
-            return
-        problem = validate(form, rules)
-        if problem is not None:
-            session.setdefault("flashes", []).append({"message": problem, "type": "error"})
-            self._send(302, "", location=referer or "/", session=session)
-            return
-        if name == "login":
-            session["user"] = form["username"]
-            session.setdefault("flashes", []).append({"message": "Welcome back!", "type": "success"})
-            self._send(302, "", location="/admin", session=session)
-            return
-        session.setdefault("flashes", []).append({"message": f"Thanks, {form['name']}!", "type": "success"})
-        self._send(302, "", location="/thanks", session=session)
-
-    do_PUT = do_POST
-    do_DELETE = do_POST
 
 
 def _index(state: State) -> tuple[str, str]:
@@ -245,31 +120,206 @@ COMPONENTS: dict[str, Any] = {
     "blog/index": lambda s: ("Blog", "<h1>Blog</h1>"),
     "contact": lambda s: ("Contact", '<form method="post"><input name="name"/><input name="email"/></form>'),
     "login": lambda s: ("Login", '<form method="post"><input name="username"/><input name="password"/></form>'),
+    "email": lambda s: ("Send email", '<form method="post"><input type="hidden" name="action" value="sendEmail"/>'
+                                      '<input type="email" name="recipientEmail"/><input name="subject"/></form>'),
     "thanks": lambda s: ("Thanks", "<h1>Thank you</h1>"),
     "admin": None, "broken": None, "crash": None, "slow": None, "flaky": None, "api/items": None,
     "huge": None, "malformed": None, "loop": None,
 }
 
 
-class QuantumHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def _contact_done(form: dict[str, str], quantum: dict[str, Any]) -> tuple[str, str]:
+    return "/thanks", f"Thanks, {form['name']}!"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away (a timed-out case) is not news
 
-    def __init__(self, port: int, state: State) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.state = state
+def _login_done(form: dict[str, str], quantum: dict[str, Any]) -> tuple[str, str]:
+    quantum["user"] = form["username"]
+    return "/admin", "Welcome back!"
+
+
+def _email_done(form: dict[str, str], quantum: dict[str, Any]) -> tuple[str, str]:
+    return "/email", EMAIL_SENT
+
+
+# component -> (its action's q:param rules, what success does: (redirect URL, success flash))
+ACTIONS: dict[str, tuple[dict[str, tuple[bool, int, str]], Callable[[dict[str, str], dict[str, Any]],
+                                                                      tuple[str, str]]]] = {
+    "contact": (CONTACT_RULES, _contact_done),
+    "login": (LOGIN_RULES, _login_done),
+    "email": (EMAIL_RULES, _email_done),
+}
+
+NOT_FOUND = ("<html><head><title>404 - Component Not Found</title></head>"
+             "<body><h1>404 - Component Not Found</h1><p>{path}</p></body></html>")
+PARSE_ERROR = "<html><head><title>Parse Error</title></head><body>line 3: unclosed tag</body></html>"
+OWN_STATUS = '<p role="status" class="text-muted">All systems normal</p>'
+RUNTIME_ERROR = "<html><head><title>Runtime Error</title></head><body>{detail}</body></html>"
+
+
+class ServerSideSessions(SessionInterface):
+    """Flask's session kept in the server's memory; the cookie holds only a random id (as Flask-Session
+    does). Nothing in the cookie says what the flash is: a test reads it from the page."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def open_session(self, app: flask.Flask, request: flask.Request) -> SecureCookieSession:
+        sid = request.cookies.get(self.get_cookie_name(app), "")
+        with self.lock:
+            stored = dict(self.store.get(sid, {}))
+        session = SecureCookieSession(stored)
+        session["_sid"] = sid if sid in self.store else os.urandom(16).hex()
+        session.modified = False
+        return session
+
+    def save_session(self, app: flask.Flask, session: Any, response: flask.Response) -> None:
+        if not session.modified:
+            return
+        sid = str(session["_sid"])
+        with self.lock:
+            self.store[sid] = dict(session)
+        response.set_cookie(self.get_cookie_name(app), sid, httponly=True, path="/")
+
+
+def _component(path: str) -> str | None:
+    if path == "":
+        return "index"
+    if path.endswith("/"):
+        return None
+    name = path.removesuffix(".q")
+    if name in COMPONENTS:
+        return name
+    return f"{name}/index" if f"{name}/index" in COMPONENTS else None
+
+
+def create_app(state: State, *, pages_show_flash: bool = True, server_side_sessions: bool = False) -> flask.Flask:
+    """The stand-in's Flask app for one environment."""
+    app = flask.Flask(f"quantum-stand-in-{state.variant}")
+    app.secret_key = SECRET
+    if server_side_sessions:
+        app.session_interface = ServerSideSessions()
+
+    def send(status: int, body: str = "", *, content_type: str = "text/html; charset=utf-8",
+             location: str | None = None) -> flask.Response:
+        response = flask.Response(body, status=status, content_type=content_type)
+        if location is not None:
+            response.headers["Location"] = location
+        return response
+
+    def open_session() -> tuple[dict[str, Any], str]:
+        """The session of this request to a component: its flash popped (and shown once), the cookie set."""
+        session = flask.session
+        raw = flask.request.headers.get("Cookie")
+        if raw:
+            with state.lock:
+                state.cookies_seen.append(raw)
+        popped = session.pop("flash", None)
+        session.setdefault("quantum_session", {})
+        session.modified = True  # every answer past parsing sets the session cookie
+        # without the flash, a page still has markup a flash reader looks at: a status line of its own
+        return session["quantum_session"], flash_markup(popped) if pages_show_flash else OWN_STATUS
+
+    def render(title: str, body: str, shown: str, status: int = 200) -> flask.Response:
+        return send(status, _page(title, body, shown))
+
+    def special(name: str) -> flask.Response | None:
+        """The paths that misbehave on purpose, before any session."""
+        if name == "broken":
+            return send(400, PARSE_ERROR)
+        if name == "slow":
+            if not state.stop.wait(30):
+                return send(200, "finally")
+            return send(200, "")  # stopped: the client is gone
+        if name == "huge":  # 50 MB, streamed without Content-Length: the client must stop at its cap
+            chunk = b"x" * 65536
+            return flask.Response((chunk for _ in range(50 * 16)), status=200, content_type="text/html")
+        if name == "malformed":
+            sock: socket.socket = flask.request.environ["werkzeug.socket"]
+            sock.sendall(b"HTTQ/9 OK maybe\r\n\r\n")
+            sock.shutdown(socket.SHUT_RDWR)  # what werkzeug writes after this is dropped quietly
+            return send(200, "")
+        if name == "loop":
+            return send(302, location="/loop")
+        if name == "flaky":
+            if state.hit(flask.request.path) % 2 == 1:
+                return send(500, RUNTIME_ERROR.format(detail="try again"))
+            return render("Flaky", "<p>ok now</p>", "")
+        return None
+
+    def get(path: str) -> flask.Response:
+        if path == "health":
+            return send(200, json.dumps({"status": "healthy", "variant": state.variant}),
+                        content_type="application/json")
+        name = _component(path)
+        if name is None:
+            return send(404, NOT_FOUND.format(path=html.escape("/" + path)))
+        answer = special(name)
+        if answer is not None:
+            return answer
+        quantum, shown = open_session()
+        if name == "crash":
+            return send(500, RUNTIME_ERROR.format(detail="Traceback ..."))
+        if name == "api/items":
+            items = [{"id": 1, "name": "alpha"}, {"id": 2, "name": "beta"}]
+            return send(200, json.dumps({"items": items, "count": len(items), "variant": state.variant}),
+                        content_type="application/json")
+        if name == "admin":
+            if "user" not in quantum:
+                return send(302, location="/login")
+            return render("Admin", f'<h1 id="who">Hello {html.escape(str(quantum["user"]))}</h1>', shown)
+        title, body = COMPONENTS[name](state)
+        return render(title, body, shown)
+
+    def act(path: str) -> flask.Response:
+        name = _component(path)
+        if name is None:
+            return send(404, NOT_FOUND.format(path=html.escape("/" + path)))
+        request = flask.request
+        referer = request.headers.get("Referer")
+        with state.lock:
+            state.referers.append(referer or "")
+        quantum, _ = open_session()
+        if request.is_json:
+            data = request.get_json(silent=True)
+            form = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        else:
+            form = request.form.to_dict()
+        if name not in ACTIONS:
+            return send(405, "<html><head><title>Method Not Allowed</title></head></html>")
+        rules, done = ACTIONS[name]
+        problem = validate(form, rules)
+        if problem is not None:
+            flask.session["flash"] = {"message": problem, "type": "error"}
+            return send(302, location=referer or "/")
+        location, message = done(form, quantum)
+        flask.session["flash"] = {"message": message, "type": "success"}
+        return send(302, location=location)
+
+    @app.route("/", defaults={"path": ""}, methods=METHODS)
+    @app.route("/<path:path>", methods=METHODS)
+    def component(path: str) -> flask.Response:
+        return get(path) if flask.request.method in ("GET", "HEAD") else act(path)
+
+    @app.after_request
+    def variant(response: flask.Response) -> flask.Response:
+        response.headers["X-Quantum-Variant"] = state.variant
+        return response
+
+    return app
+
+
+class QuietHandler(WSGIRequestHandler):
+    """werkzeug's handler without its access log on stderr."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        pass
 
 
 @dataclass
 class Running:
-    server: QuantumHTTPServer
-
-    @property
-    def state(self) -> State:
-        return self.server.state
+    server: BaseWSGIServer
+    state: State
 
     @property
     def port(self) -> int:
@@ -281,13 +331,17 @@ class Running:
 
 
 @contextmanager
-def quantum_server(variant: str = "v1", port: int = 0) -> Iterator[Running]:
-    server = QuantumHTTPServer(port, State(variant))
+def quantum_server(variant: str = "v1", port: int = 0, *, pages_show_flash: bool = True,
+                   server_side_sessions: bool = False) -> Iterator[Running]:
+    state = State(variant)
+    app = create_app(state, pages_show_flash=pages_show_flash, server_side_sessions=server_side_sessions)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield Running(server)
+        yield Running(server, state)
     finally:
-        server.state.stop.set()
+        state.stop.set()
         server.shutdown()
         server.server_close()
+        thread.join(5)
