@@ -155,7 +155,8 @@ def test_tests_run_runs_query_cases(workspace: Workspace) -> None:
     assert dev["insert"]["outcome"] == "passed"
     assert prod["insert"]["outcome"] == "skipped" and "protected" in prod["insert"]["reason"]
     assert dev["postgres"]["outcome"] == "error" and "needs a service" in dev["postgres"]["reason"]
-    assert dev["unknown"]["outcome"] == "error" and "request.datasource" in dev["unknown"]["reason"]
+    assert (dev["unknown"]["outcome"], dev["unknown"]["reason"]) == (
+        "error", "datasource 'nope' is not declared: add it under the project's datasources (declared: blog, pg)")
 
 
 def with_password_secret(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
