@@ -24,6 +24,11 @@ More than 5,000 repairs means the file is not XML-like: the line-based reader ta
 
 Complexity = 1 + conditionals (q:if, q:elseif, q:else) + loops (q:loop, q:foreach) + actions + queries
 (inside actions or not).
+
+Imports: every form of ``<q:import>`` is one entry of ``imports`` (core.components.import_target): the value of
+component=, file=, src=, behavior=, prefab= or tilemap=, prefixed by its from= folder when it has one
+(``<q:import behavior="PlayerBehavior" from="./behaviors"/>`` -> ``./behaviors/PlayerBehavior``); the line-based
+fallback reads them alike. Routes and ``not_served`` follow the served folder (core.components.Serving).
 """
 
 from __future__ import annotations

@@ -141,6 +141,24 @@ def _app_engine(root: Path, project: Project, app: AppConfig, source: AppDatasou
                                         username=source.username, password=password)
 
 
+def _connection(root: Path, desired: DesiredState, project: Project, environment: str, name: str,
+                passwords: _Passwords, address: Address | None,
+                app: AppConfig | str | None) -> tuple[str | None, Engine]:
+    """The password and engine of datasource `name`: the Project's, else the one of the app's quantum.config.yaml."""
+    if name in project.datasources:
+        password = _password(desired, project, environment, name, passwords)
+        return password, _engine(root, project, environment, name, password, address)
+    if isinstance(app, str):
+        raise QrmError(f"datasource {name!r} is not in the project's datasources, and {app}")
+    source = app.datasources.get(name) if app is not None else None
+    if app is None or source is None:
+        declared = sorted(set(project.datasources) | set(app.datasources if app is not None else ()))
+        raise QrmError(f"datasource {name!r} is not declared: add it under the project's datasources "
+                       f"(declared: {', '.join(declared) or '(none)'})")
+    password = _app_password(desired, project, environment, source, passwords)
+    return password, _app_engine(root, project, app, source, password)
+
+
 def run_query_case(root: Path, desired: DesiredState, project: Project, case: TestCase, target: Target,
                    passwords: _Passwords, address: Address | None = None,
                    app: AppConfig | str | None = None) -> CaseResult:
@@ -158,22 +176,8 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
     if not name or case.request.sql is None:
         known = ", ".join(sorted(project.datasources)) or "(none)"
         return result(ERROR, f"a query case needs request.datasource (one of: {known}) and request.sql")
-    if name not in project.datasources:
-        if isinstance(app, str):
-            return result(ERROR, f"datasource {name!r} is not in the project's datasources, and {app}")
-        source = app.datasources.get(name) if app is not None else None
-        if app is None or source is None:
-            declared = sorted(set(project.datasources) | set(app.datasources if app is not None else ()))
-            return result(ERROR, f"datasource {name!r} is not declared: add it under the project's datasources "
-                                 f"(declared: {', '.join(declared) or '(none)'})")
     try:
-        if name in project.datasources:
-            password = _password(desired, project, target.environment, name, passwords)
-            engine = _engine(root, project, target.environment, name, password, address)
-        else:
-            assert isinstance(app, AppConfig) and source is not None
-            password = _app_password(desired, project, target.environment, source, passwords)
-            engine = _app_engine(root, project, app, source, password)
+        password, engine = _connection(root, desired, project, target.environment, name, passwords, address, app)
     except (QrmError, query_tests.UnsupportedDatasource) as exc:
         return result(ERROR, str(exc))
     done = query_tests.run_query(engine, case.request.sql, case.request.params, writes=case.writes,

@@ -22,7 +22,7 @@ def read(data: Any) -> AppConfig:
 
 def problems_of(data: Any) -> list[tuple[str, str]]:
     """(field, message) of each problem; every one names the file."""
-    config, problems = app_config(data, FILE, "blog")
+    _, problems = app_config(data, FILE, "blog")
     assert all(p.file == FILE for p in problems)
     return [(p.field_name, p.message) for p in problems]
 
@@ -65,7 +65,8 @@ def test_the_served_folder(data: Any, served: str) -> None:
      "must be a port number (1-65535), not 70000"),
     ({"datasources": {"db": {"driver": "postgresql", "port": True}}}, "datasources.db.port",
      "must be a port number (1-65535), not True"),
-    ({"datasources": {"db": {"driver": ["postgresql"]}}}, "datasources.db.driver", "must be a single value, not a list"),
+    ({"datasources": {"db": {"driver": ["postgresql"]}}}, "datasources.db.driver",
+     "must be a single value, not a list"),
 ])
 def test_problems_name_the_field(data: Any, field: str, message: str) -> None:
     assert problems_of(data) == [(field, message)]
