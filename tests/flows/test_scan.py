@@ -454,6 +454,17 @@ def test_a_malformed_app_config_is_an_error_naming_file_line_and_field(workspace
     assert not (workspace.root / "reports" / "components").exists()
 
 
+def test_a_reconcile_reports_a_malformed_app_config_with_its_line(workspace: Workspace, blog: Path) -> None:
+    from reconciler.flows.reconcile import reconcile_once
+    from reconciler.flows.workspace import open_workspace
+
+    write(blog, "quantum.config.yaml", "paths:\n  components: [a]\n")
+    result = reconcile_once(open_workspace(workspace.root), trigger="change", apply=False, commit=False,
+                            run_tests=False)
+    assert result.problems == ["scan: ../blog-app/quantum.config.yaml:2:3: paths.components: must be a folder of "
+                               "the app, like ./components, not a list"]
+
+
 def test_a_password_in_the_app_config_is_never_shown(workspace: Workspace, blog: Path) -> None:
     write(blog, "quantum.config.yaml",
           "datasources:\n  blog-db: {driver: postgresql, host: db, port: 5432, password: hunter2-pw}\n")
