@@ -47,11 +47,20 @@ def scan(ctx: click.Context, project: str | None, as_json: bool) -> int:
         unchanged = len(s.summaries) - len(s.parsed)
         click.echo(f"{s.project} ({s.source}): {len(s.summaries)} file(s); {len(s.parsed)} parsed, "
                    f"{unchanged} unchanged, {len(s.removed)} removed")
+        served = f"{s.app.components}/" if s.app.components else "the whole source folder"
+        click.echo(f"served: {served} (" + (f"paths.components of {s.app.file}" if s.app.file else
+                                             "the default: no quantum.config.yaml") + ")")
         if s.summaries:
             click.echo(table(["PATH", "NAME", "TYPE", "ROUTE", "ACTIONS", "FORMS", "QUERIES", "PARSE"], [
-                (c["path"], c["name"], c["type"], c["route"], c["actions"], c["forms"], c["queries"], c["parse"])
+                (c["path"], c["name"], c["type"], c["route"] if c.get("served", True) else "(not served)",
+                 c["actions"], c["forms"], c["queries"], c["parse"])
                 for c in s.summaries]))
         click.echo(totals_line(s.totals))
+        if s.not_served:
+            click.echo(f"not served: {len(s.not_served)} file(s) outside {served}; scanned and reported, "
+                       "but no HTTP test cases are generated for them")
+        for note in s.app.notes:
+            click.echo(f"note: {note}")
         for c in s.with_problems:
             click.echo(f"problems in {c['path']} ({c['parse']}): " + "; ".join(c["problems"]))
         for path in s.removed:

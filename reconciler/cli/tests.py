@@ -38,7 +38,8 @@ def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
         click.echo(json.dumps({
             "project": result.project, "suite": result.suite, "path": str(where), "written": result.written,
             "total": result.total, "counts": result.counts, "added": result.added, "changed": result.changed,
-            "removed": result.removed, "kept": result.kept, "hand_written": result.hand_written}, indent=2))
+            "removed": result.removed, "kept": result.kept, "hand_written": result.hand_written,
+            "notes": result.notes}, indent=2))
         return EXIT_OK
     counts = ", ".join(f"{kind} {n}" for kind, n in result.counts.items()) or "none"
     click.echo(f"{result.suite}: {result.total} cases: {counts}")
@@ -46,6 +47,8 @@ def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
                f"{len(result.kept)} kept, {len(result.hand_written)} hand-written kept")
     verb = "created" if result.created else ("wrote" if result.written else "unchanged:")
     click.echo(f"{verb} {where}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     return EXIT_OK
 
 

@@ -87,7 +87,10 @@ class Component:
     path: str  # relative to the project's source folder, e.g. components/shared/header.q
     name: str
     type: str | None = None  # page partial pure microservice
-    route: str | None = None  # the URL the server serves it at (with base_path); None for non-pages
+    route: str | None = None  # the URL the server serves it at (with base_path); None for non-pages and not served
+    # Why the server does not serve this file (it lies outside the served folder, paths.components); None when
+    # it is served. A string rather than a flag so that served components' report lines do not change.
+    not_served: str | None = None
     require_auth: bool = False
     require_role: str | None = None
     actions: tuple[Action, ...] = ()
@@ -105,6 +108,10 @@ class Component:
     parse: str = "xml"
     problems: tuple[str, ...] = field(default=())  # "line N: reason", for every quirk repaired or failure
 
+    @property
+    def served(self) -> bool:
+        return self.not_served is None
+
     def to_dict(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = _clean(asdict(self))
         return cleaned
@@ -119,9 +126,32 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def route_for(path: str, base_path: str = "") -> str:
-    """The URL a Quantum server serves components/<path>.q at: index.q is its folder's URL."""
-    relative = path.removeprefix("components/").removesuffix(".q")
+DEFAULT_SERVED = "components"  # paths.components of a Quantum app without quantum.config.yaml
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Which files of an app a Quantum server serves and at which URLs: only the files under `folder`
+    (its paths.components, relative to the app's folder, POSIX, "" for the app's folder itself), at
+    URLs relative to it, behind `base_path`."""
+
+    base_path: str = ""
+    folder: str = DEFAULT_SERVED
+
+    def not_served(self, path: str) -> str | None:
+        """Why `path` (relative to the app's folder) is not served, or None when it is."""
+        if not self.folder or path.startswith(self.folder + "/"):
+            return None
+        return f"outside the served folder {self.folder}/ (paths.components)"
+
+    def route(self, path: str) -> str | None:
+        """The URL of `path`, or None when it is not served."""
+        return route_for(path, self.base_path, self.folder) if self.not_served(path) is None else None
+
+
+def route_for(path: str, base_path: str = "", folder: str = DEFAULT_SERVED) -> str:
+    """The URL a Quantum server serves <folder>/<path>.q at: index.q is its folder's URL."""
+    relative = (path.removeprefix(folder + "/") if folder else path).removesuffix(".q")
     if relative == "index":
         url = "/"
     elif relative.endswith("/index"):
@@ -129,6 +159,31 @@ def route_for(path: str, base_path: str = "") -> str:
     else:
         url = "/" + relative
     return (base_path.rstrip("/") + url) if base_path else url
+
+
+def page_path(route: str, base_path: str) -> str:
+    """A route without the project's base_path: the request path of a test case (the runner adds base_path)."""
+    prefix = base_path.rstrip("/")
+    if prefix and (route == prefix or route.startswith(prefix + "/")):
+        return route[len(prefix):] or "/"
+    return route
+
+
+# The attributes of <q:import> that name what is imported, in the order they are looked for. Quantum's own
+# parser knows component=, behavior=, prefab= and tilemap= (each with an optional from=, a folder); file= and
+# src= are the forms of older files.
+IMPORT_NAMES = ("component", "file", "src", "behavior", "prefab", "tilemap")
+
+
+def import_target(attrs: dict[str, str]) -> str | None:
+    """What one <q:import> imports, as one string: the name, or from/name when it has a from= folder
+    (`<q:import behavior="PlayerBehavior" from="./behaviors"/>` -> "./behaviors/PlayerBehavior").
+    attrs are the element's attributes, names in lower case. None when it names nothing."""
+    name = next((attrs[key].strip() for key in IMPORT_NAMES if attrs.get(key, "").strip()), None)
+    if name is None:
+        return None
+    folder = attrs.get("from", "").strip().rstrip("/")
+    return f"{folder}/{name}" if folder else name
 
 
 WRITING_QUERY_TYPES = frozenset({"insert", "update", "delete", "execute"})
@@ -149,4 +204,5 @@ def totals(components: list[Component]) -> dict[str, int]:
         "forms": sum(len(c.forms) for c in components),
         "queries": sum(len(c.queries) + sum(len(a.queries) for a in c.actions) for c in components),
         "unparsed": sum(1 for c in components if c.parse in ("fallback", "skipped")),
+        "not_served": sum(1 for c in components if not c.served),
     }

@@ -12,8 +12,9 @@ from reconciler.core.components import (
     Form,
     Function,
     Query,
+    Serving,
+    import_target,
     query_writes,
-    route_for,
 )
 from reconciler.core.q_repair import Lines, final_problems
 
@@ -37,8 +38,8 @@ def _fb_attrs(raw: str) -> dict[str, str]:
     return found
 
 
-def fallback(text: str, rel: str, stem: str, base_path: str, sha: str, lines: int,
-              problems: list[str]) -> Component:
+def fallback(text: str, rel: str, stem: str, serving: Serving, sha: str, lines: int,
+             problems: list[str]) -> Component:
     """What regular expressions find in a file no parser could read: names, actions, queries, forms."""
     list.append(problems, "line 0: could not be parsed; read line by line (names only, no params, SQL or fields)")
     component: dict[str, str] | None = None
@@ -63,14 +64,18 @@ def fallback(text: str, rel: str, stem: str, base_path: str, sha: str, lines: in
         elif tag == "form":
             forms.append(Form(id=a.get("id") or a.get("name"), method=a.get("method", "GET").upper(),
                               action=a.get("action"), line=line))
-        elif tag in ("q:include", "q:import"):
+        elif tag == "q:include":
             target = a.get("component") or a.get("file") or a.get("src")
             if target:
-                (includes if tag == "q:include" else imports).append(target)
+                includes.append(target)
+        elif tag == "q:import":
+            target = import_target(a)
+            if target:
+                imports.append(target)
         elif tag == "q:function":
             functions.append(Function(name=a.get("name", ""), endpoint=a.get("endpoint"),
                                       method=a.get("method", "GET").upper(), line=line))
-    return assemble(rel, stem, base_path, sha, lines, "fallback", problems, component or {}, actions, queries,
+    return assemble(rel, stem, serving, sha, lines, "fallback", problems, component or {}, actions, queries,
                     forms, includes, imports, functions, len(_FB_COND.findall(text)), len(_FB_LOOP.findall(text)))
 
 
@@ -81,7 +86,7 @@ def truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() in _TRUE
 
 
-def assemble(rel: str, stem: str, base_path: str, sha: str, lines: int, parse: str, problems: list[str],
+def assemble(rel: str, stem: str, serving: Serving, sha: str, lines: int, parse: str, problems: list[str],
              attrs: dict[str, str], actions: list[Action], queries: list[Query], forms: list[Form],
              includes: list[str], imports: list[str], functions: list[Function], conditionals: int,
              loops: int) -> Component:
@@ -92,7 +97,8 @@ def assemble(rel: str, stem: str, base_path: str, sha: str, lines: int, parse: s
         path=rel,
         name=attrs.get("name") or stem,
         type=kind,
-        route=route_for(rel, base_path) if kind in (None, "page") else None,
+        route=serving.route(rel) if kind in (None, "page") else None,
+        not_served=serving.not_served(rel),
         require_auth=truthy(attrs.get("requireauth")) if "requireauth" in attrs else role is not None,
         require_role=role,
         actions=tuple(actions),

@@ -301,6 +301,7 @@ def component_summary(component: dict[str, Any]) -> dict[str, Any]:
         "route": component.get("route"), "actions": len(actions), "forms": len(component.get("forms", ())),
         "queries": len(component.get("queries", ())) + sum(len(a.get("queries", ())) for a in actions),
         "parse": component.get("parse", "xml"), "problems": list(component.get("problems", ())),
+        "served": not component.get("not_served"),
     }
 
 
@@ -312,19 +313,24 @@ def component_totals(summaries: Sequence[dict[str, Any]]) -> dict[str, int]:
         "forms": sum(s["forms"] for s in summaries),
         "queries": sum(s["queries"] for s in summaries),
         "unparsed": sum(1 for s in summaries if s["parse"] in ("fallback", "skipped")),
+        "not_served": sum(1 for s in summaries if not s.get("served", True)),
     }
 
 
 def totals_line(totals: dict[str, int]) -> str:
-    """'4 components | 11 actions | 4 forms | 10 queries' (and '| 1 unparsed' when some are)."""
+    """'4 components | 11 actions | 4 forms | 10 queries' (and '| 1 unparsed', '| 3 not served' when some are)."""
     parts = [f"{totals[key]} {key}" for key in _TOTAL_KEYS]
     if totals.get("unparsed"):
         parts.append(f"{totals['unparsed']} unparsed")
+    if totals.get("not_served"):
+        parts.append(f"{totals['not_served']} not served")
     return " | ".join(parts)
 
 
-def components_report(project: str, source: str, summaries: Sequence[dict[str, Any]], lines: Sequence[str]) -> str:
+def components_report(project: str, source: str, summaries: Sequence[dict[str, Any]], lines: Sequence[str],
+                      served: str = "components") -> str:
     """reports/components/<project>.yaml from the summaries and JSON lines of the components, sorted by path.
+    served: the folder the app serves (paths.components, relative to source; "" is source itself).
 
     Emitted directly: the JSON of each component is the registry's text, so a rescan that changed
     nothing rebuilds the same bytes without encoding anything again.
@@ -332,7 +338,7 @@ def components_report(project: str, source: str, summaries: Sequence[dict[str, A
     totals = component_totals(summaries)
     q = encode_basestring_ascii
     out = [_COMPONENTS_HEADER, f"version: {COMPONENTS_REPORT_VERSION}\n", f"project: {q(project)}\n",
-           f"source: {q(source)}\n", f"summary: {q(totals_line(totals))}\n",
+           f"source: {q(source)}\n", f"served: {q(served or '.')}\n", f"summary: {q(totals_line(totals))}\n",
            f"totals: {_LINE_ENCODER.encode(totals)}\n"]
     unparsed = [{"path": s["path"], "parse": s["parse"], "problems": s["problems"]}
                 for s in summaries if s["parse"] in ("fallback", "skipped")]

@@ -13,9 +13,13 @@ per component (components in path order; each kind in source order):
 - `#action:NAME:missing:F`, `:too_short:F`, `:too_long:F`, `:wrong_type:F`: one each (first field
   that allows it), rejected the Quantum way: 302 back to the Referer (the page) with an error flash;
 - `#form:ID` (or `#form:N`, 1-based, without an id): the form's fields, hidden ones included;
-- `#query:NAME`: the SQL on its datasource (queries without a datasource are left out);
+- `#query:NAME`: the SQL on its datasource (queries without a datasource are left out); when the
+  datasources the project declares are given and this one is not among them, the case gets `skip:`
+  with the reason (it could only fail);
 - `#endpoint:/path` (GET) or `#endpoint:METHOD /path`: the function's endpoint answers.
 
+A component the server does not serve (outside paths.components: `not_served`) gets no HTTP case at all
+(no page, auth, action, form or endpoint case), only its query cases.
 Cases of actions, forms and queries that write data are marked `writes: true`.
 """
 
@@ -23,11 +27,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.components import Action, Component, Form, FormField, Function, Param, Query, Redirect, route_for
+from reconciler.core.components import Action, Component, Form, FormField, Function, Param, Query, Redirect, page_path
 from reconciler.core.models import Assertion, TestCase, TestRequest
 
 LOGIN_PATH = "/login"  # where a Quantum server sends a request without a session for a guarded page
@@ -243,16 +247,45 @@ def _form_case(component: Component, page: str, form: Form, index: int) -> TestC
                     component=component.path, writes=writes, request=request, expect=expect)
 
 
-def _query_case(component: Component, query: Query, types: Mapping[str, Param]) -> TestCase:
+def undeclared(datasource: str) -> str:
+    """The skip reason of a query case on a datasource the project does not declare."""
+    return f"datasource {datasource!r} is not declared: add it under the project's datasources"
+
+
+def _query_case(component: Component, query: Query, types: Mapping[str, Param],
+                datasources: Collection[str] | None = None) -> TestCase:
     params: dict[str, Any] = {}
     names = query.params or tuple(dict.fromkeys(_BIND.findall(query.sql)))  # :name placeholders of the SQL
     for name in names:
         param = types.get(name)
         params[name] = valid_value(param) if param is not None else _text(DEFAULT_LENGTH, None)
+    assert query.datasource is not None
+    skip = undeclared(query.datasource) if datasources is not None and query.datasource not in datasources else None
     return TestCase(id=f"{component.path}#query:{query.name}", name=f"Query {query.name} on {query.datasource}",
                     type="query", component=component.path, writes=query.writes,
                     request=TestRequest(datasource=query.datasource, sql=query.sql, params=params),
-                    expect=[_a(no_errors=True)])
+                    expect=[_a(no_errors=True)], skip=skip)
+
+
+def outdated(existing: Iterable[TestCase], generated: Iterable[TestCase], components: Iterable[Component]) -> set[str]:
+    """The components whose generated cases are out of date although their file did not change, so that
+    regeneration replaces their cases as for a changed file (see `merge`):
+
+    - a component that is not served (any more) and still has generated HTTP cases (they could only fail);
+    - a component whose generated query cases are skipped now for an undeclared datasource and were not, or
+      the other way round (the datasource was declared or removed since). A skip reason written by hand (any
+      other text) is the user's and changes nothing.
+    """
+    existing = list(existing)
+    not_served = {c.path for c in components if not c.served}
+    found = {case.component for case in existing if case.type not in ("query", "custom")
+             and case.component is not None and owner(case, not_served) == case.component}
+    before = {case.id: case.skip for case in existing}
+    found |= {case.component for case in generated
+              if case.type == "query" and case.component is not None and case.id in before
+              and before[case.id] != case.skip
+              and (before[case.id] is None or before[case.id] == undeclared(case.request.datasource or ""))}
+    return found
 
 
 def _endpoint_case(component: Component, function: Function) -> TestCase:
@@ -268,12 +301,15 @@ def _endpoint_case(component: Component, function: Function) -> TestCase:
                     request=TestRequest(method=method, path=path), expect=expect)
 
 
-def component_cases(component: Component) -> list[TestCase]:
-    """The cases of one component, in a fixed order: page, actions, forms, queries, endpoints."""
+def component_cases(component: Component, *, base_path: str = "",
+                    datasources: Collection[str] | None = None) -> list[TestCase]:
+    """The cases of one component, in a fixed order: page, actions, forms, queries, endpoints.
+    base_path: the project's (request paths leave it out); datasources: the names the project declares
+    (None: not known, no query case is skipped)."""
     if component.parse == "skipped":
         return []
     cases: list[TestCase] = []
-    page = route_for(component.path) if component.route is not None else None
+    page = page_path(component.route, base_path) if component.route is not None and component.served else None
     guarded = component.require_auth or component.require_role is not None
     if page is not None and guarded:
         cases.append(TestCase(
@@ -297,8 +333,8 @@ def component_cases(component: Component) -> list[TestCase]:
             cases.append(_form_case(component, page, form, index))
     types = {p.name: p for a in component.actions for p in a.params}
     queries = [*component.queries, *(q for a in component.actions for q in a.queries)]
-    cases.extend(_query_case(component, q, types) for q in queries if q.datasource)
-    cases.extend(_endpoint_case(component, f) for f in component.functions if f.endpoint)
+    cases.extend(_query_case(component, q, types, datasources) for q in queries if q.datasource)
+    cases.extend(_endpoint_case(component, f) for f in component.functions if f.endpoint and component.served)
     return _deduplicated(cases)
 
 
@@ -313,9 +349,11 @@ def _deduplicated(cases: list[TestCase]) -> list[TestCase]:
     return out
 
 
-def generate(components: Iterable[Component]) -> list[TestCase]:
-    """Every case of every component, components in path order."""
-    return [case for component in sorted(components, key=lambda c: c.path) for case in component_cases(component)]
+def generate(components: Iterable[Component], *, base_path: str = "",
+             datasources: Collection[str] | None = None) -> list[TestCase]:
+    """Every case of every component, components in path order (base_path, datasources: see component_cases)."""
+    return [case for component in sorted(components, key=lambda c: c.path)
+            for case in component_cases(component, base_path=base_path, datasources=datasources)]
 
 
 def case_to_dict(case: TestCase) -> dict[str, Any]:
@@ -325,6 +363,8 @@ def case_to_dict(case: TestCase) -> dict[str, Any]:
         data["component"] = case.component
     if case.writes:
         data["writes"] = True
+    if case.skip:
+        data["skip"] = case.skip
     request = case.request.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     data["request"] = {"method": case.request.method, "path": case.request.path, **request}
     if case.request.datasource is not None:  # a query case: no HTTP request

@@ -23,6 +23,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from reconciler.core.app_config import FILE_NAME as APP_CONFIG_FILE
+from reconciler.core.app_config import AppConfig, app_config
 from reconciler.core.errors import ManifestError, Problem, QrmError
 from reconciler.core.models import (
     MANIFEST_KINDS,
@@ -517,6 +519,35 @@ def load_settings(root: Path) -> Settings:
                 message = f"unknown setting {path_[-1]!r}; expected one of: {', '.join(Settings.model_fields)}"
             found.append(Problem(rel, None, None, message, 0, path_))
         raise ManifestError(locate(root, found)) from None
+
+
+def load_app_config(root: Path, folder: Path, source: str, project: str) -> AppConfig:
+    """The quantum.config.yaml of an app folder (`source` is the folder as the workspace names it; messages
+    say source/quantum.config.yaml); the defaults when there is none. A file that is not YAML, or whose
+    paths: or datasources: are malformed, is a ManifestError naming file, line and field."""
+    path = folder / APP_CONFIG_FILE
+    rel = f"{source.rstrip('/')}/{APP_CONFIG_FILE}" if source else APP_CONFIG_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return AppConfig()
+    except OSError as exc:
+        raise QrmError(f"{rel}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError([Problem(rel, data.count(b"\n", 0, exc.start) + 1, None,
+                                     f"not UTF-8 text: {exc.reason}")]) from None
+    docs, problems = _parse(text, rel)
+    if problems:
+        raise ManifestError(problems)
+    if len(docs) > 1:
+        raise ManifestError(locate(root, [Problem(rel, None, None, f"{APP_CONFIG_FILE} must be one YAML document, "
+                                                                  f"not {len(docs)}", 1, ())]))
+    config, problems = app_config(docs[0] if docs else None, rel, project)
+    if problems:
+        raise ManifestError(locate(root, problems))
+    return config
 
 
 def load_lockfile(path: Path, rel: str) -> list[RecordedService] | None:

@@ -24,6 +24,11 @@ More than 5,000 repairs means the file is not XML-like: the line-based reader ta
 
 Complexity = 1 + conditionals (q:if, q:elseif, q:else) + loops (q:loop, q:foreach) + actions + queries
 (inside actions or not).
+
+Imports: every form of ``<q:import>`` is one entry of ``imports`` (core.components.import_target): the value of
+component=, file=, src=, behavior=, prefab= or tilemap=, prefixed by its from= folder when it has one
+(``<q:import behavior="PlayerBehavior" from="./behaviors"/>`` -> ``./behaviors/PlayerBehavior``); the line-based
+fallback reads them alike. Routes and ``not_served`` follow the served folder (core.components.Serving).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import cast
 from lxml import etree
 
 from reconciler.core.components import (
+    DEFAULT_SERVED,
     Action,
     Component,
     Form,
@@ -44,6 +50,8 @@ from reconciler.core.components import (
     Param,
     Query,
     Redirect,
+    Serving,
+    import_target,
     query_writes,
 )
 from reconciler.core.q_fallback import assemble, fallback, truthy
@@ -78,39 +86,45 @@ _PREFIX = re.compile(r"[<\s/]([A-Za-z_][\w.-]*):[A-Za-z_]")
 _SKIP_PREFIXES = frozenset({"xml", "xmlns", "http", "https"})
 
 
-def scan_file(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000) -> Component:
+def scan_file(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000,
+              served: str = DEFAULT_SERVED) -> Component:
     """Never raises for any file content: every quirk repaired is listed in problems, a file that still
     cannot be parsed is returned with parse="fallback" and whatever a line-based reader found, a file over
     max_bytes or binary (NUL bytes / not UTF-8) is parse="skipped" with the reason. rel is the path relative to
-    the project's source folder (e.g. "components/login.q"); sha256 is of the file bytes; lines = line count."""
+    the project's source folder (e.g. "components/login.q"); sha256 is of the file bytes; lines = line count.
+    served is the folder the server serves (paths.components, relative to the source folder): routes are
+    relative to it, and a file outside it has no route and `not_served` set."""
     stem = Path(rel).stem
+    serving = Serving(base_path, served)
+    outside = serving.not_served(rel)
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return Component(path=rel, name=stem, sha256=_hash_file(path), parse="skipped",
+            return Component(path=rel, name=stem, not_served=outside, sha256=_hash_file(path), parse="skipped",
                              problems=(f"line 0: file is {size} bytes, over the {max_bytes}-byte limit",))
         data = path.read_bytes()
     except OSError as error:
-        return Component(path=rel, name=stem, parse="skipped", problems=(f"line 0: unreadable: {error}",))
+        return Component(path=rel, name=stem, not_served=outside, parse="skipped",
+                         problems=(f"line 0: unreadable: {error}",))
     sha = hashlib.sha256(data).hexdigest()
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     if len(data) > max_bytes:  # grew between stat and read
-        return Component(path=rel, name=stem, sha256=sha, lines=lines, parse="skipped",
+        return Component(path=rel, name=stem, not_served=outside, sha256=sha, lines=lines, parse="skipped",
                          problems=(f"line 0: file is {len(data)} bytes, over the {max_bytes}-byte limit",))
     nul = data.find(b"\0")
     if nul >= 0:
-        return Component(path=rel, name=stem, sha256=sha, lines=lines, parse="skipped",
+        return Component(path=rel, name=stem, not_served=outside, sha256=sha, lines=lines, parse="skipped",
                          problems=(f"line {_line_of(data, nul)}: binary file (NUL byte)",))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        return Component(path=rel, name=stem, sha256=sha, lines=lines, parse="skipped",
+        return Component(path=rel, name=stem, not_served=outside, sha256=sha, lines=lines, parse="skipped",
                          problems=(f"line {_line_of(data, error.start)}: binary file (not UTF-8)",))
     try:
-        return _scan_text(text, rel, stem, base_path, sha, lines)
+        return _scan_text(text, rel, stem, serving, sha, lines)
     except Exception as error:  # a bug must not lose the file: report it and read what the fallback can
         problems = [f"line 0: internal error while parsing: {type(error).__name__}: {error}"]
-        return fallback(text, rel, stem, base_path, sha, lines, problems)
+        return fallback(text, rel, stem, serving, sha, lines, problems)
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -125,13 +139,13 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: int) -> Component:
+def _scan_text(text: str, rel: str, stem: str, serving: Serving, sha: str, lines: int) -> Component:
     problems: list[str] = Problems()
     dtd = _DTD.search(text)
     if dtd:
         line = text.count("\n", 0, dtd.start()) + 1
         problems.append(f"line {line}: DOCTYPE/ENTITY declaration refused (no DTD or entity is resolved or expanded)")
-        return fallback(text, rel, stem, base_path, sha, lines, problems)
+        return fallback(text, rel, stem, serving, sha, lines, problems)
     declaration = _XML_DECL.match(text)
     if declaration:  # it cannot follow the wrapper: blank it out, keeping its newlines
         text = "\n" * declaration.group(0).count("\n") + text[declaration.end():]
@@ -140,25 +154,25 @@ def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: 
     body = (text + f"</{_WRAPPER}>").encode("utf-8")
     try:  # most files use only the usual prefixes: no need to look for others
         root = etree.fromstring(_STANDARD_HEAD_BYTES + body, _STRICT)
-        return _extract(root, rel, stem, base_path, sha, lines, "xml", problems, text)
+        return _extract(root, rel, stem, serving, sha, lines, "xml", problems, text)
     except etree.XMLSyntaxError as error:
         unbound = "Namespace prefix" in str(error.msg)
     head = _head(text)
     if unbound:
         try:
             root = etree.fromstring(head.encode("utf-8") + body, _STRICT)
-            return _extract(root, rel, stem, base_path, sha, lines, "xml", problems, text)
+            return _extract(root, rel, stem, serving, sha, lines, "xml", problems, text)
         except etree.XMLSyntaxError:
             pass
     try:
         repaired = repair(text, problems)
     except TooBroken as error:
         list.append(problems, f"line {error.line}: more than {MAX_REPAIRS} repairs needed; repair given up")
-        return fallback(text, rel, stem, base_path, sha, lines, problems)
+        return fallback(text, rel, stem, serving, sha, lines, problems)
     payload = (head + repaired + f"</{_WRAPPER}>").encode("utf-8")
     try:
         root = etree.fromstring(payload, _STRICT)
-        return _extract(root, rel, stem, base_path, sha, lines, "repaired", problems, text)
+        return _extract(root, rel, stem, serving, sha, lines, "repaired", problems, text)
     except etree.XMLSyntaxError as error:
         list.append(problems, f"line {error.lineno}: still not well-formed after repair: {error.msg}")
     try:
@@ -167,8 +181,8 @@ def _scan_text(text: str, rel: str, stem: str, base_path: str, sha: str, lines: 
         root = None
     if root is not None and _has_component(root):
         list.append(problems, "line 0: read with lxml's recover mode; parts of the file may be missing")
-        return _extract(root, rel, stem, base_path, sha, lines, "repaired", problems, text)
-    return fallback(text, rel, stem, base_path, sha, lines, problems)
+        return _extract(root, rel, stem, serving, sha, lines, "repaired", problems, text)
+    return fallback(text, rel, stem, serving, sha, lines, problems)
 
 
 def _head(text: str, prefixes: frozenset[str] | None = None) -> str:
@@ -387,11 +401,15 @@ def _walk(el: etree._Element, found: _Found, action: _ActionParts | None, fields
         elif key == "q:component":
             if found.component is None:
                 found.component = _attrs(child)
-        elif key == "q:include" or key == "q:import":
+        elif key == "q:include":
             a = _attrs(child)
             target = a.get("component") or a.get("file") or a.get("src")
             if target:
-                (found.includes if key == "q:include" else found.imports).append(target)
+                found.includes.append(target)
+        elif key == "q:import":
+            target = import_target(_attrs(child))
+            if target:
+                found.imports.append(target)
         elif key == "q:function":
             a = _attrs(child)
             found.functions.append(Function(name=a.get("name") or "", endpoint=a.get("endpoint"),
@@ -481,20 +499,24 @@ def _fast_walk(root: etree._Element, found: _Found) -> None:
             a = _attrs(el)
             found.functions.append(Function(name=a.get("name") or "", endpoint=a.get("endpoint"),
                                             method=(a.get("method") or "GET").upper(), line=_sourceline(el)))
-        else:
+        elif tag == _Q_INCLUDE:
             a = _attrs(el)
             target = a.get("component") or a.get("file") or a.get("src")
             if target:
-                (found.includes if tag == _Q_INCLUDE else found.imports).append(target)
+                found.includes.append(target)
+        else:
+            target = import_target(_attrs(el))
+            if target:
+                found.imports.append(target)
 
 
-def _extract(root: etree._Element, rel: str, stem: str, base_path: str, sha: str, lines: int, parse: str,
+def _extract(root: etree._Element, rel: str, stem: str, serving: Serving, sha: str, lines: int, parse: str,
              problems: list[str], text: str = "") -> Component:
     found = _Found()
     if any(uri != _Q_NS for uri in _OWN_NAMESPACE.findall(text)):
         _walk(root, found, None, None)
     else:
         _fast_walk(root, found)
-    return assemble(rel, stem, base_path, sha, lines, parse, problems, found.component or {}, found.actions,
+    return assemble(rel, stem, serving, sha, lines, parse, problems, found.component or {}, found.actions,
                     found.queries, found.forms, found.includes, found.imports, found.functions,
                     found.conditionals, found.loops)

@@ -228,6 +228,8 @@ def _scan(ws: Workspace, result: ReconcileResult) -> None:
 
     try:
         _timed(result, "scan", lambda: scan_workspace(ws))
+    except ManifestError as exc:  # a malformed quantum.config.yaml: each problem with its file, line and field
+        result.problems.extend(f"scan: {problem}" for problem in exc.problems)
     except QrmError as exc:
         result.problems.append(f"scan: {exc}")
 

@@ -7,6 +7,10 @@ transaction per scan, then reports/components/<project>.yaml is rebuilt from the
 component's JSON is stored once and reused as its line of the report, so a rescan that changed
 nothing re-encodes nothing and writes nothing.
 
+The source folder is a Quantum app: its quantum.config.yaml (when there is one) says which folder is
+served (`paths.components`, default ./components); routes are relative to it, and files elsewhere are
+scanned and reported as not served. A change of the served folder (or of base_path) rescans the project.
+
 `component_changes` gives `qrm plan` the files added, changed or removed since the last scan by
 hashing alone (no parsing).
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from reconciler.core.app_config import AppConfig
 from reconciler.core.components import Component
 from reconciler.core.errors import QrmError
 from reconciler.core.report import component_summary, component_totals, components_report
@@ -54,6 +59,7 @@ class ProjectScan:
     removed: list[str] = field(default_factory=list)
     report: Path = Path()
     report_written: bool = False
+    app: AppConfig = field(default_factory=AppConfig)  # its quantum.config.yaml (the defaults without one)
 
     @property
     def parsed(self) -> list[str]:
@@ -67,15 +73,20 @@ class ProjectScan:
     def with_problems(self) -> list[dict[str, Any]]:
         return [s for s in self.summaries if s["problems"]]
 
+    @property
+    def not_served(self) -> list[str]:
+        """The files outside the served folder (paths.components): scanned, but no URL serves them."""
+        return [s["path"] for s in self.summaries if not s.get("served", True)]
+
     def components(self) -> list[dict[str, Any]]:
         """Every component in full (Component.to_dict()), decoded from its report line."""
         return [json.loads(line) for line in self.lines]
 
     def to_dict(self) -> dict[str, Any]:
         return {"project": self.project, "source": self.source, "report": str(self.report),
-                "report_written": self.report_written, "parsed": self.parsed, "added": self.added,
-                "changed": self.changed, "removed": self.removed, "totals": self.totals,
-                "components": self.components()}
+                "report_written": self.report_written, "app_config": self.app.summary(), "parsed": self.parsed,
+                "added": self.added, "changed": self.changed, "removed": self.removed, "totals": self.totals,
+                "not_served": self.not_served, "components": self.components()}
 
 
 def source_folder(ws: Workspace, desired: DesiredState, name: str) -> tuple[str, Path]:
@@ -89,12 +100,32 @@ def source_folder(ws: Workspace, desired: DesiredState, name: str) -> tuple[str,
     return project.source, folder
 
 
+_Way = tuple[str, "_Way | None"]  # the real path of a folder and of the folder it was reached from
+
+
+def _on_the_way(real: str, way: _Way | None) -> bool:
+    """Whether the folder `real` is one of the folders on the way down, or contains one (a link to it loops)."""
+    inside = real if real.endswith(os.sep) else real + os.sep
+    while way is not None:
+        if way[0] == real or way[0].startswith(inside):
+            return True
+        way = way[1]
+    return False
+
+
 def q_files(folder: Path) -> list[str]:
-    """Every *.q file under `folder` (recursively, hidden folders skipped), relative POSIX paths, sorted."""
+    """Every *.q file under `folder` (recursively, hidden folders skipped), relative POSIX paths, sorted.
+
+    Folders reached through symbolic links are scanned like the others, wherever the link points (inside the
+    source folder or outside it: a Quantum server serves what the filesystem shows), under the link's path.
+    The loop guard: every folder on the way down is known by its real path, and a link to one of them, or to
+    a folder that contains one, is not followed (a link to an ancestor would never end). Two links to one
+    folder list its files under both paths, as the server serves both.
+    """
     found: list[str] = []
-    stack = [""]
+    stack: list[tuple[str, _Way]] = [("", (os.path.realpath(folder), None))]
     while stack:
-        relative = stack.pop()
+        relative, way = stack.pop()
         try:
             entries = list(os.scandir(folder / relative) if relative else os.scandir(folder))
         except OSError:
@@ -105,9 +136,16 @@ def q_files(folder: Path) -> list[str]:
                 continue
             path = f"{relative}/{name}" if relative else name
             if entry.is_dir(follow_symlinks=False):
-                stack.append(path)
-            elif name.endswith(".q") and entry.is_file():
-                found.append(path)
+                stack.append((path, (f"{way[0]}{os.sep}{name}", way)))
+            elif name.endswith(".q"):
+                if entry.is_file():
+                    found.append(path)
+            elif entry.is_symlink() and entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if _on_the_way(real, way):
+                    log.debug("scan: not following %s -> %s: a folder on the way to it (a loop)", path, real)
+                else:
+                    stack.append((path, (real, way)))
     found.sort()
     return found
 
@@ -148,13 +186,16 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _scan_one(job: tuple[str, str, str, str]) -> tuple[str, str]:
+Job = tuple[str, str, str, str, str]  # file, path relative to the source folder, base_path, sha256, served folder
+
+
+def _scan_one(job: Job) -> tuple[str, str]:
     """Parse one file (in this process or a pool worker): its report line (Component JSON) and summary JSON."""
     from reconciler.edges import q_components  # lxml only when something is parsed: a no-change rescan never loads it
 
-    path, relative, base_path, sha = job
+    path, relative, base_path, sha, served = job
     try:
-        component = q_components.scan_file(Path(path), relative, base_path)
+        component = q_components.scan_file(Path(path), relative, base_path, served=served)
     except Exception as exc:  # scan_file never raises by contract; if it does, the file is still reported
         component = Component(path=relative, name=PurePath(relative).stem, parse="skipped",
                               problems=(f"internal error while reading the file: {type(exc).__name__}: {exc}",))
@@ -164,6 +205,7 @@ def _scan_one(job: tuple[str, str, str, str]) -> tuple[str, str]:
         del data["sha256"]
     summary = component_summary(data)
     summary["base_path"] = base_path  # routes depend on it: a new base_path rescans the project
+    summary["served_folder"] = served  # and on the served folder (paths.components)
     return _ENCODER.encode(data), _ENCODER.encode(summary)
 
 
@@ -174,7 +216,7 @@ def _workers() -> int:
         return os.cpu_count() or 1
 
 
-def parse_files(jobs: list[tuple[str, str, str, str]],
+def parse_files(jobs: list[Job],
                 progress: Callable[[int], None] | None = None) -> list[tuple[str, str]]:
     """The report line and summary of each job, in order: in a process pool when there are many and several cores."""
     workers = min(_workers(), 8)
@@ -207,6 +249,8 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
     else:
         names = sorted(name for name, p in desired.projects.items() if p.source)
     folders = {name: source_folder(ws, desired, name) for name in names}  # every missing folder before any work
+    apps = {name: manifest_files.load_app_config(ws.root, folders[name][1], folders[name][0], name)
+            for name in names}  # and every malformed quantum.config.yaml
     with workspace_lock(ws.lock_file, ws.settings.lock_timeout, what="scan"):
         registry = open_registry(ws, create=True)
         assert registry is not None
@@ -216,7 +260,7 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
             written: list[tuple[str, str, str, str, str]] = []
             for name in names:
                 scan, rows = _scan_project(registry, name, *folders[name], desired.projects[name].base_path,
-                                           progress)
+                                           apps[name], progress)
                 scans.append(scan)
                 removed.extend((name, path) for path in scan.removed)
                 written.extend((name, *row) for row in rows)
@@ -232,23 +276,26 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
         for scan in scans:
             scan.report = ws.reports / "components" / f"{scan.project}.yaml"
             scan.report_written = files.write_atomic(
-                scan.report, components_report(scan.project, scan.source, scan.summaries, scan.lines))
+                scan.report, components_report(scan.project, scan.source, scan.summaries, scan.lines,
+                                               served=scan.app.components))
     return scans
 
 
-def _scan_project(registry: Registry, name: str, source: str, folder: Path, base_path: str,
+def _scan_project(registry: Registry, name: str, source: str, folder: Path, base_path: str, app: AppConfig,
                   progress: Progress | None) -> tuple[ProjectScan, list[tuple[str, str, str, str]]]:
     """The scan of one project and the (path, sha256, component, summary) rows to write."""
+    served = app.components
     paths = q_files(folder)
     hashes = file_hashes(folder, paths)
     rows = registry.component_rows(name)
     loads = json.loads
     known = {path: loads(row[2]) for path, row in rows.items() if path in hashes}
     added = [p for p in paths if p not in rows]
-    changed = [p for p in paths if p in rows and (rows[p][0] != hashes[p] or known[p].get("base_path") != base_path)]
+    changed = [p for p in paths if p in rows and (rows[p][0] != hashes[p] or known[p].get("base_path") != base_path
+                                                  or known[p].get("served_folder") != served)]
     removed = sorted(set(rows) - set(hashes))
     todo = set(added) | set(changed)
-    jobs = [(str(folder / p), p, base_path, hashes[p]) for p in paths if p in todo]
+    jobs = [(str(folder / p), p, base_path, hashes[p], served) for p in paths if p in todo]
     log.debug("scan %s: %d files, %d to parse, %d removed", name, len(paths), len(jobs), len(removed))
     tick = None if progress is None else (lambda done: progress(name, done, len(jobs)))
     parsed = dict(zip((job[1] for job in jobs), parse_files(jobs, tick), strict=True))
@@ -263,7 +310,7 @@ def _scan_project(registry: Registry, name: str, source: str, folder: Path, base
             lines.append(new[0])
             summaries.append(loads(new[1]))
     written = [(path, hashes[path], line, summary) for path, (line, summary) in parsed.items()]
-    scan = ProjectScan(name, source, summaries, lines, added=added, changed=changed, removed=removed)
+    scan = ProjectScan(name, source, summaries, lines, added=added, changed=changed, removed=removed, app=app)
     return scan, written
 
 

@@ -11,6 +11,7 @@ the rules). The file is written atomically, and only when it changes.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class Generation:
     hand_written: list[str] = field(default_factory=list)
     written: bool = False
     created: bool = False
+    notes: list[str] = field(default_factory=list)  # skipped query cases, passwords ignored in quantum.config.yaml
 
 
 def suite_path(ws: Workspace, project: str) -> Path:
@@ -104,7 +106,8 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
     scan = scan_workspace(ws, project)[0]  # incremental: only changed files are parsed
     components = [testgen.component_from_dict(data) for data in scan.components()]
     shas = {c.path: c.sha256 for c in components if c.parse != "skipped"}
-    generated = testgen.generate(components)
+    declared = set(spec.datasources) | set(scan.app.datasources)  # the Project's and the app's quantum.config.yaml
+    generated = testgen.generate(components, base_path=spec.base_path, datasources=declared)
     path = suite_path(ws, project)
     text = files.read_text_or_none(path)
     yaml = _yaml()
@@ -130,6 +133,7 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         except ValidationError as exc:
             raise QrmError(f"{path}: a case is not valid ({exc.errors()[0]['msg']}); run `qrm validate`") from None
     changed = {p for p, sha in shas.items() if previous.get(p) != sha or not sha}
+    changed |= testgen.outdated(existing, generated, components) & set(shas)
     merged = testgen.merge(existing, generated, shas, changed, previous)
 
     old_nodes = list(doc.get("cases") or [])
@@ -155,4 +159,15 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         project=project, suite=str(doc.get("name", f"{project}-auto")), path=path,
         counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),
         changed=list(merged.changed), removed=list(merged.removed), kept=list(merged.kept),
-        hand_written=list(merged.hand_written), written=written, created=text is None)
+        hand_written=list(merged.hand_written), written=written, created=text is None,
+        notes=_notes(merged.cases, scan.app.notes))
+
+
+def _notes(cases: Sequence[TestCase], app_notes: Sequence[str]) -> list[str]:
+    """What a user should know of the suite: its query cases skipped per undeclared datasource, and the notes
+    of the app's quantum.config.yaml (a password there is ignored)."""
+    skipped: dict[str, int] = {}
+    for case in cases:
+        if case.type == "query" and case.skip and case.skip == testgen.undeclared(case.request.datasource or ""):
+            skipped[case.skip] = skipped.get(case.skip, 0) + 1
+    return [f"{count} query case(s) skipped: {reason}" for reason, count in sorted(skipped.items())] + list(app_notes)

@@ -7,6 +7,14 @@ the age key (once per run); a secret that is not set, a missing key or an unsupp
 error result of that case, and the run goes on. A postgresql datasource connects to its `service`:
 the environment's host address and the service's allocated (or pinned) port. Cases that write are skipped on protected
 environments, as HTTP cases are.
+
+A datasource the Project does not declare may be declared by the app itself, in the quantum.config.yaml of
+its source folder (core.app_config): the case runs when that file gives the connection details (driver and
+database; host and port too unless sqlite, whose database path is relative to the app's folder). Its password
+is never read from the file: it is the secret the file names (`password: ${VAR}` -> VAR) or
+DATASOURCE_<NAME>_PASSWORD, resolved as above; without that secret the case connects without a password,
+unless the file sets one, which makes the case an error that names the secret to set. A datasource declared
+nowhere is an error saying so (`qrm tests generate` marks such cases `skip:` in the first place).
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from reconciler.core import secret_scope
+from reconciler.core.app_config import AppConfig, AppDatasource
 from reconciler.core.assertions import Outcome
-from reconciler.core.errors import QrmError
+from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.models import Project, TestCase, TestSuite
 from reconciler.core.state import DesiredState
 from reconciler.core.test_results import (
@@ -34,7 +43,7 @@ from reconciler.core.test_results import (
     Target,
     skip_reason,
 )
-from reconciler.edges import http_tests, query_tests, sops
+from reconciler.edges import http_tests, manifest_files, query_tests, sops
 
 QUERY_THREADS = 4
 
@@ -99,8 +108,72 @@ def _engine(root: Path, project: Project, environment: str, name: str, password:
                                         username=datasource.username, password=password)
 
 
+def app_config(root: Path, project: Project) -> AppConfig | str:
+    """The quantum.config.yaml of the project's source folder (the defaults without one), or why it cannot be
+    read (file, line and field of each problem)."""
+    if not project.source:
+        return AppConfig()
+    folder = (root / project.source).resolve()
+    if not folder.is_dir():
+        return AppConfig()
+    try:
+        return manifest_files.load_app_config(root, folder, project.source, project.name)
+    except ManifestError as exc:
+        return "; ".join(str(problem) for problem in exc.problems)
+    except QrmError as exc:
+        return str(exc)
+
+
+def _app_password(desired: DesiredState, project: Project, environment: str, source: AppDatasource,
+                  passwords: _Passwords) -> str | None:
+    if source.driver == "sqlite":
+        return None
+    key = secret_scope.resolve(source.password_secret, project.name, environment, desired.secrets)
+    if key is None:
+        if source.password_set:
+            raise QrmError(f"datasource {source.name!r} needs secret {source.password_secret}, which is not set for "
+                           f"{project.name}/{environment} (qrm secrets set {source.password_secret} --project "
+                           f"{project.name}); a password in quantum.config.yaml is never read")
+        return None
+    return passwords.value(key)
+
+
+def _app_engine(root: Path, project: Project, app: AppConfig, source: AppDatasource, password: str | None) -> Engine:
+    missing = source.missing()
+    if missing:
+        raise QrmError(f"datasource {source.name!r} of {app.file}: its connection details are incomplete "
+                       f"({', '.join(missing)} missing, or only ${{VAR}} without a default); give them there, or "
+                       "declare the datasource under the project's datasources")
+    assert source.driver is not None and source.database is not None
+    if source.driver == "sqlite":  # a path relative to the app's folder, where the server runs
+        return query_tests.datasource_engine("sqlite", source.database, (root / (project.source or ".")).resolve())
+    return query_tests.datasource_engine(source.driver, source.database, root, host=source.host, port=source.port,
+                                        username=source.username, password=password)
+
+
+def _connection(root: Path, desired: DesiredState, project: Project, environment: str, name: str,
+                passwords: _Passwords, address: Address | None,
+                app: AppConfig | str | None) -> tuple[str | None, Engine]:
+    """The password and engine of datasource `name`: the Project's, else the one of the app's quantum.config.yaml."""
+    if name in project.datasources:
+        password = _password(desired, project, environment, name, passwords)
+        return password, _engine(root, project, environment, name, password, address)
+    if isinstance(app, str):
+        raise QrmError(f"datasource {name!r} is not in the project's datasources, and {app}")
+    source = app.datasources.get(name) if app is not None else None
+    if app is None or source is None:
+        declared = sorted(set(project.datasources) | set(app.datasources if app is not None else ()))
+        raise QrmError(f"datasource {name!r} is not declared: add it under the project's datasources "
+                       f"(declared: {', '.join(declared) or '(none)'})")
+    password = _app_password(desired, project, environment, source, passwords)
+    return password, _app_engine(root, project, app, source, password)
+
+
 def run_query_case(root: Path, desired: DesiredState, project: Project, case: TestCase, target: Target,
-                   passwords: _Passwords, address: Address | None = None) -> CaseResult:
+                   passwords: _Passwords, address: Address | None = None,
+                   app: AppConfig | str | None = None) -> CaseResult:
+    """One query case on one environment. app: the project's quantum.config.yaml (app_config), needed only
+    for a datasource the Project does not declare."""
     def result(outcome: str, reason: str = "", attempt: Attempt | None = None) -> CaseResult:
         attempts = (attempt,) if attempt is not None else ()
         return CaseResult(case.id, case.name, case.type, target.environment, outcome, attempts, reason,
@@ -110,12 +183,11 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
     if skipped is not None:
         return result(SKIPPED, skipped)
     name = case.request.datasource
-    if not name or name not in project.datasources or case.request.sql is None:
+    if not name or case.request.sql is None:
         known = ", ".join(sorted(project.datasources)) or "(none)"
         return result(ERROR, f"a query case needs request.datasource (one of: {known}) and request.sql")
     try:
-        password = _password(desired, project, target.environment, name, passwords)
-        engine = _engine(root, project, target.environment, name, password, address)
+        password, engine = _connection(root, desired, project, target.environment, name, passwords, address, app)
     except (QrmError, query_tests.UnsupportedDatasource) as exc:
         return result(ERROR, str(exc))
     done = query_tests.run_query(engine, case.request.sql, case.request.params, writes=case.writes,
@@ -139,10 +211,14 @@ def run_suite_cases(
     if queries:
         project = desired.projects[suite.project]
         passwords = _Passwords(root / "secrets.enc")
+        # The app's quantum.config.yaml, read once, and only when a case names a datasource the Project lacks.
+        app = app_config(root, project) if any(c.request.datasource not in project.datasources for c in queries) \
+            else None
 
         jobs = [(c, t) for t in targets for c in queries]
         with ThreadPoolExecutor(max_workers=min(QUERY_THREADS, len(jobs))) as pool:
-            futures = [pool.submit(run_query_case, root, desired, project, c, t, passwords, address) for c, t in jobs]
+            futures = [pool.submit(run_query_case, root, desired, project, c, t, passwords, address, app)
+                       for c, t in jobs]
             for future in as_completed(futures):  # on_result (the progress display) in this thread only
                 results.append(future.result())
                 if on_result is not None:

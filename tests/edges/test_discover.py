@@ -485,3 +485,70 @@ def test_fast_and_generic_walks_agree(tmp_path: Path, monkeypatch: pytest.Monkey
     fast = [scan_file(p, rel) for p, rel in cases]
     monkeypatch.setattr(discover, "_fast_walk", lambda root, found: discover._walk(root, found, None, None))
     assert [scan_file(p, rel) for p, rel in cases] == fast
+
+
+# --- <q:import>: every form, in every reader -------------------------------------------------------
+
+GAME = """\
+<q:application id="platformer" type="game" engine="2d">
+  <q:import behavior="Hero" from="./behaviors" />
+  <q:import behavior="Walker" from="./behaviors" />
+  <q:import behavior="Jumper" from="./behaviors/" />
+  <q:import behavior="Shell" from="./behaviors" />
+  <q:import behavior="Biter" from="./behaviors" />
+  <q:import prefab="Gem" from="./prefabs" />
+  <q:import prefab="BigGem" from="./prefabs" />
+  <q:import prefab="Beetle" from="./prefabs" />
+  <q:import prefab="RedBeetle" from="./prefabs" />
+  <q:import prefab="Crate" from="./prefabs" />
+  <q:import prefab="Flag" from="./prefabs" />
+  <q:import tilemap="level1" from="./levels" />
+  <q:import component="Hud" from="./ui" as="Overlay" />
+  <q:import file="shared/menu.q" />
+  <q:import src="../common/pause.q" />
+  <q:include component="shared/footer" />
+  <qg:scene name="level1" width="3200"><qg:sprite id="hero" x="40" y="350" /></qg:scene>
+</q:application>
+"""
+GAME_IMPORTS = [
+    "./behaviors/Hero", "./behaviors/Walker", "./behaviors/Jumper", "./behaviors/Shell", "./behaviors/Biter",
+    "./prefabs/Gem", "./prefabs/BigGem", "./prefabs/Beetle", "./prefabs/RedBeetle", "./prefabs/Crate",
+    "./prefabs/Flag", "./levels/level1", "./ui/Hud", "shared/menu.q", "../common/pause.q",
+]
+READERS = {
+    "lxml, fast walk": ("xml", lambda text: text),
+    "lxml, generic walk": ("xml", lambda text: text.replace('<q:application ', '<q:application xmlns:q="urn:game" ')),
+    "line-based fallback": ("fallback", lambda text: "<!DOCTYPE game>\n" + text),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_import_form_is_an_import_in_every_reader(tmp_path: Path, reader: str) -> None:
+    parse, variant = READERS[reader]
+    path = tmp_path / "level1.q"
+    path.write_text(variant(GAME))
+    component = scan_file(path, "components/games/level1.q")
+    assert component.parse == parse
+    assert list(component.imports) == GAME_IMPORTS
+    assert list(component.includes) == ["shared/footer"]
+
+
+# --- the served folder ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rel", "served", "route", "not_served"), [
+    ("components/login.q", "components", "/blog/login", None),
+    ("src/components/login.q", "src/components", "/blog/login", None),
+    ("src/components/posts/index.q", "src/components", "/blog/posts", None),
+    ("login.q", "", "/blog/login", None),
+    ("examples/login.q", "components", None, "outside the served folder components/ (paths.components)"),
+    ("components/login.q", "src/components", None, "outside the served folder src/components/ (paths.components)"),
+])
+def test_routes_follow_the_served_folder(rel: str, served: str, route: str | None, not_served: str | None) -> None:
+    component = scan_file(FIXTURES / "components/login.q", rel, "/blog", served=served)
+    assert (component.route, component.not_served, component.served) == (route, not_served, not_served is None)
+    assert component.to_dict().get("not_served") == not_served
+
+
+def test_a_file_outside_the_served_folder_is_marked_even_when_skipped() -> None:
+    component = scan_file(FIXTURES / "components/binary.q", "examples/binary.q")
+    assert component.parse == "skipped" and not component.served

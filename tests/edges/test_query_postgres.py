@@ -146,3 +146,56 @@ def test_tests_run_on_a_postgresql_datasource(workspace: Workspace, monkeypatch:
     assert dev["broken"]["outcome"] == "failed" and 'column "nope" does not exist' in dev["broken"]["reason"]
     assert dev["delete"]["outcome"] == "passed", dev["delete"]
     assert PASSWORD not in report_file.read_text() and PASSWORD not in result.output
+
+
+def test_tests_run_on_a_datasource_of_the_app_config(workspace: Workspace, monkeypatch: pytest.MonkeyPatch,
+                                                      postgres: Server) -> None:
+    """quantum.config.yaml declares the connection; the password comes from secrets.enc only: the secret its
+    ${VAR} names (its default, a plaintext password, is never used), or DATASOURCE_<NAME>_PASSWORD."""
+    identity, recipient = sops.generate_identity()
+    key = workspace.root.parent / "age" / "keys.txt"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(f"{identity}\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key))
+    workspace.write(".sops.yaml", f"creation_rules:\n  - path_regex: secrets\\.enc$\n    age: {recipient}\n")
+    app = workspace.root.parent / "app"
+    app.mkdir()
+    (app / "quantum.config.yaml").write_text(f"""\
+datasources:
+  main:
+    driver: postgresql
+    host: ${{DB_HOST:127.0.0.1}}
+    port: ${{DB_PORT:{postgres.port}}}
+    database: {DATABASE}
+    username: {USER}
+    password: ${{DB_PASSWORD:plaintext-default}}
+  second: {{driver: postgres, host: 127.0.0.1, port: {postgres.port}, database: {DATABASE}, user: {USER},
+           password: written-in-the-file}}
+""")
+
+    def case(id: str, datasource: str) -> dict[str, Any]:
+        return {"id": id, "name": id, "type": "query", "expect": [{"no_errors": True}],
+                "request": {"datasource": datasource, "sql": "SELECT count(*) FROM posts"}}
+
+    project = {"kind": "Project", "name": "blog", "source": "../app",
+               "environments": {"dev": {"url": "http://127.0.0.1:9"}}}
+    suite = {"kind": "TestSuite", "name": "blog-queries", "project": "blog", "environments": ["dev"],
+             "cases": [case("main", "main"), case("second", "second")]}
+    workspace.manifest("blog.yaml", yaml.safe_dump(project) + "---\n" + yaml.safe_dump(suite))
+    assert workspace.qrm("secrets", "set", "DB_PASSWORD", "--project", "blog", input=f"{PASSWORD}\n").exit_code == 0
+    report_file = workspace.root / "reports" / "tests" / "blog-queries" / "dev.yaml"
+
+    def run() -> dict[str, dict[str, Any]]:
+        result = workspace.qrm("tests", "run", "blog-queries")
+        for text in (result.output, report_file.read_text()):
+            assert PASSWORD not in text and "written-in-the-file" not in text and "plaintext-default" not in text
+        return {r["id"]: r for r in yaml.safe_load(report_file.read_text())["results"]}
+
+    dev = run()
+    assert dev["main"]["outcome"] == "passed", dev["main"]
+    assert (dev["second"]["outcome"], dev["second"]["reason"]) == (
+        "error", "datasource 'second' needs secret DATASOURCE_SECOND_PASSWORD, which is not set for blog/dev "
+                 "(qrm secrets set DATASOURCE_SECOND_PASSWORD --project blog); a password in quantum.config.yaml "
+                 "is never read")
+    assert workspace.qrm("secrets", "set", "DATASOURCE_SECOND_PASSWORD", input=f"{PASSWORD}\n").exit_code == 0
+    assert run()["second"]["outcome"] == "passed"

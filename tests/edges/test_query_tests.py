@@ -155,7 +155,8 @@ def test_tests_run_runs_query_cases(workspace: Workspace) -> None:
     assert dev["insert"]["outcome"] == "passed"
     assert prod["insert"]["outcome"] == "skipped" and "protected" in prod["insert"]["reason"]
     assert dev["postgres"]["outcome"] == "error" and "needs a service" in dev["postgres"]["reason"]
-    assert dev["unknown"]["outcome"] == "error" and "request.datasource" in dev["unknown"]["reason"]
+    assert (dev["unknown"]["outcome"], dev["unknown"]["reason"]) == (
+        "error", "datasource 'nope' is not declared: add it under the project's datasources (declared: blog, pg)")
 
 
 def with_password_secret(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
@@ -194,3 +195,64 @@ def test_a_password_is_decrypted_with_the_age_key(workspace: Workspace, monkeypa
     assert dev["free"]["outcome"] == "passed"
     assert dev["locked"]["outcome"] == "failed" and dev["locked"]["reason"] == "no such table: nope"
     assert "hunter2-pw" not in (workspace.root / "reports" / "tests" / "blog-queries" / "dev.yaml").read_text()
+
+
+# --- datasources of the app's own quantum.config.yaml ------------------------------------------------
+
+APP_CONFIG = """\
+datasources:
+  app-db:
+    driver: ${DB_DRIVER:sqlite}
+    database: ./data/app.db
+  half:
+    driver: postgresql
+    database: shop
+    host: ${DB_HOST}
+"""
+
+
+def app_project(workspace: Workspace, config: str, cases: list[dict[str, Any]]) -> Path:
+    """Project `blog` whose source folder ../app holds `config` as its quantum.config.yaml."""
+    app = workspace.root.parent / "app"
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "quantum.config.yaml").write_text(config)
+    document = manifests({"blog": {"driver": "sqlite", "database": "data/blog.db"}}, cases)
+    workspace.manifest("blog.yaml", document.replace("kind: Project\n", "kind: Project\nsource: ../app\n", 1))
+    return app
+
+
+def test_a_datasource_of_the_app_config_runs_and_one_declared_nowhere_is_named(workspace: Workspace) -> None:
+    app = app_project(workspace, APP_CONFIG, [
+        query_case("app", "SELECT title FROM posts WHERE author = :author", datasource="app-db", author="qa"),
+        query_case("half", "SELECT 1", datasource="half"),
+        query_case("nowhere", "SELECT 1", datasource="default"),
+        {**query_case("skipped", "SELECT 1", datasource="default"),
+         "skip": "datasource 'default' is not declared: add it under the project's datasources"},
+    ])
+    make_db(app / "data" / "app.db")  # relative to the app's folder, where the server runs
+    result = workspace.qrm("tests", "run", "blog-queries", "--env", "dev")
+    assert result.exit_code == 3, result.output
+    dev = results(workspace, "dev")
+    assert dev["app"]["outcome"] == "passed", dev["app"]
+    assert (dev["half"]["outcome"], dev["half"]["reason"]) == (
+        "error", "datasource 'half' of ../app/quantum.config.yaml: its connection details are incomplete (host, "
+                 "port missing, or only ${VAR} without a default); give them there, or declare the datasource "
+                 "under the project's datasources")
+    assert (dev["nowhere"]["outcome"], dev["nowhere"]["reason"]) == (
+        "error", "datasource 'default' is not declared: add it under the project's datasources "
+                 "(declared: app-db, blog, half)")
+    assert (dev["skipped"]["outcome"], dev["skipped"]["reason"]) == (
+        "skipped", "datasource 'default' is not declared: add it under the project's datasources")
+
+
+def test_a_malformed_app_config_is_an_error_of_the_cases_that_need_it(workspace: Workspace) -> None:
+    make_db(workspace.root / "data" / "blog.db")
+    app_project(workspace, "datasources:\n  app-db:\n    driver: sqlite\n    port: many\n", [
+        query_case("own", "SELECT 1"), query_case("app", "SELECT 1", datasource="app-db")])
+    result = workspace.qrm("tests", "run", "blog-queries", "--env", "dev")
+    assert result.exit_code == 3, result.output
+    dev = results(workspace, "dev")
+    assert dev["own"]["outcome"] == "passed"  # the Project's datasource does not need the file
+    assert (dev["app"]["outcome"], dev["app"]["reason"]) == (
+        "error", "datasource 'app-db' is not in the project's datasources, and ../app/quantum.config.yaml:4:5: "
+                 "datasources.app-db.port: must be a port number (1-65535), not 'many'")

@@ -17,6 +17,7 @@ from reconciler.core.state import RecordedService
 from reconciler.edges import q_components
 from reconciler.edges.registry import SCHEMA_VERSION, Registry, component_files
 from reconciler.flows.scan import PARALLEL_THRESHOLD, _scan_one, plain
+from tests.support import qapps
 from tests.support.qcorpus import write_corpus
 from tests.support.workspace import Workspace
 
@@ -103,9 +104,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = q_components.scan_file
 
-    def counting(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000) -> Component:
+    def counting(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_000,
+                 served: str = "components") -> Component:
         seen.append(rel)
-        return real(path, rel, base_path, max_bytes)
+        return real(path, rel, base_path, max_bytes, served)
 
     monkeypatch.setattr(q_components, "scan_file", counting)
     return seen
@@ -142,7 +144,9 @@ def test_a_scan_writes_the_sorted_report_with_totals_and_prints_a_table(workspac
     assert report["project"] == "blog"
     assert report["source"] == "../blog-app"
     assert report["summary"] == "4 components | 3 actions | 2 forms | 4 queries"
-    assert report["totals"] == {"components": 4, "actions": 3, "forms": 2, "queries": 4, "unparsed": 0}
+    assert report["totals"] == {"components": 4, "actions": 3, "forms": 2, "queries": 4, "unparsed": 0,
+                                "not_served": 0}
+    assert report["served"] == "components"
     assert report["unparsed"] == []
     paths = [c["path"] for c in report["components"]]
     assert paths == ["components/index.q", "components/login.q", "components/posts.q", "components/shared/header.q"]
@@ -155,7 +159,8 @@ def test_a_scan_writes_the_sorted_report_with_totals_and_prints_a_table(workspac
     assert report["components"][0]["route"] == "/"
     lines = result.output.splitlines()
     assert lines[0] == "blog (../blog-app): 4 file(s); 4 parsed, 0 unchanged, 0 removed"
-    assert lines[1].split() == ["PATH", "NAME", "TYPE", "ROUTE", "ACTIONS", "FORMS", "QUERIES", "PARSE"]
+    assert lines[1] == "served: components/ (the default: no quantum.config.yaml)"
+    assert lines[2].split() == ["PATH", "NAME", "TYPE", "ROUTE", "ACTIONS", "FORMS", "QUERIES", "PARSE"]
     assert any(line.split()[:4] == ["components/login.q", "LoginPage", "page", "/login"] for line in lines)
     assert "4 components | 3 actions | 2 forms | 4 queries" in lines
     assert "wrote reports/components/blog.yaml" in lines
@@ -348,7 +353,7 @@ def test_many_changed_files_are_parsed_in_a_process_pool_with_the_same_result(wo
     pooled = scan_json(workspace)["projects"][0]
     assert len(pooled["parsed"]) > PARALLEL_THRESHOLD
     report = (workspace.root / "reports" / "components" / "blog.yaml").read_bytes()
-    serial = [json.loads(_scan_one((str(folder / c["path"]), c["path"], "", c["sha256"]))[0])
+    serial = [json.loads(_scan_one((str(folder / c["path"]), c["path"], "", c["sha256"], "components"))[0])
               for c in pooled["components"]]
     assert pooled["components"] == serial
     shutil.rmtree(workspace.root / ".qrm")
@@ -365,3 +370,164 @@ def test_a_new_base_path_rescans_the_project_so_routes_follow_it(workspace: Work
     assert len(calls) == 4
     routes = [c.get("route") for c in report_of(workspace)["components"]]
     assert routes[:3] == ["/blog/", "/blog/login", "/blog/posts"]
+
+
+# --- the app's quantum.config.yaml: the served folder -----------------------------------------------
+
+@pytest.mark.parametrize("config", [False, True], ids=["no-config", "config-serves-src-components"])
+def test_the_upstream_shape_routes_and_the_not_served_files(workspace: Workspace, config: bool) -> None:
+    folder = project(workspace, base_path="/quantum-blog")
+    served = qapps.write_app(folder, config)
+    result = workspace.qrm("scan")
+    assert result.exit_code == 0, result.output
+    report = report_of(workspace)
+    by_path = {c["path"]: c for c in report["components"]}
+    expected = {f"{served}/{p}": (None if r is None else "/quantum-blog" + r) for p, r in qapps.SERVED.items()}
+    assert {p: by_path[p].get("route") for p in expected} == expected
+    assert all("not_served" not in by_path[p] for p in expected)
+    outside = qapps.not_served(config)
+    assert sorted(p for p, c in by_path.items() if "not_served" in c) == outside
+    assert {by_path[p]["not_served"] for p in outside} == {f"outside the served folder {served}/ (paths.components)"}
+    assert all("route" not in by_path[p] for p in outside)  # pages, but nothing serves them
+    assert report["served"] == served
+    assert report["totals"]["not_served"] == len(outside)
+    assert report["summary"].endswith(f"| {len(outside)} not served")
+    lines = result.output.splitlines()
+    where = "paths.components of ../blog-app/quantum.config.yaml" if config else "the default: no quantum.config.yaml"
+    assert lines[1] == f"served: {served}/ ({where})"
+    assert any(line.split()[0] == "examples/demo.q" and "(not served)" in line for line in lines)
+    assert f"not served: {len(outside)} file(s) outside {served}/; scanned and reported, but no HTTP test cases " \
+           "are generated for them" in lines
+    document = scan_json(workspace)["projects"][0]
+    assert document["not_served"] == outside
+    assert document["app_config"] == {
+        "file": "../blog-app/quantum.config.yaml" if config else None, "served": served,
+        "datasources": ["app-db"] if config else [], "notes": []}
+
+
+def test_changing_the_served_folder_rescans_and_moves_the_marking(workspace: Workspace, calls: list[str]) -> None:
+    folder = project(workspace)
+    qapps.write_app(folder, config=False)
+    workspace.qrm("scan")
+    assert report_of(workspace)["totals"]["not_served"] == 2
+    calls.clear()
+    qapps.write(folder, "quantum.config.yaml", "paths:\n  components: .\n")
+    workspace.qrm("scan")
+    assert len(calls) == 6  # every file: routes changed
+    report = report_of(workspace)
+    assert report["served"] == "."
+    assert report["totals"]["not_served"] == 0
+    routes = {c["path"]: c.get("route") for c in report["components"]}
+    assert routes["examples/demo.q"] == "/examples/demo"
+    assert routes["components/blog/post.q"] == "/components/blog/post"
+    calls.clear()
+    workspace.qrm("scan")
+    assert calls == []
+
+
+def test_a_report_of_an_older_scan_is_rescanned_once(workspace: Workspace, blog: Path, calls: list[str]) -> None:
+    """Rows written before the served folder was recorded are parsed again, once."""
+    workspace.qrm("scan")
+    registry = Registry(f"sqlite:///{workspace.root / '.qrm' / 'registry.db'}")
+    try:
+        rows = registry.component_rows("blog")
+        old = {path: (sha, line, json.dumps({k: v for k, v in json.loads(summary).items() if k != "served_folder"}))
+               for path, (sha, line, summary, _) in rows.items()}
+        registry.write_components([], [("blog", path, *row) for path, row in old.items()])
+    finally:
+        registry.close()
+    calls.clear()
+    workspace.qrm("scan")
+    assert len(calls) == 4
+    calls.clear()
+    workspace.qrm("scan")
+    assert calls == []
+
+
+def test_a_malformed_app_config_is_an_error_naming_file_line_and_field(workspace: Workspace, blog: Path) -> None:
+    write(blog, "quantum.config.yaml", "server:\n  port: 8080\npaths:\n  components: /srv/components\n")
+    result = workspace.qrm("scan")
+    assert result.exit_code == 1
+    assert "error: ../blog-app/quantum.config.yaml:4:3: paths.components: '/srv/components' is not inside the " \
+           "app's folder" in result.output
+    assert "Traceback" not in result.output
+    assert not (workspace.root / "reports" / "components").exists()
+
+
+def test_a_reconcile_reports_a_malformed_app_config_with_its_line(workspace: Workspace, blog: Path) -> None:
+    from reconciler.flows.reconcile import reconcile_once
+    from reconciler.flows.workspace import open_workspace
+
+    write(blog, "quantum.config.yaml", "paths:\n  components: [a]\n")
+    result = reconcile_once(open_workspace(workspace.root), trigger="change", apply=False, commit=False,
+                            run_tests=False)
+    assert result.problems == ["scan: ../blog-app/quantum.config.yaml:2:3: paths.components: must be a folder of "
+                               "the app, like ./components, not a list"]
+
+
+def test_a_password_in_the_app_config_is_never_shown(workspace: Workspace, blog: Path) -> None:
+    write(blog, "quantum.config.yaml",
+          "datasources:\n  blog-db: {driver: postgresql, host: db, port: 5432, password: hunter2-pw}\n")
+    result = workspace.qrm("scan")
+    assert result.exit_code == 0, result.output
+    assert "note: datasources.blog-db.password: ignored (qrm never reads a password from quantum.config.yaml); " \
+           "the query tests take it from the secret DATASOURCE_BLOG_DB_PASSWORD: qrm secrets set " \
+           "DATASOURCE_BLOG_DB_PASSWORD --project blog" in result.output
+    assert "hunter2-pw" not in result.output
+    assert "hunter2-pw" not in scan_json(workspace, "blog").__repr__()
+    assert "hunter2-pw" not in (workspace.root / "reports" / "components" / "blog.yaml").read_text()
+
+
+# --- symbolic links -----------------------------------------------------------------------------------
+
+def test_a_components_folder_reached_through_a_symlink_is_scanned(workspace: Workspace, tmp_path: Path) -> None:
+    folder = project(workspace)
+    (folder / "components").rmdir()
+    shared = tmp_path / "shared-app" / "components"  # outside the source folder
+    write(shared, "index.q", INDEX)
+    write(shared, "posts/index.q", POSTS)
+    (folder / "components").symlink_to(shared, target_is_directory=True)
+    write(tmp_path / "lib", "header.q", HEADER)
+    (shared / "shared").symlink_to(tmp_path / "lib", target_is_directory=True)  # a link inside the linked folder
+    result = workspace.qrm("scan")
+    assert result.exit_code == 0, result.output
+    routes = {c["path"]: c.get("route") for c in report_of(workspace)["components"]}
+    assert routes == {"components/index.q": "/", "components/posts/index.q": "/posts",
+                      "components/shared/header.q": None}
+
+
+def test_a_symlink_to_an_ancestor_does_not_loop(workspace: Workspace, blog: Path) -> None:
+    (blog / "components" / "again").symlink_to(blog, target_is_directory=True)  # the source folder itself
+    (blog / "components" / "shared" / "up").symlink_to(blog / "components", target_is_directory=True)
+    (blog / "components" / "self").symlink_to(".", target_is_directory=True)
+    write(blog, "extra/card.q", HEADER.replace("Header", "Card"))
+    (blog / "components" / "more").symlink_to("../extra", target_is_directory=True)  # no loop: followed
+    result = workspace.qrm("scan")
+    assert result.exit_code == 0, result.output
+    assert [c["path"] for c in report_of(workspace)["components"]] == [
+        "components/index.q", "components/login.q", "components/more/card.q", "components/posts.q",
+        "components/shared/header.q", "extra/card.q"]
+
+
+def test_a_folder_linked_twice_is_listed_under_both_paths(workspace: Workspace, blog: Path, tmp_path: Path) -> None:
+    write(tmp_path / "widgets", "card.q", HEADER.replace("Header", "Card"))
+    (blog / "components" / "a").symlink_to(tmp_path / "widgets", target_is_directory=True)
+    (blog / "components" / "b").symlink_to(tmp_path / "widgets", target_is_directory=True)
+    (blog / "components" / "broken").symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    assert workspace.qrm("scan").exit_code == 0
+    paths = [c["path"] for c in report_of(workspace)["components"]]
+    assert "components/a/card.q" in paths and "components/b/card.q" in paths
+    assert len(paths) == 6
+
+
+def test_a_link_outside_that_leads_back_in_stops_there(tmp_path: Path) -> None:
+    """source/ext -> /outside, and /outside/back -> source: a loop through a folder outside; followed once."""
+    from reconciler.flows.scan import q_files
+
+    source, outside = tmp_path / "source", tmp_path / "outside"
+    write(source, "components/a.q", HEADER)
+    write(outside, "b.q", HEADER)
+    (source / "components" / "ext").symlink_to(outside, target_is_directory=True)
+    (outside / "back").symlink_to(source, target_is_directory=True)
+    (outside / "parent").symlink_to(tmp_path, target_is_directory=True)  # contains the way: a loop too
+    assert q_files(source) == ["components/a.q", "components/ext/b.q"]

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from reconciler.core import testgen
-from reconciler.core.components import Component, Param
+from reconciler.core.components import Component, Param, Query
 from reconciler.core.models import TestCase
-from tests.support import paths
+from tests.support import paths, qapps
 from tests.support.workspace import Workspace
 
 FIXTURES = paths.FIXTURES / "q" / "components"
@@ -331,3 +331,105 @@ def test_generation_is_deterministic() -> None:
     first = testgen.generate(components)
     assert [c.id for c in first] == ["components/a.q#page", "components/z.q#page"]
     assert testgen.generate(list(reversed(components))) == first
+
+
+# ------------------------------------------------------------------------- the served folder, skipped queries
+
+def upstream(ws: Workspace, config: bool, datasources: str = "blog-db: {driver: sqlite, database: blog.db}") -> str:
+    """Project `blog` (base_path /quantum-blog) on the upstream shape; returns the served folder."""
+    ws.manifest("blog.yaml", f"""
+        kind: Project
+        name: blog
+        source: ../blog-app
+        base_path: /quantum-blog
+        environments:
+          dev: {{host: localhost}}
+        datasources:
+          {datasources}
+        """)
+    return qapps.write_app(ws.root.parent / "blog-app", config)
+
+
+UNDECLARED = "datasource '{}' is not declared: add it under the project's datasources"
+
+
+@pytest.mark.parametrize("config", [False, True], ids=["no-config", "config-serves-src-components"])
+def test_not_served_files_get_no_http_case_and_undeclared_datasources_are_skipped(workspace: Workspace,
+                                                                                   config: bool) -> None:
+    served = upstream(workspace, config)
+    output = generate(workspace)
+    found = cases(workspace)
+    by_component: dict[str, list[str]] = {}
+    for case_id, case in found.items():
+        by_component.setdefault(case["component"], []).append(case_id.split("#", 1)[1])
+    assert by_component == {
+        # not served: only their query cases, skipped, since nothing declares their datasources
+        "examples/demo.q": ["query:everything"],
+        "projects/other-app/components/index.q": ["query:tasks"],
+        f"{served}/api.q": ["endpoint:/api/posts"],
+        f"{served}/blog/post.q": ["page", "action:comment:valid", "action:comment:missing:body",
+                                  "action:comment:too_short:body", "query:comments", "query:addComment"],
+        f"{served}/index.q": ["page", "query:recent"],
+    }
+    assert found[f"{served}/blog/post.q#page"]["request"] == {"method": "GET", "path": "/blog/post"}
+    assert found[f"{served}/index.q#page"]["request"] == {"method": "GET", "path": "/"}  # base_path: the runner's
+    skips = {case_id: case.get("skip") for case_id, case in found.items() if case["type"] == "query"}
+    app_db = None if config else UNDECLARED.format("app-db")  # declared in the app's quantum.config.yaml only
+    assert skips == {
+        "examples/demo.q#query:everything": UNDECLARED.format("default"),
+        "projects/other-app/components/index.q#query:tasks": UNDECLARED.format("tasks-db"),
+        f"{served}/blog/post.q#query:comments": app_db, f"{served}/blog/post.q#query:addComment": app_db,
+        f"{served}/index.q#query:recent": None,
+    }
+    assert f"note: 1 query case(s) skipped: {UNDECLARED.format('default')}" in output.splitlines()
+    assert workspace.qrm("validate").exit_code == 0
+
+
+def test_regeneration_removes_http_cases_of_files_that_are_not_served(workspace: Workspace) -> None:
+    """A suite generated before the served folder was known (the issue: page cases for examples/) loses them."""
+    upstream(workspace, config=False)
+    generate(workspace)
+    path = workspace.root / SUITE
+    stale = ("  - id: examples/demo.q#page\n    name: 'Smoke: Demo loads'\n    type: smoke\n"
+             "    component: examples/demo.q\n    request: {method: GET, path: /examples/demo}\n"
+             "    expect: [{status: 200}]\n")
+    path.write_text(path.read_text().replace("cases:\n", "cases:\n" + stale, 1))
+    assert "examples/demo.q#page" in cases(workspace)
+    output = generate(workspace)
+    assert "examples/demo.q#page" not in cases(workspace)
+    assert "examples/demo.q#query:everything" in cases(workspace)
+    assert "0 added, 0 changed, 1 removed" in output
+
+
+def test_declaring_the_datasource_clears_the_skip_on_regeneration(workspace: Workspace) -> None:
+    upstream(workspace, config=False)
+    generate(workspace)
+    path = workspace.root / SUITE
+    # a skip reason of the user's own on another case survives everything
+    path.write_text(path.read_text().replace(
+        "    component: projects/other-app/components/index.q\n",
+        "    component: projects/other-app/components/index.q\n    skip: the other team runs it\n"
+        "    # kept by hand\n", 1).replace(
+        "    skip: \"datasource 'tasks-db' is not declared: add it under the project's datasources\"\n", "", 1))
+    assert cases(workspace)["projects/other-app/components/index.q#query:tasks"]["skip"] == "the other team runs it"
+    upstream(workspace, config=False, datasources="{blog-db: {driver: sqlite, database: blog.db}, "
+                                                  "default: {driver: sqlite, database: demo.db}}")
+    generate(workspace)
+    found = cases(workspace)
+    assert "skip" not in found["examples/demo.q#query:everything"]
+    assert found["projects/other-app/components/index.q#query:tasks"]["skip"] == "the other team runs it"
+    assert "# kept by hand" in path.read_text()
+    upstream(workspace, config=False)  # and removed again: skipped again
+    generate(workspace)
+    assert cases(workspace)["examples/demo.q#query:everything"]["skip"] == UNDECLARED.format("default")
+
+
+def test_known_datasources_skip_nothing_when_not_given() -> None:
+    component = Component(path="components/a.q", name="A", route="/a",
+                          queries=(Query("q", datasource="nowhere", sql="SELECT 1"),))
+    def skips(**kwargs: Any) -> list[tuple[str, str | None]]:
+        return [(c.type, c.skip) for c in testgen.generate([component], **kwargs)]
+
+    assert skips() == [("smoke", None), ("query", None)]
+    assert skips(datasources={"db"}) == [("smoke", None), ("query", UNDECLARED.format("nowhere"))]
+    assert skips(datasources={"nowhere"}) == [("smoke", None), ("query", None)]
