@@ -26,27 +26,36 @@ def tests_group() -> None:
 def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
     """Write manifests/tests/PROJECT.yaml from PROJECT's components (scanned first, incrementally).
 
-    Hand-written cases and hand edits of cases of unchanged components are kept; cases of changed
-    components are regenerated; cases of deleted components are removed.
+    Hand-written cases are kept; hand edits of generated cases survive while what is generated for them
+    does not change, and each one replaced is named; cases of deleted components are removed.
+    reports/generated-cases/PROJECT.json records what was generated: commit it with the suite.
     """
     from reconciler.flows.tests_generate import generate_suite
 
     ws = workspace_from(ctx)
     result = generate_suite(ws, project)
     where = result.path.relative_to(ws.root)
+    record = result.record.relative_to(ws.root)
     if as_json:
         click.echo(json.dumps({
             "project": result.project, "suite": result.suite, "path": str(where), "written": result.written,
             "total": result.total, "counts": result.counts, "added": result.added, "changed": result.changed,
             "removed": result.removed, "kept": result.kept, "hand_written": result.hand_written,
-            "notes": result.notes}, indent=2))
+            "edits_kept": result.edits_kept, "notes": result.notes, "record": str(record),
+            "record_written": result.record_written}, indent=2))
         return EXIT_OK
     counts = ", ".join(f"{kind} {n}" for kind, n in result.counts.items()) or "none"
     click.echo(f"{result.suite}: {result.total} cases: {counts}")
     click.echo(f"{len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed, "
                f"{len(result.kept)} kept, {len(result.hand_written)} hand-written kept")
+    if result.edits_kept:
+        click.echo(f"hand edits kept in {len(result.edits_kept)} regenerated case(s): {', '.join(result.edits_kept)}")
+    for note in result.notes:
+        click.echo(note)
     verb = "created" if result.created else ("wrote" if result.written else "unchanged:")
     click.echo(f"{verb} {where}")
+    if result.record_written:
+        click.echo(f"wrote {record} (what was generated: commit it with the suite)")
     for note in result.notes:
         click.echo(f"note: {note}")
     return EXIT_OK

@@ -2,7 +2,8 @@
 
 XPath and CSS need an HTML parser, which the core may not import: the HTTP test client
 (edges/http_tests) passes a `select` function (kind, path, body) -> list of matched texts, or
-raises ValueError for a bad expression.
+raises ValueError for a bad expression. `flash` and `redirect` expectations are templates: `{...}`
+matches any text there, as the generator leaves Quantum expressions it cannot fill (core/templates).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.core import templates
 from reconciler.core.models import Assertion, JsonPathCheck, SelectorCheck
 
 ERROR_MARKERS = ("<title>Parse Error</title>", "<title>Runtime Error</title>", "404 - Component Not Found")
@@ -160,12 +162,11 @@ def evaluate(assertion: Assertion, response: Response, select: Select | None = N
         return _selector("xpath", a.xpath, response, select)
     if a.css is not None:
         return _selector("css", a.css, response, select)
-    if a.redirect is not None:
-        ok = response.location is not None and (
-            response.location == a.redirect or response.location.endswith(a.redirect))
+    if a.redirect is not None:  # `{...}` in the expectation matches any text (core/templates)
+        ok = response.location is not None and templates.ends_with(a.redirect, response.location)
         return Outcome("redirect", ok, "" if ok else f"redirect to {response.location!r}, expected {a.redirect!r}")
     if a.flash is not None:
-        ok = response.flash is not None and a.flash in response.flash
+        ok = response.flash is not None and templates.search(a.flash, response.flash)
         return Outcome("flash", ok, "" if ok else f"flash {response.flash!r}, expected {a.flash!r}")
     if a.max_ms is not None:
         ok = response.elapsed_ms <= a.max_ms

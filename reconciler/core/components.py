@@ -7,6 +7,7 @@ and its dictionary form is deterministic.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ class Param:
     pattern: str | None = None
     enum: tuple[str, ...] = ()
     source: str = "param"  # "param" (q:param) or "validate" (q:validate)
+    accept: str | None = None  # uploads (type file): the media types or extensions allowed, as written
+    max_size: int | None = None  # uploads: the largest file in bytes (maxsize="5MB")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class FormField:
     pattern: str | None = None
     hidden: bool = False
     value: str | None = None
+    accept: str | None = None  # <input type="file" accept="image/*">
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Form:
     method: str = "GET"
     action: str | None = None  # the URL it posts to, as written
     fields: tuple[FormField, ...] = ()
+    enctype: str | None = None  # multipart/form-data for a form that uploads files
     line: int | None = None
 
 
@@ -206,3 +211,15 @@ def totals(components: list[Component]) -> dict[str, int]:
         "unparsed": sum(1 for c in components if c.parse in ("fallback", "skipped")),
         "not_served": sum(1 for c in components if not c.served),
     }
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.I)
+_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def size_in_bytes(text: str | None) -> int | None:
+    """A size as Quantum writes it (`5MB`, `500kb`, `1.5 MB`, `2048`) in bytes (1 KB = 1024); None if not one."""
+    match = _SIZE.match(text or "")
+    if match is None:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])

@@ -8,11 +8,16 @@ per component (components in path order; each kind in source order):
 - `#auth`: a guarded page (require_auth / require_role) without a session: 302 to /login. A guarded
   page gets `#action:NAME:auth` (its actions answer 302 to /login without a session) instead of
   smoke, action and form cases, which could not pass without a login;
-- `#action:NAME:valid`: input built from the q:param / q:validate types and limits; the declared
-  q:redirect (302, its URL, its flash) or 200 without errors;
+- `#action:NAME:valid`: input built from the q:param / q:validate types and limits (a file param, type
+  file or binary, gets a small generated upload within its accept and maxsize); the declared q:redirect
+  (302, its URL, its flash) or 200 without errors. The redirect and flash are templates: `{param}` of a
+  value the case sends and `{application.basePath}` (the project's base_path) are filled in, any other
+  `{expression}` is left, and matches any text when the case runs (core/templates);
 - `#action:NAME:missing:F`, `:too_short:F`, `:too_long:F`, `:wrong_type:F`: one each (first field
   that allows it), rejected the Quantum way: 302 back to the Referer (the page) with an error flash;
-- `#form:ID` (or `#form:N`, 1-based, without an id): the form's fields, hidden ones included;
+- `#form:ID` (or `#form:N`, 1-based, without an id): the form's fields, hidden ones included, valued by
+  the q:param rules of the action the form runs (else by the field's own limits); file fields of a
+  multipart form as uploads; the action's redirect and flash, filled as above;
 - `#query:NAME`: the SQL on its datasource (queries without a datasource are left out); when the
   datasources the project declares are given and this one is not among them, the case gets `skip:`
   with the reason (it could only fail);
@@ -21,18 +26,37 @@ per component (components in path order; each kind in source order):
 A component the server does not serve (outside paths.components: `not_served`) gets no HTTP case at all
 (no page, auth, action, form or endpoint case), only its query cases.
 Cases of actions, forms and queries that write data are marked `writes: true`.
+
+A regeneration merges into the suite as it is (`merge`): per case, a three-way merge against the case
+generated last time (the record, `record_text`), so hand edits survive where the generated part did not
+change and every one replaced is named.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.components import Action, Component, Form, FormField, Function, Param, Query, Redirect, page_path
-from reconciler.core.models import Assertion, TestCase, TestRequest
+from pydantic import ValidationError
+
+from reconciler.core import templates
+from reconciler.core.components import (
+    Action,
+    Component,
+    Form,
+    FormField,
+    Function,
+    Param,
+    Query,
+    Redirect,
+    page_path,
+    route_for,
+)
+from reconciler.core.models import Assertion, TestCase, TestRequest, UploadFile
 
 LOGIN_PATH = "/login"  # where a Quantum server sends a request without a session for a guarded page
 EMAIL = "qa@example.com"
@@ -41,6 +65,12 @@ DEFAULT_LENGTH = 8
 _BASE_PATH_EXPR = re.compile(r"^\{\s*application\.basePath\s*\}")
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _ALPHABETS = ("qatestvalue", "1234567890", "QATESTVALUE", "qa1test2", "qa test value")
+UPLOAD_TYPES = ("file", "binary")  # q:param types posted as a file (multipart/form-data)
+UPLOAD_SIZE = 16  # bytes of a generated upload, less when the param allows less
+# Extension -> media type of the files a generated upload can be; the first of a major type is its default.
+_MEDIA = {"txt": "text/plain", "csv": "text/csv", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+          "gif": "image/gif", "webp": "image/webp", "svg": "image/svg+xml", "pdf": "application/pdf",
+          "json": "application/json", "zip": "application/zip", "mp3": "audio/mpeg", "mp4": "video/mp4"}
 
 
 def component_from_dict(data: Mapping[str, Any]) -> Component:
@@ -135,6 +165,34 @@ def _field_value(item: FormField) -> str | int:
     return _text(_length(item.min_length, item.max_length), item.pattern)
 
 
+def upload(name: str, accept: str | None = None, max_size: int | None = None) -> UploadFile:
+    """A small file for an upload field: `qa-<name>.<ext>` of the first type `accept` allows that one can be
+    named (`image/*` -> a .png, `.pdf`, `text/csv`), else a text file; at most `max_size` bytes."""
+    extension, media = "txt", "text/plain"
+    for entry in (e.strip().lower() for e in (accept or "").split(",")):
+        if entry.startswith(".") and len(entry) > 1:
+            extension, media = entry[1:], _MEDIA.get(entry[1:], "application/octet-stream")
+            break
+        major, _, minor = entry.partition("/")
+        if not major or not minor or major == "*":
+            continue
+        if minor == "*":
+            found = next((ext for ext, kind in _MEDIA.items() if kind.startswith(major + "/")), None)
+            if found is None:
+                continue
+            extension, media = found, _MEDIA[found]
+        else:
+            extension = next((ext for ext, kind in _MEDIA.items() if kind == entry), "bin")
+            media = entry
+        break
+    size = UPLOAD_SIZE if max_size is None else max(0, min(UPLOAD_SIZE, max_size))
+    return UploadFile(filename=f"qa-{name}.{extension}", content_type=media, size=size)
+
+
+def _is_upload(param: Param) -> bool:
+    return param.type.lower() in UPLOAD_TYPES
+
+
 _WRONG_TYPE = {"email": "not-an-email", "url": "not a url", "integer": "not-a-number", "int": "not-a-number",
                "number": "not-a-number", "decimal": "not-a-number", "float": "not-a-number", "boolean": "maybe"}
 
@@ -158,12 +216,14 @@ def _a(**kwargs: Any) -> Assertion:
     return Assertion(**kwargs)
 
 
-def _success(action: Action) -> list[Assertion]:
+def _success(action: Action, sent: Mapping[str, object], base_path: str) -> list[Assertion]:
+    """What a valid submission gets: the redirect and flash, their templates filled with what the case
+    sends and the project's base_path (an expression left unfilled matches any text when run)."""
     if action.redirects:
         redirect = action.redirects[0]
-        expect = [_a(status=302), _a(redirect=redirect.url)]
+        expect = [_a(status=302), _a(redirect=templates.fill(redirect.url, sent, base_path))]
         if redirect.flash:
-            expect.append(_a(flash=redirect.flash))
+            expect.append(_a(flash=templates.fill(redirect.flash, sent, base_path)))
         return expect
     return [_a(status=200), _a(no_errors=True)]
 
@@ -176,28 +236,31 @@ def _action_form(action: Action, values: Mapping[str, str | int | float | bool])
     return form
 
 
-def _action_cases(component: Component, page: str, action: Action) -> list[TestCase]:
+def _action_cases(component: Component, page: str, action: Action, base_path: str = "") -> list[TestCase]:
     base = f"{component.path}#action:{action.name}"
     method = action.method.upper() if action.method.upper() in ("POST", "PUT", "PATCH", "DELETE") else "POST"
     params = _unique_params(action)
-    valid = {p.name: valid_value(p) for p in params}
+    valid = {p.name: valid_value(p) for p in params if not _is_upload(p)}
+    uploads = {p.name: upload(p.name, p.accept, p.max_size) for p in params if _is_upload(p)}
 
     def case(suffix: str, name: str, values: Mapping[str, str | int | float | bool],
-             expect: list[Assertion]) -> TestCase:
+             expect: list[Assertion], files: Mapping[str, UploadFile] = uploads) -> TestCase:
         return TestCase(id=f"{base}:{suffix}", name=f"Action {action.name}: {name}", type="action",
                         component=component.path, writes=action.writes,
-                        request=TestRequest(method=method, path=page, form=_action_form(action, values)),
+                        request=TestRequest(method=method, path=page, form=_action_form(action, values),
+                                            files=dict(files)),
                         expect=expect)
 
     def rejected(param: str, missing: bool = False) -> list[Assertion]:
         return [_a(status=302), _a(redirect=page), _a(flash=_flash_error(param, missing))]
 
-    cases = [case("valid", "valid input", valid, _success(action))]
+    cases = [case("valid", "valid input", valid, _success(action, _action_form(action, valid), base_path))]
     required = next((p for p in params if p.required), None)
     if required is not None:
         values = {k: v for k, v in valid.items() if k != required.name}
         cases.append(case(f"missing:{required.name}", f"missing {required.name}", values,
-                          rejected(required.name, missing=True)))
+                          rejected(required.name, missing=True),
+                          {k: v for k, v in uploads.items() if k != required.name}))
     textual = [p for p in params if not p.enum and p.type.lower() in ("string", "text", "password")]
     short = next((p for p in textual if (p.min_length or 0) >= 2), None)
     if short is not None:
@@ -224,16 +287,28 @@ def _form_target(form: Form, page: str) -> str:
     return page
 
 
-def _form_case(component: Component, page: str, form: Form, index: int) -> TestCase:
-    values = {item.name: _field_value(item) for item in form.fields if item.name}
-    method = form.method.upper() if form.method.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE") else "GET"
-    target = _form_target(form, page)
-    named = str(values.get("action", ""))
+def _form_method(form: Form) -> str:
+    return form.method.upper() if form.method.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE") else "GET"
+
+
+def _form_action(component: Component, page: str, form: Form) -> Action | None:
+    """The q:action a form runs: the one its `action` field names, else the page's only one when it posts there."""
+    named = next((str(_field_value(item)) for item in form.fields if item.name == "action"), "")
     action = next((a for a in component.actions if a.name == named), None)
-    if action is None and len(component.actions) == 1 and method != "GET" and target == page:
+    if action is None and len(component.actions) == 1 and _form_method(form) != "GET" \
+            and _form_target(form, page) == page:
         action = component.actions[0]
+    return action
+
+
+def _form_case(component: Component, page: str, form: Form, index: int, base_path: str = "") -> TestCase:
+    method = _form_method(form)
+    target = _form_target(form, page)
+    action = _form_action(component, page, form)
+    values, files = _form_values(form, action, multipart=method != "GET" and (form.enctype or "").lower()
+                                 .startswith("multipart/form-data"))
     if action is not None:
-        expect = _success(action)
+        expect = _success(action, values, base_path)
         writes = action.writes
     else:
         expect = [_a(status_in=[200, 302])]
@@ -242,9 +317,38 @@ def _form_case(component: Component, page: str, form: Form, index: int) -> TestC
     if method == "GET":
         request = TestRequest(method="GET", path=target, query={k: str(v) for k, v in values.items()})
     else:
-        request = TestRequest(method=method, path=target, form=values)
+        request = TestRequest(method=method, path=target, form=values, files=files)
     return TestCase(id=f"{component.path}#form:{key}", name=f"Form {key}: submit its fields", type="form",
                     component=component.path, writes=writes, request=request, expect=expect)
+
+
+def _form_values(form: Form, action: Action | None, multipart: bool
+                 ) -> tuple[dict[str, str | int | float | bool], dict[str, UploadFile]]:
+    """What submitting the form sends: a field named after a q:param of the action it posts to gets a value
+    from that param's rules (what the server checks), any other field one from its own limits; hidden
+    fields keep their value. A file field is a generated upload in a multipart form, and its file name (as
+    a browser sends it) in any other."""
+    rules = {p.name: p for p in _unique_params(action)} if action is not None else {}
+    values: dict[str, str | int | float | bool] = {}
+    files: dict[str, UploadFile] = {}
+    for item in form.fields:
+        if not item.name:
+            continue
+        param = rules.get(item.name)
+        if item.hidden or item.type == "hidden":
+            values[item.name] = _field_value(item)
+        elif item.type == "file" or (param is not None and _is_upload(param)):
+            file = upload(item.name, param.accept if param is not None and param.accept else item.accept,
+                          param.max_size if param is not None else None)
+            if multipart:
+                files[item.name] = file
+            else:
+                values[item.name] = file.filename
+        elif param is not None:
+            values[item.name] = valid_value(param)
+        else:
+            values[item.name] = _field_value(item)
+    return values, files
 
 
 def undeclared(datasource: str) -> str:
@@ -328,14 +432,30 @@ def component_cases(component: Component, *, base_path: str = "",
                               component=component.path, request=TestRequest(method="GET", path=page),
                               expect=[_a(status=200), _a(no_errors=True)]))
         for action in component.actions:
-            cases.extend(_action_cases(component, page, action))
+            cases.extend(_action_cases(component, page, action, base_path))
         for index, form in enumerate(component.forms, start=1):
-            cases.append(_form_case(component, page, form, index))
+            cases.append(_form_case(component, page, form, index, base_path))
     types = {p.name: p for a in component.actions for p in a.params}
     queries = [*component.queries, *(q for a in component.actions for q in a.queries)]
     cases.extend(_query_case(component, q, types, datasources) for q in queries if q.datasource)
     cases.extend(_endpoint_case(component, f) for f in component.functions if f.endpoint and component.served)
     return _deduplicated(cases)
+
+
+def expectations(component: Component, case: TestCase, base_path: str = "") -> list[Assertion] | None:
+    """What a generated valid-action or form case expects for the request it holds now: a hand-edited value
+    it sends fills the flash and redirect templates as the generated one did. None for other cases."""
+    element = case.id.partition("#")[2]
+    page = page_path(component.route, base_path) if component.route is not None else route_for(component.path)
+    action: Action | None = None
+    if element.startswith("action:") and element.endswith(":valid"):
+        action = next((a for a in component.actions if f"action:{a.name}:valid" == element), None)
+    elif element.startswith("form:"):
+        form = next((f for i, f in enumerate(component.forms, start=1) if f"form:{f.id or i}" == element), None)
+        action = _form_action(component, page, form) if form is not None else None
+    if action is None or not action.redirects:
+        return None
+    return _success(action, {**case.request.query, **(case.request.form or {})}, base_path)
 
 
 def _deduplicated(cases: list[TestCase]) -> list[TestCase]:
@@ -382,8 +502,12 @@ def case_to_dict(case: TestCase) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Merged:
-    """The cases of a regenerated suite. `origin[i]` is the index of cases[i] in the existing list when it
-    is kept as it was (so an editor can keep its comments), None when it is new or replaced."""
+    """The cases of a regenerated suite. `origin[i]` is the index in the existing list of the case cases[i]
+    comes from (kept or merged: an editor changes only what differs, keeping its comments), None when new.
+
+    changed: ids whose content differs from the existing case; kept: generated cases left as they were;
+    edits_kept: ids whose hand edits survived though what is generated for them changed; notes: one sentence
+    per hand edit replaced or lost (`case X: your edit of expect replaced (the component changed)`)."""
 
     cases: tuple[TestCase, ...]
     origin: tuple[int | None, ...]
@@ -393,6 +517,8 @@ class Merged:
     kept: tuple[str, ...] = ()
     hand_written: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    edits_kept: tuple[str, ...] = ()
+    record: tuple[TestCase, ...] = ()  # what was generated, as the base of the next merge
 
 
 def owner(case: TestCase, known: Iterable[str]) -> str | None:
@@ -407,19 +533,84 @@ def owner(case: TestCase, known: Iterable[str]) -> str | None:
     return path if path in known else None
 
 
+_ABSENT: Any = object()
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as the file holds them: types count (1, 1.0 and true differ), key order does not."""
+    if a is _ABSENT or b is _ABSENT:
+        return a is b
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _keys(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """theirs' keys in their order, each key only ours has placed after the key it follows in ours."""
+    keys = list(theirs)
+    previous: str | None = None
+    for key in ours:
+        if key not in keys:
+            keys.insert(keys.index(previous) + 1 if previous is not None else 0, key)
+        previous = key
+    return keys
+
+
+def merge_fields(base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str, Any],
+                 prefix: str = "") -> tuple[dict[str, Any], list[str], list[str]]:
+    """Three-way merge of one case as a dict (case_to_dict): base = what was generated last time, ours = the
+    case in the file, theirs = what is generated now. Per key: unchanged by hand -> theirs; changed by hand
+    and not by the generator -> ours; changed by both -> theirs, unless both are mappings, which merge key by
+    key (request, request.form, ...); lists (expect) are one value. Returns the merged dict, the dotted keys
+    whose hand edit was replaced and those whose hand edit was kept."""
+    out: dict[str, Any] = {}
+    replaced: list[str] = []
+    kept: list[str] = []
+    for key in _keys(ours, theirs):
+        b, o, t = base.get(key, _ABSENT), ours.get(key, _ABSENT), theirs.get(key, _ABSENT)
+        if same(o, b) or same(o, t):
+            value = t
+        elif same(t, b):
+            value = o
+            kept.append(prefix + key)
+        elif isinstance(o, Mapping) and isinstance(t, Mapping) and (b is _ABSENT or isinstance(b, Mapping)):
+            value, inner_replaced, inner_kept = merge_fields({} if b is _ABSENT else b, o, t, f"{prefix}{key}.")
+            replaced.extend(inner_replaced)
+            kept.extend(inner_kept)
+        else:
+            value = t
+            replaced.append(prefix + key)
+        if value is not _ABSENT:
+            out[key] = value
+    return out, replaced, kept
+
+
+def _edits(fields: Sequence[str]) -> str:
+    return f"your edit of {fields[0]}" if len(fields) == 1 else f"your edits of {', '.join(fields)}"
+
+
 def merge(existing: Sequence[TestCase], generated: Sequence[TestCase], current: Iterable[str],
-          changed: Iterable[str], previous: Iterable[str] = ()) -> Merged:
+          changed: Iterable[str], previous: Iterable[str] = (),
+          base: Mapping[str, Mapping[str, Any]] | None = None, based: Iterable[str] = (),
+          refill: Callable[[TestCase], list[Assertion] | None] | None = None) -> Merged:
     """Merge a regeneration into an existing suite.
 
     current: the component paths scanned now; changed: those whose file changed since the last
-    generation (or were never generated from); previous: the paths the suite was generated from.
-    Rules: hand-written cases (see `owner`) are always kept, in place. A generated case of an
-    unchanged component is kept as it is (hand edits survive, and a generated case deleted by hand
-    stays deleted). Generated cases of a changed component are replaced by the new ones (new ids
-    added after that component's last case, ids no longer generated removed). Generated cases of a
-    component that no longer exists are removed.
+    generation (or were never generated from); previous: the paths the suite was generated from;
+    base: the cases generated last time (id -> case_to_dict), which hold for the components in `based`.
+
+    Hand-written cases (see `owner`) are always kept, in place; generated cases of a component that no
+    longer exists are removed. A component with a base merges case by case (`merge_fields`): hand edits
+    survive where the generated part did not change, and each one replaced is a note; a generated case
+    deleted by hand stays deleted until what is generated for it changes; a case no longer generated is
+    removed (a note if it had hand edits). A component without a base (a suite from before the record,
+    or one restored from elsewhere) follows the older rule: its cases are kept as they are while its file
+    is unchanged, and replaced by the new ones when it changed. New ids go after the component's last case.
+
+    refill (`expectations` of the case's component) gives the expectations of a case for the request it
+    holds: when hand-edited values are kept in a request, the generated case is taken as filled with them,
+    so its flash and redirect follow the edit (and `record` holds it that way).
     """
-    current_set, changed_set = set(current), set(changed)
+    current_set, changed_set, based_set = set(current), set(changed), set(based)
+    base = base or {}
     known = current_set | set(previous)
     fresh = {case.id: case for case in generated}
     out: list[tuple[TestCase, int | None]] = []
@@ -428,39 +619,139 @@ def merge(existing: Sequence[TestCase], generated: Sequence[TestCase], current: 
     removed: list[str] = []
     kept: list[str] = []
     hand: list[str] = []
+    notes: list[str] = []
+    edits_kept: list[str] = []
     placed: set[str] = set()
+    recorded = {case.id: case for case in generated}
+
+    def why(path: str) -> str:
+        return "the component changed" if path in changed_set else "the generated case changed"
+
+    def edited(case: TestCase) -> bool:
+        return case.id in base and not same(case_to_dict(case), base[case.id])
+
     for index, case in enumerate(existing):
         path = owner(case, known)
         if path is None:
             out.append((case, index))
             hand.append(case.id)
             placed.add(case.id)
-        elif path not in current_set:
-            removed.append(case.id)
-        elif path not in changed_set:
-            out.append((case, index))
-            kept.append(case.id)
-            placed.add(case.id)
-        elif case.id in fresh and case.id not in placed:
-            new = fresh[case.id]
-            if new == case:
-                out.append((case, index))
-                kept.append(case.id)
-            else:
-                out.append((new, None))
-                replaced.append(case.id)
-            placed.add(case.id)
-        else:
-            removed.append(case.id)
-    for case in generated:
-        if case.id in placed or case.component not in changed_set:
             continue
+        new = fresh.get(case.id) if case.id not in placed and path in current_set else None
+        if new is None:
+            removed.append(case.id)
+            if path in based_set and edited(case):
+                gone = "the component is gone" if path not in current_set else "it is no longer generated"
+                notes.append(f"case {case.id}: removed with your edits ({gone})")
+            continue
+        placed.add(case.id)
+        if path in based_set:
+            ours = case_to_dict(case)
+            theirs = case_to_dict(new)
+            merged, lost, survived = merge_fields(base.get(case.id, {}), ours, theirs)
+            if refill is not None and not same(merged.get("request"), theirs.get("request")):
+                try:
+                    expect = refill(TestCase.model_validate(merged))
+                except ValueError:
+                    expect = None
+                if expect is not None and expect != new.expect:
+                    new = recorded[case.id] = new.model_copy(update={"expect": expect})
+                    theirs = case_to_dict(new)
+                    merged, lost, survived = merge_fields(base.get(case.id, {}), ours, theirs)
+            try:
+                result = TestCase.model_validate(merged)
+            except ValueError:  # edits that cannot stand with the new case: the new case wins
+                result, lost = new, sorted(set(lost) | {k for k in ours if not same(ours[k], theirs.get(k, _ABSENT))})
+            if lost:
+                notes.append(f"case {case.id}: {_edits(lost)} replaced ({why(path)})")
+            if survived and not same(theirs, base.get(case.id)):  # generated anew, and the edits stayed
+                edits_kept.append(case.id)
+        elif path in changed_set:
+            result = new
+        else:
+            result = case
+        out.append((result, index))
+        (kept if same(case_to_dict(result), case_to_dict(case)) else replaced).append(case.id)
+    for case in generated:
+        path = case.component
+        if case.id in placed or path is None:
+            continue
+        if path in based_set:
+            if case.id in base and same(case_to_dict(case), base[case.id]):
+                continue  # deleted by hand, and generated as before: it stays deleted
+            if case.id in base:
+                notes.append(f"case {case.id}: generated again though you had deleted it ({why(path)})")
+        elif path not in changed_set:
+            continue  # the older rule: an unchanged component's case missing from the suite was deleted by hand
         position = _insert_position(out, case)
         out.insert(position, (case, None))
         placed.add(case.id)
         added.append(case.id)
     return Merged(cases=tuple(c for c, _ in out), origin=tuple(i for _, i in out), added=tuple(added),
-                  changed=tuple(replaced), removed=tuple(removed), kept=tuple(kept), hand_written=tuple(hand))
+                  changed=tuple(replaced), removed=tuple(removed), kept=tuple(kept), hand_written=tuple(hand),
+                  notes=tuple(notes), edits_kept=tuple(edits_kept),
+                  record=tuple(recorded[case.id] for case in generated))
+
+
+# ---------------------------------------------------------------------------------------------- record
+
+RECORD_VERSION = 1
+RECORD_ABOUT = ("Written by `qrm tests generate`: the cases it generated last time, against which it tells your "
+                "hand edits of the suite from its own changes. Commit it with the suite; do not edit.")
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the last generation produced: the component hashes and every case (id -> case_to_dict)."""
+
+    generated_from: Mapping[str, str]
+    cases: Mapping[str, Mapping[str, Any]]
+
+
+def record_text(project: str, suite: str, generated_from: Mapping[str, str], cases: Sequence[TestCase]) -> str:
+    """The record as JSON, one component and one case a line (a changed case diffs as one line); JSON, not
+    YAML, so that any text (an emoji in a flash) reads back exactly."""
+
+    def block(items: list[str], opening: str, closing: str) -> str:
+        return opening + ("\n" + ",\n".join(items) + "\n  " if items else "") + closing
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+    components = [f"    {dump(path)}: {dump(sha)}" for path, sha in sorted(generated_from.items())]
+    lines = [f"    {dump(case_to_dict(case))}" for case in cases]
+    return ("{\n"
+            f'  "about": {dump(RECORD_ABOUT)},\n  "version": {RECORD_VERSION},\n'
+            f'  "project": {dump(project)},\n  "suite": {dump(suite)},\n'
+            f'  "generated_from": {block(components, "{", "}")},\n'
+            f'  "cases": {block(lines, "[", "]")}\n'
+            "}\n")
+
+
+def parse_record(text: str) -> Record:
+    """The record written by record_text; ValueError saying what is wrong (line, case) otherwise."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # the message names the line and column
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
+        raise ValueError(f"not a record of version {RECORD_VERSION}")
+    generated_from = data.get("generated_from")
+    items = data.get("cases")
+    if not isinstance(generated_from, dict) or not all(isinstance(v, str) for v in generated_from.values()):
+        raise ValueError("generated_from: expected a mapping of component path -> sha256")
+    if not isinstance(items, list):
+        raise ValueError("cases: expected a list")
+    cases: dict[str, Mapping[str, Any]] = {}
+    for number, item in enumerate(items, start=1):
+        try:
+            case = TestCase.model_validate(item)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "the case"
+            raise ValueError(f"case {number}: {where}: {error['msg']}") from None
+        cases[case.id] = case_to_dict(case)  # as the merge compares cases
+    return Record(generated_from=dict(generated_from), cases=cases)
 
 
 def _insert_position(out: list[tuple[TestCase, int | None]], case: TestCase) -> int:

@@ -53,6 +53,7 @@ from reconciler.core.components import (
     Serving,
     import_target,
     query_writes,
+    size_in_bytes,
 )
 from reconciler.core.q_fallback import assemble, fallback, truthy
 from reconciler.core.q_repair import MAX_REPAIRS, Problems, TooBroken, repair
@@ -288,6 +289,8 @@ def _param(el: etree._Element, source: str) -> Param:
         pattern=a.get("pattern"),
         enum=tuple(v.strip() for v in enum.split(",") if v.strip()) if enum else (),
         source=source,
+        accept=a.get("accept"),
+        max_size=size_in_bytes(a.get("maxsize")),
     )
 
 
@@ -335,6 +338,7 @@ def _field(el: etree._Element, key: str) -> FormField | None:
         pattern=f.get("pattern"),
         hidden=kind == "hidden",
         value=f.get("value") if kind == "hidden" else None,
+        accept=f.get("accept") if kind == "file" else None,
     )
 
 
@@ -438,6 +442,7 @@ def _form(el: etree._Element, fields: list[FormField]) -> Form:
         method=(a.get("method") or "GET").upper(),
         action=a.get("action"),
         fields=tuple(fields),
+        enctype=a.get("enctype"),
         line=_sourceline(el),
     )
 

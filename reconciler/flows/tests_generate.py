@@ -2,10 +2,13 @@
 
 The suite is manifests/tests/<project>.yaml, one TestSuite document named `<project>-auto`. A new
 file gets environments = the project's non-protected environments, auto_run false and
-block_on_failure true. An existing file is edited in place through ruamel.yaml's round trip, so
-comments, key order and hand edits survive; `generated_from` records the sha256 of each component
-file the cases came from, which tells the next run which components changed (testgen.merge has
-the rules). The file is written atomically, and only when it changes.
+block_on_failure true. An existing file is edited in place through ruamel.yaml's round trip: a case
+is changed only where its merged content differs, so comments, key order and hand edits survive;
+`generated_from` records the sha256 of each component file the cases came from.
+
+reports/generated-cases/<project>.json (committed, as the suite is) records every case generated, the
+base of the next run's three-way merge: what differs from it in the suite is a hand edit
+(testgen.merge has the rules). Both files are written atomically, and only when they change.
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ from pydantic import ValidationError
 
 from reconciler.core import testgen
 from reconciler.core.errors import QrmError
-from reconciler.core.models import TestCase
+from reconciler.core.models import Assertion, TestCase
 from reconciler.edges import files
 from reconciler.flows.desired import load_desired
 from reconciler.flows.scan import scan_workspace
 from reconciler.flows.workspace import Workspace
 
 TESTS_DIR = "tests"
+RECORDS_DIR = "reports/generated-cases"
 HEADER = ("# Written by `qrm tests generate`; edit freely: hand-written cases (type custom, or an id that is\n"
-          "# not <component path>#...) are always kept, and generated cases are replaced only when their\n"
-          "# component changes.\n")
+          "# not <component path>#...) are always kept, and hand edits of generated cases survive while what\n"
+          "# is generated for them does not change (reports/generated-cases/ records it: commit it too).\n")
 
 
 @dataclass
@@ -46,11 +50,29 @@ class Generation:
     hand_written: list[str] = field(default_factory=list)
     written: bool = False
     created: bool = False
-    notes: list[str] = field(default_factory=list)  # skipped query cases, passwords ignored in quantum.config.yaml
+    notes: list[str] = field(default_factory=list)  # hand edits replaced or lost; skipped query cases; app notes
+    edits_kept: list[str] = field(default_factory=list)  # ids whose hand edits survived
+    record: Path = Path()
+    record_written: bool = False
 
 
 def suite_path(ws: Workspace, project: str) -> Path:
     return ws.manifests / TESTS_DIR / f"{project}.yaml"
+
+
+def record_path(ws: Workspace, project: str) -> Path:
+    return ws.root / RECORDS_DIR / f"{project}.json"
+
+
+def _read_record(path: Path) -> testgen.Record | None:
+    text = files.read_text_or_none(path)
+    if text is None:
+        return None
+    try:
+        return testgen.parse_record(text)
+    except ValueError as exc:
+        raise QrmError(f"{path}: {exc}; restore it from git, or remove it (then hand edits of cases of changed "
+                       "components are replaced, as with a suite generated before the record)") from None
 
 
 def _yaml() -> Any:
@@ -97,6 +119,29 @@ def _flow_expect(item: Any) -> Any:
     return item
 
 
+def _patch(node: Any, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Edit a case's YAML node from `old` (what it held) to `new`, touching only the keys that differ (and
+    inside mappings, only their keys that differ), so that the comments on the rest stay."""
+    for key in [k for k in old if k not in new]:
+        if key in node:
+            del node[key]
+    for position, (key, value) in enumerate(new.items()):
+        before = old.get(key)
+        if key in old and testgen.same(before, value):
+            continue
+        if isinstance(value, dict) and isinstance(before, dict) and isinstance(node.get(key), dict):
+            _patch(node[key], before, value)
+            continue
+        fresh = _commented(value)
+        if key == "expect":
+            fresh = _flow_expect({"expect": fresh})["expect"]
+        if key in node:
+            node[key] = fresh
+            continue
+        previous = next((k for k in reversed(list(new)[:position]) if k in node), None)
+        node.insert(list(node).index(previous) + 1 if previous is not None else 0, key, fresh)
+
+
 def generate_suite(ws: Workspace, project: str) -> Generation:
     desired = load_desired(ws)
     if project not in desired.projects:
@@ -109,6 +154,7 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
     declared = set(spec.datasources) | set(scan.app.datasources)  # the Project's and the app's quantum.config.yaml
     generated = testgen.generate(components, base_path=spec.base_path, datasources=declared)
     path = suite_path(ws, project)
+    record_file = record_path(ws, project)
     text = files.read_text_or_none(path)
     yaml = _yaml()
     if text is None:
@@ -134,15 +180,32 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
             raise QrmError(f"{path}: a case is not valid ({exc.errors()[0]['msg']}); run `qrm validate`") from None
     changed = {p for p, sha in shas.items() if previous.get(p) != sha or not sha}
     changed |= testgen.outdated(existing, generated, components) & set(shas)
-    merged = testgen.merge(existing, generated, shas, changed, previous)
+    record = _read_record(record_file) if text is not None else None
+    # The record is the base of a component's cases only when it was written with the suite as it is:
+    # a suite restored from elsewhere (an older commit) has other hashes, and follows the older rule.
+    based = {p for p, sha in previous.items() if record is not None and sha and record.generated_from.get(p) == sha}
+    by_path = {c.path: c for c in components}
+
+    def refill(case: TestCase) -> list[Assertion] | None:
+        component = by_path.get(case.component or "")
+        return testgen.expectations(component, case, spec.base_path) if component is not None else None
+
+    merged = testgen.merge(existing, generated, shas, changed, previous,
+                           base=record.cases if record is not None else None, based=based, refill=refill)
 
     old_nodes = list(doc.get("cases") or [])
     cases = doc.get("cases")
     if cases is None or not hasattr(cases, "ca"):
         cases = _commented([])
         doc["cases"] = cases
-    new_nodes = [old_nodes[origin] if origin is not None else _flow_expect(_commented(testgen.case_to_dict(case)))
-                 for case, origin in zip(merged.cases, merged.origin, strict=True)]
+    new_nodes = []
+    for case, origin in zip(merged.cases, merged.origin, strict=True):
+        if origin is None:
+            new_nodes.append(_flow_expect(_commented(testgen.case_to_dict(case))))
+            continue
+        node = old_nodes[origin]
+        _patch(node, testgen.case_to_dict(existing[origin]), testgen.case_to_dict(case))
+        new_nodes.append(node)
     if cases.fa.flow_style():
         cases.fa.set_block_style()  # `cases: []` written by hand: the cases go one per block item
     del cases[:]
@@ -155,12 +218,16 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
     out = io.StringIO()
     yaml.dump(doc, out)
     written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue())
+    where = path.relative_to(ws.root).as_posix() if path.is_relative_to(ws.root) else str(path)
+    record_written = files.write_atomic(record_file, testgen.record_text(project, where, shas, merged.record))
     return Generation(
         project=project, suite=str(doc.get("name", f"{project}-auto")), path=path,
         counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),
         changed=list(merged.changed), removed=list(merged.removed), kept=list(merged.kept),
         hand_written=list(merged.hand_written), written=written, created=text is None,
-        notes=_notes(merged.cases, scan.app.notes))
+        notes=list(merged.notes) + _notes(merged.cases, scan.app.notes), edits_kept=list(merged.edits_kept),
+        record=record_file, record_written=record_written)
+
 
 
 def _notes(cases: Sequence[TestCase], app_notes: Sequence[str]) -> list[str]:

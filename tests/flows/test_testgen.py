@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,7 @@ HAND_CASE = """\
 """
 
 
-def test_regeneration_keeps_hand_work_and_replaces_changed_components(generated: Workspace) -> None:
+def test_regeneration_keeps_hand_work_and_takes_what_the_generator_changed(generated: Workspace) -> None:
     path = generated.root / SUITE
     text = path.read_text()
     # A hand edit of a case of an unchanged component, with a comment.
@@ -216,8 +217,8 @@ def test_regeneration_keeps_hand_work_and_replaces_changed_components(generated:
                         "    name: 'Smoke: the post list'  # renamed by hand\n")
     # A hand-written case, with a comment of its own.
     text = text.replace("cases:\n", "cases:\n" + HAND_CASE, 1)
-    # A hand edit of a case of the component that is about to change: replaced.
-    text = text.replace("    name: 'Smoke: LoginPage loads'\n", "    name: edited by hand\n")
+    # A hand edit of a case of the component about to change, whose generated part does not change: kept.
+    text = text.replace("    name: 'Smoke: LoginPage loads'\n", "    name: edited by hand  # mine\n")
     path.write_text(text)
     components = generated.root.parent / "blog-app" / "components"
     login = components / "login.q"
@@ -229,33 +230,146 @@ def test_regeneration_keeps_hand_work_and_replaces_changed_components(generated:
     after = path.read_text()
     assert "# checked by hand: the health endpoint" in after
     assert "# renamed by hand" in after
+    assert "    name: edited by hand  # mine\n" in after
     found = cases(generated)
     assert found["health"]["type"] == "custom"
     assert next(iter(found)) == "health"  # hand-written cases stay where they were
     assert found["components/posts/index.q#page"]["name"] == "Smoke: the post list"
-    assert found["components/login.q#page"]["name"] == "Smoke: LoginPage loads"
     valid = found["components/login.q#action:login:valid"]
     assert valid["expect"][-1] == {"flash": "Hello again"}
     assert "age" not in valid["request"]["form"]
     assert not [i for i in found if i.startswith("components/admin/")]
     assert "components/admin/dashboard.q" not in suite(generated)["generated_from"]
-    # login: its page (edited by hand), 5 action cases (age gone) and the form (new flash); admin: 3 removed
-    assert "0 added, 7 changed, 3 removed, 7 kept, 1 hand-written kept" in output
+    # login: 5 action cases (age gone) and the form (new flash) changed, its page kept; admin: 3 removed
+    assert "0 added, 6 changed, 3 removed, 8 kept, 1 hand-written kept" in output
+    assert "replaced" not in output  # no hand edit was in the way
     assert generated.qrm("validate").exit_code == 0
 
 
-def test_a_generated_case_deleted_by_hand_stays_deleted_until_its_component_changes(generated: Workspace) -> None:
+def edit(ws: Workspace, relative: str, old: str, new: str, case: str | None = None) -> None:
+    """Replace one exact piece of a file (there once; in the suite, once in the case of that id), as a person
+    edits it."""
+    path = ws.root / relative
+    text = path.read_text()
+    start = 0 if case is None else text.index(f"  - id: {case}\n")
+    end = len(text) if case is None else text.find("\n  - id: ", start + 1) % (len(text) + 1) + 1
+    assert text.count(old, start, end) == 1, (old, text[start:end])
+    at = text.index(old, start, end)
+    path.write_text(text[:at] + new + text[at + len(old):])
+
+
+LOGIN = "../blog-app/components/login.q"
+VALID = "components/login.q#action:login:valid"
+
+
+def test_an_edit_the_generator_also_changed_is_replaced_and_named(generated: Workspace) -> None:
+    edit(generated, SUITE, "      - {flash: Welcome back!}\n", "      - {flash: 'Welcome back, friend!'}  # mine\n",
+         VALID)
+    edit(generated, SUITE, "        username: qatestva\n", "        username: alice  # a real user\n", VALID)
+    generate(generated)  # the component did not change: both edits stay
+    assert cases(generated)[VALID]["expect"][-1] == {"flash": "Welcome back, friend!"}
+
+    edit(generated, LOGIN, 'flash="Welcome back!"', 'flash="Hello again, {username}!"')
+    output = generate(generated)
+    assert f"case {VALID}: your edit of expect replaced (the component changed)" in output
+    valid = cases(generated)[VALID]
+    assert valid["expect"] == [{"status": 302}, {"redirect": "/admin"}, {"flash": "Hello again, alice!"}]
+    assert valid["request"]["form"]["username"] == "alice"  # kept, and it fills the new flash
+    assert "        username: alice  # a real user\n" in (generated.root / SUITE).read_text()
+    assert f"hand edits kept in 1 regenerated case(s): {VALID}" in output
+
+    result = generated.qrm("tests", "generate", "blog", "--json")
+    document = json.loads(result.output)
+    assert document["notes"] == [] and document["changed"] == []  # nothing new: nothing to say
+    assert document["record"] == "reports/generated-cases/blog.json"
+
+
+def test_the_notes_are_in_the_json_output(generated: Workspace) -> None:
+    edit(generated, SUITE, "      - {flash: Welcome back!}\n", "      - {flash: 'Hi'}\n", VALID)
+    edit(generated, LOGIN, 'flash="Welcome back!"', 'flash="Hello"')
+    result = generated.qrm("tests", "generate", "blog", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["notes"] == [f"case {VALID}: your edit of expect replaced (the component changed)"]
+    assert VALID in document["changed"]
+    assert document["record_written"] is True
+
+
+def test_hand_edits_survive_a_fresh_clone(generated: Workspace) -> None:
+    """The record is committed with the suite: without the registry (.qrm is not in git) edits still tell."""
+    edit(generated, SUITE, "    name: 'Smoke: LoginPage loads'\n", "    name: mine\n")
+    edit(generated, SUITE, "      - {flash: Welcome back!}\n", "      - {flash: 'Hi'}\n", VALID)
+    shutil.rmtree(generated.root / ".qrm")
+    edit(generated, LOGIN, 'flash="Welcome back!"', 'flash="Hello"')
+    output = generate(generated)
+    assert cases(generated)["components/login.q#page"]["name"] == "mine"
+    assert f"case {VALID}: your edit of expect replaced (the component changed)" in output
+
+
+def test_without_the_record_a_changed_component_gets_its_cases_anew(generated: Workspace) -> None:
+    """A suite written before the record (or whose record was removed) follows the older rule."""
+    (generated.root / "reports/generated-cases/blog.json").unlink()
+    edit(generated, SUITE, "    name: 'Smoke: LoginPage loads'\n", "    name: mine\n")
+    edit(generated, SUITE, "    name: 'Smoke: PostList loads'\n", "    name: also mine\n")
+    edit(generated, LOGIN, 'flash="Welcome back!"', 'flash="Hello"')
+    output = generate(generated)
+    assert cases(generated)["components/login.q#page"]["name"] == "Smoke: LoginPage loads"  # replaced, silently
+    assert cases(generated)["components/posts/index.q#page"]["name"] == "also mine"  # unchanged component
+    assert "replaced" not in output
+    assert (generated.root / "reports/generated-cases/blog.json").exists()  # from now on, edits tell
+
+
+def test_a_suite_restored_from_an_older_generation_is_not_merged_against_a_newer_record(
+        generated: Workspace) -> None:
+    old = (generated.root / SUITE).read_text()
+    edit(generated, LOGIN, 'flash="Welcome back!"', 'flash="Hello"')
+    generate(generated)
+    (generated.root / SUITE).write_text(old.replace("    name: 'Smoke: LoginPage loads'\n", "    name: mine\n"))
+    output = generate(generated)  # the suite's generated_from is not the record's: the older rule
+    assert cases(generated)["components/login.q#page"]["name"] == "Smoke: LoginPage loads"
+    assert cases(generated)[VALID]["expect"][-1] == {"flash": "Hello"}
+    assert "replaced" not in output
+
+
+def test_a_broken_record_is_an_error_that_names_it(generated: Workspace) -> None:
+    record = generated.root / "reports/generated-cases/blog.json"
+    record.write_text(record.read_text().replace('"type": "auth"', '"type": "authy"', 1))
+    result = generated.qrm("tests", "generate", "blog")
+    assert result.exit_code == 1
+    assert "reports/generated-cases/blog.json: case 1: type: Input should be" in result.output
+    assert "restore it from git, or remove it" in result.output
+
+
+QUERY = "components/posts/index.q#query:recentPosts"
+POSTS = "../blog-app/components/posts/index.q"
+
+
+def test_a_generated_case_deleted_by_hand_stays_deleted_until_what_is_generated_for_it_changes(
+        generated: Workspace) -> None:
     path = generated.root / SUITE
     data = suite(generated)
-    kept = [c for c in data["cases"] if c["id"] != "components/posts/index.q#query:recentPosts"]
+    kept = [c for c in data["cases"] if c["id"] != QUERY]
     path.write_text(yaml.safe_dump({**data, "cases": kept}, sort_keys=False))
     generate(generated)
-    assert "components/posts/index.q#query:recentPosts" not in cases(generated)
-    posts = generated.root.parent / "blog-app" / "components" / "posts" / "index.q"
-    posts.write_text(posts.read_text().replace("<h2>", "<h3>").replace("</h2>", "</h3>"))
-    assert "1 added" in generate(generated)
+    assert QUERY not in cases(generated)
+    edit(generated, POSTS, "<h2>{recentPosts.title}</h2>", "<h3>{recentPosts.title}</h3>")
+    output = generate(generated)  # the component changed, its query did not
+    assert QUERY not in cases(generated)
+    assert "0 added" in output
+    edit(generated, POSTS, "ORDER BY published_at DESC", "ORDER BY published_at DESC LIMIT 10")
+    output = generate(generated)
+    assert f"case {QUERY}: generated again though you had deleted it (the component changed)" in output
     ids = list(cases(generated))
-    assert ids.index("components/posts/index.q#query:recentPosts") == ids.index("components/posts/index.q#page") + 1
+    assert ids.index(QUERY) == ids.index("components/posts/index.q#page") + 1
+
+
+def test_a_case_no_longer_generated_is_removed_and_its_edits_named(generated: Workspace) -> None:
+    case_id = "components/login.q#action:login:too_long:password"
+    edit(generated, SUITE, "    expect:\n", "    retries: 2\n    expect:\n", case_id)
+    edit(generated, LOGIN, 'maxlength="255" />\n    <q:validate', '/>\n    <q:validate')
+    output = generate(generated)
+    assert case_id not in cases(generated)
+    assert f"case {case_id}: removed with your edits (it is no longer generated)" in output
 
 
 def test_a_new_component_gets_its_cases(generated: Workspace) -> None:
@@ -272,6 +386,132 @@ def test_an_unknown_project_is_an_error(workspace: Workspace) -> None:
     result = workspace.qrm("tests", "generate", "nope")
     assert result.exit_code == 1
     assert "unknown project 'nope'" in result.output
+
+
+# ------------------------------------------------------------ templates, uploads and form values, end to end
+
+CONTACT_Q = """\
+<q:component name="ContactPage" type="page">
+  <q:action name="sendEmail" method="POST">
+    <q:param name="recipientEmail" type="email" required="true" />
+    <q:param name="message" type="string" minLength="10" maxLength="500" />
+    <q:param name="attachment" type="file" accept="application/pdf" maxsize="1MB" />
+    <q:redirect url="{application.basePath}/admin" flash="Email sent successfully to {recipientEmail}!" />
+  </q:action>
+  <form id="contact" method="POST" action="{application.basePath}/contact" enctype="multipart/form-data">
+    <input type="hidden" name="action" value="sendEmail">
+    <input type="email" name="recipientEmail" required>
+    <textarea name="message"></textarea>
+    <input type="file" name="attachment" accept=".txt">
+    <button type="submit">Send</button>
+  </form>
+</q:component>
+"""
+AVATAR_Q = """\
+<q:component name="AvatarUpload">
+  <q:action name="uploadAvatar" method="POST">
+    <q:param name="avatar" type="file" required="true" accept="image/*" maxSize="8" />
+    <q:file action="upload" file="{avatar}" destination="./uploads/avatars/" result="uploadResult" />
+    <q:redirect url="/profile" flash="Avatar uploaded: {uploadResult.filename}" />
+  </q:action>
+</q:component>
+"""
+
+
+def mail_project(ws: Workspace, base_path: str = "/blog", url: str | None = None,
+                 components: dict[str, str] | None = None) -> Path:
+    """A project `mail` (base_path, its dev environment at `url` if given) with the given .q files."""
+    ws.manifest("mail.yaml", yaml.safe_dump({
+        "kind": "Project", "name": "mail", "source": "../mail-app", "base_path": base_path,
+        "environments": {"dev": {"host": "localhost", **({"url": url} if url else {})}}}))
+    folder = ws.root.parent / "mail-app" / "components"
+    for relative, text in (components or {"contact.q": CONTACT_Q, "profile/avatar.q": AVATAR_Q}).items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text)
+    return folder
+
+
+def mail_cases(ws: Workspace) -> dict[str, dict[str, Any]]:
+    result = ws.qrm("tests", "generate", "mail")
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((ws.root / "manifests/tests/mail.yaml").read_text())
+    return {case["id"].partition("#")[2] if case["id"].startswith("components/contact.q") else case["id"]: case
+            for case in data["cases"]}
+
+
+PDF = {"filename": "qa-attachment.pdf", "content_type": "application/pdf"}  # size 16: the default, left out
+
+
+def test_generated_expectations_fill_what_the_case_sends_and_the_base_path(workspace: Workspace) -> None:
+    mail_project(workspace)
+    found = mail_cases(workspace)
+    valid = found["action:sendEmail:valid"]
+    assert valid["request"] == {
+        "method": "POST", "path": "/contact",  # the runner adds base_path to request paths
+        "form": {"action": "sendEmail", "recipientEmail": "qa@example.com", "message": "qatestvalu"},
+        "files": {"attachment": PDF}}
+    assert valid["expect"] == [{"status": 302}, {"redirect": "/blog/admin"},
+                               {"flash": "Email sent successfully to qa@example.com!"}]
+    avatar = found["components/profile/avatar.q#action:uploadAvatar:valid"]
+    assert avatar["expect"][2] == {"flash": "Avatar uploaded: {uploadResult.filename}"}  # a wildcard when run
+    assert avatar["request"]["files"] == {"avatar": {"filename": "qa-avatar.png", "content_type": "image/png",
+                                                     "size": 8}}  # maxSize="8"
+    missing = found["components/profile/avatar.q#action:uploadAvatar:missing:avatar"]
+    assert "files" not in missing["request"]
+    assert missing["expect"][2] == {"flash": "Parameter 'avatar' is required"}
+    assert workspace.qrm("validate").exit_code == 0
+
+
+def test_a_form_case_sends_what_the_action_accepts(workspace: Workspace) -> None:
+    mail_project(workspace)
+    form = mail_cases(workspace)["form:contact"]
+    assert form["request"] == {
+        "method": "POST", "path": "/contact",
+        "form": {"action": "sendEmail", "recipientEmail": "qa@example.com",
+                 "message": "qatestvalu"},  # the action's minLength="10", not 8 characters
+        "files": {"attachment": PDF}}  # multipart: an upload, typed by the q:param (accept, maxsize)
+    assert form["expect"] == [{"status": 302}, {"redirect": "/blog/admin"},
+                              {"flash": "Email sent successfully to qa@example.com!"}]
+    assert len(form["request"]["form"]["message"]) >= 10
+
+
+def test_a_new_base_path_reaches_the_expectations_not_edited_by_hand(workspace: Workspace) -> None:
+    mail_project(workspace)
+    mail_cases(workspace)
+    edit(workspace, "manifests/tests/mail.yaml", "      - {redirect: /blog/admin}\n",
+         "      - {redirect: /blog/admin/inbox}\n", "components/contact.q#form:contact")
+    mail_project(workspace, base_path="/mail")
+    result = workspace.qrm("tests", "generate", "mail")
+    found = mail_cases(workspace)
+    assert found["action:sendEmail:valid"]["expect"][1] == {"redirect": "/mail/admin"}
+    assert found["form:contact"]["expect"][1] == {"redirect": "/mail/admin"}
+    assert ("case components/contact.q#form:contact: your edit of expect replaced (the generated case changed)"
+            in result.output)
+
+
+CONTACT_STAND_IN_Q = """\
+<q:component name="Contact" type="page">
+  <q:action name="contact" method="POST">
+    <q:param name="name" type="string" required="true" minLength="3" />
+    <q:param name="email" type="email" required="true" />
+    <q:redirect url="{application.basePath}/thanks" flash="Thanks, {name}!" />
+  </q:action>
+</q:component>
+"""
+
+
+def test_a_generated_suite_passes_against_a_server_that_fills_its_templates(workspace: Workspace) -> None:
+    """The stand-in answers the contact action as Quantum does: `Thanks, <name>!`, rejected input back."""
+    from tests.support.quantum_server import quantum_server
+
+    with quantum_server() as server:
+        mail_project(workspace, base_path="", url=server.url, components={"contact.q": CONTACT_STAND_IN_Q})
+        valid = mail_cases(workspace)["action:contact:valid"]
+        assert valid["expect"][1:] == [{"redirect": "/thanks"}, {"flash": "Thanks, qatestva!"}]
+        result = workspace.qrm("tests", "run", "mail-auto", "--env", "dev")
+    assert result.exit_code == 0, result.output
+    # page, valid (302 to /thanks, "Thanks, qatestva!"), missing, too short and wrong type: all as generated
+    assert "mail-auto on dev: 5 passed, 0 failed, 0 errors, 0 skipped" in result.output
 
 
 # ------------------------------------------------------------------------------------- pure functions
@@ -317,7 +557,7 @@ def test_merge_rules() -> None:
     assert [c.id for c in merged.cases] == ["a.q#page", "mine", "b.q#page", "b.q#added", "x.q#custom"]
     assert merged.cases[0].name == "hand edit"
     assert merged.cases[2].name == "new"
-    assert merged.origin == (0, 1, None, None, 5)
+    assert merged.origin == (0, 1, 2, None, 5)  # b.q#page is edited in place: its comments stay
     assert merged.added == ("b.q#added",)
     assert merged.changed == ("b.q#page",)
     assert merged.removed == ("b.q#gone", "c.q#page")
