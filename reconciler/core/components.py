@@ -11,6 +11,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# What the .q reader reads of a file. Bump it when the reader learns to read more (accept, maxsize,
+# enctype; every q:import form): rows of an older reader are parsed again once, even unchanged.
+READER_VERSION = 2
+
 
 @dataclass(frozen=True)
 class Param:

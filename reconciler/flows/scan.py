@@ -29,7 +29,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from reconciler.core.app_config import AppConfig
-from reconciler.core.components import Component
+from reconciler.core.components import READER_VERSION, Component
 from reconciler.core.errors import QrmError
 from reconciler.core.report import component_summary, component_totals, components_report
 from reconciler.core.state import DesiredState
@@ -206,6 +206,7 @@ def _scan_one(job: Job) -> tuple[str, str]:
     summary = component_summary(data)
     summary["base_path"] = base_path  # routes depend on it: a new base_path rescans the project
     summary["served_folder"] = served  # and on the served folder (paths.components)
+    summary["reader"] = READER_VERSION  # and on what the reader reads of a file
     return _ENCODER.encode(data), _ENCODER.encode(summary)
 
 
@@ -292,7 +293,8 @@ def _scan_project(registry: Registry, name: str, source: str, folder: Path, base
     known = {path: loads(row[2]) for path, row in rows.items() if path in hashes}
     added = [p for p in paths if p not in rows]
     changed = [p for p in paths if p in rows and (rows[p][0] != hashes[p] or known[p].get("base_path") != base_path
-                                                  or known[p].get("served_folder") != served)]
+                                                  or known[p].get("served_folder") != served
+                                                  or known[p].get("reader") != READER_VERSION)]
     removed = sorted(set(rows) - set(hashes))
     todo = set(added) | set(changed)
     jobs = [(str(folder / p), p, base_path, hashes[p], served) for p in paths if p in todo]

@@ -425,13 +425,17 @@ def test_changing_the_served_folder_rescans_and_moves_the_marking(workspace: Wor
     assert calls == []
 
 
-def test_a_report_of_an_older_scan_is_rescanned_once(workspace: Workspace, blog: Path, calls: list[str]) -> None:
-    """Rows written before the served folder was recorded are parsed again, once."""
+@pytest.mark.parametrize("older", [{"served_folder"}, {"reader"}, {"served_folder", "reader"}],
+                         ids=["before-the-served-folder", "an-older-reader", "both"])
+def test_a_report_of_an_older_scan_is_rescanned_once(workspace: Workspace, blog: Path, calls: list[str],
+                                                     older: set[str]) -> None:
+    """Rows written before the served folder was recorded, or by a reader that read less of a file
+    (before uploads' accept/maxsize and every q:import form), are parsed again, once."""
     workspace.qrm("scan")
     registry = Registry(f"sqlite:///{workspace.root / '.qrm' / 'registry.db'}")
     try:
         rows = registry.component_rows("blog")
-        old = {path: (sha, line, json.dumps({k: v for k, v in json.loads(summary).items() if k != "served_folder"}))
+        old = {path: (sha, line, json.dumps({k: v for k, v in json.loads(summary).items() if k not in older}))
                for path, (sha, line, summary, _) in rows.items()}
         registry.write_components([], [("blog", path, *row) for path, row in old.items()])
     finally:
