@@ -1,7 +1,8 @@
 """Use cases of `qrm services`: the catalog with health, discovery, and a health round.
 
 A round reads the registered services (the registry, or the lock file in a fresh clone), turns
-each into a check (pure), runs all checks at once (probes), applies Consul's status rules to the
+each into a check (pure), runs all checks at once on one asyncio loop (HTTP(S) checks through
+reconciler.edges.http_client, TCP connects through probes, name lookups shared), applies Consul's status rules to the
 previous records inside one registry transaction (pure rules, one bulk write), and writes
 reports/health.yaml atomically.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from reconciler.core import health
 from reconciler.core.errors import QrmError
-from reconciler.core.health import CheckSpec, Discovery, HealthRecord, ServiceHealth
+from reconciler.core.health import CheckResult, CheckSpec, Discovery, HealthRecord, ServiceHealth
 from reconciler.core.models import LOCALHOST
 from reconciler.core.state import RecordedService
 from reconciler.edges import files, probes
@@ -119,6 +120,38 @@ def host_addresses(ws: Workspace, services: list[RecordedService]) -> dict[str, 
     return addresses
 
 
+def run_checks(specs: list[CheckSpec], concurrency: int = DEFAULT_CONCURRENCY) -> list[CheckResult]:
+    """Every check at once on one loop, at most `concurrency` in flight; one result per spec, in order.
+
+    HTTP(S) checks go to the aiohttp edge, TCP checks to probes; they share one bound and one set of
+    name lookups, so a round takes about the longest timeout whatever the mix. Never raises for what a
+    service does."""
+    if not specs:
+        return []
+    import asyncio  # here: `qrm services list` and discover need neither asyncio nor aiohttp
+
+    http = [s for s in specs if s.kind == "http"]
+    tcp = [s for s in specs if s.kind != "http"]
+
+    async def round_() -> list[CheckResult]:
+        limit = asyncio.Semaphore(max(1, concurrency))
+        lookups = probes.Lookups()
+        try:
+            if http:
+                from reconciler.edges import http_client
+
+                http_results, tcp_results = await asyncio.gather(
+                    http_client.check_all(http, limit, lookups.resolve), probes.check_all(tcp, limit, lookups))
+            else:
+                http_results, tcp_results = [], await probes.check_all(tcp, limit, lookups)
+        finally:
+            lookups.close()
+        by_kind = {"http": iter(http_results), "tcp": iter(tcp_results)}
+        return [next(by_kind["http" if s.kind == "http" else "tcp"]) for s in specs]
+
+    return asyncio.run(round_())
+
+
 def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> HealthRound:
     """One round: check every registered service at once, record the statuses, write reports/health.yaml."""
     registry = open_registry(ws, create=False)
@@ -131,7 +164,7 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
         specs = [health.check_spec(s, addresses.get(s.host, s.host)) for s in services]
         round_start = time.time()
         start = time.perf_counter()
-        results = probes.run_checks(specs, concurrency)
+        results = run_checks(specs, concurrency)
         probe_seconds = time.perf_counter() - start
         timestamps = [_iso(r.started_at) for r in results]
 

@@ -1,4 +1,4 @@
-"""Query cases of `qrm tests run`: HTTP cases go to reconciler.edges.http_tests, query cases (type query, or a
+"""Query cases of `qrm tests run`: HTTP cases go to reconciler.flows.tests_http, query cases (type query, or a
 request with sql) to reconciler.edges.query_tests, one environment and case at a time in a small thread pool.
 
 A query case runs on the project's datasource named by `request.datasource`. When the datasource has
@@ -24,7 +24,8 @@ from reconciler.core.errors import QrmError
 from reconciler.core.models import Project, TestCase, TestSuite
 from reconciler.core.state import DesiredState
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
-from reconciler.edges import http_tests, query_tests, sops
+from reconciler.edges import query_tests, sops
+from reconciler.flows import tests_http
 
 QUERY_THREADS = 4
 
@@ -117,13 +118,13 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
 
 def run_suite_cases(
     root: Path, desired: DesiredState, suite: TestSuite, targets: Sequence[Target],
-    concurrency: int = http_tests.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
+    concurrency: int = tests_http.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
     address: Address | None = None,
 ) -> list[CaseResult]:
     """Every case of the suite against every target; results in (target, case) order."""
     http = [c for c in suite.cases if not is_query(c)]
     queries = [c for c in suite.cases if is_query(c)]
-    results = http_tests.run_cases(http, targets, concurrency, on_result) if http else []
+    results = tests_http.run_cases(http, targets, concurrency, on_result) if http else []
     if queries:
         project = desired.projects[suite.project]
         passwords = _Passwords(root / "secrets.enc")

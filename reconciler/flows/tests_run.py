@@ -1,6 +1,7 @@
 """`qrm tests run`: pick the suites and environments, find each environment's base URL, run every case
-at once through reconciler.edges.http_tests, and write the results: reports/tests/<suite>/<env>.yaml (latest run),
-history.jsonl (one line per run and environment), summary.md, and JUnit XML on request.
+at once through reconciler.flows.tests_http (aiohttp), and write the results:
+reports/tests/<suite>/<env>.yaml (latest run), history.jsonl (one line per run and environment), summary.md,
+and JUnit XML on request.
 Also the auto_run suites that `qrm apply` and a watcher run after applying.
 """
 
@@ -21,8 +22,8 @@ from reconciler.core.errors import QrmError
 from reconciler.core.models import LOCALHOST, Project, TestSuite
 from reconciler.core.state import DesiredState, RecordedState, instance_name
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, CaseResult, SuiteRun, Target, TestsOutcome
-from reconciler.edges import files, http_tests
-from reconciler.flows import tests_query
+from reconciler.edges import files
+from reconciler.flows import tests_http, tests_query
 from reconciler.flows.desired import load_desired
 from reconciler.flows.recorded import recorded_state
 from reconciler.flows.tests_history import (
@@ -104,7 +105,7 @@ def _targets(desired: DesiredState, recorded: RecordedState, suite: TestSuite,
 
 def run_tests(
     ws: Workspace, suite_name: str | None, environments: Sequence[str], *, junit: Path | None = None,
-    concurrency: int = http_tests.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
+    concurrency: int = tests_http.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
 ) -> TestsOutcome:
     desired = load_desired(ws)
     recorded = recorded_state(ws)
