@@ -1,7 +1,8 @@
 """Runs the HTTP cases of `qrm tests run`: every case of every environment at once on one asyncio loop, at most
 `concurrency` in flight, through reconciler.edges.http_client (aiohttp: one keep-alive pool per environment, a
 cookie jar per case). A write sends the Referer of its page; after a redirect one GET of the Location, with the
-case's jar, reads the flash; an attempt has a timeout; retries record every attempt. The flash and the
+case's jar, reads the flash (when an assertion reads the flash or the followed page); an attempt has a timeout;
+retries record every attempt. The flash and the
 selectors are read by reconciler.edges.http_tests, the assertions judged by reconciler.core.assertions.
 """
 
@@ -72,18 +73,20 @@ async def _attempt(case: TestCase, target: Target, pool: http_client.Pool) -> At
     location = raw.headers.get("location")
     flash: str | None = None
     followed: str | None = None
-    if raw.status in REDIRECTS and location:
+    wants_flash = any(a.flash is not None for a in case.expect)
+    if raw.status in REDIRECTS and location and (wants_flash or any(a.no_errors for a in case.expect)):
+        # only the flash and no_errors read the page a redirect leads to: without them it is not fetched
         flash = http_tests._flash_from_cookie(browser.cookie("session"))
         try:
             nxt = await browser.request("GET", urljoin(url, location), {})
         except http_client.HttpError as exc:
-            if any(a.flash is not None for a in case.expect):  # only the flash needs the followed page
+            if wants_flash:  # only the flash needs the followed page
                 return Attempt(raw.status, elapsed, error=f"following the redirect to {location}: {exc}")
         else:
             followed = nxt.text
             flash = http_tests._flash_from_page(followed) or flash
     text = raw.text
-    if flash is None and raw.status < 300:
+    if flash is None and raw.status < 300 and wants_flash:
         flash = http_tests._flash_from_page(text)
     response = Response(raw.status, raw.headers, text, elapsed, location, flash, followed)
     return Attempt(raw.status, elapsed, tuple(evaluate_all(case.expect, response, http_tests.select)))

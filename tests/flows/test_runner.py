@@ -379,10 +379,23 @@ def test_a_case_with_files_posts_multipart_form_data_with_its_fields(echo: Echo)
 
 def test_the_cookie_jar_follows_real_cookie_rules(echo: Echo) -> None:
     """Path, expiry and domain are honoured on the followed redirect, and the IP host keeps its cookies."""
-    result = run_one(echo, case("cookies", [{"status": 302}, {"redirect": "/echo"}], path="/cookies"))
+    c = case("cookies", [{"status": 302}, {"redirect": "/echo"}, {"no_errors": True}], path="/cookies")
+    result = run_one(echo, c)
     assert result.outcome == test_results.PASSED, result.reason
     followed = [s for s in echo.seen if s.path == "/echo"][-1]
     assert followed.cookie == "kept=1"
+
+
+@pytest.mark.parametrize(("expect", "followed"), [
+    ([{"status": 302}, {"redirect": "/echo"}], False),
+    ([{"status": 302}, {"flash": "x"}], True),
+    ([{"status": 302}, {"no_errors": True}], True),
+], ids=["nothing-reads-it", "flash", "no_errors"])
+def test_a_redirect_is_followed_only_when_an_assertion_reads_the_page_it_leads_to(
+        echo: Echo, expect: list[dict[str, Any]], followed: bool) -> None:
+    before = len(echo.seen)
+    run_one(echo, case("redirect", expect, path="/cookies"))
+    assert [s.path for s in echo.seen[before:]] == (["/cookies", "/echo"] if followed else ["/cookies"])
 
 
 @pytest.mark.parametrize("path", ["/gzip", "/chunked"])
