@@ -96,7 +96,7 @@ class _EnvProxies:
         key = (url.scheme, url.host or "")
         if key not in self._known:
             proxy = self._env.get(url.scheme)
-            bypass = not url.host or urllib.request.proxy_bypass_environment(url.host, self._env)
+            bypass = not url.host or urllib.request.proxy_bypass(url.host)  # NO_PROXY
             self._known[key] = URL(proxy) if proxy and not bypass else None
         return self._known[key]
 

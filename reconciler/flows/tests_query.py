@@ -15,8 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING
 
 from reconciler.core import secret_scope
 from reconciler.core.assertions import Outcome
@@ -24,8 +23,10 @@ from reconciler.core.errors import QrmError
 from reconciler.core.models import Project, TestCase, TestSuite
 from reconciler.core.state import DesiredState
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
-from reconciler.edges import query_tests, sops
 from reconciler.flows import tests_http
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 QUERY_THREADS = 4
 
@@ -46,6 +47,8 @@ class _Passwords:
     def value(self, key: str) -> str:
         with self._lock:
             if self._plain is None and self._error is None:
+                from reconciler.edges import sops
+
                 try:
                     encrypted = sops.read_file(self.secrets_file, "secrets.enc")
                     if encrypted is None:
@@ -78,6 +81,8 @@ Address = Callable[[str, str], tuple[str, int]]  # (environment, service) -> (ho
 
 def _engine(root: Path, project: Project, environment: str, name: str, password: str | None,
             address: Address | None) -> Engine:
+    from reconciler.edges import query_tests
+
     datasource = project.datasources[name]
     if datasource.driver != "postgresql":
         return query_tests.datasource_engine(datasource.driver, datasource.database, root)
@@ -92,6 +97,8 @@ def _engine(root: Path, project: Project, environment: str, name: str, password:
 
 def run_query_case(root: Path, desired: DesiredState, project: Project, case: TestCase, target: Target,
                    passwords: _Passwords, address: Address | None = None) -> CaseResult:
+    from reconciler.edges import query_tests  # here: SQLAlchemy only when a suite has query cases
+
     def result(outcome: str, reason: str = "", attempt: Attempt | None = None) -> CaseResult:
         attempts = (attempt,) if attempt is not None else ()
         return CaseResult(case.id, case.name, case.type, target.environment, outcome, attempts, reason,

@@ -426,6 +426,15 @@ def test_proxies_come_from_the_environment(echo: Echo, monkeypatch: pytest.Monke
     assert echo.seen[-1].url == "http://shop.invalid/x"
 
 
+def test_no_proxy_sends_a_host_direct(echo: Echo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", echo.url)
+    monkeypatch.setenv("NO_PROXY", "shop.invalid")
+    before = len(echo.seen)
+    result = run_one(echo, case("direct", [{"status": 200}], path="/x"), base_url="http://shop.invalid")
+    assert result.outcome == test_results.ERROR and result.reason.startswith("cannot resolve shop.invalid"), result
+    assert len(echo.seen) == before
+
+
 def test_tls_is_verified(tmp_path: Path) -> None:
     certs = Certificates(tmp_path)
     with running() as servers:
