@@ -90,6 +90,26 @@ def remote_listeners(
 # HTTP(S) checks are in reconciler.edges.http_client; they share this round's Lookups.
 
 
+FD_RESERVE = 64  # open files a round leaves to the rest of the process (registry, report, lookups' threads)
+
+
+def open_files_for(wanted: int) -> int:
+    """How many sockets a round may hold at once. The soft limit of open files is raised towards the hard
+    limit when `wanted` needs it (as Go programs such as Consul do at start: 1,024 is a common soft
+    limit, the hard one far higher), less FD_RESERVE for the process's other files."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    available = needed if soft == resource.RLIM_INFINITY else soft
+    return max(1, min(wanted, available - FD_RESERVE))
+
+
 class Lookups:
     """The addresses of names for one round: each name looked up once, in a daemon thread, and shared
     by the checks that need it. A resolver that hangs costs each check its own timeout and then nothing,
@@ -173,6 +193,7 @@ async def _check(spec: CheckSpec, limit: asyncio.Semaphore, lookups: Lookups) ->
         phase = "connecting"
         try:
             async with asyncio.timeout(spec.timeout):
+                await asyncio.sleep(0)  # every check's clock starts before any check connects
                 if not _is_ip(spec.address):
                     phase = f"resolving {spec.address}"
                     addresses = await lookups.resolve(spec.address, spec.port)

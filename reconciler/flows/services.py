@@ -22,13 +22,14 @@ from reconciler.core.health import CheckResult, CheckSpec, Discovery, HealthReco
 from reconciler.core.models import LOCALHOST
 from reconciler.core.state import RecordedService
 from reconciler.edges import files, probes
-from reconciler.flows.desired import validate
 from reconciler.flows.recorded import open_registry, read_recorded
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
 LOCALHOST_ADDRESS = "127.0.0.1"
-DEFAULT_CONCURRENCY = 200
+# Every check of a 1,000-service fleet in flight at once: with fewer slots, a slot a hanging service holds
+# is held for its whole timeout, and the checks queued behind them end a round late.
+DEFAULT_CONCURRENCY = 1000
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def host_addresses(ws: Workspace, services: list[RecordedService]) -> dict[str, 
     if all(s.host == LOCALHOST for s in services):
         return addresses
     try:
+        from reconciler.flows.desired import validate  # here: the manifests only for services on other hosts
+
         desired, problems = validate(ws)
     except QrmError as exc:
         log.warning("cannot read Host addresses from the manifests (%s); checking hosts by name", exc)
@@ -121,7 +124,8 @@ def host_addresses(ws: Workspace, services: list[RecordedService]) -> dict[str, 
 
 
 def run_checks(specs: list[CheckSpec], concurrency: int = DEFAULT_CONCURRENCY) -> list[CheckResult]:
-    """Every check at once on one loop, at most `concurrency` in flight; one result per spec, in order.
+    """Every check at once on one loop, at most `concurrency` in flight (and no more than the open-files limit,
+    raised if it can be, allows); one result per spec, in order.
 
     HTTP(S) checks go to the aiohttp edge, TCP checks to probes; they share one bound and one set of
     name lookups, so a round takes about the longest timeout whatever the mix. Never raises for what a
@@ -134,7 +138,7 @@ def run_checks(specs: list[CheckSpec], concurrency: int = DEFAULT_CONCURRENCY) -
     tcp = [s for s in specs if s.kind != "http"]
 
     async def round_() -> list[CheckResult]:
-        limit = asyncio.Semaphore(max(1, concurrency))
+        limit = asyncio.Semaphore(probes.open_files_for(min(max(1, concurrency), len(specs))))
         lookups = probes.Lookups()
         try:
             if http:
