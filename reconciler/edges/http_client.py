@@ -174,7 +174,7 @@ class Browser:
         try:
             async with self._session.request(method, target, headers=sent, data=data, allow_redirects=False,
                                              proxy=self._proxies(target)) as resp:
-                self._jar.update_cookies_from_headers(resp.headers.getall("Set-Cookie", ()), resp.url)
+                self._jar.update_cookies(resp.cookies, resp.url)
                 content = b"" if method == "HEAD" else await _read_capped(resp)
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, content)
         except (aiohttp.ClientError, OSError, ValueError) as exc:

@@ -111,7 +111,8 @@ async def run_case(case: TestCase, target: Target, limit: asyncio.Semaphore, poo
         started = time.perf_counter()
         for _ in range(case.retries + 1):
             try:
-                attempt = await asyncio.wait_for(_attempt(case, target, pool), timeout)
+                async with asyncio.timeout(timeout):  # in this task: wait_for would start one more per attempt
+                    attempt = await _attempt(case, target, pool)
             except TimeoutError:
                 attempt = Attempt(None, timeout * 1000, error=f"timed out after {timeout:g}s")
             attempts.append(attempt)

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.core import generated
 from reconciler.core.errors import QrmError
 from reconciler.core.models import LOCALHOST, Project, TestSuite
 from reconciler.core.state import DesiredState, RecordedState, instance_name
@@ -50,6 +49,8 @@ def service_address(desired: DesiredState, recorded: RecordedState, project: Pro
                     service: str) -> tuple[str, int]:
     """Host and port of one service instance: the environment's host address and the allocated port
     (or the environment's pinned port)."""
+    from reconciler.core import generated  # here: only an environment without a url: needs it
+
     env = project.environments[environment]
     ports = generated.environment_ports(recorded.services, project.name, environment)
     port = ports.get(instance_name(project.name, environment, service), env.ports.get(service))
