@@ -8,9 +8,7 @@ Also the auto_run suites that `qrm apply` and a watcher run after applying.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -108,12 +106,6 @@ def _targets(desired: DesiredState, recorded: Callable[[], RecordedState], suite
     return targets
 
 
-def _prefetch(module: str) -> None:
-    """Import `module` in a daemon thread: while the cases wait on the network the loop leaves the CPU idle,
-    and the registry's SQLAlchemy (~0.25 s to import) is needed only once they are done."""
-    threading.Thread(target=importlib.import_module, args=(module,), name="qrm-prefetch", daemon=True).start()
-
-
 def run_tests(
     ws: Workspace, suite_name: str | None, environments: Sequence[str], *, junit: Path | None = None,
     concurrency: int = tests_http.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
@@ -125,7 +117,6 @@ def run_tests(
         return recorded_state(ws)
 
     runs = [SuiteRun(s, _targets(desired, recorded, s, environments)) for s in _select(desired, suite_name)]
-    _prefetch("reconciler.edges.registry")  # record_runs needs it once the cases are done
     for run in runs:
         run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         start = time.perf_counter()
