@@ -1,6 +1,8 @@
 """`qrm tests run` against real Quantum-like servers on 127.0.0.1 (tests/support/quantum_server.py): every
 assertion kind passing and failing, flashes, auth redirects, cookie jars, Referer, retries, timeouts,
-protected environments, two environments at once, the reports, JUnit XML and the exit code."""
+protected environments, two environments at once, the reports, JUnit XML and the exit code. The aiohttp
+client against an aiohttp.web server (tests/support/echo_server.py) and odd raw servers: multipart uploads,
+cookie rules, gzip and chunked bodies, keep-alive, proxies, TLS and every odd answer as an error with a reason."""
 
 from __future__ import annotations
 
