@@ -428,6 +428,13 @@ def test_proxies_come_from_the_environment(echo: Echo, monkeypatch: pytest.Monke
     assert echo.seen[-1].url == "http://shop.invalid/x"
 
 
+def test_loopback_is_never_proxied(echo: Echo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: a proxied request would fail
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert run_one(echo, case("direct", [{"status": 200}], path="/x")).outcome == test_results.PASSED
+
+
 def test_no_proxy_sends_a_host_direct(echo: Echo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", echo.url)
     monkeypatch.setenv("NO_PROXY", "shop.invalid")
