@@ -5,9 +5,9 @@ Test cases: a `Pool` holds one keep-alive ClientSession (one TCPConnector) per e
 closed when the run ends; each case attempt gets a `Browser` on it with its own aiohttp.CookieJar
 (real cookie rules: domain, path, expiry; `unsafe` so that IP hosts such as 127.0.0.1 keep cookies).
 Bodies are decompressed (gzip, deflate) and de-chunked by aiohttp; proxies come from the environment
-(HTTP_PROXY, HTTPS_PROXY, NO_PROXY, read once per run; never for loopback); TLS is verified. A header line over 64 KiB and a body over 1 MiB
-(counted while reading, after decompression) are errors. Every failure is an `HttpError` with a
-one-line reason.
+(HTTP_PROXY, HTTPS_PROXY, NO_PROXY, read once per run; never for loopback); TLS is verified. A header
+line over 64 KiB and a body over 1 MiB (counted while reading, after decompression) are errors. Every
+failure is an `HttpError` with a one-line reason.
 
 Health checks: one GET per check, redirects not followed, the body read up to 64 KiB and dropped, each
 check under its own asyncio timeout around resolve + connect + TLS + request + response. A check knows
