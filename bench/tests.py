@@ -1,23 +1,23 @@
-"""Benchmark: `qrm tests run` of 1,000 cases against a fast local server, and the same suite against
-three environments at once (issue 6 item 7). Target: at least 500 cases/s on 2 cores.
+"""Benchmark: `qrm tests run` of 1,000 cases on one environment as a whole process, beside a bare aiohttp
+client process (bench/bare_client.py) doing the same requests and checks at the same concurrency, and
+the ratio qrm/bare. Target: at most 1.5.
 
-Run:  .venv/bin/python bench/tests.py [--cases N] [--concurrency N ...] [--no-threaded]
-The servers are bench/fast_quantum_server.py (raw asyncio, backlog 1024, precomputed responses), one
-subprocess per environment (variants v1, v2, v3), so that they do not share a GIL with the client. The
-workspace has one Project (environments with a `url:`) and one TestSuite of N cases (smoke pages, a JSON
-endpoint, the auth redirect, valid actions with their success flash, invalid actions with their error
-flash). Each scenario runs as a fresh `qrm tests run` process (as a user runs it) and in-process
-(tests_run.run_tests, without Python start-up and imports), at each --concurrency (default 20, 50 and
-100); prints wall time, cases/s and the p50/p95 of the case durations, then the best concurrency. A last
-line, for comparison, runs the one-environment suite (at most 500 cases) against tests/support/quantum_server.py
-(the threaded http.server of the test suite, listen backlog 5).
+Run:  .venv/bin/python bench/tests.py [--cases N] [--concurrency N] [--rounds N] [--profile FILE]
+The server is bench/fast_quantum_server.py (raw asyncio, backlog 1024, precomputed responses) in a
+subprocess of its own, so that it does not share a GIL with the clients. The workspace has one Project
+(an environment with a `url:`) and one TestSuite of N cases (smoke pages, a JSON endpoint, the auth
+redirect, valid actions with their success flash, invalid actions with their error flash); the bare
+client reads the same cases from a JSON file. After a warm-up of each, the two processes alternate for
+--rounds rounds; the medians and their ratio are printed. --profile FILE runs one more `qrm tests run`
+under cProfile and writes its stats to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,68 +25,37 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from reconciler.flows import tests_run  # noqa: E402
-from reconciler.flows.workspace import open_workspace  # noqa: E402
-
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(REPO)}
 SUITE = "bench-suite"
 FAST_SERVER = REPO / "bench" / "fast_quantum_server.py"
-ENVIRONMENTS = ("dev", "staging", "prod")
+BARE_CLIENT = REPO / "bench" / "bare_client.py"
 
 
 @contextmanager
-def fast_servers(count: int) -> Iterator[list[str]]:
-    """`count` fast servers, each its own process; their base URLs."""
-    procs = [subprocess.Popen([sys.executable, str(FAST_SERVER), "--variant", f"v{i + 1}"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=ENV) for i in range(count)]
+def fast_server() -> Iterator[str]:
+    """The fast server in its own process; its base URL."""
+    proc = subprocess.Popen([sys.executable, str(FAST_SERVER), "--variant", "v1"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=ENV)
     try:
-        urls = []
-        for proc in procs:
-            assert proc.stdout is not None
-            line = proc.stdout.readline().strip()
-            if not line.startswith("http://"):
-                sys.exit(f"the fast server did not start: {line!r}")
-            urls.append(line)
-        yield urls
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("http://"):
+            sys.exit(f"the fast server did not start: {line!r}")
+        yield line
     finally:
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.close()  # the server stops when its stdin closes
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def serve_threaded(ports: Any, stop: Any) -> None:
-    """The child process of the comparison: one tests/support/quantum_server.py until `stop` is set."""
-    from tests.support.quantum_server import quantum_server
-
-    with quantum_server("v1") as dev:
-        ports.put(dev.url)
-        stop.wait()
-
-
-@contextmanager
-def threaded_server() -> Iterator[list[str]]:
-    context = multiprocessing.get_context("spawn")
-    ports, stop = context.Queue(), context.Event()
-    child = context.Process(target=serve_threaded, args=(ports, stop), daemon=True)
-    child.start()
-    try:
-        yield [ports.get(timeout=30)]
-    finally:
-        stop.set()
-        child.join(10)
+        assert proc.stdin is not None
+        proc.stdin.close()  # the server stops when its stdin closes
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def templates() -> list[dict[str, Any]]:
@@ -109,98 +78,93 @@ def templates() -> list[dict[str, Any]]:
     ]
 
 
-def write_workspace(root: Path, urls: list[str], count: int) -> list[str]:
+def cases(count: int) -> list[dict[str, Any]]:
     forms = templates()
-    envs = list(ENVIRONMENTS[:len(urls)])
-    cases = [{"id": f"case-{i:04d}", "name": f"case {i}", **forms[i % len(forms)]} for i in range(count)]
+    return [{"id": f"case-{i:04d}", "name": f"case {i}", **forms[i % len(forms)]} for i in range(count)]
+
+
+def write_workspace(root: Path, url: str, count: int) -> None:
     project = {"kind": "Project", "name": "bench", "services": {"web": {"type": "app"}},
-               "environments": {env: {"url": url} for env, url in zip(envs, urls, strict=True)}}
-    suite = {"kind": "TestSuite", "name": SUITE, "project": "bench", "environments": envs, "cases": cases}
+               "environments": {"dev": {"url": url}}}
+    suite = {"kind": "TestSuite", "name": SUITE, "project": "bench", "environments": ["dev"], "cases": cases(count)}
     (root / "manifests").mkdir(parents=True, exist_ok=True)
     (root / "manifests" / "bench.yaml").write_text(yaml.dump_all([project, suite], Dumper=yaml.CSafeDumper))
-    return envs
 
 
-def report_durations(root: Path, envs: list[str]) -> tuple[list[float], dict[str, int]]:
-    durations: list[float] = []
-    outcomes: dict[str, int] = {}
-    for env in envs:
-        report = yaml.load((root / "reports" / "tests" / SUITE / f"{env}.yaml").read_text(), Loader=yaml.CSafeLoader)
-        for r in report["results"]:
-            durations.append(float(r.get("duration_ms", 0.0)))
-            outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
-    return durations, outcomes
+def write_bare_cases(path: Path, count: int) -> None:
+    plain = [{"method": c["request"].get("method", "GET"), "path": c["request"]["path"],
+              "form": c["request"].get("form"), "expect": c["expect"]} for c in cases(count)]
+    path.write_text(json.dumps(plain))
 
 
-def percentile(values: list[float], p: float) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+@dataclass
+class Timing:
+    wall: float  # seconds, the whole process
+    cpu: float  # user + system seconds of the process (less sensitive than wall to other load on the machine)
+    counts: str
 
 
-def show(label: str, wall: float, durations: list[float], outcomes: dict[str, int]) -> float:
-    n = len(durations)
-    rate = n / wall
-    print(f"{label:<36} {n:5d} cases {wall:6.2f} s {rate:7.0f} cases/s  p50 {percentile(durations, 50):5.1f} ms"
-          f"  p95 {percentile(durations, 95):5.1f} ms  " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
-    return rate
+def timed(command: list[str]) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=ENV)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return proc, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def run_process(label: str, urls: list[str], count: int, concurrency: int) -> float:
-    """A fresh `qrm tests run` process in a fresh workspace; cases/s."""
-    with tempfile.TemporaryDirectory(prefix="qrm-bench-tests-") as tmp:
-        root = Path(tmp)
-        envs = write_workspace(root, urls, count)
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "reconciler", "-C", str(root), "tests", "run", SUITE,
-                               "--concurrency", str(concurrency)], capture_output=True, text=True, env=ENV)
-        wall = time.perf_counter() - start
-        if proc.returncode not in (0, 3):
-            sys.exit(f"qrm tests run failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-        return show(label, wall, *report_durations(root, envs))
+def run_qrm(root: Path, concurrency: int, profile: Path | None = None) -> Timing:
+    """A fresh `qrm tests run` process in the workspace (its cache, registry and reports kept from the
+    warm-up, as a user's workspace has them); the outcome counts of its report."""
+    python = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
+    proc, wall, cpu = timed([*python, "-m", "reconciler", "-C", str(root), "tests", "run", SUITE,
+                             "--concurrency", str(concurrency)])
+    if proc.returncode not in (0, 3):
+        sys.exit(f"qrm tests run failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    report = yaml.load((root / "reports" / "tests" / SUITE / "dev.yaml").read_text(), Loader=yaml.CSafeLoader)
+    return Timing(wall, cpu, ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v))
 
 
-def run_in_process(label: str, urls: list[str], count: int, concurrency: int) -> float:
-    """tests_run.run_tests in this process, in a fresh workspace; cases/s."""
-    with tempfile.TemporaryDirectory(prefix="qrm-bench-tests-") as tmp:
-        root = Path(tmp)
-        write_workspace(root, urls, count)
-        start = time.perf_counter()
-        outcome = tests_run.run_tests(open_workspace(root, None), SUITE, [], concurrency=concurrency)
-        wall = time.perf_counter() - start
-        results = [r for run in outcome.runs for r in run.results]
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.outcome] = counts.get(r.outcome, 0) + 1
-        return show(label, wall, [r.duration_ms for r in results], counts)
+def run_bare(cases_file: Path, url: str, concurrency: int) -> Timing:
+    proc, wall, cpu = timed([sys.executable, str(BARE_CLIENT), str(cases_file), url, str(concurrency)])
+    if proc.returncode != 0:
+        sys.exit(f"the bare client failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return Timing(wall, cpu, proc.stdout.strip())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50, 100])
-    parser.add_argument("--no-threaded", action="store_true", help="skip the threaded-server comparison line")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", type=Path, help="also run qrm once under cProfile, stats to this file")
     args = parser.parse_args()
-    print(f"{args.cases} cases per environment, concurrency {', '.join(map(str, args.concurrency))}, "
-          f"{os.cpu_count()} CPUs; fast servers: bench/fast_quantum_server.py, one process each")
-    best: dict[str, tuple[float, int]] = {}
-    with fast_servers(len(ENVIRONMENTS)) as urls:
-        run_in_process("warm-up (in-process, not counted)", urls[:1], min(args.cases, 200), args.concurrency[0])
-        for scenario, targets in (("1 env", urls[:1]), ("3 envs", urls)):
-            for concurrency in args.concurrency:
-                for mode, run in (("process", run_process), ("in-process", run_in_process)):
-                    label = f"{scenario}, {mode}, c={concurrency}"
-                    rate = run(label, targets, args.cases, concurrency)
-                    key = f"{scenario}, {mode}"
-                    if rate > best.get(key, (0.0, 0))[0]:
-                        best[key] = (rate, concurrency)
-    if not args.no_threaded:
-        with threaded_server() as urls:
-            run_process("1 env, process, c=20 (threaded srv)", urls, min(args.cases, 500), 20)
-    print("best:")
-    for key, (rate, concurrency) in best.items():
-        verdict = "meets" if rate >= 500 else "misses"
-        print(f"  {key:<20} {rate:7.0f} cases/s at --concurrency {concurrency} ({verdict} the 500 cases/s target)")
+    print(f"{args.cases} cases, one environment, concurrency {args.concurrency}, {os.cpu_count()} CPUs; "
+          "server: bench/fast_quantum_server.py in its own process")
+    with tempfile.TemporaryDirectory(prefix="qrm-bench-tests-") as tmp, fast_server() as url:
+        root, cases_file = Path(tmp) / "ws", Path(tmp) / "cases.json"
+        write_workspace(root, url, args.cases)
+        write_bare_cases(cases_file, args.cases)
+        run_qrm(root, args.concurrency)  # warm-up: .pyc files, the page cache, the server's response cache
+        run_bare(cases_file, url, args.concurrency)
+        qrm: list[Timing] = []
+        bare: list[Timing] = []
+        for i in range(args.rounds):
+            qrm.append(run_qrm(root, args.concurrency))
+            bare.append(run_bare(cases_file, url, args.concurrency))
+            print(f"round {i + 1}: qrm tests run {qrm[-1].wall:5.2f} s (cpu {qrm[-1].cpu:4.2f} s; {qrm[-1].counts}); "
+                  f"bare aiohttp client {bare[-1].wall:5.2f} s (cpu {bare[-1].cpu:4.2f} s; {bare[-1].counts}); "
+                  f"ratio {qrm[-1].wall / bare[-1].wall:.2f}")
+        qrm_wall, bare_wall = statistics.median(t.wall for t in qrm), statistics.median(t.wall for t in bare)
+        qrm_cpu, bare_cpu = statistics.median(t.cpu for t in qrm), statistics.median(t.cpu for t in bare)
+        ratio = qrm_wall / bare_wall
+        print(f"median: qrm tests run {qrm_wall:.2f} s ({args.cases / qrm_wall:.0f} cases/s, cpu {qrm_cpu:.2f} s), "
+              f"bare aiohttp client {bare_wall:.2f} s ({args.cases / bare_wall:.0f} cases/s, cpu {bare_cpu:.2f} s)")
+        print(f"ratio qrm/bare: {ratio:.2f} wall ({'meets' if ratio <= 1.5 else 'misses'} the 1.5 target), "
+              f"{qrm_cpu / bare_cpu:.2f} cpu")
+        if args.profile:
+            run_qrm(root, args.concurrency, args.profile)
+            print(f"profile of one qrm tests run: {args.profile} (python -m pstats {args.profile})")
 
 
 if __name__ == "__main__":

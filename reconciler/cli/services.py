@@ -82,8 +82,8 @@ def services_discover(ctx: click.Context, name: str, service_type: str | None, t
 @click.option("--json", "as_json", is_flag=True, help="Print the round as JSON (what reports/health.yaml holds).")
 @click.option("--fail-on", type=click.Choice(["never", "warning", "critical"]), default="never", show_default=True,
               help="Exit 1 when a service ends critical (critical), or warning or critical (warning).")
-@click.option("--concurrency", type=click.IntRange(1, 5000), default=200, show_default=True,
-              help="Checks in flight at once.")
+@click.option("--concurrency", type=click.IntRange(1, 5000), default=1000, show_default=True,
+              help="Checks in flight at once (bounded by the open-files limit, which is raised when it can be).")
 @click.pass_context
 @reports_errors
 def services_health(ctx: click.Context, as_json: bool, fail_on: str, concurrency: int) -> int:

@@ -1,6 +1,6 @@
 """Health checks as pure values: what to check, Consul's status rules, and the health report.
 
-The probing itself (sockets, TLS, HTTP) is in probes.py; this module only decides.
+The probing itself is in edges (HTTP(S) in http_client.py, TCP in probes.py); this module only decides.
 
 Consul's semantics, as its agent implements them (agent/checks, StatusHandler):
 - a new check starts `critical`;

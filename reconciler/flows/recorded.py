@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.core import summary
 from reconciler.core.errors import NoRegistryError
 from reconciler.core.state import ForeignAllocation, RecordedState
-from reconciler.edges.registry import Registry
 from reconciler.flows import committed_reports
 from reconciler.flows.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reconciler.edges.registry import Registry
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -28,6 +31,8 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
         return None
     # A shared registry (named by --registry, QRM_REGISTRY or qrm.yaml) is scoped to this workspace's
     # rows; the private .qrm/registry.db holds only this workspace's rows, whatever its name was.
+    from reconciler.edges.registry import Registry  # here: SQLAlchemy costs ~0.25 s of a start, not every use needs it
+
     try:
         return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create)
     except NoRegistryError:

@@ -1,7 +1,8 @@
 """Use cases of `qrm services`: the catalog with health, discovery, and a health round.
 
 A round reads the registered services (the registry, or the lock file in a fresh clone), turns
-each into a check (pure), runs all checks at once (probes), applies Consul's status rules to the
+each into a check (pure), runs all checks at once on one asyncio loop (HTTP(S) checks through
+reconciler.edges.http_client, TCP connects through probes, name lookups shared), applies Consul's status rules to the
 previous records inside one registry transaction (pure rules, one bulk write), and writes
 reports/health.yaml atomically.
 """
@@ -17,17 +18,18 @@ from typing import Any
 
 from reconciler.core import health
 from reconciler.core.errors import QrmError
-from reconciler.core.health import CheckSpec, Discovery, HealthRecord, ServiceHealth
+from reconciler.core.health import CheckResult, CheckSpec, Discovery, HealthRecord, ServiceHealth
 from reconciler.core.models import LOCALHOST
 from reconciler.core.state import RecordedService
 from reconciler.edges import files, probes
-from reconciler.flows.desired import validate
 from reconciler.flows.recorded import open_registry, read_recorded
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
 LOCALHOST_ADDRESS = "127.0.0.1"
-DEFAULT_CONCURRENCY = 200
+# Every check of a 1,000-service fleet in flight at once: with fewer slots, a slot a hanging service holds
+# is held for its whole timeout, and the checks queued behind them end a round late.
+DEFAULT_CONCURRENCY = 1000
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ def host_addresses(ws: Workspace, services: list[RecordedService]) -> dict[str, 
     if all(s.host == LOCALHOST for s in services):
         return addresses
     try:
+        from reconciler.flows.desired import validate  # here: the manifests only for services on other hosts
+
         desired, problems = validate(ws)
     except QrmError as exc:
         log.warning("cannot read Host addresses from the manifests (%s); checking hosts by name", exc)
@@ -117,6 +121,39 @@ def host_addresses(ws: Workspace, services: list[RecordedService]) -> dict[str, 
         log.warning("the manifests have %d problem(s); using the Host addresses that could be read", len(problems))
     addresses.update({name: host.address for name, host in desired.hosts.items()})
     return addresses
+
+
+def run_checks(specs: list[CheckSpec], concurrency: int = DEFAULT_CONCURRENCY) -> list[CheckResult]:
+    """Every check at once on one loop, at most `concurrency` in flight (and no more than the open-files limit,
+    raised if it can be, allows); one result per spec, in order.
+
+    HTTP(S) checks go to the aiohttp edge, TCP checks to probes; they share one bound and one set of
+    name lookups, so a round takes about the longest timeout whatever the mix. Never raises for what a
+    service does."""
+    if not specs:
+        return []
+    import asyncio  # here: `qrm services list` and discover need neither asyncio nor aiohttp
+
+    http = [s for s in specs if s.kind == "http"]
+    tcp = [s for s in specs if s.kind != "http"]
+
+    async def round_() -> list[CheckResult]:
+        limit = asyncio.Semaphore(probes.open_files_for(min(max(1, concurrency), len(specs))))
+        lookups = probes.Lookups()
+        try:
+            if http:
+                from reconciler.edges import http_client
+
+                http_results, tcp_results = await asyncio.gather(
+                    http_client.check_all(http, limit, lookups.resolve), probes.check_all(tcp, limit, lookups))
+            else:
+                http_results, tcp_results = [], await probes.check_all(tcp, limit, lookups)
+        finally:
+            lookups.close()
+        by_kind = {"http": iter(http_results), "tcp": iter(tcp_results)}
+        return [next(by_kind["http" if s.kind == "http" else "tcp"]) for s in specs]
+
+    return asyncio.run(round_())
 
 
 def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> HealthRound:
@@ -131,7 +168,7 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
         specs = [health.check_spec(s, addresses.get(s.host, s.host)) for s in services]
         round_start = time.time()
         start = time.perf_counter()
-        results = probes.run_checks(specs, concurrency)
+        results = run_checks(specs, concurrency)
         probe_seconds = time.perf_counter() - start
         timestamps = [_iso(r.started_at) for r in results]
 

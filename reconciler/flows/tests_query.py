@@ -1,4 +1,4 @@
-"""Query cases of `qrm tests run`: HTTP cases go to reconciler.edges.http_tests, query cases (type query, or a
+"""Query cases of `qrm tests run`: HTTP cases go to reconciler.flows.tests_http, query cases (type query, or a
 request with sql) to reconciler.edges.query_tests, one environment and case at a time in a small thread pool.
 
 A query case runs on the project's datasource named by `request.datasource`. When the datasource has
@@ -23,8 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING
 
 from reconciler.core import secret_scope
 from reconciler.core.app_config import AppConfig, AppDatasource
@@ -43,7 +42,11 @@ from reconciler.core.test_results import (
     Target,
     skip_reason,
 )
-from reconciler.edges import http_tests, manifest_files, query_tests, sops
+from reconciler.edges import manifest_files
+from reconciler.flows import tests_http
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 QUERY_THREADS = 4
 
@@ -64,6 +67,8 @@ class _Passwords:
     def value(self, key: str) -> str:
         with self._lock:
             if self._plain is None and self._error is None:
+                from reconciler.edges import sops
+
                 try:
                     encrypted = sops.read_file(self.secrets_file, "secrets.enc")
                     if encrypted is None:
@@ -96,6 +101,8 @@ Address = Callable[[str, str], tuple[str, int]]  # (environment, service) -> (ho
 
 def _engine(root: Path, project: Project, environment: str, name: str, password: str | None,
             address: Address | None) -> Engine:
+    from reconciler.edges import query_tests
+
     datasource = project.datasources[name]
     if datasource.driver != "postgresql":
         return query_tests.datasource_engine(datasource.driver, datasource.database, root)
@@ -139,6 +146,8 @@ def _app_password(desired: DesiredState, project: Project, environment: str, sou
 
 
 def _app_engine(root: Path, project: Project, app: AppConfig, source: AppDatasource, password: str | None) -> Engine:
+    from reconciler.edges import query_tests
+
     missing = source.missing()
     if missing:
         raise QrmError(f"datasource {source.name!r} of {app.file}: its connection details are incomplete "
@@ -174,6 +183,8 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
                    app: AppConfig | str | None = None) -> CaseResult:
     """One query case on one environment. app: the project's quantum.config.yaml (app_config), needed only
     for a datasource the Project does not declare."""
+    from reconciler.edges import query_tests  # here: SQLAlchemy only when a suite has query cases
+
     def result(outcome: str, reason: str = "", attempt: Attempt | None = None) -> CaseResult:
         attempts = (attempt,) if attempt is not None else ()
         return CaseResult(case.id, case.name, case.type, target.environment, outcome, attempts, reason,
@@ -201,13 +212,13 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
 
 def run_suite_cases(
     root: Path, desired: DesiredState, suite: TestSuite, targets: Sequence[Target],
-    concurrency: int = http_tests.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
+    concurrency: int = tests_http.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
     address: Address | None = None,
 ) -> list[CaseResult]:
     """Every case of the suite against every target; results in (target, case) order."""
     http = [c for c in suite.cases if not is_query(c)]
     queries = [c for c in suite.cases if is_query(c)]
-    results = http_tests.run_cases(http, targets, concurrency, on_result) if http else []
+    results = tests_http.run_cases(http, targets, concurrency, on_result) if http else []
     if queries:
         project = desired.projects[suite.project]
         passwords = _Passwords(root / "secrets.enc")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.health import CRITICAL, PASSING, WARNING, CheckResult, CheckSpec
-from reconciler.edges import probes
+from reconciler.flows.services import run_checks
 from tests.support.healthservers import Certificates, Servers, running
 
 TIMEOUT = 0.3
@@ -151,7 +151,7 @@ def table_round(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> d
     saved = os.environ.get("SSL_CERT_FILE")
     os.environ["SSL_CERT_FILE"] = str(certs.ca_file)
     try:
-        results = probes.run_checks(specs)
+        results = run_checks(specs)
     finally:
         if saved is None:
             del os.environ["SSL_CERT_FILE"]
@@ -188,7 +188,7 @@ def test_twenty_hanging_services_time_out_together_each_after_its_own_timeout(se
     port = servers.hang()
     specs = [CheckSpec(service=f"hang-{i:02d}", kind="http", scheme="http", address="127.0.0.1", port=port,
                        path="/health", timeout=0.5) for i in range(20)]
-    results = probes.run_checks(specs)
+    results = run_checks(specs)
 
     assert [r.service for r in results] == [s.service for s in specs]
     assert {(r.status, r.reason) for r in results} == {(CRITICAL, "timed out after 0.5s waiting for the response")}
@@ -201,7 +201,7 @@ def test_concurrency_is_bounded(servers: Servers) -> None:
     port = servers.hang()
     specs = [CheckSpec(service=f"hang-{i}", kind="tcp" if i < 0 else "http", scheme="http", address="127.0.0.1",
                        port=port, path="/", timeout=0.2) for i in range(6)]
-    results = probes.run_checks(specs, concurrency=2)
+    results = run_checks(specs, concurrency=2)
 
     assert all(r.status == CRITICAL for r in results)
     spans = intervals(results)
@@ -212,14 +212,14 @@ def test_concurrency_is_bounded(servers: Servers) -> None:
 
 def test_a_refused_check_does_not_wait_for_its_timeout(servers: Servers) -> None:
     port = servers.refused()
-    [result] = probes.run_checks([CheckSpec(service="r", kind="tcp", scheme="tcp", address="127.0.0.1", port=port,
+    [result] = run_checks([CheckSpec(service="r", kind="tcp", scheme="tcp", address="127.0.0.1", port=port,
                                             path=None, timeout=30)])
     assert result.status == CRITICAL
     assert result.latency_ms < 5000
 
 
 def test_no_checks_is_an_empty_round() -> None:
-    assert probes.run_checks([]) == []
+    assert run_checks([]) == []
 
 
 def test_the_https_round_trusts_ssl_cert_file(servers: Servers, tmp_path: Path,
@@ -229,9 +229,9 @@ def test_the_https_round_trusts_ssl_cert_file(servers: Servers, tmp_path: Path,
     spec = CheckSpec(service="tls", kind="http", scheme="https", address="127.0.0.1", port=port, path="/h",
                      timeout=2)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    [untrusted] = probes.run_checks([spec])
+    [untrusted] = run_checks([spec])
     monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca_file))
-    [trusted] = probes.run_checks([spec])
+    [trusted] = run_checks([spec])
 
     assert untrusted.status == CRITICAL and "certificate verify failed" in untrusted.reason
     assert (trusted.status, trusted.reason) == (PASSING, "HTTP 204")

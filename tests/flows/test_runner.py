@@ -1,6 +1,8 @@
 """`qrm tests run` against real Quantum-like servers on 127.0.0.1 (tests/support/quantum_server.py): every
 assertion kind passing and failing, flashes, auth redirects, cookie jars, Referer, retries, timeouts,
-protected environments, two environments at once, the reports, JUnit XML and the exit code."""
+protected environments, two environments at once, the reports, JUnit XML and the exit code. The aiohttp
+client against an aiohttp.web server (tests/support/echo_server.py) and odd raw servers: multipart uploads,
+cookie rules, gzip and chunked bodies, keep-alive, proxies, TLS and every odd answer as an error with a reason."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +18,11 @@ import yaml
 
 from reconciler.core import test_results
 from reconciler.core.assertions import Response, evaluate, parse_json_path
-from reconciler.core.models import Assertion, TestCase
+from reconciler.core.models import Assertion, TestCase, UploadFile
 from reconciler.core.test_results import Target
-from reconciler.edges.http_tests import run_cases
+from reconciler.flows.tests_http import run_cases, upload_bytes
+from tests.support.echo_server import Echo, echo_server
+from tests.support.healthservers import Certificates, running
 from tests.support.quantum_server import Running, quantum_server
 from tests.support.workspace import Workspace
 
@@ -40,8 +45,9 @@ def case(id: str, expect: list[dict[str, Any]], **request: Any) -> TestCase:
                                     "expect": expect, **extra})
 
 
-def run_one(server: Running, c: TestCase, protected: bool = False) -> test_results.CaseResult:
-    [result] = run_cases([c], [Target("dev", server.url, protected)])
+def run_one(server: Running | Echo, c: TestCase, protected: bool = False,
+            base_url: str | None = None) -> test_results.CaseResult:
+    [result] = run_cases([c], [Target("dev", base_url or server.url, protected)])
     return result
 
 
@@ -332,3 +338,136 @@ cases:
     [document] = json.loads(result.stdout)
     assert document["environments"]["dev"]["base_url"] == f"http://127.0.0.1:{port}/app"
     assert document["environments"]["dev"]["passed"] == 1  # /app/ is not a component here: 404
+
+
+# --- the client (aiohttp): uploads, cookie rules, encodings, keep-alive, proxies, TLS ---------------
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[Echo]:
+    with echo_server() as running:
+        yield running
+
+
+@pytest.mark.parametrize(("file", "expected"), [
+    (UploadFile(filename="a.txt", content="héllo"), "héllo".encode()),
+    (UploadFile(filename="a.bin", size=0), b""),
+    (UploadFile(filename="a.bin", size=5), b"qrm-u"),
+    (UploadFile(filename="a.bin", size=25), b"qrm-upload-qrm-upload-qrm"),
+], ids=["content", "empty", "short", "repeated"])
+def test_an_upload_sends_its_content_else_size_generated_bytes(file: UploadFile, expected: bytes) -> None:
+    assert upload_bytes(file) == expected
+
+
+def test_a_case_with_files_posts_multipart_form_data_with_its_fields(echo: Echo) -> None:
+    c = case("upload", [{"status": 200},
+                        {"json_path": {"path": "$.content_type", "equals": "multipart/form-data"}},
+                        {"json_path": {"path": "$.parts.cv.filename", "equals": "cv.pdf"}},
+                        {"json_path": {"path": "$.parts.cv.size", "equals": 3000}},
+                        {"json_path": {"path": "$.parts.note.value", "equals": "true"}}],
+             method="POST", path="/upload", form={"title": "Dr", "note": True},
+             files={"cv": {"filename": "cv.pdf", "content_type": "application/pdf", "size": 3000},
+                    "letter": {"filename": "letter.txt", "content_type": "text/plain", "content": "Dear Sir"}})
+    before = len(echo.uploads)
+    result = run_one(echo, c)
+    assert result.outcome == test_results.PASSED, result.reason
+    [parts] = echo.uploads[before:]
+    assert parts == {
+        "title": {"value": "Dr"},
+        "note": {"value": "true"},
+        "cv": {"filename": "cv.pdf", "content_type": "application/pdf", "size": 3000, "head": "qrm-upload-qrm-upload-"},
+        "letter": {"filename": "letter.txt", "content_type": "text/plain", "size": 8, "head": "Dear Sir"},
+    }
+
+
+def test_the_cookie_jar_follows_real_cookie_rules(echo: Echo) -> None:
+    """Path, expiry and domain are honoured on the followed redirect, and the IP host keeps its cookies."""
+    c = case("cookies", [{"status": 302}, {"redirect": "/echo"}, {"no_errors": True}], path="/cookies")
+    result = run_one(echo, c)
+    assert result.outcome == test_results.PASSED, result.reason
+    followed = [s for s in echo.seen if s.path == "/echo"][-1]
+    assert followed.cookie == "kept=1"
+
+
+@pytest.mark.parametrize(("expect", "followed"), [
+    ([{"status": 302}, {"redirect": "/echo"}], False),
+    ([{"status": 302}, {"flash": "x"}], True),
+    ([{"status": 302}, {"no_errors": True}], True),
+], ids=["nothing-reads-it", "flash", "no_errors"])
+def test_a_redirect_is_followed_only_when_an_assertion_reads_the_page_it_leads_to(
+        echo: Echo, expect: list[dict[str, Any]], followed: bool) -> None:
+    before = len(echo.seen)
+    run_one(echo, case("redirect", expect, path="/cookies"))
+    assert [s.path for s in echo.seen[before:]] == (["/cookies", "/echo"] if followed else ["/cookies"])
+
+
+@pytest.mark.parametrize("path", ["/gzip", "/chunked"])
+def test_compressed_and_chunked_bodies_are_decoded(echo: Echo, path: str) -> None:
+    expect = {"/gzip": "compressed page compressed page", "/chunked": "<p>chunk 0</p><p>chunk 1</p>"}[path]
+    result = run_one(echo, case("decoded", [{"status": 200}, {"contains": expect}], path=path))
+    assert result.outcome == test_results.PASSED, result.reason
+
+
+def test_the_cases_of_an_environment_share_keep_alive_connections(echo: Echo) -> None:
+    before = len(echo.seen)
+    cases = [case(f"k{i}", [{"status": 200}], path=f"/page/{i}") for i in range(40)]
+    results = run_cases(cases, [Target("dev", echo.url)], concurrency=4)
+    assert all(r.outcome == test_results.PASSED for r in results)
+    seen = echo.seen[before:]
+    assert len(seen) == 40
+    assert len({s.connection for s in seen}) <= 8  # 40 requests on the few connections of 4 workers
+
+
+def test_proxies_come_from_the_environment(echo: Echo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host only the proxy can reach: the request goes to HTTP_PROXY in absolute form."""
+    monkeypatch.setenv("HTTP_PROXY", echo.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    result = run_one(echo, case("proxied", [{"status": 200}, {"contains": "answered GET http://shop.invalid/x"}],
+                                path="/x"), base_url="http://shop.invalid")
+    assert result.outcome == test_results.PASSED, result.reason
+    assert echo.seen[-1].url == "http://shop.invalid/x"
+
+
+def test_loopback_is_never_proxied(echo: Echo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: a proxied request would fail
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert run_one(echo, case("direct", [{"status": 200}], path="/x")).outcome == test_results.PASSED
+
+
+def test_no_proxy_sends_a_host_direct(echo: Echo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", echo.url)
+    monkeypatch.setenv("NO_PROXY", "shop.invalid")
+    before = len(echo.seen)
+    result = run_one(echo, case("direct", [{"status": 200}], path="/x"), base_url="http://shop.invalid")
+    assert result.outcome == test_results.ERROR and result.reason.startswith("cannot resolve shop.invalid"), result
+    assert len(echo.seen) == before
+
+
+def test_tls_is_verified(tmp_path: Path) -> None:
+    certs = Certificates(tmp_path)
+    with running() as servers:
+        port = servers.status(200, tls=certs.server_context("localhost", self_signed=True))
+        [result] = run_cases([case("tls", [{"status": 200}], path="/")], [Target("dev", f"https://127.0.0.1:{port}")])
+    assert result.outcome == test_results.ERROR
+    assert result.reason == (f"TLS handshake with 127.0.0.1:{port} failed: certificate verify failed "
+                             "(self-signed certificate)")
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (b"", "the connection closed before a response"),
+    (b"HTTP/1.1 200 OK\r\nContent-", "the connection closed mid-response"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP response: 'SSH-2.0-OpenSSH_9.2'"),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", "response headers larger than 64 KiB"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", "the response ended early after 3 body bytes"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\nabc", "response body larger than 1 MB"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+     "a malformed response: Invalid character in chunk size"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello",
+     "a malformed response: Invalid character in Content-Length"),
+], ids=["closed", "closed-mid-head", "not-http", "huge-header", "short-body", "huge-length", "bad-chunk", "bad-length"])
+def test_odd_answers_are_errors_with_a_clear_reason(answer: bytes, reason: str) -> None:
+    with running() as servers:
+        port = servers.raw(answer)
+        [result] = run_cases([case("odd", [{"status": 200}], path="/")], [Target("dev", f"http://127.0.0.1:{port}")])
+    assert (result.outcome, result.reason) == (test_results.ERROR, reason)
