@@ -8,7 +8,7 @@ is changed only where its merged content differs, so comments, key order and han
 
 reports/generated-cases/<project>.json (committed, as the suite is) records every case generated, the
 base of the next run's three-way merge: what differs from it in the suite is a hand edit
-(testgen.merge has the rules). Both files are written atomically, and only when they change.
+(suite_merge.merge has the rules). Both files are written atomically, and only when they change.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.core import testgen
+from reconciler.core import suite_merge, testgen
 from reconciler.core.errors import QrmError
 from reconciler.core.models import Assertion, TestCase
 from reconciler.edges import files
@@ -64,12 +64,12 @@ def record_path(ws: Workspace, project: str) -> Path:
     return ws.root / RECORDS_DIR / f"{project}.json"
 
 
-def _read_record(path: Path) -> testgen.Record | None:
+def _read_record(path: Path) -> suite_merge.Record | None:
     text = files.read_text_or_none(path)
     if text is None:
         return None
     try:
-        return testgen.parse_record(text)
+        return suite_merge.parse_record(text)
     except ValueError as exc:
         raise QrmError(f"{path}: {exc}; restore it from git, or remove it (then hand edits of cases of changed "
                        "components are replaced, as with a suite generated before the record)") from None
@@ -127,7 +127,7 @@ def _patch(node: Any, old: dict[str, Any], new: dict[str, Any]) -> None:
             del node[key]
     for position, (key, value) in enumerate(new.items()):
         before = old.get(key)
-        if key in old and testgen.same(before, value):
+        if key in old and suite_merge.same(before, value):
             continue
         if isinstance(value, dict) and isinstance(before, dict) and isinstance(node.get(key), dict):
             _patch(node[key], before, value)
@@ -179,7 +179,7 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         except ValidationError as exc:
             raise QrmError(f"{path}: a case is not valid ({exc.errors()[0]['msg']}); run `qrm validate`") from None
     changed = {p for p, sha in shas.items() if previous.get(p) != sha or not sha}
-    changed |= testgen.outdated(existing, generated, components) & set(shas)
+    changed |= suite_merge.outdated(existing, generated, components) & set(shas)
     record = _read_record(record_file) if text is not None else None
     # The record is the base of a component's cases only when it was written with the suite as it is:
     # a suite restored from elsewhere (an older commit) has other hashes, and follows the older rule.
@@ -190,7 +190,7 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         component = by_path.get(case.component or "")
         return testgen.expectations(component, case, spec.base_path) if component is not None else None
 
-    merged = testgen.merge(existing, generated, shas, changed, previous,
+    merged = suite_merge.merge(existing, generated, shas, changed, previous,
                            base=record.cases if record is not None else None, based=based, refill=refill)
 
     old_nodes = list(doc.get("cases") or [])
@@ -219,7 +219,7 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
     yaml.dump(doc, out)
     written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue())
     where = path.relative_to(ws.root).as_posix() if path.is_relative_to(ws.root) else str(path)
-    record_written = files.write_atomic(record_file, testgen.record_text(project, where, shas, merged.record))
+    record_written = files.write_atomic(record_file, suite_merge.record_text(project, where, shas, merged.record))
     return Generation(
         project=project, suite=str(doc.get("name", f"{project}-auto")), path=path,
         counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import testgen
+from reconciler.core import suite_merge, testgen
 from reconciler.core.components import Action, Component, Form, FormField, Param, Redirect, size_in_bytes
 from reconciler.core.models import TestCase, UploadFile
 
@@ -129,13 +129,13 @@ def _dict(**fields: Any) -> dict[str, Any]:
 ])
 def test_merge_fields(base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any], merged: dict[str, Any],
                       replaced: list[str], kept: list[str]) -> None:
-    assert testgen.merge_fields(base, ours, theirs) == (merged, replaced, kept)
+    assert suite_merge.merge_fields(base, ours, theirs) == (merged, replaced, kept)
 
 
 def test_merge_fields_keeps_the_order_of_the_keys_and_places_a_key_added_by_hand_after_its_neighbour() -> None:
-    merged, _, _ = testgen.merge_fields(_dict(), _dict(retries=2), _dict(writes=True))
+    merged, _, _ = suite_merge.merge_fields(_dict(), _dict(retries=2), _dict(writes=True))
     assert list(merged) == ["id", "name", "type", "component", "request", "expect", "retries", "writes"]
-    merged, _, _ = testgen.merge_fields({"a": 1}, {"x": 0, "a": 1}, {"a": 1, "b": 2})
+    merged, _, _ = suite_merge.merge_fields({"a": 1}, {"x": 0, "a": 1}, {"a": 1, "b": 2})
     assert list(merged) == ["x", "a", "b"]
 
 
@@ -155,7 +155,7 @@ def test_merge_with_a_base_keeps_edits_and_names_each_one_replaced() -> None:
                 _case("b.q#page", name="edited")]
     generated = [_case("a.q#one"), _case("a.q#two", name="changed"), _case("a.q#deleted"),
                  _case("a.q#back", name="changed"), _case("a.q#new")]
-    merged = testgen.merge(existing, generated, current={"a.q"}, changed={"a.q"}, previous={"a.q", "b.q"},
+    merged = suite_merge.merge(existing, generated, current={"a.q"}, changed={"a.q"}, previous={"a.q", "b.q"},
                            base=base, based={"a.q", "b.q"})
     assert [(c.id, c.name) for c in merged.cases] == [
         ("a.q#one", "edited"), ("a.q#two", "changed"), ("a.q#back", "changed"), ("a.q#new", "x")]
@@ -176,7 +176,7 @@ def test_merge_with_a_base_keeps_edits_and_names_each_one_replaced() -> None:
 def test_a_component_without_a_base_follows_the_older_rule() -> None:
     existing = [_case("a.q#page", name="edited"), _case("b.q#page", name="edited")]
     generated = [_case("a.q#page"), _case("a.q#new"), _case("b.q#page"), _case("b.q#new")]
-    merged = testgen.merge(existing, generated, current={"a.q", "b.q"}, changed={"b.q"}, previous={"a.q", "b.q"})
+    merged = suite_merge.merge(existing, generated, current={"a.q", "b.q"}, changed={"b.q"}, previous={"a.q", "b.q"})
     assert [(c.id, c.name) for c in merged.cases] == [("a.q#page", "edited"), ("b.q#page", "x"), ("b.q#new", "x")]
     assert merged.notes == ()
 
@@ -188,7 +188,7 @@ def test_a_kept_form_value_fills_the_expectations_it_appears_in() -> None:
     assert valid.request.form is not None
     edited = valid.model_copy(update={"request": valid.request.model_copy(
         update={"form": {**valid.request.form, "recipientEmail": "ann@example.org"}})})
-    merged = testgen.merge([edited], generated, current={component.path}, changed=(), previous={component.path},
+    merged = suite_merge.merge([edited], generated, current={component.path}, changed=(), previous={component.path},
                            base=_base(*generated), based={component.path},
                            refill=lambda case: testgen.expectations(component, case))
     result = merged.cases[0]
@@ -203,8 +203,8 @@ def test_a_kept_form_value_fills_the_expectations_it_appears_in() -> None:
 
 def test_the_record_reads_back_what_was_written() -> None:
     cases = [_case("a.q#page", name="Smoke: 😀 \u2028 {x}", writes=True), _case("b.q#page")]
-    text = testgen.record_text("blog", "manifests/tests/blog.yaml", {"b.q": "2", "a.q": "1"}, cases)
-    record = testgen.parse_record(text)
+    text = suite_merge.record_text("blog", "manifests/tests/blog.yaml", {"b.q": "2", "a.q": "1"}, cases)
+    record = suite_merge.parse_record(text)
     assert record.generated_from == {"a.q": "1", "b.q": "2"}
     assert record.cases == _base(*cases)
     lines = text.split("\n")
@@ -222,4 +222,4 @@ def test_the_record_reads_back_what_was_written() -> None:
 ])
 def test_a_broken_record_says_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        testgen.parse_record(text)
+        suite_merge.parse_record(text)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.core import testgen
+from reconciler.core import suite_merge, testgen
 from reconciler.core.components import Component, Param, Query
 from reconciler.core.models import TestCase
 from tests.support import paths, qapps
@@ -552,7 +552,7 @@ def test_merge_rules() -> None:
                 _case("b.q#gone", "b.q"), _case("c.q#page", "c.q"), _case("x.q#custom", kind="custom")]
     generated = [_case("a.q#page", "a.q"), _case("a.q#new", "a.q"), _case("b.q#page", "b.q", name="new"),
                  _case("b.q#added", "b.q")]
-    merged = testgen.merge(existing, generated, current={"a.q", "b.q"}, changed={"b.q"},
+    merged = suite_merge.merge(existing, generated, current={"a.q", "b.q"}, changed={"b.q"},
                            previous={"a.q", "b.q", "c.q"})
     assert [c.id for c in merged.cases] == ["a.q#page", "mine", "b.q#page", "b.q#added", "x.q#custom"]
     assert merged.cases[0].name == "hand edit"
