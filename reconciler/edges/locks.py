@@ -13,13 +13,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reconciler.core.errors import LockedError
+from reconciler.core.errors import LockedError, QrmError
 
 
 @contextmanager
 def workspace_lock(path: Path, timeout: float = 0.0, what: str = "apply") -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        # .qrm/ is a file, or the workspace is on a read-only file system: one line, not a traceback.
+        cause = f"{exc.filename} is a file, not a folder" if isinstance(exc, FileExistsError) else (
+            f"{exc.strerror} ({exc.filename})")
+        raise QrmError(f"cannot create the {what} lock {path}: {cause}") from None
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -43,8 +43,8 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from reconciler.core.errors import AllocationRaceError, NoRegistryError, RegistryError
 from reconciler.core.health import HealthRecord
@@ -282,21 +282,31 @@ class Registry:
     A workspace's private registry is not scoped: all its rows are its own, whatever its name was."""
 
     def __init__(self, url: str, *, owner: str = "", scoped: bool = False, upgrade_to: int = SCHEMA_VERSION,
-                 create: bool = True):
+                 create: bool = True, rebuild: str = ""):
+        """`rebuild` says how a damaged SQLite file is replaced ("run qrm apply, which rebuilds it from
+        ..."), after "move it away and "; every error names the file and that fix, on one line."""
         self.url = url
         self.owner = owner
         self.scoped = scoped
+        self.rebuild = rebuild or "restore it from a backup"
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
             raise RegistryError(f"invalid registry URL {display_url(url)!r}; "
                                 "expected e.g. sqlite:///path/registry.db") from None
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.file = _sqlite_file(parsed.get_backend_name(), parsed.database)
+        if self.file is not None:
+            try:
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryError(_folder_problem(self.file, exc)) from None
         try:
             self.engine: Engine = create_engine(url)
         except Exception as exc:
             raise RegistryError(f"cannot open registry {display_url(url)}: {exc}") from None
+        # Every driver error of every statement (and of connecting) becomes one line naming the
+        # registry and the fix; IntegrityError stays itself (write() turns it into AllocationRaceError).
+        event.listen(self.engine, "handle_error", self._driver_error)
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
         if not create and self._is_empty():
@@ -304,23 +314,25 @@ class Registry:
             raise NoRegistryError(f"registry {display_url(url)} has no qrm tables yet")
         self._upgrade(upgrade_to)
 
+    def _driver_error(self, context: ExceptionContext) -> None:
+        if isinstance(context.sqlalchemy_exception, IntegrityError):
+            return
+        error = _one_line(context.original_exception)
+        if self.file is None:
+            raise RegistryError(f"registry {display_url(self.url)}: {error}")
+        raise RegistryError(_sqlite_problem(self.file, error, self.rebuild))
+
     def _is_empty(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                return not inspect(conn).has_table("meta")
-        except OperationalError as exc:
-            raise RegistryError(f"registry {display_url(self.url)}: {_one_line(exc.orig)}") from None
+        with self.engine.connect() as conn:
+            return not inspect(conn).has_table("meta")
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect().execution_options(qrm_write=True) as conn, conn.begin():
-                yield conn
-        except OperationalError as exc:
-            raise RegistryError(f"registry {display_url(self.url)}: {_one_line(exc.orig)}") from None
+        with self.engine.connect().execution_options(qrm_write=True) as conn, conn.begin():
+            yield conn
 
     def _upgrade(self, target: int) -> None:
         with self._write() as conn:
@@ -433,11 +445,15 @@ class Registry:
                     conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
                     conn.commit()
             return
-        path = _sqlite_path(self.url)
-        if path is None:  # an in-memory database: one process
+        if self.file is None:  # an in-memory database: one process
             yield 0.0
             return
-        fd = os.open(f"{path}.alloc-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = f"{self.file}.alloc-lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RegistryError(f"cannot create the allocation lock {_shown(Path(lock))} beside the registry: "
+                                f"{exc.strerror}: {_elsewhere(self.file.parent)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield time.perf_counter() - started
@@ -676,9 +692,52 @@ def _one_line(error: BaseException | None) -> str:
     return " ".join(str(error).split())
 
 
-def _sqlite_path(url: str) -> str | None:
-    database = make_url(url).database
-    return database if database not in (None, "", ":memory:") else None
+def _sqlite_file(backend: str, database: str | None) -> Path | None:
+    """The file of a SQLite registry; None for a server or an in-memory database."""
+    return Path(database) if backend == "sqlite" and database not in (None, "", ":memory:") else None
+
+
+def _shown(path: Path) -> str:
+    """A path as a user typed it: relative when it is below the current folder."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _elsewhere(folder: Path) -> str:
+    return f"make {_shown(folder)} writable, or name another registry with --registry URL (or QRM_REGISTRY)"
+
+
+def _folder_problem(file: Path, error: OSError) -> str:
+    """Why the folder of a SQLite registry cannot be made, and the fix."""
+    # mkdir names the folder it could not make: the one to make writable is the folder that holds it.
+    blocking = Path(error.filename).parent if error.filename else file.parent
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        # A file where a folder of the path should be (the first one that is not a folder).
+        blocking = next((p for p in reversed(file.parents) if p.exists() and not p.is_dir()), blocking)
+        return (f"cannot create the registry {_shown(file)}: {_shown(blocking)} is a file, not a folder: "
+                "move it away, or name another registry with --registry URL (or QRM_REGISTRY)")
+    return f"cannot create the folder of the registry {_shown(file)}: {error.strerror}: {_elsewhere(blocking)}"
+
+
+def _sqlite_problem(file: Path, error: str, rebuild: str) -> str:
+    """What is wrong with a SQLite registry file, and the fix, from the driver's message and the file
+    itself (SQLite says "unable to open database file" of a directory and of a read-only folder alike)."""
+    shown = _shown(file)
+    replace = f"move it away and {rebuild}"
+    if file.is_dir():
+        return f"{shown} is a directory, not a SQLite database: {replace}"
+    if "file is not a database" in error:
+        return f"{shown} is not a SQLite database (corrupt?): {replace}"
+    if "malformed" in error or "corrupt" in error:
+        return f"{shown} is damaged ({error}): {replace}"
+    if file.parent.is_dir() and not os.access(file.parent, os.W_OK):
+        return (f"{shown}: its folder {_shown(file.parent)} is not writable ({error}; SQLite writes its "
+                f"journal beside the database): {_elsewhere(file.parent)}")
+    if file.exists() and not os.access(file, os.W_OK):
+        return f"{shown} is read-only ({error}): {_elsewhere(file)}"
+    return f"registry {shown}: {error}"
 
 
 # The first key of qrm's advisory locks (the second is hashtext(host)), so they never collide with

@@ -34,9 +34,18 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
     from reconciler.edges.registry import Registry  # here: SQLAlchemy costs ~0.25 s of a start, not every use needs it
 
     try:
-        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create)
+        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create, rebuild=rebuild_hint(ws))
     except NoRegistryError:
         return None  # an empty server database: read-only commands leave it empty
+
+
+def rebuild_hint(ws: Workspace) -> str:
+    """How a damaged SQLite registry is replaced (after "move it away and "): apply restores what this
+    workspace applied from its committed reports (README "Registry")."""
+    if ws.private_registry:
+        return "run qrm apply, which rebuilds it from reports/allocations.yaml"
+    return ("run qrm apply in each workspace that uses it, which rebuilds that workspace's rows from its "
+            "reports/allocations.yaml")
 
 
 def read_recorded(ws: Workspace, registry: Registry | None) -> RecordedState:
