@@ -60,8 +60,9 @@ def validate(ctx: click.Context, as_json: bool) -> int:
 def schema(ctx: click.Context, check: bool) -> int:
     """Write JSON Schemas of every manifest kind to schemas/ (for editors and CI)."""
     from reconciler.flows.init import stale_schemas, write_schemas
+    from reconciler.flows.workspace import workspace_root
 
-    root = Path(ctx.find_root().obj["directory"]).resolve()  # the folder only: no qrm.yaml or registry needed
+    root = workspace_root(Path(ctx.find_root().obj["directory"]))  # the folder only: no qrm.yaml or registry needed
     if check:
         stale = stale_schemas(root)
         for name in stale:

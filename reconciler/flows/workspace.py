@@ -90,10 +90,20 @@ def expand_environment(text: str, where: str) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, text)
 
 
-def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
+def workspace_root(directory: Path) -> Path:
+    """The folder of a workspace: one with qrm.yaml or manifests/. Anything else (a typo in -C, /tmp)
+    is refused before a command reads or creates anything there."""
     root = directory.resolve()
     if not root.is_dir():
         raise QrmError(f"workspace folder {directory} does not exist")
+    if not (root / "qrm.yaml").is_file() and not (root / "manifests").is_dir():
+        raise QrmError(f"{directory} is not a qrm workspace (it has neither qrm.yaml nor manifests/): "
+                       f"run qrm init {directory} to make one, or name a workspace with -C DIR")
+    return root
+
+
+def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
+    root = workspace_root(directory)
     settings = manifest_files.load_settings(root)
     # The identity that owns rows in a shared registry: qrm.yaml name, else the git remote, else the folder.
     identity = settings.name or git_repo.remote_identity(root) or root.name
