@@ -40,30 +40,63 @@ class QrmGroup(click.Group):
             click.echo("Aborted.", err=True)
             code = EXIT_ERROR
         except click.ClickException as exc:
-            exc.show()
-            code = EXIT_ERROR
+            # A usage error found before the command ran (an unknown option): JSON when --json was asked.
+            if _asks_for_json(args):
+                code = json_errors([_unlocated(exc.format_message())])
+            else:
+                exc.show()
+                code = EXIT_ERROR
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def reports_errors(func: F) -> F:
-    """Turn QrmError into a one-line message (a list for manifest errors) and exit code 1; no traceback."""
+    """Turn QrmError into a one-line message (a list for manifest errors) and exit code 1; no traceback.
+
+    A command asked for --json (its `as_json` parameter) gets the errors as a JSON document on stdout
+    instead, {"errors": [...]}, each with file, line, column, field and message (as `validate --json`
+    gives manifest problems; null where an error has no location), so a pipe into jq never breaks."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from reconciler.core.errors import ManifestError, QrmError
 
+        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
         except ManifestError as exc:
+            if as_json:
+                return json_errors([{"file": p.file, "line": p.line, "column": p.column, "field": p.field_name,
+                                     "message": p.message} for p in exc.problems])
             for problem in exc.problems:
                 click.echo(f"error: {problem}", err=True)
             click.echo(f"{exc}; nothing was changed", err=True)
             return EXIT_ERROR
-        except QrmError as exc:
+        except (QrmError, click.ClickException) as exc:
+            if as_json:
+                return json_errors([_unlocated(exc.format_message() if isinstance(exc, click.ClickException)
+                                               else str(exc))])
+            if isinstance(exc, click.ClickException):
+                raise
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR
 
     return cast(F, wrapper)
+
+
+def _unlocated(message: str) -> dict[str, Any]:
+    return {"file": None, "line": None, "column": None, "field": None, "message": message}
+
+
+def json_errors(errors: list[dict[str, Any]]) -> int:
+    """Print {"errors": [...]} on stdout (what --json prints on failure); exit code 1."""
+    import json
+
+    click.echo(json.dumps({"errors": errors}, indent=2))
+    return EXIT_ERROR
+
+
+def _asks_for_json(args: Sequence[str] | None) -> bool:
+    return "--json" in (sys.argv[1:] if args is None else args)
 
 
 def workspace_from(ctx: click.Context) -> Workspace:

@@ -39,9 +39,10 @@ def validate(ctx: click.Context, as_json: bool) -> int:
 
     desired, problems = run_validate(workspace_from(ctx))
     if as_json:
-        click.echo(json.dumps({"valid": not problems, "problems": [
-            {"file": p.file, "line": p.line, "column": p.column, "field": p.field_name, "message": p.message}
-            for p in problems]}, indent=2))
+        found = [{"file": p.file, "line": p.line, "column": p.column, "field": p.field_name, "message": p.message}
+                 for p in problems]
+        # "errors", as every --json failure prints it; "problems", its name before, for existing readers.
+        click.echo(json.dumps({"valid": not problems, "errors": found, "problems": found}, indent=2))
     else:
         for problem in problems:
             click.echo(f"error: {problem}", err=True)

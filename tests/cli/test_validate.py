@@ -325,7 +325,7 @@ def test_the_bundled_example_is_valid(workspace: Workspace) -> None:
     assert result.stdout.startswith("Valid: ")
     as_json = workspace.qrm("validate", "--json")
     assert as_json.exit_code == 0
-    assert json.loads(as_json.stdout) == {"valid": True, "problems": []}
+    assert json.loads(as_json.stdout) == {"valid": True, "errors": [], "problems": []}
 
 
 def test_a_secret_reference_that_resolves_nowhere_names_the_file_line_and_the_scopes_looked_in(
