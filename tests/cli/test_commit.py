@@ -67,6 +67,8 @@ def test_the_commit_author_comes_from_qrm_yaml_else_a_default(workspace: Workspa
 
     ws.write("qrm.yaml", "commit_author: Deploy Bot <deploy@example.com>\n")
     ws.manifest("svc.yaml", services("a", "b"))
+    git(ws.root, "add", "-A")
+    git(ws.root, "commit", "-qm", "add b; a bot commits the reports")
     assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 0
     assert git(ws.root, "log", "-1", "--format=%an <%ae>|%cn").strip() == "Deploy Bot <deploy@example.com>|Deploy Bot"
 
@@ -75,6 +77,8 @@ def test_a_malformed_commit_author_is_a_located_error(workspace: Workspace) -> N
     workspace.manifest("svc.yaml", services("a"))
     ws = repository(workspace)
     ws.write("qrm.yaml", "commit_author: deploy@example.com\n")
+    git(ws.root, "add", "qrm.yaml")
+    git(ws.root, "commit", "-qm", "a malformed author")
     result = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
     assert result.exit_code == 1
     assert "qrm.yaml:1" in result.output and "commit_author" in result.output
