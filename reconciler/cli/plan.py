@@ -105,15 +105,20 @@ def _short_component_changes(components: list[dict[str, str]], per_project: int 
 @click.option("--no-tests", is_flag=True, help="Do not run the auto_run test suites after applying.")
 @click.option("--commit", "commit", is_flag=True,
               help="Commit what changed under reports/ and generated/ (never .env) with the trailer Qrm-Report: true.")
+@click.option("--allow-dirty", is_flag=True,
+              help="With --commit: also apply uncommitted manifests/, secrets.enc, qrm.yaml (the report says +dirty).")
 @_plan_options
 @click.pass_context
 @reports_errors
 def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: float | None, as_json: bool,
-          no_tests: bool, commit: bool, no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
+          no_tests: bool, commit: bool, allow_dirty: bool, no_refresh: bool, targets: tuple[str, ...],
+          excludes: tuple[str, ...]) -> int:
     """Allocate ports, register services and write reports; PLANFILE applies exactly a saved plan.
 
     After every apply that is not cancelled (also one with no changes), the suites marked auto_run
     run; a failing suite with block_on_failure exits 3, and what was applied stays applied.
+    --commit applies only what is committed: it refuses when manifests/, secrets.enc or qrm.yaml
+    differ from HEAD (--allow-dirty: apply them anyway; the report says +dirty).
     """
     from reconciler.core.changes import Plan
     from reconciler.core.report import plan_json, plan_text
@@ -135,11 +140,16 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
         return click.confirm("Apply these changes?", default=False)
 
     ws = workspace_from(ctx)
+    dirty: list[str] = []
     if commit:
         from reconciler.edges.git_repo import is_repository
+        from reconciler.flows.reconcile import require_committed
 
         if not is_repository(ws.root):
             raise click.UsageError(f"--commit needs the workspace to be a git repository; {ws.root} is not one")
+        dirty = require_committed(ws, "apply --commit", allow_dirty)
+    elif allow_dirty:
+        raise click.UsageError("--allow-dirty goes with --commit (plain apply always applies the working tree)")
     outcome = apply_workspace(ws, saved=saved, refresh=not no_refresh, targets=targets,
                               excludes=excludes, lock_timeout=lock_timeout, approve=approve)
     if as_json:
@@ -159,7 +169,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
     if commit:
         from reconciler.flows.reconcile import commit_after_apply
 
-        made = commit_after_apply(ws, outcome.plan, outcome.apply_id, outcome.applied)
+        made = commit_after_apply(ws, outcome.plan, outcome.apply_id, outcome.applied, dirty)
         for skipped in made.skipped:
             click.echo(f"warning: {skipped}", err=True)
         click.echo(f"Committed {made.sha[:12]}: {len(made.paths)} report file(s)." if made.sha

@@ -134,6 +134,26 @@ def secrets_updatekeys(ctx: click.Context) -> int:
     return EXIT_OK
 
 
+@secrets.command("setup-git")
+@click.pass_context
+@reports_errors
+def secrets_setup_git(ctx: click.Context) -> int:
+    """Set up this clone for secrets.enc: .gitattributes, and the merge driver and textconv in its git config.
+
+    git config is per clone and never committed, so run this once in every clone (qrm init does it
+    for the repository it creates). Idempotent.
+    """
+    from reconciler.flows.init import setup_git
+
+    root = Path(ctx.find_root().obj["directory"]).resolve()
+    done = setup_git(root)
+    for line in done:
+        click.echo(line)
+    if not done:
+        click.echo("This clone is already set up: .gitattributes and git config name qrm's merge driver and textconv.")
+    return EXIT_OK
+
+
 @secrets.command("merge-driver")
 @click.argument("base", type=click.Path(dir_okay=False))
 @click.argument("ours", type=click.Path(dir_okay=False))

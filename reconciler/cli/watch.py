@@ -15,11 +15,15 @@ from reconciler.cli.root import EXIT_OK, cli, reports_errors, workspace_from
               help="Re-check health and drift (and pull, with --pull) this often.")
 @click.option("--pull", is_flag=True, help="Fetch and fast-forward from the upstream; push the report commits.")
 @click.option("--no-commit", is_flag=True, help="Write reports but do not commit them.")
+@click.option("--allow-dirty", is_flag=True,
+              help="Also reconcile uncommitted manifests/, secrets.enc and qrm.yaml (reports say +dirty).")
 @click.pass_context
 @reports_errors
-def watch(ctx: click.Context, do_apply: bool, interval: float, pull: bool, no_commit: bool) -> int:
+def watch(ctx: click.Context, do_apply: bool, interval: float, pull: bool, no_commit: bool, allow_dirty: bool) -> int:
     """Reconcile whenever manifests/, secrets.enc, qrm.yaml or a project's .q files change, and on every interval.
 
+    With --apply, or when it commits its reports, it reconciles what is committed: while manifests/,
+    secrets.enc or qrm.yaml differ from HEAD it does nothing and says so (--allow-dirty: go on, +dirty).
     One line per reconcile. SIGTERM or SIGINT finishes the current step and exits 0.
     """
     import signal
@@ -36,7 +40,8 @@ def watch(ctx: click.Context, do_apply: bool, interval: float, pull: bool, no_co
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    options = WatchOptions(apply=do_apply, interval=interval, pull=pull, commit=not no_commit)
+    options = WatchOptions(apply=do_apply, interval=interval, pull=pull, commit=not no_commit,
+                           allow_dirty=allow_dirty)
 
     def emit(line: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")

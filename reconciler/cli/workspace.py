@@ -15,13 +15,19 @@ from reconciler.cli.root import EXIT_ERROR, EXIT_OK, cli, reports_errors, worksp
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @reports_errors
 def init(directory: str) -> int:
-    """Scaffold a workspace in DIRECTORY: qrm.yaml, manifests/, schemas/, .gitignore, .sops.yaml and an age key."""
-    from reconciler.flows.init import init_workspace
+    """Scaffold a workspace in DIRECTORY: qrm.yaml, manifests/, schemas/, .gitignore, .sops.yaml and an age key.
+
+    DIRECTORY becomes a git repository (or joins the one it is in), set up for secrets.enc
+    (.gitattributes, and the merge driver and textconv in this clone's git config).
+    """
+    from reconciler.flows.init import init_workspace, setup_git
     from reconciler.flows.secrets import ensure_key
 
     created = init_workspace(Path(directory))
     for path in created:
         click.echo(f"created {path}")
+    for line in setup_git(Path(directory).resolve(), create=True):
+        click.echo(line)
     key_file, recipient, new_key = ensure_key(Path(directory).resolve())
     click.echo(f"{'created' if new_key else 'using'} age key {key_file} (recipient {recipient}); "
                f".sops.yaml names it as the reader of secrets.enc")

@@ -68,11 +68,15 @@ FieldPath = tuple[str | int, ...]
 
 
 def build_desired(
-    documents: Iterable[tuple[SourceRef, Spec]], secrets: Mapping[str, str] | None = None
+    documents: Iterable[tuple[SourceRef, Spec]], secrets: Mapping[str, str] | None = None,
+    secrets_readable: bool = True,
 ) -> tuple[DesiredState, list[Problem]]:
     """`secrets`: the names in secrets.enc with a fingerprint of each ciphertext (None: there is no
-    secrets.enc), to check every `secret:NAME` reference without a key."""
+    secrets.enc), to check every `secret:NAME` reference without a key. `secrets_readable=False`:
+    secrets.enc exists but could not be read (its own problem says why), so no reference is checked
+    rather than each one reported as missing."""
     builder = _Builder(documents, secrets)
+    builder.check_secrets = secrets_readable
     builder.read_hosts()
     ranges = _ranges(builder.check, builder.of(PortRange), builder.known_host, builder.sources)
     builder.types = {r.port_type for r in ranges}
@@ -95,6 +99,7 @@ class _Builder:
     def __init__(self, documents: Iterable[tuple[SourceRef, Spec]], secrets: Mapping[str, str] | None) -> None:
         self.check = _Checker()
         self.secrets = secrets
+        self.check_secrets = True
         self.by_kind: dict[type[Spec], list[tuple[SourceRef, Spec]]] = {}
         for source, doc in documents:
             self.by_kind.setdefault(type(doc), []).append((source, doc))
@@ -170,7 +175,8 @@ class _Builder:
                     self.check.add(source, ("datasources", ds_name, "service"),
                                    f"unknown project service {datasource.service!r}; expected one of: "
                                    f"{', '.join(sorted(doc.services)) or '(none declared)'}")
-            _secret_references(self.check, source, doc, self.secrets)
+            if self.check_secrets:
+                _secret_references(self.check, source, doc, self.secrets)
             _generated_names(self.check, source, doc)
             for env_name, environment in doc.environments.items():
                 if self.known_host(source, ("environments", env_name, "host"), environment.host):

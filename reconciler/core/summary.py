@@ -51,7 +51,11 @@ def _pending_phrase(counts: Mapping[str, int]) -> str:
 
 
 def _short(revision: str | None) -> str:
-    return f"`{revision[:12]}`" if revision else "(not in git)"
+    """`abc123def456`, keeping a `+dirty` suffix (reconciled from uncommitted changes, --allow-dirty)."""
+    if not revision:
+        return "(not in git)"
+    sha, plus, suffix = revision.partition("+")
+    return f"`{sha[:12]}{plus}{suffix}`"
 
 
 def _cell(text: str) -> str:

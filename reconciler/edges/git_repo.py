@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 DEFAULT_AUTHOR = ("qrm", "qrm@localhost")
 log = logging.getLogger(__name__)
 INDEX_LOCK_RETRIES = 10
+RECONCILED_PATHS = ("manifests", "secrets.enc", "qrm.yaml")  # what a reconcile reads: it must match HEAD to commit
 
 
 def head_revision(root: Path) -> str | None:
-    """The commit the workspace is at, with "+dirty" when manifests differ from it; None outside git."""
+    """The commit the workspace is at, with "+dirty" when manifests/, secrets.enc or qrm.yaml differ from it;
+    None outside git."""
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=False)
@@ -38,7 +40,7 @@ def head_revision(root: Path) -> str | None:
     if head.returncode != 0:
         return None
     revision = head.stdout.strip()
-    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "manifests", "qrm.yaml"],
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", *RECONCILED_PATHS],
                             capture_output=True, text=True, timeout=30, check=False)
     return revision + ("+dirty" if status.stdout.strip() else "")
 
@@ -72,13 +74,57 @@ def _repo(root: Path) -> git.Repo:
     import git
 
     try:
-        return git.Repo(root, search_parent_directories=False)
+        repo = git.Repo(root, search_parent_directories=True)  # a workspace may be a folder of a larger repository
+        repo.qrm_root = root  # type: ignore[attr-defined]  # where _run runs git: paths are relative to the workspace
+        return repo
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise GitError(f"{root} is not a git repository (--commit and watch --pull need one)") from None
 
 
 def is_repository(root: Path) -> bool:
-    return (root / ".git").exists()
+    """Whether `root` is in a git repository (its top folder, or a folder of one)."""
+    return (root / ".git").exists() or toplevel(root) is not None
+
+
+def toplevel(root: Path) -> Path | None:
+    """The top folder of the git repository `root` is in (root itself, or a parent); None outside git."""
+    try:
+        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                               text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else None
+
+
+def ensure_repository(root: Path) -> tuple[Path, bool]:
+    """The repository `root` is in (its top folder), made with `git init` when there is none; and
+    whether it was made now."""
+    import git
+
+    top = toplevel(root)
+    if top is not None:
+        return top, False
+    try:
+        git.Repo.init(root)
+    except git.GitCommandError as exc:
+        raise GitError(f"git init {root} failed: {(exc.stderr or str(exc)).strip()}") from None
+    return root, True
+
+
+def set_config(root: Path, settings: dict[str, str]) -> list[str]:
+    """Set each key of this clone's git config (.git/config) that is not already the value; the keys set."""
+    changed = []
+    for key, value in settings.items():
+        current = subprocess.run(["git", "-C", str(root), "config", "--local", "--get", key], capture_output=True,
+                                 text=True, timeout=10, check=False)
+        if current.returncode == 0 and current.stdout.rstrip("\n") == value:
+            continue
+        done = subprocess.run(["git", "-C", str(root), "config", "--local", key, value], capture_output=True,
+                              text=True, timeout=10, check=False)
+        if done.returncode != 0:
+            raise GitError(f"git config {key} failed: {done.stderr.strip()}")
+        changed.append(key)
+    return changed
 
 
 def _run(repo: git.Repo, *args: str, env: dict[str, str] | None = None) -> str:
@@ -87,7 +133,8 @@ def _run(repo: git.Repo, *args: str, env: dict[str, str] | None = None) -> str:
 
     for attempt in range(INDEX_LOCK_RETRIES + 1):
         try:
-            return str(repo.git.execute(["git", *args], env=env, with_extended_output=False,
+            where = ["-C", str(getattr(repo, "qrm_root", repo.working_dir))]
+            return str(repo.git.execute(["git", *where, *args], env=env, with_extended_output=False,
                                         strip_newline_in_stdout=True))
         except git.GitCommandError as exc:
             detail = (exc.stderr or exc.stdout or "").strip().replace("\n", " ")
@@ -102,17 +149,18 @@ def changed_paths(root: Path, pathspecs: list[str]) -> list[str]:
     """Paths under `pathspecs` that differ from HEAD (modified, new or deleted), ignored files excluded."""
     repo = _repo(root)
     out = _run(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--", *pathspecs)
+    prefix = _run(repo, "rev-parse", "--show-prefix")  # porcelain paths are relative to the repository's top
     paths = []
     for entry in out.split("\0"):
         if len(entry) > 3:
-            paths.append(entry[3:])
+            paths.append(entry[3:].removeprefix(prefix))
     return sorted(set(paths))
 
 
 def text_at_head(root: Path, path: str) -> str | None:
     """The committed text of a file at HEAD, None when HEAD has no such file (or there is no HEAD)."""
     try:
-        shown = subprocess.run(["git", "-C", str(root), "show", f"HEAD:{path}"], capture_output=True, timeout=30,
+        shown = subprocess.run(["git", "-C", str(root), "show", f"HEAD:./{path}"], capture_output=True, timeout=30,
                                check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -270,7 +318,7 @@ def _has_ref(repo: git.Repo, ref: str) -> bool:
 
 def paths_changed_between(root: Path, before: str, after: str) -> list[str]:
     repo = _repo(root)
-    out = _run(repo, "diff", "--name-only", "--no-renames", "-z", before, after)
+    out = _run(repo, "diff", "--name-only", "--relative", "--no-renames", "-z", before, after)
     return sorted(p for p in out.split("\0") if p)
 
 

@@ -83,8 +83,23 @@ class EncryptedSecrets:
 
 # --- reading ---------------------------------------------------------------------------------------
 
+_CONFLICT_MARKER = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+CONFLICT_FIX = ("a git merge ran without qrm's merge driver (it merges secrets.enc by secret); run `qrm secrets "
+                "setup-git` once in this clone, then `git checkout --merge -- secrets.enc` to merge it again with "
+                "the driver (or `git merge --abort` and merge again), then `git add secrets.enc` and commit")
+
+
+def conflict_marker_line(text: str) -> int | None:
+    """The line (1-based) of the first git conflict marker, None when there is none."""
+    found = _CONFLICT_MARKER.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else None
+
+
 def read_encrypted(text: str, label: str) -> EncryptedSecrets:
     """Parse a SOPS YAML file (structure only; no key needed)."""
+    line = conflict_marker_line(text)
+    if line is not None:  # before YAML: "not valid YAML" would hide what happened and how to fix it
+        raise SecretsError(f"{label}: git conflict markers (line {line}): {CONFLICT_FIX}")
     try:
         document = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:

@@ -50,7 +50,7 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
             fingerprints = encrypted.fingerprints()
         except SecretsError as exc:
             secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
-    desired, problems = build_desired(loaded.documents, fingerprints)
+    desired, problems = build_desired(loaded.documents, fingerprints, secrets_readable=not secret_problems)
     problems = secret_problems + problems
     log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
               len(loaded.files), len(loaded.documents), len(desired.instances), len(desired.secrets), len(problems))

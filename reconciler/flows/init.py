@@ -1,4 +1,6 @@
-"""`qrm init` and `qrm schema`: scaffold a workspace, and keep schemas/ current."""
+"""`qrm init`, `qrm secrets setup-git` and `qrm schema`: scaffold a workspace in a git repository,
+set up a clone for secrets.enc (.gitattributes and the merge driver and textconv in its git config),
+and keep schemas/ current."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from pathlib import Path
 
 from reconciler.core.errors import QrmError
 from reconciler.core.schema import MODELINE, json_schemas
-from reconciler.edges import files
+from reconciler.edges import files, git_repo
 
 EXAMPLE_MANIFEST = f"""{MODELINE}
 # Every document under manifests/ has a kind: Host, PortRange, Reservation, Service, Project, TestSuite.
@@ -27,6 +29,39 @@ generated/**/.env
 # temp files of an interrupted write
 .*.tmp
 """
+
+
+GITATTRIBUTES_LINE = "secrets.enc merge=qrm-secrets diff=qrm-secrets"
+# git config is per clone (never committed), so every clone runs `qrm secrets setup-git` once; git runs
+# these commands itself, so `qrm` must be on the PATH of whoever runs git.
+GIT_CONFIG = {
+    "merge.qrm-secrets.name": "qrm secrets.enc merge",
+    "merge.qrm-secrets.driver": "qrm secrets merge-driver %O %A %B",
+    "diff.qrm-secrets.textconv": "qrm secrets textconv",
+}
+
+
+def setup_git(root: Path, *, create: bool = False) -> list[str]:
+    """Make `root`'s clone merge and diff secrets.enc with qrm: `.gitattributes` names the driver, and
+    this clone's git config defines it. `create`: `git init` when `root` is in no repository (else that
+    is an error). Idempotent; returns what it did, one line each (nothing when all was in place)."""
+    done = []
+    if create:
+        top, made = git_repo.ensure_repository(root)
+        if made:
+            done.append(f"created a git repository in {top}")
+    elif git_repo.toplevel(root) is None:
+        raise QrmError(f"{root} is not in a git repository; clone it, or run `git init` first")
+    attributes = root / ".gitattributes"
+    existing = files.read_text_or_none(attributes) or ""
+    if GITATTRIBUTES_LINE not in existing.splitlines():
+        files.write_atomic(attributes, existing + ("\n" if existing and not existing.endswith("\n") else "")
+                           + GITATTRIBUTES_LINE + "\n")
+        done.append(f"{'updated' if existing else 'created'} {attributes} ({GITATTRIBUTES_LINE})")
+    changed = git_repo.set_config(root, GIT_CONFIG)
+    if changed:
+        done.append(f"configured git's qrm-secrets merge driver and textconv in this clone ({', '.join(changed)})")
+    return done
 
 
 def write_schemas(root: Path) -> list[Path]:

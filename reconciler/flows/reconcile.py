@@ -97,6 +97,40 @@ def commit_reports(ws: Workspace, subject: str, details: list[str] | None = None
     return CommitOutcome(sha, keep if sha else [], skipped)
 
 
+# --- the committed state --------------------------------------------------------------------------
+
+def uncommitted(ws: Workspace) -> list[str]:
+    """What a reconcile reads (manifests/, secrets.enc, qrm.yaml) and differs from HEAD: modified, new
+    (untracked) or deleted; empty outside git."""
+    if not git_repo.is_repository(ws.root):
+        return []
+    return git_repo.changed_paths(ws.root, list(git_repo.RECONCILED_PATHS))
+
+
+def dirty_reason(paths: list[str], command: str) -> str:
+    """One line: why `command` refuses a working tree whose reconciled files differ from HEAD."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return (f"{shown} differ(s) from HEAD (not committed); {command} reconciles the committed state: "
+            "commit or stash the change, or add --allow-dirty for a local experiment")
+
+
+def require_committed(ws: Workspace, command: str, allow_dirty: bool) -> list[str]:
+    """The uncommitted paths a reconcile may go on with (--allow-dirty); without it, any is an error."""
+    paths = uncommitted(ws)
+    if paths and not allow_dirty:
+        raise QrmError(dirty_reason(paths, command))
+    return paths
+
+
+def _dirty_line(ws: Workspace, dirty: list[str]) -> list[str]:
+    """The report commit's first detail line when it records uncommitted changes (--allow-dirty)."""
+    if not dirty:
+        return []
+    revision = git_repo.last_change_revision(ws.root) or "(no commit)"
+    return [f"Reconciled {revision[:12]}+dirty: {', '.join(dirty[:10])}{' …' if len(dirty) > 10 else ''} "
+            "not committed (--allow-dirty)", ""]
+
+
 def apply_subject(plan: Plan, apply_id: int | None) -> tuple[str, list[str]]:
     """Subject and detail lines of the commit after an apply."""
     head = f"qrm: apply #{apply_id}" if apply_id is not None else "qrm: reports"
@@ -117,7 +151,7 @@ def _detail(change: Change) -> str:
 @dataclass
 class ReconcileResult:
     trigger: str
-    outcome: str = "no changes"  # applied | no changes | pending | invalid | failed
+    outcome: str = "no changes"  # applied | no changes | pending | invalid | failed | dirty (refused, nothing done)
     counts: dict[str, int] | None = None
     problems: list[str] = field(default_factory=list)
     tests: list[str] = field(default_factory=list)
@@ -126,6 +160,7 @@ class ReconcileResult:
     pushed: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    dirty: list[str] = field(default_factory=list)  # uncommitted reconciled files it went on with (--allow-dirty)
 
     def line(self) -> str:
         """The one log line of this reconcile."""
@@ -155,11 +190,16 @@ def _timed(result: ReconcileResult, name: str, step: Callable[[], T]) -> T:
 
 
 def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, run_tests: bool = True,
-                   check_health: bool = False, scan: bool = True) -> ReconcileResult:
+                   check_health: bool = False, scan: bool = True, allow_dirty: bool = False) -> ReconcileResult:
     """Plan (and with `apply`, apply) the workspace as it is, scan, test, write reports/summary.md, commit.
 
     Never raises for bad input or a failed apply: the result says what went wrong and the summary
     records it, so a watcher keeps running and the registry keeps its last good state.
+
+    When it applies or commits, manifests/, secrets.enc and qrm.yaml must be as committed (HEAD):
+    otherwise (without `allow_dirty`) it does nothing, writes and commits nothing, and the result
+    (outcome "dirty") names the files, so a broken edit in the working tree is never reported as the
+    state of a valid commit. With `allow_dirty` the summary and commit say `+dirty`.
     """
     from reconciler.flows.apply import apply_workspace
     from reconciler.flows.desired import load_desired
@@ -167,6 +207,18 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
 
     result = ReconcileResult(trigger)
     started = time.perf_counter()
+    if apply or commit:
+        try:
+            result.dirty = uncommitted(ws)
+        except QrmError as exc:
+            result.outcome, result.problems = "failed", [f"git status: {exc}"]
+            result.seconds = time.perf_counter() - started
+            return result
+        if result.dirty and not allow_dirty:
+            result.outcome = "dirty"
+            result.problems = [dirty_reason(result.dirty, "watch --apply" if apply else "watch")]
+            result.seconds = time.perf_counter() - started
+            return result
     applied_plan: Plan | None = None
     apply_id: int | None = None
     try:
@@ -207,6 +259,7 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
     if commit:
         subject, details = (apply_subject(applied_plan, apply_id) if applied_plan is not None and
                             result.outcome == "applied" else (_reports_subject(result), result.problems))
+        details = _dirty_line(ws, result.dirty) + details
         try:
             result.commit = _timed(result, "commit", lambda: commit_reports(ws, subject, details))
         except QrmError as exc:
@@ -275,9 +328,10 @@ def _write_summary(ws: Workspace, result: ReconcileResult, health_counts: dict[s
     from reconciler.edges import files
     from reconciler.flows.recorded import last_apply
 
+    revision = git_repo.last_change_revision(ws.root) if git_repo.is_repository(ws.root) else None
     data = summary.SummaryInput(
         workspace=ws.name,
-        revision=git_repo.last_change_revision(ws.root) if git_repo.is_repository(ws.root) else None,
+        revision=f"{revision or '(no commit)'}+dirty" if result.dirty else revision,
         outcome=result.outcome,
         mode="apply" if apply else "plan only",
         pending=_pending(result),
@@ -297,9 +351,12 @@ def _pending(result: ReconcileResult) -> dict[str, int] | None:
 
 
 
-def commit_after_apply(ws: Workspace, plan: Plan, apply_id: int | None, applied: bool) -> CommitOutcome:
-    """`qrm apply --commit`: reports/summary.md for this apply, then one report commit of what changed."""
-    result = ReconcileResult("apply", outcome="applied" if applied else "no changes", counts=plan.counts())
+def commit_after_apply(ws: Workspace, plan: Plan, apply_id: int | None, applied: bool,
+                       dirty: list[str] | None = None) -> CommitOutcome:
+    """`qrm apply --commit`: reports/summary.md for this apply, then one report commit of what changed.
+    `dirty`: the uncommitted files it applied (--allow-dirty), named in the summary and the commit."""
+    result = ReconcileResult("apply", outcome="applied" if applied else "no changes", counts=plan.counts(),
+                             dirty=list(dirty or []))
     _write_summary(ws, result, _committed_health(ws), apply=True)
     subject, details = apply_subject(plan, apply_id) if applied else ("qrm: reports (apply: no changes)", [])
-    return commit_reports(ws, subject, details)
+    return commit_reports(ws, subject, _dirty_line(ws, result.dirty) + details)

@@ -34,6 +34,7 @@ class WatchOptions:
     pull: bool = False
     commit: bool = True
     debounce_ms: int = 100
+    allow_dirty: bool = False  # reconcile uncommitted manifests/, secrets.enc, qrm.yaml (reported as +dirty)
 
 
 def source_folders(ws: Workspace) -> list[str]:
@@ -87,7 +88,7 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
             started = time.perf_counter()
             try:
                 result = reconcile_once(ws, trigger=trigger, apply=options.apply, commit=commit,
-                                        check_health=check_health)
+                                        check_health=check_health, allow_dirty=options.allow_dirty)
             except Exception as exc:  # a daemon outlives one bad step; the next change or interval retries
                 log.debug("reconcile (%s) failed", trigger, exc_info=True)
                 emit(f"reconcile ({trigger}): failed unexpectedly: {type(exc).__name__}: {exc}; "

@@ -6,6 +6,7 @@ exists unless a test sets one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,8 @@ def test_the_commit_author_comes_from_qrm_yaml_else_a_default(workspace: Workspa
 
     ws.write("qrm.yaml", "commit_author: Deploy Bot <deploy@example.com>\n")
     ws.manifest("svc.yaml", services("a", "b"))
+    git(ws.root, "add", "-A")
+    git(ws.root, "commit", "-qm", "add b; a bot commits the reports")
     assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 0
     assert git(ws.root, "log", "-1", "--format=%an <%ae>|%cn").strip() == "Deploy Bot <deploy@example.com>|Deploy Bot"
 
@@ -75,6 +78,8 @@ def test_a_malformed_commit_author_is_a_located_error(workspace: Workspace) -> N
     workspace.manifest("svc.yaml", services("a"))
     ws = repository(workspace)
     ws.write("qrm.yaml", "commit_author: deploy@example.com\n")
+    git(ws.root, "add", "qrm.yaml")
+    git(ws.root, "commit", "-qm", "a malformed author")
     result = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
     assert result.exit_code == 1
     assert "qrm.yaml:1" in result.output and "commit_author" in result.output
@@ -109,6 +114,110 @@ def test_apply_commit_outside_git_is_refused_before_anything_is_applied(workspac
     assert "not" in result.output and "git repository" in result.output
     assert not (workspace.root / ".qrm").exists()
     assert not workspace.lockfile.exists()
+
+
+# --- the committed state: what a report commit records is what HEAD holds ---------------------------
+
+@dataclass
+class Edit:
+    name: str
+    path: str
+    content: str | None  # None: the file is deleted
+
+
+EDITS = [
+    Edit("a changed manifest", "manifests/svc.yaml", services("a", "b")),
+    Edit("a new, untracked manifest", "manifests/more.yaml", services("b")),
+    Edit("a deleted manifest", "manifests/svc.yaml", None),
+    Edit("a changed qrm.yaml", "qrm.yaml", "lock_timeout: 5\n"),
+    Edit("an untracked secrets.enc", "secrets.enc", "# nothing yet\n"),
+]
+
+
+def edit(ws: Workspace, change: Edit) -> None:
+    if change.content is None:
+        (ws.root / change.path).unlink()
+    else:
+        ws.write(change.path, change.content)
+
+
+@pytest.mark.parametrize("change", EDITS, ids=[e.name for e in EDITS])
+def test_apply_commit_refuses_uncommitted_changes_and_applies_nothing(workspace: Workspace, change: Edit) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    before = commits(ws.root)
+    edit(ws, change)
+
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: {change.path} differ(s) from HEAD (not committed); apply --commit reconciles the committed state: "
+        "commit or stash the change, or add --allow-dirty for a local experiment"]
+    assert not ws.lockfile.exists() and not (ws.root / "reports").exists()  # nothing applied, nothing written
+    assert commits(ws.root) == before
+
+
+def test_apply_commit_applies_what_is_committed_once_it_is(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    ws.manifest("svc.yaml", services("a", "b"))
+    assert ws.qrm("apply", "--yes", "--no-refresh", "--commit").exit_code == 1
+    git(ws.root, "commit", "-qam", "add b")
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
+    assert result.exit_code == 0, result.output
+    # The report commit records the state of the commit it follows: both services, a clean revision.
+    committed = git(ws.root, "show", "HEAD:reports/allocations.yaml")
+    assert '"name": "a"' in committed and '"name": "b"' in committed
+    revision = git(ws.root, "rev-parse", "HEAD~1").strip()
+    assert f"| Revision | `{revision[:12]}` |" in git(ws.root, "show", "HEAD:reports/summary.md")
+    assert "+dirty" not in git(ws.root, "log", "-1", "--format=%B")
+
+
+def test_allow_dirty_applies_the_working_tree_and_says_dirty_in_the_report(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    revision = git(ws.root, "rev-parse", "HEAD").strip()
+    ws.manifest("svc.yaml", services("a", "b"))
+
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--commit", "--allow-dirty")
+
+    assert result.exit_code == 0, result.output
+    assert '"name": "b"' in git(ws.root, "show", "HEAD:reports/allocations.yaml")
+    assert f"| Revision | `{revision[:12]}+dirty` |" in git(ws.root, "show", "HEAD:reports/summary.md")
+    message = git(ws.root, "log", "-1", "--format=%B")
+    assert f"Reconciled {revision[:12]}+dirty: manifests/svc.yaml not committed (--allow-dirty)" in message
+    assert "manifests/svc.yaml" not in files_of(ws.root)  # the experiment itself stays uncommitted
+    assert git(ws.root, "status", "--porcelain").split() == ["M", "manifests/svc.yaml"]
+
+
+def test_plain_apply_applies_the_working_tree_and_allow_dirty_needs_commit(workspace: Workspace) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    ws.manifest("svc.yaml", services("a", "b"))
+    result = ws.qrm("apply", "--yes", "--no-refresh")  # the local experiment: no commit, no check
+    assert result.exit_code == 0, result.output
+    assert '"name": "b"' in ws.lockfile.read_text()
+    alone = ws.qrm("apply", "--yes", "--no-refresh", "--allow-dirty")
+    assert alone.exit_code != 0
+    assert "--allow-dirty goes with --commit" in alone.output
+
+
+def test_apply_commit_in_a_workspace_that_is_a_folder_of_a_larger_repository(tmp_path: Path) -> None:
+    team = tmp_path / "ops"
+    ws = Workspace(team / "fleet")
+    ws.manifest("svc.yaml", services("a"))
+    (team / "README.md").write_text("# ops\n")
+    git(team, "init", "-q", "-b", "main")
+    git(team, "add", "-A")
+    git(team, "commit", "-qm", "ops repository with a fleet folder")
+    result = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
+    assert result.exit_code == 0, result.output
+    assert {"fleet/reports/allocations.yaml", "fleet/reports/summary.md"} <= files_of(team)
+    (team / "fleet" / "manifests" / "svc.yaml").write_text(services("a", "b"))
+    refused = ws.qrm("apply", "--yes", "--no-refresh", "--commit")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: manifests/svc.yaml differ(s) from HEAD")
 
 
 HEALTH = """# header

@@ -161,6 +161,45 @@ def test_without_the_driver_git_cannot_merge_two_different_changes(repo: Workspa
     assert "CONFLICT (content): Merge conflict in secrets.enc" in merge.stdout
 
 
+def test_conflict_markers_left_by_a_merge_without_the_driver_are_named_with_the_fix(
+        repo: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.manifest("blog.yaml", """
+        kind: Project
+        name: quantumblog
+        environments: {dev: {host: localhost}}
+        services: {db: {type: app}}
+        datasources: {main: {driver: postgresql, service: db, database: blog, password: "secret:DB_PASSWORD"}}
+    """)
+    git(repo.root, "config", "--remove-section", "merge.qrm-secrets")  # a clone nobody set up: git's line merge
+    branches(repo, BASE, {"quantumblog/DB_PASSWORD": "db-ours"}, {"API_TOKEN": "token-theirs"})
+    merge = git(repo.root, "merge", "--no-edit", "theirs", ok=False)
+    assert "CONFLICT (content): Merge conflict in secrets.enc" in merge.stdout
+    text = (repo.root / "secrets.enc").read_text()
+    marker = next(n for n, line in enumerate(text.splitlines(), 1) if line.startswith("<<<<<<< "))
+
+    listed = repo.qrm("secrets", "list")
+    assert listed.exit_code == 1
+    assert listed.stderr.splitlines() == [
+        f"error: secrets.enc: git conflict markers (line {marker}): a git merge ran without qrm's merge driver (it "
+        "merges secrets.enc by secret); run `qrm secrets setup-git` once in this clone, then `git checkout --merge "
+        "-- secrets.enc` to merge it again with the driver (or `git merge --abort` and merge again), then `git add "
+        "secrets.enc` and commit"]
+    checked = repo.qrm("validate")
+    assert checked.exit_code == 1
+    assert f"secrets.enc: git conflict markers (line {marker})" in checked.stderr
+    assert "DB_PASSWORD is not set" not in checked.stderr  # the secret is there; the file is what is broken
+
+    # The fix, as the message says it: qrm on git's PATH, set up this clone, merge the file again, commit.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert repo.qrm("secrets", "setup-git").exit_code == 0
+    git(repo.root, "checkout", "--merge", "--", "secrets.enc")
+    assert decrypted(repo.root / "secrets.enc") == {
+        "quantumblog/DB_PASSWORD": "db-ours", "API_TOKEN": "token-theirs", "SMTP_PASSWORD": "smtp-0"}
+    git(repo.root, "add", "secrets.enc")
+    git(repo.root, "commit", "-q", "--no-edit")
+    assert repo.qrm("secrets", "list").exit_code == 0
+
+
 def changed_lines(diff: str) -> list[str]:
     return [line for line in diff.splitlines()
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]

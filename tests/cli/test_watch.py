@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.git_repos import clones, example, git, services
+from tests.support.git_repos import clones, example, git, repository, services
 from tests.support.workspace import Workspace
 
 DEADLINE = 40.0
@@ -189,4 +189,29 @@ def test_watch_without_apply_only_plans_and_reports(tmp_path: Path, watchers: Ca
     assert "changes pending (plan only)" in summary and "1 to create" in summary
     assert not (workspace / "reports" / "allocations.yaml").exists()  # nothing applied
     assert not is_report(workspace, "HEAD")  # --no-commit
+    assert watcher.stop() == 0
+
+
+def test_watch_apply_reconciles_commits_and_reports_a_broken_working_tree_edit_as_such(
+        workspace: Workspace, watchers: Callable[..., Watcher]) -> None:
+    workspace.manifest("svc.yaml", services("a"))
+    ws = repository(workspace)
+    watcher = watchers(ws.root, "--apply", "--interval", "0.5")
+    wait_for("the first report commit", lambda: is_report(ws.root, "HEAD"), watcher)
+    settled = head(ws.root, "HEAD")
+
+    ws.manifest("svc.yaml", services("a") + "colour: red\n")  # saved, not committed, and broken
+    wait_for("the dirty line", lambda: "dirty; 1 problem(s): manifests/svc.yaml differ(s) from HEAD" in watcher.output,
+             watcher)
+    time.sleep(1.5)  # a few more intervals: still nothing reconciled, written or committed
+    assert head(ws.root, "HEAD") == settled
+    assert "invalid" not in shown(ws.root, "reports/summary.md", "HEAD")  # the valid commit is not blamed
+    assert "invalid" not in (ws.root / "reports" / "summary.md").read_text()
+
+    ws.manifest("svc.yaml", services("a", "b"))
+    git(ws.root, "commit", "-qam", "add b")
+    change = head(ws.root, "HEAD")
+    wait_for("b applied and committed", lambda: '"name": "b"' in shown(ws.root, "reports/allocations.yaml", "HEAD"),
+             watcher)
+    assert f"| Revision | `{change[:12]}` |" in shown(ws.root, "reports/summary.md", "HEAD")
     assert watcher.stop() == 0
