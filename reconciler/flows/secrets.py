@@ -75,6 +75,7 @@ def _write(ws: Workspace, values: Mapping[str, str], *, current: sops.EncryptedS
         previous_plain=previous_plain if current is not None else None,
         changed_at=current.changed_at() if current is not None else None,
         rotated_at=sops.utc_now() if rotated else current.rotated_at() if current is not None else None,
+        keep_ivs=current.ivs() if rotated and current is not None else None,
     )
     files.write_atomic(ws.secrets_file, text)
     log.debug("wrote secrets.enc: %d secret(s), data key %s", len(values), "kept" if keep else "new")

@@ -588,6 +588,54 @@ def test_plan_lists_changed_added_and_removed_secrets_by_name_only(
             assert value not in output
 
 
+def test_plan_tells_a_key_rotation_apart_from_a_value_change(keyed: Workspace, key: Key,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    values = ["project-password-v1", "prod-password-v1", "token-v1", "token-v2"]
+    set_secret(keyed, "DB_PASSWORD", values[0], "-p", "quantumblog")
+    set_secret(keyed, "DB_PASSWORD", values[1], "-p", "quantumblog", "-e", "prod")
+    set_secret(keyed, "API_TOKEN", values[2])
+    assert keyed.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    outputs = []
+
+    def secret_lines() -> list[str]:
+        use_key(monkeypatch, None)  # plan needs no key to tell them apart
+        text, as_json = keyed.qrm("plan", "--no-refresh"), keyed.qrm("plan", "--no-refresh", "--json")
+        use_key(monkeypatch, key)
+        outputs.extend([text.output, as_json.output])
+        from_json = sorted(f"{c['symbol']} {c['address']} ({c['reason']})"
+                           for c in json.loads(as_json.stdout)["changes"] if c["address"].startswith("secret."))
+        lines = sorted(line for line in change_lines(text.stdout) if " secret." in line)
+        assert lines == from_json
+        return lines
+
+    rotated = "(re-encrypted: data key rotated; values unchanged)"
+    assert keyed.qrm("secrets", "rotate").exit_code == 0
+    assert secret_lines() == [f"~ secret.API_TOKEN {rotated}", f"~ secret.quantumblog/DB_PASSWORD {rotated}",
+                              f"~ secret.quantumblog/prod/DB_PASSWORD {rotated}"]
+    set_secret(keyed, "API_TOKEN", values[3])  # a value changed after the rotation: that one is a change
+    assert secret_lines() == ["~ secret.API_TOKEN (secret changed)", f"~ secret.quantumblog/DB_PASSWORD {rotated}",
+                              f"~ secret.quantumblog/prod/DB_PASSWORD {rotated}"]
+    assert keyed.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert secret_lines() == []
+    set_secret(keyed, "API_TOKEN", values[2])  # back to an earlier value: a new value all the same
+    assert secret_lines() == ["~ secret.API_TOKEN (secret changed)"]
+    for output in outputs:
+        assert not any(value in output for value in values)
+
+
+def test_a_fingerprint_recorded_before_value_ids_is_no_change_while_the_ciphertext_is_the_same(
+        keyed: Workspace) -> None:
+    set_secret(keyed, "DB_PASSWORD", "password", "-p", "quantumblog")
+    assert keyed.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    state = keyed.root / "reports" / "state.yaml"
+    text = state.read_text()
+    assert re.search(r'"fingerprint": "[0-9a-f]{16}/[0-9a-f]{16}"', text)
+    (keyed.root / ".qrm" / "registry.db").unlink()  # the record comes from reports/ as an older qrm wrote it
+    state.write_text(re.sub(r'("fingerprint": "[0-9a-f]{16})/[0-9a-f]{16}"', r'\1"', text))
+    plan = keyed.qrm("plan", "--no-refresh")
+    assert " secret." not in plan.stdout, plan.stdout
+
+
 # --- small diffs and atomic writes --------------------------------------------------------------------
 
 def test_setting_one_secret_of_twenty_is_a_one_value_diff(keyed: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
