@@ -235,8 +235,10 @@ def remove_checked(ws: Workspace, name: str, project: str | None, environment: s
         if key not in plain:
             raise SecretsError(f"{LABEL} has no secret {key}")
         values = {k: v for k, v in plain.items() if k != key}
+        # looked up first: a manifest that cannot be read fails the command before anything is removed
+        references = references_to(ws, key, plain.keys(), values.keys())
         _write(ws, values, current=current, previous_plain=plain, data_key=data_key)
-    return Removal(key, references_to(ws, key, plain.keys(), values.keys()))
+    return Removal(key, references)
 
 
 def resolve_secret(ws: Workspace, name: str, project: str | None, environment: str | None) -> tuple[str, str]:
