@@ -48,7 +48,9 @@ def secrets_set(ctx: click.Context, name: str, project: str | None, environment:
         raise click.UsageError("the value is never taken from the command line, where `ps` and the shell "
                                "history show it: pipe it in, or type it at the prompt", ctx)
     if sys.stdin.isatty():
-        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True)
+        # default "": an empty answer comes back (rather than click asking again) and set_secret refuses it
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True, default="",
+                             show_default=False)
     else:
         raw = sys.stdin.buffer.read()  # bytes: no newline translation, no surrogates
         try:
@@ -64,13 +66,26 @@ def secrets_set(ctx: click.Context, name: str, project: str | None, environment:
 @secrets.command("get")
 @click.argument("name")
 @_scope_options
+@click.option("--resolve", is_flag=True,
+              help="Resolve as `secret:NAME` does for --project/--env (environment, project, global); "
+                   "stderr names the key that answers.")
 @click.pass_context
 @reports_errors
-def secrets_get(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
-    """Print the value of secret NAME (exactly this scope)."""
-    from reconciler.flows.secrets import get_secret
+def secrets_get(ctx: click.Context, name: str, project: str | None, environment: str | None, resolve: bool) -> int:
+    """Print the value of secret NAME (exactly this scope, or with --resolve the scope that answers)."""
+    from reconciler.core import secret_scope
+    from reconciler.flows.secrets import get_secret, resolve_secret
 
-    click.echo(get_secret(workspace_from(ctx), name, project, environment), nl=False)
+    if resolve:
+        if project is None or environment is None:
+            raise click.UsageError("--resolve needs --project P and --env E: a reference resolves per environment",
+                                   ctx)
+        key, value = resolve_secret(workspace_from(ctx), name, project, environment)
+        click.echo(f"secret:{name} for {project}/{environment} is {key} ({secret_scope.scope_label(key)} key)",
+                   err=True)
+    else:
+        value = get_secret(workspace_from(ctx), name, project, environment)
+    click.echo(value, nl=False)
     if sys.stdout.isatty():
         click.echo()
     return EXIT_OK
@@ -104,10 +119,15 @@ def secrets_list(ctx: click.Context, as_json: bool) -> int:
 @click.pass_context
 @reports_errors
 def secrets_rm(ctx: click.Context, name: str, project: str | None, environment: str | None) -> int:
-    """Remove secret NAME."""
-    from reconciler.flows.secrets import remove_secret
+    """Remove secret NAME (a warning names each manifest reference that resolved to it)."""
+    from reconciler.flows.secrets import remove_checked
 
-    click.echo(f"Removed {remove_secret(workspace_from(ctx), name, project, environment)} from secrets.enc.")
+    removal = remove_checked(workspace_from(ctx), name, project, environment)
+    click.echo(f"Removed {removal.key} from secrets.enc.")
+    for ref in removal.references:  # removed all the same: the user asked, and git can bring it back
+        now = f"now resolves to {ref.now}" if ref.now else "now not set: validate, plan and apply will fail"
+        click.echo(f"warning: {ref.where}: datasource {ref.datasource} of {ref.project}/{ref.environment} "
+                   f"referenced {removal.key}; {now}", err=True)
     return EXIT_OK
 
 
@@ -127,10 +147,15 @@ def secrets_rotate(ctx: click.Context) -> int:
 @reports_errors
 def secrets_updatekeys(ctx: click.Context) -> int:
     """Re-wrap the data key for the recipients now in .sops.yaml (values and ciphertexts unchanged)."""
-    from reconciler.flows.secrets import update_keys
+    from reconciler.flows.secrets import update_readers
 
-    recipients = update_keys(workspace_from(ctx))
+    rewrapped = update_readers(workspace_from(ctx))
+    recipients = rewrapped.recipients
     click.echo(f"Data key wrapped for {len(recipients)} recipient(s): {', '.join(recipients)}")
+    if rewrapped.removed:  # the old data key, and every value, are in their copies of the history
+        click.echo(f"warning: removed reader(s) {', '.join(rewrapped.removed)} still know the data key and every "
+                   "value (git history keeps the old file): run `qrm secrets rotate`, then change each value "
+                   "with `qrm secrets set`", err=True)
     return EXIT_OK
 
 

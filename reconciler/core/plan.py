@@ -70,7 +70,7 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         changes.append(Change("delete", f"service.{name}", service_to_dict(before), None,
                               f"releases {before.host}:{before.port}"))
 
-    changes.extend(_secret_changes(desired.secrets, recorded.secrets))
+    changes.extend(_secret_changes(desired.secrets, recorded.secrets, desired.secret_ids))
 
     warnings = list(allocation.warnings)
     if not allocation.errors and (desired.projects or recorded.files):
@@ -132,16 +132,36 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
     )
 
 
-def _secret_changes(desired: dict[str, str], recorded: dict[str, str]) -> list[Change]:
+ROTATED_REASON = "re-encrypted: data key rotated; values unchanged"
+_ID_SEPARATOR = "/"  # a recorded fingerprint is CIPHERTEXT_DIGEST or CIPHERTEXT_DIGEST/VALUE_ID
+
+
+def secret_fingerprint(ciphertext: str, value_id: str | None) -> str:
+    """What plan records of a secret: its ciphertext's digest and, when known, its value's id."""
+    return f"{ciphertext}{_ID_SEPARATOR}{value_id}" if value_id else ciphertext
+
+
+def _secret_changes(desired: dict[str, str], recorded: dict[str, str],
+                    value_ids: dict[str, str] | None = None) -> list[Change]:
     """Secrets by name only: a value is compared through a fingerprint of its ciphertext, which
-    stays the same while the value does (qrm keeps the ciphertext of unchanged values)."""
+    stays the same while the value does (qrm keeps the ciphertext of unchanged values). A new
+    ciphertext with the same value id is a key rotation, not a value change. A fingerprint recorded
+    before value ids were (a bare ciphertext digest) is compared by its ciphertext alone."""
+    ids = value_ids or {}
     changes = []
     for name in sorted(set(desired) | set(recorded)):
-        before, after = recorded.get(name), desired.get(name)
+        before = recorded.get(name)
+        after = None if name not in desired else secret_fingerprint(desired[name], ids.get(name))
         if before == after:
             continue
+        old_cipher, _, old_id = (before or "").partition(_ID_SEPARATOR)
+        new_cipher, _, new_id = (after or "").partition(_ID_SEPARATOR)
+        if before is not None and after is not None and old_cipher == new_cipher and not old_id:
+            continue  # recorded before value ids: the same ciphertext is the same value
         action: Action = "create" if before is None else "delete" if after is None else "update"
         reason = {"create": "secret added", "update": "secret changed", "delete": "secret removed"}[action]
+        if action == "update" and old_id and old_id == new_id:
+            reason = ROTATED_REASON
         changes.append(Change(action, f"{SECRET_PREFIX}{name}",
                               None if before is None else {"fingerprint": before},
                               None if after is None else {"fingerprint": after}, reason))

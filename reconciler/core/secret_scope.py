@@ -8,7 +8,7 @@ environment resolves environment first, then project, then global.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 REF_PREFIX = "secret:"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,3 +71,18 @@ def resolve(name: str, project: str | None, environment: str | None, available: 
 def reference_name(value: str) -> str | None:
     """NAME of a `secret:NAME` value, else None."""
     return value[len(REF_PREFIX):] if value.startswith(REF_PREFIX) else None
+
+
+def undeclared_scope(project: str | None, environment: str | None,
+                     declared: Mapping[str, Collection[str]]) -> str | None:
+    """Why a --project/--env scope names nothing the manifests declare (`declared`: project ->
+    its environments), or None when it is declared (or global)."""
+    if project is None:
+        return None
+    if project not in declared:
+        return (f"project {project!r} is not declared in the manifests; known projects: "
+                f"{', '.join(sorted(declared)) or '(none)'}")
+    if environment is not None and environment not in declared[project]:
+        return (f"project {project!r} has no environment {environment!r}; its environments: "
+                f"{', '.join(sorted(declared[project])) or '(none)'}")
+    return None

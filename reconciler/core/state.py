@@ -54,6 +54,9 @@ class DesiredState:
     digest: str = ""
     # secrets.enc names with a fingerprint of each ciphertext (read without a key)
     secrets: dict[str, str] = field(default_factory=dict)
+    # secrets.enc names with an id of each value (a digest of its IV: a new value gets a new one, a key
+    # rotation keeps it), so plan tells a rotation from a value change without a key
+    secret_ids: dict[str, str] = field(default_factory=dict)
     # qrm.yaml's policy for hand-edited generated files, by file name or "*": overwrite | warn
     file_policies: dict[str, str] = field(default_factory=dict)
     _ranges_by_key: dict[tuple[str, str], list[PortRange]] = field(

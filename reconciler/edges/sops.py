@@ -80,6 +80,22 @@ class EncryptedSecrets:
         """Scoped name -> a digest of its ciphertext: tells a changed value without a key."""
         return {name: hashlib.sha256(enc.encode()).hexdigest()[:16] for name, enc in self.flat_values().items()}
 
+    def value_ids(self) -> dict[str, str]:
+        """Scoped name -> a digest of its value's IV, which a write of a new value renews and qrm's key
+        rotation keeps (so a rotation is told apart from a value change without a key). An empty value
+        (stored unencrypted, as SOPS does) has none."""
+        ids = {}
+        for name, enc in self.flat_values().items():
+            match = _ENC.match(enc)
+            if match is not None:
+                ids[name] = hashlib.sha256(b"qrm-value-id:" + match["iv"].encode()).hexdigest()[:16]
+        return ids
+
+    def ivs(self) -> dict[str, bytes]:
+        """Scoped name -> the IV of its ciphertext (for a rotation to keep: see render's `keep_ivs`)."""
+        return {name: base64.b64decode(match["iv"]) for name, enc in self.flat_values().items()
+                if (match := _ENC.match(enc)) is not None}
+
 
 # --- reading ---------------------------------------------------------------------------------------
 
@@ -395,10 +411,13 @@ def render(
     changed_at: Mapping[str, str] | None = None,
     rotated_at: str | None = None,
     now: str | None = None,
+    keep_ivs: Mapping[str, bytes] | None = None,
 ) -> str:
     """The whole secrets.enc text. A value equal to its previous plaintext keeps its ciphertext
     (pass `previous` only when `data_key` is that file's key), so unchanged lines never change;
-    `changed_at` records when each value was last set."""
+    `changed_at` records when each value was last set. `keep_ivs` (a rotation: a new `data_key`)
+    re-encrypts each unchanged value with its old IV, which marks it as the same value (value_ids);
+    a GCM nonce must be unique per key, and this key is new."""
     now = now or utc_now()
     old = previous.flat_values() if previous is not None else {}
     changed = {k: v for k, v in (changed_at or {}).items() if k in values}
@@ -418,6 +437,8 @@ def render(
             enc = '""'  # as SOPS stores an empty value: it never encrypts one (`data:` is never empty)
         elif unchanged and name in old:
             enc = old[name]
+        elif unchanged and keep_ivs is not None and name in keep_ivs:
+            enc = encrypt_value(value, data_key, f"{name}:", iv=keep_ivs[name])
         else:
             enc = encrypt_value(value, data_key, f"{name}:")
         if not unchanged:

@@ -44,17 +44,19 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     loaded = manifest_files.load_manifests(ws.root, ws.manifests, ws.cache_file)
     secret_problems: list[Problem] = []
     fingerprints: dict[str, str] | None = None
+    value_ids: dict[str, str] = {}
     if secrets_text is not None:
         try:
             encrypted = sops.read_encrypted(secrets_text.decode("utf-8", "replace"), SECRETS_FILE)
             fingerprints = encrypted.fingerprints()
+            value_ids = encrypted.value_ids()
         except SecretsError as exc:
             secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
     desired, problems = build_desired(loaded.documents, fingerprints, secrets_readable=not secret_problems)
     problems = secret_problems + problems
     log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
               len(loaded.files), len(loaded.documents), len(desired.instances), len(desired.secrets), len(problems))
-    desired = replace(desired, digest=digest(sorted(loaded.files.items())))
+    desired = replace(desired, digest=digest(sorted(loaded.files.items())), secret_ids=value_ids)
     located = manifest_files.locate(ws.root, loaded.problems + problems)
     if not located and loaded.files == files:
         state_cache.write(ws.state_cache_file, key, desired)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ def _write(ws: Workspace, values: Mapping[str, str], *, current: sops.EncryptedS
         previous_plain=previous_plain if current is not None else None,
         changed_at=current.changed_at() if current is not None else None,
         rotated_at=sops.utc_now() if rotated else current.rotated_at() if current is not None else None,
+        keep_ivs=current.ivs() if rotated and current is not None else None,
     )
     files.write_atomic(ws.secrets_file, text)
     log.debug("wrote secrets.enc: %d secret(s), data key %s", len(values), "kept" if keep else "new")
@@ -82,6 +83,10 @@ def _write(ws: Workspace, values: Mapping[str, str], *, current: sops.EncryptedS
 
 def set_secret(ws: Workspace, name: str, project: str | None, environment: str | None, value: str) -> str:
     key = _scoped(name, project, environment)
+    if value == "":  # an empty pipe or file, or Enter at the prompt: never what a password should be
+        raise SecretsError(f"the value of {key} is empty (an empty stdin, or only a newline); an empty secret is "
+                           "refused; secrets.enc was not changed")
+    check_scope(ws, project, environment)
     with workspace_lock(ws.state_dir / "sops.lock", timeout=30, what="secrets write"):
         current, plain, data_key, _ = _open(ws)
         _write(ws, {**plain, key: value}, current=current, previous_plain=plain, data_key=data_key)
@@ -122,14 +127,7 @@ def list_secrets(ws: Workspace) -> tuple[list[SecretInfo], str | None]:
 
 
 def remove_secret(ws: Workspace, name: str, project: str | None, environment: str | None) -> str:
-    key = _scoped(name, project, environment)
-    with workspace_lock(ws.state_dir / "sops.lock", timeout=30, what="secrets write"):
-        current, plain, data_key, _ = _open(ws)
-        if key not in plain:
-            raise SecretsError(f"{LABEL} has no secret {key}")
-        values = {k: v for k, v in plain.items() if k != key}
-        _write(ws, values, current=current, previous_plain=plain, data_key=data_key)
-    return key
+    return remove_checked(ws, name, project, environment).key
 
 
 def rotate(ws: Workspace) -> int:
@@ -154,6 +152,123 @@ def update_keys(ws: Workspace) -> list[str]:
                               rotated_at=current.rotated_at())
         files.write_atomic(ws.secrets_file, text)
     return recipients
+
+
+# --- guardrails: declared scopes, references, resolution and readers -----------------------------------
+
+def declared_scopes(ws: Workspace) -> tuple[dict[str, list[str]], int]:
+    """Project -> its environments, as the manifests declare them, and how many problems the manifests
+    have (a project whose manifest does not validate is not declared)."""
+    from reconciler.flows.desired import validate
+
+    desired, problems = validate(ws)
+    return {name: sorted(project.environments) for name, project in desired.projects.items()}, len(problems)
+
+
+def check_scope(ws: Workspace, project: str | None, environment: str | None) -> None:
+    """Refuse a --project/--env scope the manifests do not declare: a secret there would never be read."""
+    if project is None:
+        return
+    declared, problems = declared_scopes(ws)
+    why = secret_scope.undeclared_scope(project, environment, declared)
+    if why is not None:
+        hint = f" (the manifests have {problems} problem(s): qrm validate)" if problems else ""
+        raise SecretsError(f"{why}{hint}; secrets.enc was not changed")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A `secret:NAME` in a manifest that resolved to a removed key for one environment."""
+
+    file: str
+    line: int | None
+    project: str
+    environment: str
+    datasource: str
+    now: str | None  # the key it resolves to after the removal (a wider scope), or None: not set at all
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+def references_to(ws: Workspace, key: str, before: Collection[str], after: Collection[str]) -> list[Reference]:
+    """Every manifest reference that resolved to `key` among the keys `before` (by environment), with
+    what it resolves to among the keys `after`, located file:line (manifests that do not load are skipped)."""
+    from reconciler.core.errors import Problem
+    from reconciler.edges import manifest_files
+    from reconciler.flows.desired import validate
+
+    desired, _ = validate(ws)
+    name = secret_scope.split_scoped(key)[2]
+    found: list[tuple[Problem, str, str, str, str | None]] = []
+    for project_name in sorted(desired.projects):
+        project = desired.projects[project_name]
+        source = desired.sources.get(f"Project/{project_name}")
+        if source is None:
+            continue
+        for ds_name in sorted(project.datasources):
+            if secret_scope.reference_name(project.datasources[ds_name].password or "") != name:
+                continue
+            for env in sorted(project.environments):
+                if secret_scope.resolve(name, project_name, env, before) == key:
+                    at = Problem(source.file, document=source.document, path=("datasources", ds_name, "password"))
+                    found.append((at, project_name, env, ds_name,
+                                  secret_scope.resolve(name, project_name, env, after)))
+    located = manifest_files.locate(ws.root, [at for at, *_ in found]) if found else []
+    lines = {(p.file, p.document, p.path): p.line for p in located}
+    return [Reference(at.file, lines.get((at.file, at.document, at.path)), project, env, ds, now)
+            for at, project, env, ds, now in found]
+
+
+@dataclass(frozen=True)
+class Removal:
+    key: str
+    references: list[Reference]  # still referenced when it was removed (a warning, not an error)
+
+
+def remove_checked(ws: Workspace, name: str, project: str | None, environment: str | None) -> Removal:
+    """Remove a secret, and say which manifest references resolved to it."""
+    key = _scoped(name, project, environment)
+    with workspace_lock(ws.state_dir / "sops.lock", timeout=30, what="secrets write"):
+        current, plain, data_key, _ = _open(ws)
+        if key not in plain:
+            raise SecretsError(f"{LABEL} has no secret {key}")
+        values = {k: v for k, v in plain.items() if k != key}
+        # looked up first: a manifest that cannot be read fails the command before anything is removed
+        references = references_to(ws, key, plain.keys(), values.keys())
+        _write(ws, values, current=current, previous_plain=plain, data_key=data_key)
+    return Removal(key, references)
+
+
+def resolve_secret(ws: Workspace, name: str, project: str | None, environment: str | None) -> tuple[str, str]:
+    """(the key that answers `secret:NAME` for this project and environment, its value)."""
+    _scoped(name, project, environment)
+    check_scope(ws, project, environment)
+    current, plain, _, _ = _open(ws)
+    if current is None:
+        raise SecretsError(f"{LABEL} does not exist; set a secret first with: qrm secrets set {name}")
+    key = secret_scope.resolve(name, project, environment, plain)
+    if key is None:
+        where = "/".join(part for part in (project, environment) if part) or "the global scope"
+        raise SecretsError(f"secret:{name} resolves nowhere for {where}: {LABEL} has none of "
+                           f"{', '.join(secret_scope.lookup_order(name, project, environment))}")
+    return key, plain[key]
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    recipients: list[str]
+    removed: list[str]  # readers the data key was wrapped for before and no longer is
+
+
+def update_readers(ws: Workspace) -> Rewrapped:
+    """updatekeys, telling which readers were removed (they still know the data key and every value)."""
+    current = sops.read_file(ws.secrets_file, LABEL)
+    stanzas = current.metadata.get("age") if current is not None else None
+    before = [str(s.get("recipient")) for s in stanzas if isinstance(s, dict)] if isinstance(stanzas, list) else []
+    recipients = update_keys(ws)
+    return Rewrapped(recipients, [r for r in before if r not in recipients])
 
 
 # --- git integration ---------------------------------------------------------------------------------

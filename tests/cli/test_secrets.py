@@ -255,7 +255,6 @@ AWKWARD_VALUES = [
     "ends with its own newline\n",
     "carriage\r\nreturn\r",
     "pässwörd ✓ 密码 🔑",
-    "",
     "yes",
     "null",
     "0123",
@@ -272,7 +271,7 @@ def test_a_value_from_stdin_comes_back_byte_exact(keyed: Workspace, value: str) 
 
 
 def test_only_a_single_trailing_newline_is_stripped(keyed: Workspace) -> None:
-    for given, kept in [("no newline", "no newline"), ("one\n", "one"), ("two\n\n", "two\n"), ("\n", "")]:
+    for given, kept in [("no newline", "no newline"), ("one\n", "one"), ("two\n\n", "two\n"), (" \n", " ")]:
         assert keyed.qrm("secrets", "set", "V", input=given).exit_code == 0
         assert get_secret(keyed, "V") == kept.encode()
 
@@ -495,10 +494,15 @@ def test_validate_and_plan_check_every_reference_without_a_key(
         keyed: Workspace, monkeypatch: pytest.MonkeyPatch, keys: tuple[str, ...], missing: list[str],
         looked_for: list[str]) -> None:
     set_secret(keyed, "UNRELATED", "u")
+    # set refuses scopes the manifests do not declare: declare otherblog and staging while setting them
+    prod = "  prod: {host: localhost}\n"
+    keyed.write("manifests/quantumblog.yaml", PROJECT.replace(prod, prod + "  staging: {host: localhost}\n")
+                + "---\nkind: Project\nname: otherblog\nenvironments:\n" + prod)
     for scoped in keys:
         *scope, name = scoped.split("/")
         set_secret(keyed, name, "v", *[arg for flag, part in zip(["-p", "-e"], scope, strict=False)
                                        for arg in (flag, part)])
+    keyed.write("manifests/quantumblog.yaml", PROJECT)
     assert sorted(ciphertexts(keyed)) == sorted([*keys, "UNRELATED"])
     use_key(monkeypatch, None)
     assert_no_key_at_hand()
@@ -582,6 +586,54 @@ def test_plan_lists_changed_added_and_removed_secrets_by_name_only(
     for output in outputs:
         for value in values:
             assert value not in output
+
+
+def test_plan_tells_a_key_rotation_apart_from_a_value_change(keyed: Workspace, key: Key,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    values = ["project-password-v1", "prod-password-v1", "token-v1", "token-v2"]
+    set_secret(keyed, "DB_PASSWORD", values[0], "-p", "quantumblog")
+    set_secret(keyed, "DB_PASSWORD", values[1], "-p", "quantumblog", "-e", "prod")
+    set_secret(keyed, "API_TOKEN", values[2])
+    assert keyed.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    outputs = []
+
+    def secret_lines() -> list[str]:
+        use_key(monkeypatch, None)  # plan needs no key to tell them apart
+        text, as_json = keyed.qrm("plan", "--no-refresh"), keyed.qrm("plan", "--no-refresh", "--json")
+        use_key(monkeypatch, key)
+        outputs.extend([text.output, as_json.output])
+        from_json = sorted(f"{c['symbol']} {c['address']} ({c['reason']})"
+                           for c in json.loads(as_json.stdout)["changes"] if c["address"].startswith("secret."))
+        lines = sorted(line for line in change_lines(text.stdout) if " secret." in line)
+        assert lines == from_json
+        return lines
+
+    rotated = "(re-encrypted: data key rotated; values unchanged)"
+    assert keyed.qrm("secrets", "rotate").exit_code == 0
+    assert secret_lines() == [f"~ secret.API_TOKEN {rotated}", f"~ secret.quantumblog/DB_PASSWORD {rotated}",
+                              f"~ secret.quantumblog/prod/DB_PASSWORD {rotated}"]
+    set_secret(keyed, "API_TOKEN", values[3])  # a value changed after the rotation: that one is a change
+    assert secret_lines() == ["~ secret.API_TOKEN (secret changed)", f"~ secret.quantumblog/DB_PASSWORD {rotated}",
+                              f"~ secret.quantumblog/prod/DB_PASSWORD {rotated}"]
+    assert keyed.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert secret_lines() == []
+    set_secret(keyed, "API_TOKEN", values[2])  # back to an earlier value: a new value all the same
+    assert secret_lines() == ["~ secret.API_TOKEN (secret changed)"]
+    for output in outputs:
+        assert not any(value in output for value in values)
+
+
+def test_a_fingerprint_recorded_before_value_ids_is_no_change_while_the_ciphertext_is_the_same(
+        keyed: Workspace) -> None:
+    set_secret(keyed, "DB_PASSWORD", "password", "-p", "quantumblog")
+    assert keyed.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    state = keyed.root / "reports" / "state.yaml"
+    text = state.read_text()
+    assert re.search(r'"fingerprint": "[0-9a-f]{16}/[0-9a-f]{16}"', text)
+    (keyed.root / ".qrm" / "registry.db").unlink()  # the record comes from reports/ as an older qrm wrote it
+    state.write_text(re.sub(r'("fingerprint": "[0-9a-f]{16})/[0-9a-f]{16}"', r'\1"', text))
+    plan = keyed.qrm("plan", "--no-refresh")
+    assert " secret." not in plan.stdout, plan.stdout
 
 
 # --- small diffs and atomic writes --------------------------------------------------------------------
@@ -785,3 +837,184 @@ def test_a_wrong_name_or_scope_fails_loudly_and_changes_nothing(filled: Workspac
     result = filled.qrm("secrets", *args, input="some value\n")
     assert_one_error_line(result, says)
     assert path.read_bytes() == before
+
+
+# --- guardrails: empty values, undeclared scopes, referenced secrets, removed readers, resolution -----
+
+TWO_PROJECTS = PROJECT + """\
+---
+kind: Project
+name: shop
+environments:
+  staging: {host: localhost}
+"""
+
+
+def set_scoped(ws: Workspace, key: str, value: str) -> Result:
+    """Set a secrets.enc key given as NAME, project/NAME or project/env/NAME."""
+    *scope, name = key.split("/")
+    return set_secret(ws, name, value, *[arg for flag, part in zip(("-p", "-e"), scope, strict=False)
+                                         for arg in (flag, part)])
+
+
+@pytest.mark.parametrize("given", ["", "\n"], ids=["empty stdin", "only a newline"])
+def test_set_refuses_an_empty_value_and_changes_nothing(filled: Workspace, given: str) -> None:
+    before = (filled.root / "secrets.enc").read_bytes()
+    line = assert_one_error_line(filled.qrm("secrets", "set", "API_TOKEN", input=given), "empty")
+    assert "API_TOKEN" in line
+    assert (filled.root / "secrets.enc").read_bytes() == before
+    piped = qrm_run(filled.root, "secrets", "set", "API_TOKEN", input=given.encode())
+    assert piped.returncode == 1
+    assert len(piped.stderr.splitlines()) == 1 and b"empty" in piped.stderr
+    assert (filled.root / "secrets.enc").read_bytes() == before
+
+
+def test_an_empty_answer_at_the_prompt_is_refused(keyed: Workspace) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: qrm on a real terminal
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "reconciler", "-C", str(keyed.root), "secrets", "set",
+                                       "TYPED"], dict(os.environ))
+        finally:
+            os._exit(127)
+    seen = bytearray()
+
+    def read_until(marker: bytes | None) -> None:
+        deadline = time.monotonic() + 30
+        while marker is None or marker not in seen:
+            assert time.monotonic() < deadline, f"no {marker!r} from the terminal; saw {bytes(seen)!r}"
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                assert marker is None, f"the terminal closed before {marker!r}; saw {bytes(seen)!r}"
+                return
+            seen.extend(chunk)
+
+    try:
+        read_until(b"Value of TYPED: ")
+        os.write(fd, b"\n")
+        read_until(b"Repeat for confirmation: ")
+        os.write(fd, b"\n")
+        read_until(None)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 1, bytes(seen)
+    assert b"error: the value of TYPED is empty" in seen
+    assert not (keyed.root / "secrets.enc").exists()
+
+
+@pytest.mark.parametrize(("scope", "says"), [
+    (("-p", "quantumblg"), "project 'quantumblg' is not declared in the manifests; known projects: quantumblog, shop"),
+    (("-p", "quantumblog", "-e", "staging"), "project 'quantumblog' has no environment 'staging'; "
+                                              "its environments: dev, prod"),
+    (("-p", "shop", "-e", "prod"), "project 'shop' has no environment 'prod'; its environments: staging"),
+])
+@pytest.mark.parametrize("command", [("set",), ("get", "--resolve")], ids=["set", "get --resolve"])
+def test_a_scope_the_manifests_do_not_declare_is_refused_naming_the_known_ones(
+        filled: Workspace, scope: tuple[str, ...], says: str, command: tuple[str, ...]) -> None:
+    filled.write("manifests/quantumblog.yaml", TWO_PROJECTS)
+    if command == ("get", "--resolve") and "-e" not in scope:
+        scope = (*scope, "-e", "prod")
+        says = says.split(";")[0]
+    before = (filled.root / "secrets.enc").read_bytes()
+    assert_one_error_line(filled.qrm("secrets", command[0], "DB_PASSWORD", *command[1:], *scope,
+                                     input="a value\n"), says)
+    assert (filled.root / "secrets.enc").read_bytes() == before
+
+
+def test_declared_scopes_are_accepted(filled: Workspace) -> None:
+    filled.write("manifests/quantumblog.yaml", TWO_PROJECTS)
+    set_secret(filled, "DB_PASSWORD", "shop-staging", "-p", "shop", "-e", "staging")
+    set_secret(filled, "DB_PASSWORD", "shop", "-p", "shop")
+    assert get_secret(filled, "DB_PASSWORD", "-p", "shop", "-e", "staging") == b"shop-staging"
+
+
+def test_a_scope_stays_readable_and_removable_after_its_project_is_gone(filled: Workspace) -> None:
+    filled.write("manifests/quantumblog.yaml", TWO_PROJECTS.split("---\n")[1])  # quantumblog removed
+    assert get_secret(filled, "DB_PASSWORD", "-p", "quantumblog") == b"the-password"
+    assert filled.qrm("secrets", "rm", "DB_PASSWORD", "-p", "quantumblog").exit_code == 0
+
+
+@pytest.mark.parametrize(("keys", "removed", "warnings"), [
+    # the only key: both environments lose their password
+    ({"quantumblog/DB_PASSWORD"}, ("-p", "quantumblog"),
+     [f"warning: {PASSWORD_AT.rsplit(':', 1)[0]}: datasource main of quantumblog/{env} referenced "
+      "quantumblog/DB_PASSWORD; now not set: validate, plan and apply will fail" for env in ("dev", "prod")]),
+    # prod's own key: prod falls back to the project's
+    ({"quantumblog/DB_PASSWORD", "quantumblog/prod/DB_PASSWORD"}, ("-p", "quantumblog", "-e", "prod"),
+     [f"warning: {PASSWORD_AT.rsplit(':', 1)[0]}: datasource main of quantumblog/prod referenced "
+      "quantumblog/prod/DB_PASSWORD; now resolves to quantumblog/DB_PASSWORD"]),
+    # the global key, which only dev reads (prod has its own)
+    ({"DB_PASSWORD", "quantumblog/prod/DB_PASSWORD"}, (),
+     [f"warning: {PASSWORD_AT.rsplit(':', 1)[0]}: datasource main of quantumblog/dev referenced "
+      "DB_PASSWORD; now not set: validate, plan and apply will fail"]),
+    # a key no environment reads: no warning
+    ({"DB_PASSWORD", "quantumblog/DB_PASSWORD"}, (), []),
+])
+def test_rm_of_a_referenced_secret_warns_with_file_and_line_and_still_removes_it(
+        keyed: Workspace, keys: set[str], removed: tuple[str, ...], warnings: list[str]) -> None:
+    for key in sorted(keys):
+        set_scoped(keyed, key, f"value-of-{key}")
+    result = keyed.qrm("secrets", "rm", "DB_PASSWORD", *removed)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == warnings
+    gone = "/".join([*removed[1::2], "DB_PASSWORD"])
+    assert result.stdout == f"Removed {gone} from secrets.enc.\n"
+    assert {s["key"] for s in listed(keyed)["secrets"]} == keys - {gone}
+    assert "value-of" not in result.output
+
+
+@pytest.mark.parametrize(("keys", "answers", "label"), [
+    ({"DB_PASSWORD", "quantumblog/DB_PASSWORD", "quantumblog/prod/DB_PASSWORD"}, "quantumblog/prod/DB_PASSWORD",
+     "environment quantumblog/prod key"),
+    ({"DB_PASSWORD", "quantumblog/DB_PASSWORD", "quantumblog/dev/DB_PASSWORD"}, "quantumblog/DB_PASSWORD",
+     "project quantumblog key"),
+    ({"DB_PASSWORD", "shop/DB_PASSWORD"}, "DB_PASSWORD", "global key"),
+])
+def test_get_resolve_names_the_scope_that_answers_and_prints_its_value(
+        keyed: Workspace, keys: set[str], answers: str, label: str) -> None:
+    keyed.write("manifests/quantumblog.yaml", TWO_PROJECTS)
+    for key in sorted(keys):
+        set_scoped(keyed, key, f"value-of-{key}")
+    result = keyed.qrm("secrets", "get", "DB_PASSWORD", "--resolve", "-p", "quantumblog", "-e", "prod")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"value-of-{answers}"
+    assert result.stderr == f"secret:DB_PASSWORD for quantumblog/prod is {answers} ({label})\n"
+
+
+def test_get_resolve_that_finds_nothing_names_every_key_looked_for(filled: Workspace) -> None:
+    assert_one_error_line(filled.qrm("secrets", "get", "NOT_SET", "--resolve", "-p", "quantumblog", "-e", "prod"),
+                          "secret:NOT_SET resolves nowhere for quantumblog/prod: secrets.enc has none of "
+                          "quantumblog/prod/NOT_SET, quantumblog/NOT_SET, NOT_SET")
+
+
+def test_get_resolve_needs_both_project_and_environment(filled: Workspace) -> None:
+    result = filled.qrm("secrets", "get", "DB_PASSWORD", "--resolve", "-p", "quantumblog")
+    assert result.exit_code != 0
+    assert "--resolve needs --project P and --env E" in result.output
+    assert "the-password" not in result.output
+
+
+def test_updatekeys_that_removes_a_reader_says_to_rotate_and_change_the_values(
+        keyed: Workspace, key: Key, tmp_path: Path) -> None:
+    bob = new_key(tmp_path / "keys" / "bob.txt")
+    sops_yaml(keyed.root, key.recipient, bob.recipient)
+    set_secret(keyed, "A", "alpha")
+    added = keyed.qrm("secrets", "updatekeys")  # nobody removed: no reminder
+    assert (added.exit_code, added.stderr) == (0, "")
+
+    sops_yaml(keyed.root, key.recipient)  # bob leaves
+    result = keyed.qrm("secrets", "updatekeys")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Data key wrapped for 1 recipient(s): {key.recipient}\n"
+    assert result.stderr.splitlines() == [
+        f"warning: removed reader(s) {bob.recipient} still know the data key and every value (git history keeps "
+        "the old file): run `qrm secrets rotate`, then change each value with `qrm secrets set`"]
+    again = keyed.qrm("secrets", "updatekeys")  # already removed: said once
+    assert (again.exit_code, again.stderr) == (0, "")

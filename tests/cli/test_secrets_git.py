@@ -47,11 +47,15 @@ def repo(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     root = workspace.root
     workspace.write(".sops.yaml", f"creation_rules:\n  - path_regex: secrets\\.enc$\n    age: {recipient}\n")
     workspace.write(".gitattributes", GITATTRIBUTES)
+    # the project its scoped secrets belong to (set refuses a scope the manifests do not declare)
+    workspace.write("manifests/quantumblog.yaml", "kind: Project\nname: quantumblog\nenvironments:\n"
+                    "  dev: {host: localhost}\n")
+    workspace.write(".gitignore", ".qrm/\n")  # qrm's private state and caches, as qrm init ignores them
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "merge.qrm-secrets.name", "qrm secrets.enc merge")
     git(root, "config", "merge.qrm-secrets.driver", f"{QRM} secrets merge-driver %O %A %B")
     git(root, "config", "diff.qrm-secrets.textconv", f"{QRM} secrets textconv")
-    git(root, "add", ".sops.yaml", ".gitattributes")
+    git(root, "add", ".sops.yaml", ".gitattributes", ".gitignore", "manifests")
     git(root, "commit", "-q", "-m", "qrm secrets in git")
     return workspace
 

@@ -76,7 +76,7 @@ class Outputs:
         (self.allowed if allowed else self.seen).append((f"qrm {' '.join(args)}", result.stdout + result.stderr))
         return result.stdout
 
-    def process(self, *args: str, expect: int = 0) -> None:
+    def process(self, *args: str, expect: int = 0) -> str:
         result = subprocess.run([sys.executable, "-m", "reconciler", "-C", str(self.ws.root), *args],
                                 capture_output=True, text=True, timeout=60,
                                 env={**os.environ, "QRM_LOG_LEVEL": "debug"})
@@ -84,6 +84,7 @@ class Outputs:
         if expect == 0:
             assert " DEBUG " in result.stderr  # the debug log is really on
         self.seen.append((f"process qrm {' '.join(args)}", result.stdout + result.stderr))
+        return result.stdout + result.stderr
 
     def watch(self, *args: str) -> None:
         """Run `qrm watch` until its first reconcile is done, then stop it with SIGTERM."""
@@ -192,6 +193,23 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     sops_yaml.write_text(sops_yaml.read_text().replace("    age: ", f"    age: {bob},"))
     out.qrm("secrets", "updatekeys")
     out.process("secrets", "updatekeys")
+    sops_yaml.write_text(sops_yaml.read_text().replace(f"    age: {bob},", "    age: "))  # bob leaves
+    assert "warning: removed reader(s)" in out.process("secrets", "updatekeys")
+
+    # Guardrails: an empty value, undeclared scopes, a referenced secret removed, resolution.
+    out.qrm("secrets", "set", "DB_PASSWORD", "-p", "quantumblog", "-e", "prod", input="\n", expect=1)
+    out.qrm("secrets", "set", "DB_PASSWORD", "-p", "quantumblg", "-e", "prod", input=CANARY + "\n", expect=1)
+    out.qrm("secrets", "set", "DB_PASSWORD", "-p", "quantumblog", "-e", "stage", input=CANARY + "\n", expect=1)
+    out.qrm("secrets", "set", "DB_PASSWORD", "-p", "quantumblog", "-e", "dev", input=CANARY + "-dev\n")
+    out.qrm("secrets", "rm", "DB_PASSWORD", "-p", "quantumblog", "-e", "dev")  # warns: dev referenced it
+    assert "referenced quantumblog/dev/DB_PASSWORD" in out.seen[-1][1]
+    out.qrm("secrets", "get", "DB_PASSWORD", "--resolve", "-p", "quantumblog", "-e", "stage", expect=1)
+    out.qrm("secrets", "get", "NOT_SET", "--resolve", "-p", "quantumblog", "-e", "prod", expect=1)
+    out.qrm("secrets", "get", "DB_PASSWORD", "--resolve", "-p", "quantumblog", expect=1)
+    resolved = CliRunner().invoke(cli, ["-C", str(ws.root), "--log-level", "debug", "secrets", "get", "DB_PASSWORD",
+                                        "--resolve", "-p", "quantumblog", "-e", "prod"], catch_exceptions=False)
+    assert (resolved.exit_code, resolved.stdout) == (0, CANARY)  # the value on stdout, as get prints it
+    out.seen.append(("qrm secrets get --resolve (its stderr)", resolved.stderr))
 
     # Failures: each is loud, none repeats the value.
     out.qrm("secrets", "set", "DB_PASSWORD", CANARY, expect=1)  # a value on the command line

@@ -349,6 +349,26 @@ def test_secrets_enc_after_updates_and_rotation_decrypts_with_sops_age(keys: Key
     assert open_file(path, rotated.env) == updated
 
 
+def test_a_rotation_keeping_ivs_keeps_value_ids_and_still_decrypts_with_sops_age(keys: Keys, tmp_path: Path) -> None:
+    values = {k: v for k, v in AWKWARD.items() if v}  # an empty value is stored unencrypted: no IV, no id
+    before = sops.read_encrypted(keys.render(values), "secrets.enc")
+    rotated = Keys()
+    path = tmp_path / "secrets.enc"
+    path.write_text(rotated.render(values, previous_plain=values, keep_ivs=before.ivs(), rotated_at=LATER))
+    after = sops.read_file(path)
+    assert after is not None
+    assert after.value_ids() == before.value_ids() and len(set(before.value_ids().values())) == len(values)
+    assert all(after.fingerprints()[name] != before.fingerprints()[name] for name in values)  # new ciphertexts
+    plain = sops_age_decrypt(path, rotated.identity, tmp_path)
+    plain.pop(sops.QRM_META_KEY)
+    assert plain == values
+    assert open_file(path, rotated.env) == values
+    # A changed value gets a new IV (so a new id) even though keep_ivs names it: only unchanged values keep theirs.
+    changed = {**values, "PLAIN": "another value"}
+    again = sops.read_encrypted(rotated.render(changed, previous_plain=values, keep_ivs=before.ivs()), "x")
+    assert {n for n in values if again.value_ids()[n] != before.value_ids()[n]} == {"PLAIN"}
+
+
 def test_names_that_yaml_reads_as_booleans_or_null_round_trip(keys: Keys, tmp_path: Path) -> None:
     values = {name: f"value of {name}" for name in ("on", "off", "yes", "No", "TRUE", "null", "y", "app/ON")}
     path = tmp_path / "secrets.enc"
