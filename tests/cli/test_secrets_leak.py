@@ -153,11 +153,18 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     # Report commits: apply --commit and a watcher (the .env holding the canary is generated, not committed).
     identity = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com", "GIT_COMMITTER_NAME": "Dev",
                 "GIT_COMMITTER_EMAIL": "dev@example.com"}
-    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "workspace"]):
-        subprocess.run(["git", "-C", str(ws.root), *command], check=True, env={**os.environ, **identity})
+
+    def commit_all(message: str) -> None:  # apply --commit and watch --apply reconcile what is committed
+        for command in (["add", "-A"], ["commit", "-qm", message]):
+            subprocess.run(["git", "-C", str(ws.root), *command], check=True, env={**os.environ, **identity})
+
+    commit_all("workspace")
+    out.qrm("secrets", "setup-git")
     out.qrm("secrets", "set", "API_TOKEN", input="ordinary-token-1\n")
+    commit_all("new API_TOKEN")
     out.qrm("apply", "--yes", "--no-refresh", "--commit")
     out.qrm("secrets", "set", "API_TOKEN", input="ordinary-token-1b\n")
+    commit_all("newer API_TOKEN")
     out.watch("--apply", "--interval", "60")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "env")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "quantum")
