@@ -1,5 +1,6 @@
 """The root `qrm` group and what every command shares: exit codes, QrmGroup (usage errors exit 1),
-reports_errors (QrmError as one line on stderr) and workspace_from (the workspace of -C and --registry).
+reports_errors (QrmError as one line on stderr, or {"errors": [...]} on stdout under --json) and
+workspace_from (the workspace of -C and --registry).
 
 Exit codes everywhere: 0 success and nothing to change, 1 error (bad input, failed apply,
 usage error), 2 changes present (plan --detailed-exitcode only), 3 tests failed.

@@ -106,6 +106,16 @@ def test_the_fix_the_message_gives_rebuilds_the_registry_with_the_same_ports(
     assert [(a["name"], a["port"]) for a in before["allocations"]] == [("api", 8000), ("web", 8001)]
 
 
+def test_a_damaged_registry_asked_for_json_is_a_json_document(workspace: Workspace) -> None:
+    db = applied(workspace)
+    damage(db, garbage)
+    done = workspace.qrm_process("ports", "list", "--json")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout) == {"errors": [{"file": None, "line": None, "column": None, "field": None,
+                                                   "message": f"{db} is not a SQLite database (corrupt?): {REBUILD}"}]}
+    assert "Traceback" not in done.stderr
+
+
 def test_a_shared_sqlite_registry_that_is_damaged_says_each_workspace_rebuilds_its_rows(
         workspace: Workspace, tmp_path: Path) -> None:
     applied(workspace)
