@@ -169,8 +169,9 @@ def secrets_setup_git(ctx: click.Context) -> int:
     for the repository it creates). Idempotent.
     """
     from reconciler.flows.init import setup_git
+    from reconciler.flows.workspace import workspace_root
 
-    root = Path(ctx.find_root().obj["directory"]).resolve()
+    root = workspace_root(Path(ctx.find_root().obj["directory"]))  # a clone of a workspace, not any folder
     done = setup_git(root)
     for line in done:
         click.echo(line)

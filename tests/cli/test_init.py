@@ -214,7 +214,8 @@ def test_setup_git_adds_the_attribute_to_an_existing_gitattributes(new: Workspac
 
 
 def test_setup_git_outside_a_repository_says_so_and_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "manifests").mkdir()  # a workspace, but not (yet) in git
     result = qrm("-C", str(tmp_path), "secrets", "setup-git")
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: {tmp_path} is not in a git repository; clone it, or run `git init` first"
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["manifests"]
