@@ -70,18 +70,43 @@ def _diff(before: str, after: str, path: str) -> str:
                                         fromfile=f"a/{path}", tofile=f"b/{path}", n=2))
 
 
+def shown_disk_text(name: str, disk: str, masked: str) -> str:
+    """The text of a file on disk as plan may show it: in `.env`, which holds secret values, a
+    variable the rendering masks shows its masked line, and one the rendering does not write (a
+    hand-added line) shows no value; every other file holds no secret value and is shown as is."""
+    if name != ".env":
+        return disk
+    known = {line.split("=", 1)[0]: line for line in masked.splitlines() if "=" in line and not line.startswith("#")}
+    out = []
+    for line in disk.splitlines(keepends=True):
+        variable = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if variable is None:
+            out.append(line)
+        elif variable not in known:
+            out.append(f"{variable}=<value not shown>\n")
+        elif '"<secret ' in known[variable]:
+            out.append(known[variable] + "\n")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
 def file_changes(
     wanted: Mapping[str, DesiredFile],
     recorded: Mapping[str, RecordedFile],
     on_disk: Mapping[str, str | None],
     policies: Mapping[str, Policy],
+    disk_texts: Mapping[str, str] | None = None,
 ) -> tuple[list[Change], list[str]]:
     """Changes to generated files, and warnings for hand edits that policy `warn` keeps.
 
     `on_disk`: sha256 of each recorded file as it is now (None when missing).
     `policies`: file name (".env", "nginx.conf", ... or "*") -> overwrite | warn.
+    `disk_texts`: the text of each hand-edited file, so that its diff shows what apply reverts
+    (without it, the diff is from what apply last wrote).
     """
 
+    texts = disk_texts or {}
     changes: list[Change] = []
     warnings: list[str] = []
     for path in sorted(set(wanted) | set(recorded)):
@@ -96,17 +121,28 @@ def file_changes(
         if old is None:
             changes.append(Change("create", address, None, after, "new"))
             continue
-        if old.masked != new.masked:
-            changes.append(Change("update", address, {"path": path, "sha": sha256(old.masked)}, after, "content"))
-            continue
         disk = on_disk.get(path)
+        edited = disk is not None and disk != old.written_sha
+        policy = policies.get(new.name) or policies.get("*") or "overwrite"
+        # What apply would replace: the hand-edited text when there is one, else what apply wrote.
+        before_text = shown_disk_text(new.name, texts[path], new.masked) if edited and path in texts else old.masked
+        if old.masked != new.masked:
+            if edited and policy == "warn":
+                warnings.append(f"{path} was edited by hand since the last apply and the manifests change it too: "
+                                "writing it would lose the hand edit; its policy is warn, so apply keeps the file "
+                                "(move the edit into the manifests, or delete the file to have it written)")
+                continue
+            reason = "content; the hand edit since the last apply is lost" if edited else "content"
+            changes.append(Change("update", address, {"path": path, "sha": sha256(old.masked)},
+                                  {**after, "diff": _diff(before_text, new.masked, path)}, reason))
+            continue
         if disk == old.written_sha:
             continue
-        policy = policies.get(new.name) or policies.get("*") or "overwrite"
         why = "missing" if disk is None else "edited by hand since the last apply"
         if policy == "warn" and disk is not None:
             warnings.append(f"{path} was {why}; its policy is warn, so apply keeps the edit")
             continue
-        changes.append(Change("repair", address, {"path": path, "sha": disk}, {**after, "diff": ""},
+        diff = _diff(before_text, new.masked, path) if edited and path in texts else ""
+        changes.append(Change("repair", address, {"path": path, "sha": disk}, {**after, "diff": diff},
                               f"{why}; apply rewrites it"))
     return changes, warnings

@@ -88,3 +88,14 @@ def disk_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
         text = files.read_text_or_none(root / path)
         out[path] = generated.sha256(text) if text is not None else None
     return out
+
+
+def edited_texts(root: Path, recorded: Mapping[str, RecordedFile], shas: Mapping[str, str | None]) -> dict[str, str]:
+    """The text of each recorded file that is on disk but not as apply wrote it (a hand edit)."""
+    out: dict[str, str] = {}
+    for path, record in recorded.items():
+        if shas.get(path) not in (None, record.written_sha):
+            text = files.read_text_or_none(root / path)
+            if text is not None:
+                out[path] = text
+    return out

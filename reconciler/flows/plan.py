@@ -45,13 +45,16 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
     state_text = files.read_text_or_none(ws.root / STATE_PATH)
     # Generated files are the workspace's own: read even with --no-refresh (that skips hosts only).
     file_shas: dict[str, str | None] = {}
+    file_texts: dict[str, str] = {}
     if recorded is not None and recorded.origin == "reports":
         # A clone's working tree is not the deployment: no drift, only what the manifests change.
         file_shas = {path: f.written_sha for path, f in recorded.files.items()}
     elif recorded is not None:
         file_shas = generated_files.disk_shas(ws.root, recorded.files)
+        file_texts = generated_files.edited_texts(ws.root, recorded.files, file_shas)
     if not refresh:
-        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, state_text=state_text)
+        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, file_texts=file_texts,
+                         state_text=state_text)
     listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
     for host in desired.hosts:
         if host != LOCALHOST:
@@ -59,7 +62,7 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
             address = desired.hosts[host].address
             listeners[host] = probes.remote_listeners(address, {p for p in pinned if p})
     return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text,
-                     file_shas=file_shas, state_text=state_text)
+                     file_shas=file_shas, file_texts=file_texts, state_text=state_text)
 
 
 def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,

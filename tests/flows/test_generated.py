@@ -23,6 +23,7 @@ PROJECT = """
     datasources:
       main: {driver: postgresql, service: db, database: shop, username: shop, password: "secret:DB_PASSWORD"}
 """
+PINNED = PROJECT.replace("prod: {host: localhost,", "prod: {host: localhost, ports: {web: 8765},")
 FILES = (".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml")
 
 
@@ -128,6 +129,55 @@ def test_policy_warn_keeps_a_hand_edit_and_says_so(shop: Workspace) -> None:
     assert "warning: generated/shop/dev/nginx.conf was edited by hand" in plan.output
     assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
     assert nginx.read_text() == edited
+
+
+def test_a_hand_edit_shows_in_plan_as_the_diff_that_apply_reverts(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "dev", "nginx.conf")
+    nginx.write_text(nginx.read_text().replace("keepalive 8;", "keepalive 64;"))
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "-    keepalive 64;" in plan.output and "+    keepalive 8;" in plan.output, plan.output
+
+
+def test_a_hand_edited_env_file_shows_its_diff_without_any_secret_value(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    env_file = generated(shop, "dev", ".env")
+    env_file.write_text(env_file.read_text().replace('BASE_PATH=""', 'BASE_PATH="/tuned"') + "API_TOKEN=t0ken\n")
+    plan = shop.qrm("plan", "--no-refresh")
+    assert '-BASE_PATH="/tuned"' in plan.output and '+BASE_PATH=""' in plan.output, plan.output
+    assert "-API_TOKEN=<value not shown>" in plan.output
+    assert "s3cr3t" not in plan.output and "t0ken" not in plan.output
+
+
+def test_policy_warn_keeps_a_hand_edit_that_a_manifest_change_would_overwrite(shop: Workspace) -> None:
+    shop.write("qrm.yaml", "generated_policy: {nginx.conf: warn}\n")
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "prod", "nginx.conf")
+    edited = nginx.read_text() + "# tuned by hand\n"
+    nginx.write_text(edited)
+    shop.manifest("shop.yaml", PINNED)
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "~ file.generated/shop/prod/nginx.conf" not in plan.output
+    assert ("warning: generated/shop/prod/nginx.conf was edited by hand since the last apply and the manifests "
+            "change it too: writing it would lose the hand edit") in plan.output, plan.output
+    applied = shop.qrm("apply", "--yes", "--no-refresh")
+    assert applied.exit_code == 0, applied.output
+    assert "writing it would lose the hand edit" in applied.output + applied.stderr
+    assert nginx.read_text() == edited
+    assert "8765" in generated(shop, "prod", ".env").read_text()  # the files without a hand edit are written
+
+
+def test_policy_overwrite_says_that_a_manifest_change_loses_the_hand_edit(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "prod", "nginx.conf")
+    nginx.write_text(nginx.read_text() + "# tuned by hand\n")
+    shop.manifest("shop.yaml", PINNED)
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "~ file.generated/shop/prod/nginx.conf" in plan.output
+    assert "the hand edit since the last apply is lost" in plan.output
+    assert "-# tuned by hand" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert "# tuned by hand" not in nginx.read_text() and "8765" in nginx.read_text()
 
 
 def test_a_deleted_file_is_written_again(shop: Workspace) -> None:
