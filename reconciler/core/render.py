@@ -201,7 +201,8 @@ def render_environment(desired: DesiredState, project: str, environment: str, po
     `ports`: service instance name -> allocated port (e.g. "quantumblog-prod-web" -> 8002).
     `secrets`: env var name -> SecretValue (see secret_references). A SecretValue whose value is
     None is written as `<secret KEY FINGERPRINT>`. `tls_dir`: where nginx.conf says the
-    certificates are (<tls_dir>/<server name>.crt and .key)."""
+    certificates are (<tls_dir>/<server name>.crt and .key) when the environment does not name
+    them (tls_certificate, tls_certificate_key)."""
     env = _environment(desired, project, environment, ports, secrets)
     return {
         ".env": _render_dotenv(env),
@@ -432,11 +433,11 @@ def _render_nginx(env: _Env, tls_dir: str) -> str:
                    "    return 301 https://$host$request_uri;\n}\n")
     out.append("\nserver {\n")
     if env.environment.tls:
-        tls = tls_dir.rstrip("/")
+        certificate, key = tls_paths(env.environment, env.server_name, tls_dir)
         out.append("    listen 443 ssl;\n"
                    f"    server_name {name};\n"
-                   f"    ssl_certificate {nginx_arg(f'{tls}/{env.server_name}.crt')};\n"
-                   f"    ssl_certificate_key {nginx_arg(f'{tls}/{env.server_name}.key')};\n"
+                   f"    ssl_certificate {nginx_arg(certificate)};\n"
+                   f"    ssl_certificate_key {nginx_arg(key)};\n"
                    "    ssl_protocols TLSv1.2 TLSv1.3;\n")
     else:
         out.append(f"    listen 80;\n    server_name {name};\n")
@@ -450,6 +451,13 @@ def _render_nginx(env: _Env, tls_dir: str) -> str:
         out.append(f"\n    location {location} {{\n        proxy_pass {upstream};\n    }}\n")
     out.append("}\n")
     return "".join(out)
+
+
+def tls_paths(environment: Environment, server_name: str, tls_dir: str = DEFAULT_TLS_DIR) -> tuple[str, str]:
+    """(certificate, key) that nginx.conf names: the environment's own, else <tls_dir>/<server name>.crt and .key."""
+    tls = tls_dir.rstrip("/")
+    return (environment.tls_certificate or f"{tls}/{server_name}.crt",
+            environment.tls_certificate_key or f"{tls}/{server_name}.key")
 
 
 def _host_port(host: str, port: int) -> str:

@@ -71,10 +71,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]
 def nginx_test(tmp_path: Path, includes: list[str], certificate: tuple[bytes, bytes], tls_dir: Path) -> str:
     """Run `nginx -t` on a minimal main config whose http {} includes the given files; its output."""
     for text in includes:
-        for path in re.findall(r"ssl_certificate(?:_key)? (\S+|\"[^\"]+\");", text):
+        for directive, path in re.findall(r"(ssl_certificate(?:_key)?) (\S+|\"[^\"]+\");", text):
             target = Path(path.strip('"'))
-            assert target.parent == tls_dir, path
-            target.write_bytes(certificate[0] if target.suffix == ".crt" else certificate[1])
+            assert target.is_relative_to(tls_dir), path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(certificate[0] if directive == "ssl_certificate" else certificate[1])
     files = []
     for index, text in enumerate(includes):
         files.append(tmp_path / f"site-{index}.conf")
@@ -160,8 +161,9 @@ def test_nginx_proxies_the_base_path_with_tls_as_declared(r: Rendered) -> None:
     assert f"server_name {server_name};" in text
     if environment.tls:
         assert "listen 443 ssl;" in text and "return 301 https://$host$request_uri;" in text
-        assert f"ssl_certificate {TLS_DIR}/{server_name}.crt;" in text
-        assert f"ssl_certificate_key {TLS_DIR}/{server_name}.key;" in text
+        certificate = environment.tls_certificate or f"{TLS_DIR}/{server_name}.crt"
+        key = environment.tls_certificate_key or f"{TLS_DIR}/{server_name}.key"
+        assert f"ssl_certificate {certificate};" in text and f"ssl_certificate_key {key};" in text
     else:
         assert "ssl" not in text and "listen 80;" in text
     locations = re.findall(r"location (.+) \{", text)
