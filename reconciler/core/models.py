@@ -188,6 +188,10 @@ class Environment(Spec):
     protected: bool = Field(False, description="tests that write data never run here")
     url: str | None = Field(None, pattern=URL_PATTERN, description="explicit base URL for tests")
     ports: dict[Name, Port] = Field({}, description="pinned ports of this environment's service instances")
+    run: Literal["host", "compose"] = Field(
+        "host", description="host: the app runs on the host and every file names the host's address and the "
+        "allocated ports; compose: every service runs in the generated docker-compose.yml and containers reach "
+        "each other by service name and container port")
     tls_certificate: str | None = Field(
         None, pattern=PATH_PATTERN, description="with tls: the certificate (chain) nginx serves; default "
         "/etc/ssl/qrm/<server name>.crt; Let's Encrypt: /etc/letsencrypt/live/<domain>/fullchain.pem")

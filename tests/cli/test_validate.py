@@ -45,7 +45,7 @@ MISTAKES = [
     Mistake("unknown_health_field.yaml", 7, 3, "unknown field 'retries'; expected one of: path, interval, timeout, "
             "success_before_passing, failures_before_critical", "health.retries"),
     Mistake("unknown_environment_field.yaml", 8, 5, "unknown field 'domian'; expected one of: host, domain, tls, "
-            "protected, url, ports, tls_certificate, tls_certificate_key", "environments.prod.domian"),
+            "protected, url, ports, run, tls_certificate, tls_certificate_key", "environments.prod.domian"),
     # values of one document
     Mistake("port_wrong_type.yaml", 4, 1, "expected a whole number (got 'eighty')", "port"),
     Mistake("port_out_of_range.yaml", 4, 1, "expected a number no greater than 65535 (got 70000)", "port"),

@@ -180,6 +180,25 @@ def test_policy_overwrite_says_that_a_manifest_change_loses_the_hand_edit(shop: 
     assert "# tuned by hand" not in nginx.read_text() and "8765" in nginx.read_text()
 
 
+def test_run_compose_points_the_containers_at_each_other_by_service_name(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    host_values = dotenv_values(generated(shop, "dev", ".env"))
+    assert (host_values["DATASOURCE_MAIN_HOST"], host_values["HOST"]) == ("127.0.0.1", "127.0.0.1")
+    shop.manifest("shop.yaml", PROJECT.replace("dev:  {host: localhost}", "dev:  {host: localhost, run: compose}"))
+    plan = shop.qrm("plan", "--no-refresh")
+    for name in (".env", "docker-compose.yml", "quantum.config.yaml"):
+        assert f"~ file.generated/shop/dev/{name}" in plan.output, plan.output
+    assert "~ file.generated/shop/dev/nginx.conf" not in plan.output  # nginx on the host: published ports
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    values = dotenv_values(generated(shop, "dev", ".env"))
+    assert (values["DATASOURCE_MAIN_HOST"], values["DATASOURCE_MAIN_PORT"], values["DB_PORT"]) == ("db", "5432", "5432")
+    assert "HOST" not in values
+    compose = generated(shop, "dev", "docker-compose.yml").read_text()
+    assert f'"{host_values["DB_PORT"]}:5432"' in compose
+    assert '- "./quantum.config.yaml:/app/quantum.config.yaml:ro"' in compose
+    assert 'host: "db"\n    port: 5432\n' in generated(shop, "dev", "quantum.config.yaml").read_text()
+
+
 def test_a_deleted_file_is_written_again(shop: Workspace) -> None:
     assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
     generated(shop, "prod", "docker-compose.yml").unlink()

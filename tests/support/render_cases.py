@@ -80,7 +80,7 @@ CASES = [
                 "shop",
                 {
                     "dev": {"host": "localhost"},
-                    "staging": {"host": "localhost", "tls": True},
+                    "staging": {"host": "localhost", "tls": True, "run": "compose"},
                     "prod": {"host": "forge", "domain": "shop.example.com", "tls": True, "protected": True,
                              "ports": {"web": 8443},
                              # the Let's Encrypt layout, as the README documents it
@@ -129,7 +129,7 @@ CASES = [
                 "odd.names",
                 {
                     "on": {"host": "v6", "domain": "*.odd.example", "tls": True},
-                    "1st": {"host": "localhost"},
+                    "1st": {"host": "localhost", "run": "compose"},
                 },
                 {
                     "1web": {"type": "web", "health": {"path": "/h?probe=$x&q='1' \"2\";{3}#4"}},
@@ -194,6 +194,11 @@ class Rendered:
     def id(self) -> str:
         return f"{self.case.name}:{self.project}/{self.environment}"
 
+    @property
+    def compose(self) -> bool:
+        """The app runs in the compose file (containers reach each other by service name)."""
+        return self.desired.projects[self.project].environments[self.environment].run == "compose"
+
     def instance_ports(self) -> dict[str, int]:
         """project service name -> allocated port, for this environment."""
         prefix = f"{self.project}-{self.environment}-"
@@ -216,11 +221,22 @@ def rooted(case: Case, root: str) -> Case:
     return Case(case.name, documents, case.secrets)
 
 
-def rendered(with_values: bool = True, tls_dir: str = DEFAULT_TLS_DIR) -> Iterator[Rendered]:
+def run_everywhere(case: Case, run: str) -> Case:
+    """The case with every environment run the same way (`run: host` or `run: compose`)."""
+    documents = copy.deepcopy(case.documents)
+    for document in documents:
+        for name, environment in (document.get("environments") or {}).items():
+            document["environments"][name] = {**(environment or {}), "run": run}
+    return Case(case.name, documents, case.secrets)
+
+
+def rendered(with_values: bool = True, tls_dir: str = DEFAULT_TLS_DIR, run: str | None = None) -> Iterator[Rendered]:
     """Every environment of every project of every case. With another `tls_dir`, the default
-    certificate paths are in it and the paths an environment names are moved under it too."""
+    certificate paths are in it and the paths an environment names are moved under it too. With
+    `run`, every environment runs that way (else as the case says)."""
     for original in CASES:
         case = original if tls_dir == DEFAULT_TLS_DIR else rooted(original, tls_dir)
+        case = case if run is None else run_everywhere(case, run)
         desired = desired_of(case)
         ports = ports_of(desired)
         for project_name in sorted(desired.projects):
