@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import stat
 from pathlib import Path
 
@@ -197,6 +200,67 @@ def test_run_compose_points_the_containers_at_each_other_by_service_name(shop: W
     assert f'"{host_values["DB_PORT"]}:5432"' in compose
     assert '- "./quantum.config.yaml:/app/quantum.config.yaml:ro"' in compose
     assert 'host: "db"\n    port: 5432\n' in generated(shop, "dev", "quantum.config.yaml").read_text()
+
+
+TWO_HOSTS = "kind: Host\nname: forge\naddress: 10.10.1.40\n---\n" + PROJECT.replace(
+    "prod: {host: localhost,", "prod: {host: forge,")
+
+
+def test_apply_host_writes_only_that_hosts_files(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    plan = shop.qrm("plan", "--no-refresh")
+    assert re.search(r"\+ file\.generated/shop/prod/\.env +on forge", plan.output), plan.output
+    assert re.search(r"\+ file\.generated/shop/dev/\.env +\(new\)", plan.output)  # this machine's: unmarked
+    on_forge = shop.qrm("apply", "--yes", "--no-refresh", "--host", "forge")
+    assert on_forge.exit_code == 0, on_forge.output
+    assert all(generated(shop, "prod", name).is_file() for name in FILES)
+    assert not (shop.root / "generated" / "shop" / "dev").exists()
+    assert "shop-dev-web" not in on_forge.output  # the other host's services are left to it
+    assert dotenv_values(generated(shop, "prod", ".env"))["HOST"] == "10.10.1.40"
+    # on this machine, the rest is still to do; on forge, nothing is
+    assert shop.qrm("plan", "--no-refresh", "--host", "forge", "--detailed-exitcode").exit_code == 0
+    rest = shop.qrm("plan", "--no-refresh", "--detailed-exitcode")
+    assert rest.exit_code == 2 and "shop/prod" not in rest.output and "+ file.generated/shop/dev/.env" in rest.output
+    assert shop.qrm("apply", "--yes", "--no-refresh", "--host", "localhost").exit_code == 0
+    assert all(generated(shop, "dev", name).is_file() for name in FILES)
+    assert shop.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
+
+
+def test_apply_host_probes_that_hosts_listeners_on_this_machine(shop: Workspace) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        pinned = TWO_HOSTS.replace("prod: {host: forge,", f"prod: {{host: forge, ports: {{web: {busy}}},")
+        shop.manifest("shop.yaml", pinned)
+        # run on forge, forge is this machine: the pinned port is taken by the listener here
+        on_forge = shop.qrm("plan", "--host", "forge")
+        assert on_forge.exit_code == 1
+        assert f"port {busy} on forge is pinned by shop-prod-web but another process is listening on it" in \
+            on_forge.output + on_forge.stderr
+        # from this machine forge is probed over the network instead, at its own address (not here)
+        assert "another process is listening" not in shop.qrm("plan", "--no-refresh").output
+
+
+def test_files_lists_each_generated_file_with_its_host(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    assert shop.qrm("apply", "--yes", "--no-refresh", "--host", "forge").exit_code == 0
+    listed = shop.qrm("files")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split() == ["HOST", "PATH"] and len(lines) == 1 + 2 * len(FILES)
+    assert "forge      generated/shop/prod/.env" in lines
+    assert "localhost  generated/shop/dev/.env  (not written here)" in lines
+    only = json.loads(shop.qrm("files", "--host", "forge", "--json").output)
+    assert only == [{"host": "forge", "path": f"generated/shop/prod/{name}", "present": True} for name in sorted(FILES)]
+    assert "--host frog: unknown host; known hosts: forge, localhost" in shop.qrm("files", "--host", "frog").stderr
+
+
+def test_apply_host_names_the_known_hosts_when_it_is_unknown(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    result = shop.qrm("apply", "--yes", "--no-refresh", "--host", "frog")
+    assert result.exit_code == 1
+    assert "--host frog: unknown host; known hosts: forge, localhost" in result.stderr
 
 
 def test_a_deleted_file_is_written_again(shop: Workspace) -> None:
