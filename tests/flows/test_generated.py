@@ -242,6 +242,19 @@ def test_apply_host_probes_that_hosts_listeners_on_this_machine(shop: Workspace)
         assert "another process is listening" not in shop.qrm("plan", "--no-refresh").output
 
 
+def test_a_saved_plan_keeps_its_host(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    plan_file = shop.root / "forge.plan"
+    saved = shop.qrm("plan", "--no-refresh", "--host", "forge", "--out", str(plan_file))
+    assert saved.exit_code == 0, saved.output
+    assert json.loads(plan_file.read_text())["filters"]["host"] == ["forge"]
+    refused = shop.qrm("apply", str(plan_file), "--host", "localhost")
+    assert refused.exit_code != 0
+    assert "a saved plan already holds its --target, --exclude, --host" in refused.output + refused.stderr
+    assert shop.qrm("apply", str(plan_file)).exit_code == 0
+    assert generated(shop, "prod", ".env").is_file() and not generated(shop, "dev", ".env").exists()
+
+
 def test_files_lists_each_generated_file_with_its_host(shop: Workspace) -> None:
     shop.manifest("shop.yaml", TWO_HOSTS)
     assert shop.qrm("apply", "--yes", "--no-refresh", "--host", "forge").exit_code == 0
