@@ -379,7 +379,12 @@ def _healthcheck_test(env: _Env, service: str, image: str, port: int) -> str | N
 def _render_compose(env: _Env) -> str:
     network = env.project.name
     lines = [_header(env, "#", "its services with the allocated ports; change images in "
-                               "docker-compose.override.yml beside it"), "services:\n"]
+                               "docker-compose.override.yml beside it")]
+    if env.environment.run == "host":
+        # .env tells a container the host's address, which only a process on the host reaches
+        lines.append("# run: host: the app runs on the host and reaches these services on the published ports; "
+                     "set run: compose to run it in here too.\n")
+    lines.append("services:\n")
     if not env.ports:
         lines[-1] = "services: {}\n"
     images = {service: _image(env, service) for service in env.ports}

@@ -365,6 +365,7 @@ def test_in_compose_every_host_a_container_is_told_is_a_service_and_every_port_i
     for name, body in (compose["services"] or {}).items():
         mounted = [v for v in body.get("volumes") or [] if v.startswith("./quantum.config.yaml:")]
         assert mounted == (["./quantum.config.yaml:/app/quantum.config.yaml:ro"] if name == web else [])
+    assert "run: host" not in r.files["docker-compose.yml"]
 
 
 @pytest.mark.parametrize("r", HOST_ALL, ids=[r.id for r in HOST_ALL])
@@ -377,6 +378,7 @@ def test_on_the_host_every_host_is_the_host_address_and_every_port_the_allocated
         assert port is None or int(port) in allocated.values(), (container, what, port)
     compose = yaml.safe_load(r.files["docker-compose.yml"])
     assert not any(body.get("volumes") for body in (compose["services"] or {}).values())
+    assert "# run: host: the app runs on the host" in r.files["docker-compose.yml"]
 
 
 @pytest.mark.parametrize("r", COMPOSE_ALL, ids=[r.id for r in COMPOSE_ALL])
