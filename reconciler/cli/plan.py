@@ -30,6 +30,9 @@ def _plan_options(func: F) -> F:
                         help="Only changes to this address or service name (glob; repeatable).")(func)
     func = click.option("--exclude", "excludes", multiple=True, metavar="ID",
                         help="Leave out changes to this address or service name (glob; repeatable).")(func)
+    func = click.option("--host", "host", metavar="HOST",
+                        help="Run as HOST's own machine: probe its listeners here and change only its services "
+                             "and the generated files of its environments.")(func)
     return func
 
 
@@ -42,7 +45,7 @@ def _plan_options(func: F) -> F:
 @click.pass_context
 @reports_errors
 def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, detailed_exitcode: bool,
-         no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...]) -> int:
+         no_refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...], host: str | None) -> int:
     """Show what apply would change: + create, ~ update, - delete, ! repair."""
     from reconciler.core.report import (
         MARKDOWN_LIMIT,
@@ -56,7 +59,7 @@ def plan(ctx: click.Context, as_json: bool, markdown: bool, out: str | None, det
     if as_json and markdown:
         raise click.UsageError("--json and --markdown exclude each other")
     context, components = plan_with_components(workspace_from(ctx), refresh=not no_refresh, targets=targets,
-                                               excludes=excludes)
+                                               excludes=excludes, host=host)
     result = context.plan
     if as_json:
         document = plan_document(result)
@@ -112,7 +115,7 @@ def _short_component_changes(components: list[dict[str, str]], per_project: int 
 @reports_errors
 def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: float | None, as_json: bool,
           no_tests: bool, commit: bool, allow_dirty: bool, no_refresh: bool, targets: tuple[str, ...],
-          excludes: tuple[str, ...]) -> int:
+          excludes: tuple[str, ...], host: str | None) -> int:
     """Allocate ports, register services and write reports; PLANFILE applies exactly a saved plan.
 
     After every apply that is not cancelled (also one with no changes), the suites marked auto_run
@@ -126,8 +129,8 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
     from reconciler.flows.plan import load_saved_plan
 
     saved = load_saved_plan(Path(planfile)) if planfile else None
-    if saved is not None and (targets or excludes or no_refresh):
-        raise click.UsageError("a saved plan already holds its --target, --exclude and --no-refresh")
+    if saved is not None and (targets or excludes or no_refresh or host):
+        raise click.UsageError("a saved plan already holds its --target, --exclude, --host and --no-refresh")
 
     def approve(pending: Plan) -> bool:
         if as_json:
@@ -151,7 +154,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
     elif allow_dirty:
         raise click.UsageError("--allow-dirty goes with --commit (plain apply always applies the working tree)")
     outcome = apply_workspace(ws, saved=saved, refresh=not no_refresh, targets=targets,
-                              excludes=excludes, lock_timeout=lock_timeout, approve=approve)
+                              excludes=excludes, lock_timeout=lock_timeout, approve=approve, host=host)
     if as_json:
         click.echo(plan_json(outcome.plan), nl=False)
     else:

@@ -94,3 +94,23 @@ def render_command(ctx: click.Context, project: str, environment: str, name: str
 
     click.echo(render_file(workspace_from(ctx), project, environment, FILE_ALIASES[name]), nl=False)
     return EXIT_OK
+
+
+@cli.command("files")
+@click.option("--host", "host", metavar="HOST", help="Only the files for this host's machine.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {host, path, present}.")
+@click.pass_context
+@reports_errors
+def files_command(ctx: click.Context, host: str | None, as_json: bool) -> int:
+    """List the generated files by the host whose machine they are for (`qrm apply --host HOST` writes them)."""
+    from reconciler.flows.render import generated_files_by_host
+
+    rows = generated_files_by_host(workspace_from(ctx), host)
+    if as_json:
+        click.echo(json.dumps([{"host": h, "path": p, "present": here} for h, p, here in rows], indent=2))
+        return EXIT_OK
+    width = max((len(h) for h, _p, _here in rows), default=4)
+    click.echo(f"{'HOST'.ljust(width)}  PATH")
+    for owner, path, here in rows:
+        click.echo(f"{owner.ljust(width)}  {path}{'' if here else '  (not written here)'}")
+    return EXIT_OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +31,7 @@ class DesiredFile:
     environment: str
     name: str  # one of render.GENERATED_FILES
     masked: str
+    host: str  # the environment's host: the machine the file is for
 
 
 def sha256(text: str) -> str:
@@ -50,18 +51,44 @@ def masked_secrets(desired: DesiredState, project: str, environment: str) -> dic
     return {var: render.SecretValue(key, desired.secrets.get(key, ""), None) for var, key in refs.items()}
 
 
-def desired_files(desired: DesiredState, services: Mapping[str, RecordedService]) -> dict[str, DesiredFile]:
-    """Every generated file the manifests ask for, rendered with the allocations in `services`."""
+def file_host(desired: DesiredState, path: str) -> str | None:
+    """The host (manifest name) whose machine a generated file is for: its environment's host;
+    None when its project or environment is gone."""
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != GENERATED_DIR:
+        return None
+    project = desired.projects.get(parts[1])
+    environment = project.environments.get(parts[2]) if project is not None else None
+    return environment.host if environment is not None else None
+
+
+def files_by_host(desired: DesiredState) -> dict[str, str]:
+    """path -> host (manifest name) of every generated file the manifests ask for, by path."""
+    out = {}
+    for project_name, project in desired.projects.items():
+        for env_name, environment in project.environments.items():
+            for name in render.GENERATED_FILES:
+                out[file_path(project_name, env_name, name)] = environment.host
+    return dict(sorted(out.items()))
+
+
+def desired_files(desired: DesiredState, services: Mapping[str, RecordedService],
+                  only: set[tuple[str, str]] | None = None) -> dict[str, DesiredFile]:
+    """Every generated file the manifests ask for, rendered with the allocations in `services`
+    (`only`: just these (project, environment))."""
     out: dict[str, DesiredFile] = {}
     for project_name in sorted(desired.projects):
         project = desired.projects[project_name]
         for env_name in sorted(project.environments):
+            if only is not None and (project_name, env_name) not in only:
+                continue
             ports = environment_ports(services, project_name, env_name)
             texts = render.render_environment(desired, project_name, env_name, ports,
                                               masked_secrets(desired, project_name, env_name))
             for name in sorted(texts):
                 path = file_path(project_name, env_name, name)
-                out[path] = DesiredFile(path, project_name, env_name, name, texts[name])
+                out[path] = DesiredFile(path, project_name, env_name, name, texts[name],
+                                        project.environments[env_name].host)
     return out
 
 
@@ -70,18 +97,43 @@ def _diff(before: str, after: str, path: str) -> str:
                                         fromfile=f"a/{path}", tofile=f"b/{path}", n=2))
 
 
+def shown_disk_text(name: str, disk: str, masked: str) -> str:
+    """The text of a file on disk as plan may show it: in `.env`, which holds secret values, a
+    variable the rendering masks shows its masked line, and one the rendering does not write (a
+    hand-added line) shows no value; every other file holds no secret value and is shown as is."""
+    if name != ".env":
+        return disk
+    known = {line.split("=", 1)[0]: line for line in masked.splitlines() if "=" in line and not line.startswith("#")}
+    out = []
+    for line in disk.splitlines(keepends=True):
+        variable = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if variable is None:
+            out.append(line)
+        elif variable not in known:
+            out.append(f"{variable}=<value not shown>\n")
+        elif '"<secret ' in known[variable]:
+            out.append(known[variable] + "\n")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
 def file_changes(
     wanted: Mapping[str, DesiredFile],
     recorded: Mapping[str, RecordedFile],
     on_disk: Mapping[str, str | None],
     policies: Mapping[str, Policy],
+    disk_texts: Mapping[str, str] | None = None,
 ) -> tuple[list[Change], list[str]]:
     """Changes to generated files, and warnings for hand edits that policy `warn` keeps.
 
     `on_disk`: sha256 of each recorded file as it is now (None when missing).
     `policies`: file name (".env", "nginx.conf", ... or "*") -> overwrite | warn.
+    `disk_texts`: the text of each hand-edited file, so that its diff shows what apply reverts
+    (without it, the diff is from what apply last wrote).
     """
 
+    texts = disk_texts or {}
     changes: list[Change] = []
     warnings: list[str] = []
     for path in sorted(set(wanted) | set(recorded)):
@@ -92,21 +144,51 @@ def file_changes(
                                   "its project or environment is gone"))
             continue
         assert new is not None
-        after = {"path": path, "sha": sha256(new.masked), "diff": _diff(old.masked if old else "", new.masked, path)}
+        # `host`: whose machine the file is for (plan shows it; `qrm apply --host` writes only its own)
+        after = {"path": path, "host": new.host, "sha": sha256(new.masked),
+                 "diff": _diff(old.masked if old else "", new.masked, path)}
         if old is None:
             changes.append(Change("create", address, None, after, "new"))
             continue
-        if old.masked != new.masked:
-            changes.append(Change("update", address, {"path": path, "sha": sha256(old.masked)}, after, "content"))
-            continue
         disk = on_disk.get(path)
+        edited = disk is not None and disk != old.written_sha
+        policy = policies.get(new.name) or policies.get("*") or "overwrite"
+        # What apply would replace: the hand-edited text when there is one, else what apply wrote.
+        before_text = shown_disk_text(new.name, texts[path], new.masked) if edited and path in texts else old.masked
+        if old.masked != new.masked:
+            if edited and policy == "warn":
+                warnings.append(f"{path} was edited by hand since the last apply and the manifests change it too: "
+                                "writing it would lose the hand edit; its policy is warn, so apply keeps the file "
+                                "(move the edit into the manifests, or delete the file to have it written)")
+                continue
+            reason = "content; the hand edit since the last apply is lost" if edited else "content"
+            changes.append(Change("update", address, {"path": path, "sha": sha256(old.masked)},
+                                  {**after, "diff": _diff(before_text, new.masked, path)}, reason))
+            continue
         if disk == old.written_sha:
             continue
-        policy = policies.get(new.name) or policies.get("*") or "overwrite"
         why = "missing" if disk is None else "edited by hand since the last apply"
         if policy == "warn" and disk is not None:
             warnings.append(f"{path} was {why}; its policy is warn, so apply keeps the edit")
             continue
-        changes.append(Change("repair", address, {"path": path, "sha": disk}, {**after, "diff": ""},
+        diff = _diff(before_text, new.masked, path) if edited and path in texts else ""
+        changes.append(Change("repair", address, {"path": path, "sha": disk}, {**after, "diff": diff},
                               f"{why}; apply rewrites it"))
     return changes, warnings
+
+
+def only_host(changes: Iterable[Change], desired: DesiredState, host: str) -> tuple[Change, ...]:
+    """The changes that `--host HOST` applies on HOST's own machine: its services, the generated
+    files of its environments (and the deletion of files whose environment is gone, a no-op where
+    they were never written), and the records every machine shares (secrets, registry, lock file)."""
+    kept = []
+    for change in changes:
+        if change.address.startswith("service."):
+            if host not in {side["host"] for side in (change.before, change.after) if side}:
+                continue
+        elif change.address.startswith(GENERATED_PREFIX):
+            owner = file_host(desired, change.address.removeprefix(FILE_PREFIX))
+            if owner is not None and owner != host:
+                continue
+        kept.append(change)
+    return tuple(kept)

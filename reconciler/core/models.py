@@ -188,6 +188,30 @@ class Environment(Spec):
     protected: bool = Field(False, description="tests that write data never run here")
     url: str | None = Field(None, pattern=URL_PATTERN, description="explicit base URL for tests")
     ports: dict[Name, Port] = Field({}, description="pinned ports of this environment's service instances")
+    run: Literal["host", "compose"] = Field(
+        "host", description="host: the app runs on the host and every file names the host's address and the "
+        "allocated ports; compose: every service runs in the generated docker-compose.yml and containers reach "
+        "each other by service name and container port")
+    tls_certificate: str | None = Field(
+        None, pattern=PATH_PATTERN, description="with tls: the certificate (chain) nginx serves; default "
+        "/etc/ssl/qrm/<server name>.crt; Let's Encrypt: /etc/letsencrypt/live/<domain>/fullchain.pem")
+    tls_certificate_key: str | None = Field(
+        None, pattern=PATH_PATTERN, description="with tls: its private key; default /etc/ssl/qrm/<server name>.key; "
+        "Let's Encrypt: /etc/letsencrypt/live/<domain>/privkey.pem")
+
+    @model_validator(mode="after")
+    def _certificate_with_its_key(self) -> Environment:
+        given = {"tls_certificate": self.tls_certificate, "tls_certificate_key": self.tls_certificate_key}
+        if any(value is not None for value in given.values()):
+            missing = [name for name, value in given.items() if value is None]
+            if missing:
+                other = "tls_certificate" if missing[0] == "tls_certificate_key" else "tls_certificate_key"
+                raise FieldError((missing[0],), f"{other} is set, so {missing[0]} must be too (a certificate "
+                                                "and its key go together)")
+            if not self.tls:
+                raise FieldError(("tls_certificate",), "tls_certificate is set but tls is false; "
+                                                       "set tls: true or remove the certificate paths")
+        return self
 
 
 class ProjectService(Spec):

@@ -77,7 +77,8 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         final = services_after(recorded, changes)
         wanted = generated.desired_files(desired, final)
         policies = cast(dict[str, generated.Policy], desired.file_policies)
-        file_changes, file_warnings = generated.file_changes(wanted, recorded.files, live.file_shas, policies)
+        file_changes, file_warnings = generated.file_changes(wanted, recorded.files, live.file_shas, policies,
+                                                                   live.file_texts)
         changes.extend(file_changes)
         warnings.extend(file_warnings)
 

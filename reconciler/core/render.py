@@ -7,8 +7,12 @@ sorted, nothing depends on time, the machine or dict order. Without a key (plan)
 placeholder naming its key and ciphertext fingerprint, so a changed secret still changes the text
 and a plan diff shows it without showing any value.
 
-All four files say the same thing about where things are: every service instance is at the
-environment host's address (HOST) on its allocated port. No YAML library is used (the core may
+All four files say the same thing about where things are, as seen from where the app runs
+(the environment's `run`): on the host (`run: host`, the default) every service instance is at
+the environment host's address (HOST) on its allocated port; in compose (`run: compose`) the
+containers reach each other on the project network by service name and container port, and the
+web container gets quantum.config.yaml mounted. Compose publishes the allocated ports either way,
+so nginx on the host proxies to HOST and the allocated port in both. No YAML library is used (the core may
 not import one); the few YAML shapes written here are emitted with every string quoted.
 """
 
@@ -26,6 +30,8 @@ from reconciler.core.state import DesiredState, instance_name
 GENERATED_FILES = (".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml")
 FILE_ALIASES = {"env": ".env", "compose": "docker-compose.yml", "nginx": "nginx.conf", "quantum": "quantum.config.yaml"}
 DEFAULT_TLS_DIR = "/etc/ssl/qrm"
+# Where, in `run: compose`, the web container finds quantum.config.yaml (the app's folder in its image).
+CONTAINER_CONFIG = "/app/quantum.config.yaml"
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class _Env:
     environment: Environment
     host: str  # the environment host's address
     ports: dict[str, int]  # project service name -> allocated port
+    inner: dict[str, int]  # project service name -> the port it listens on inside its container
     web: str | None  # the project service that serves the app (nginx location, Quantum server port)
     server_name: str
     variables: dict[str, str] = field(repr=False)  # .env, sorted; may hold secret values
@@ -138,23 +145,27 @@ def _environment(desired: DesiredState, project_name: str, env_name: str, ports:
             raise ValueError(f"no port allocated for {instance}")
         allocated[service] = int(ports[instance])
 
+    inner = {service: _image_of(project, service, port)[1] for service, port in allocated.items()}
+    compose = environment.run == "compose"
     variables: dict[str, str] = {
         "BASE_PATH": project.base_path,
         "COMPOSE_PROJECT_NAME": _compose_project(project_name, env_name),
         "DOMAIN": environment.domain or "",
-        "HOST": host,
         "QRM_ENVIRONMENT": env_name,
         "QRM_PROJECT": project_name,
     }
+    if not compose:  # in a container the host's loopback is the container's own: no HOST there
+        variables["HOST"] = host
     for service, port in allocated.items():
-        variables[port_variable(service)] = str(port)
+        variables[port_variable(service)] = str(inner[service] if compose else port)
     for ds_name in sorted(project.datasources):
         datasource = project.datasources[ds_name]
         variables[datasource_variable(ds_name, "DRIVER")] = datasource.driver
         variables[datasource_variable(ds_name, "DATABASE")] = datasource.database
         if datasource.service is not None and datasource.service in allocated:
-            variables[datasource_variable(ds_name, "HOST")] = host
-            variables[datasource_variable(ds_name, "PORT")] = str(allocated[datasource.service])
+            where = _address(datasource.service, host, allocated, inner, compose)
+            variables[datasource_variable(ds_name, "HOST")] = where[0]
+            variables[datasource_variable(ds_name, "PORT")] = str(where[1])
         if datasource.username is not None:
             variables[datasource_variable(ds_name, "USER")] = datasource.username
         secret = secret_scope.reference_name(datasource.password or "")
@@ -165,10 +176,17 @@ def _environment(desired: DesiredState, project_name: str, env_name: str, ports:
             else:
                 variables[secret] = placeholder(given) if given.value is None else given.value
     return _Env(
-        project=project, name=env_name, environment=environment, host=host, ports=allocated,
+        project=project, name=env_name, environment=environment, host=host, ports=allocated, inner=inner,
         web=web_service(project), server_name=environment.domain or f"{env_name}.{project_name}.localhost",
         variables=dict(sorted(variables.items())),
     )
+
+
+def _address(service: str, host: str, allocated: Mapping[str, int], inner: Mapping[str, int],
+             compose: bool) -> tuple[str, int]:
+    """Where a service is reached from the app: in compose by its service name and container port
+    (on the project network), on the host at the host's address and the allocated port."""
+    return (service, inner[service]) if compose else (host, allocated[service])
 
 
 def _compose_project(project: str, environment: str) -> str:
@@ -201,7 +219,8 @@ def render_environment(desired: DesiredState, project: str, environment: str, po
     `ports`: service instance name -> allocated port (e.g. "quantumblog-prod-web" -> 8002).
     `secrets`: env var name -> SecretValue (see secret_references). A SecretValue whose value is
     None is written as `<secret KEY FINGERPRINT>`. `tls_dir`: where nginx.conf says the
-    certificates are (<tls_dir>/<server name>.crt and .key)."""
+    certificates are (<tls_dir>/<server name>.crt and .key) when the environment does not name
+    them (tls_certificate, tls_certificate_key)."""
     env = _environment(desired, project, environment, ports, secrets)
     return {
         ".env": _render_dotenv(env),
@@ -305,15 +324,19 @@ def _datasource_of(project: Project, service: str) -> Datasource | None:
     return None
 
 
-def _image(env: _Env, service: str) -> tuple[str, int]:
+def _image_of(project: Project, service: str, allocated: int) -> tuple[str, int]:
     """(image, port inside the container) of a project service."""
-    spec = env.project.services[service]
-    datasource = _datasource_of(env.project, service)
+    spec = project.services[service]
+    datasource = _datasource_of(project, service)
     if datasource is not None and datasource.driver in _DRIVER_IMAGES and not _http(spec):
         return _DRIVER_IMAGES[datasource.driver]
     if spec.type in _TYPE_IMAGES and not _http(spec):
         return _TYPE_IMAGES[spec.type]
-    return f"{env.project.name}-{service}:latest", env.ports[service]
+    return f"{project.name}-{service}:latest", allocated
+
+
+def _image(env: _Env, service: str) -> tuple[str, int]:
+    return _image_of(env.project, service, env.ports[service])
 
 
 def _compose_str(value: str) -> str:
@@ -356,7 +379,12 @@ def _healthcheck_test(env: _Env, service: str, image: str, port: int) -> str | N
 def _render_compose(env: _Env) -> str:
     network = env.project.name
     lines = [_header(env, "#", "its services with the allocated ports; change images in "
-                               "docker-compose.override.yml beside it"), "services:\n"]
+                               "docker-compose.override.yml beside it")]
+    if env.environment.run == "host":
+        # .env tells a container the host's address, which only a process on the host reaches
+        lines.append("# run: host: the app runs on the host and reaches these services on the published ports; "
+                     "set run: compose to run it in here too.\n")
+    lines.append("services:\n")
     if not env.ports:
         lines[-1] = "services: {}\n"
     images = {service: _image(env, service) for service in env.ports}
@@ -381,6 +409,10 @@ def _render_compose(env: _Env) -> str:
             lines.append(f"      interval: {yaml_str(spec.health.interval)}\n")
             lines.append(f"      timeout: {yaml_str(spec.health.timeout)}\n")
             lines.append(f"      retries: {spec.health.failures_before_critical}\n")
+        if service == env.web and env.environment.run == "compose":
+            # The Quantum server in the container reads the config written beside this file.
+            lines.append("    volumes:\n")
+            lines.append(f"      - {_compose_str(f'./quantum.config.yaml:{CONTAINER_CONFIG}:ro')}\n")
         if service == env.web:
             needs = sorted({ds.service for ds in env.project.datasources.values()
                             if ds.service is not None and ds.service != service and ds.service in env.ports})
@@ -432,11 +464,11 @@ def _render_nginx(env: _Env, tls_dir: str) -> str:
                    "    return 301 https://$host$request_uri;\n}\n")
     out.append("\nserver {\n")
     if env.environment.tls:
-        tls = tls_dir.rstrip("/")
+        certificate, key = tls_paths(env.environment, env.server_name, tls_dir)
         out.append("    listen 443 ssl;\n"
                    f"    server_name {name};\n"
-                   f"    ssl_certificate {nginx_arg(f'{tls}/{env.server_name}.crt')};\n"
-                   f"    ssl_certificate_key {nginx_arg(f'{tls}/{env.server_name}.key')};\n"
+                   f"    ssl_certificate {nginx_arg(certificate)};\n"
+                   f"    ssl_certificate_key {nginx_arg(key)};\n"
                    "    ssl_protocols TLSv1.2 TLSv1.3;\n")
     else:
         out.append(f"    listen 80;\n    server_name {name};\n")
@@ -450,6 +482,13 @@ def _render_nginx(env: _Env, tls_dir: str) -> str:
         out.append(f"\n    location {location} {{\n        proxy_pass {upstream};\n    }}\n")
     out.append("}\n")
     return "".join(out)
+
+
+def tls_paths(environment: Environment, server_name: str, tls_dir: str = DEFAULT_TLS_DIR) -> tuple[str, str]:
+    """(certificate, key) that nginx.conf names: the environment's own, else <tls_dir>/<server name>.crt and .key."""
+    tls = tls_dir.rstrip("/")
+    return (environment.tls_certificate or f"{tls}/{server_name}.crt",
+            environment.tls_certificate_key or f"{tls}/{server_name}.key")
 
 
 def _host_port(host: str, port: int) -> str:
@@ -474,7 +513,9 @@ def _render_quantum(env: _Env) -> str:
         datasource = env.project.datasources[ds_name]
         lines.append(f"  {_yaml_key(ds_name)}:\n    driver: {yaml_str(datasource.driver)}\n")
         if datasource.service is not None and datasource.service in env.ports:
-            lines.append(f"    host: {yaml_str(env.host)}\n    port: {env.ports[datasource.service]}\n")
+            host, port = _address(datasource.service, env.host, env.ports, env.inner,
+                                  env.environment.run == "compose")
+            lines.append(f"    host: {yaml_str(host)}\n    port: {port}\n")
         lines.append(f"    database: {yaml_str(datasource.database)}\n")
         if datasource.username is not None:
             lines.append(f"    user: {yaml_str(datasource.username)}\n")

@@ -140,6 +140,9 @@ def _describe(change: Change) -> str:
                 else:
                     parts.append(f"{name} {_short(before.get(name))} -> {_short(after.get(name))}")
             return "; ".join(parts)
+    if change.address.startswith("file.generated/"):  # which machine a file of another host is for
+        host = (change.after or change.before or {}).get("host")
+        return f"on {host}" if host and host != "localhost" else ""
     return ""
 
 

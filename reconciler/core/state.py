@@ -165,6 +165,8 @@ class LiveState:
     lockfile_text: str | None = None
     # sha256 of each recorded generated file as it is on disk now (None when missing).
     file_shas: dict[str, str | None] = field(default_factory=dict)
+    # The text of each generated file whose sha256 differs from what apply wrote (a hand edit).
+    file_texts: dict[str, str] = field(default_factory=dict)
     # What reports/state.yaml holds now (None when absent).
     state_text: str | None = None
 

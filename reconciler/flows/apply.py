@@ -57,14 +57,18 @@ def apply_workspace(
     lock_timeout: float | None = None,
     approve: Callable[[Plan], bool] = lambda plan: True,
     desired: DesiredState | None = None,
+    host: str | None = None,
 ) -> ApplyOutcome:
-    """`desired`: the state the caller already loaded (a watcher's reconcile), else read here."""
+    """`desired`: the state the caller already loaded (a watcher's reconcile), else read here.
+    `host`: apply as that host's own machine (`qrm apply --host`): probe its listeners here and
+    write only its services and the files of its environments."""
     timeout = ws.settings.lock_timeout if lock_timeout is None else lock_timeout
     with workspace_lock(ws.lock_file, timeout):
         started = _now()
         if saved is not None:
             filters = saved.get("filters") or {}
             targets, excludes = tuple(filters.get("target", ())), tuple(filters.get("exclude", ()))
+            host = next(iter(filters.get("host", ())), None)
             refresh = bool(saved.get("refreshed", True))
         if desired is None:
             desired = load_desired(ws)  # before the registry: invalid manifests must not even create it
@@ -78,7 +82,7 @@ def apply_workspace(
                 if waited > 0.01:
                     log.info("waited %.2f s for the allocation lock of %s", waited, ", ".join(desired.host_names()))
                 ctx = plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, registry=registry,
-                                     desired=desired)
+                                     desired=desired, host=host)
                 plan = ctx.plan
                 if saved is not None:
                     check_saved_plan(saved, _as_planned_without_registry(saved, ctx))

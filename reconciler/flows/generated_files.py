@@ -47,8 +47,11 @@ def apply_files(
     file_changes = [c for c in changes if c.address.startswith(generated.GENERATED_PREFIX)]
     if not file_changes:
         return [], []
-    wanted = generated.desired_files(desired, services)
-    to_write = [wanted[c.address.removeprefix(generated.FILE_PREFIX)] for c in file_changes if c.action != "delete"]
+    # Only the environments written: under `--host`, another host's new services have no port yet.
+    paths = [c.address.removeprefix(generated.FILE_PREFIX) for c in file_changes if c.action != "delete"]
+    environments_written = {(path.split("/")[1], path.split("/")[2]) for path in paths}
+    wanted = generated.desired_files(desired, services, only=environments_written)
+    to_write = [wanted[path] for path in paths]
     environments = sorted({(f.project, f.environment) for f in to_write})
     references = {env: render.secret_references(desired, *env) for env in environments}
     # Only .env holds secret values (the other files refer to its variables).
@@ -87,4 +90,15 @@ def disk_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
     for path in paths:
         text = files.read_text_or_none(root / path)
         out[path] = generated.sha256(text) if text is not None else None
+    return out
+
+
+def edited_texts(root: Path, recorded: Mapping[str, RecordedFile], shas: Mapping[str, str | None]) -> dict[str, str]:
+    """The text of each recorded file that is on disk but not as apply wrote it (a hand edit)."""
+    out: dict[str, str] = {}
+    for path, record in recorded.items():
+        if shas.get(path) not in (None, record.written_sha):
+            text = files.read_text_or_none(root / path)
+            if text is not None:
+                out[path] = text
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler.core import generated
 from reconciler.core.changes import Plan
 from reconciler.core.errors import (
     QrmError,
@@ -40,18 +41,27 @@ MAX_PROBE_ROUNDS = 10
 
 
 def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
-              recorded: RecordedState | None = None) -> LiveState:
+              recorded: RecordedState | None = None, local_host: str | None = None) -> LiveState:
+    """`local_host`: this machine is that host (`--host`): its listeners are read here, locally,
+    and no other host is probed (from this machine, `localhost` would be the wrong one)."""
     lockfile_text = files.read_text_or_none(ws.root / LOCKFILE_PATH)
     state_text = files.read_text_or_none(ws.root / STATE_PATH)
     # Generated files are the workspace's own: read even with --no-refresh (that skips hosts only).
     file_shas: dict[str, str | None] = {}
+    file_texts: dict[str, str] = {}
     if recorded is not None and recorded.origin == "reports":
         # A clone's working tree is not the deployment: no drift, only what the manifests change.
         file_shas = {path: f.written_sha for path, f in recorded.files.items()}
     elif recorded is not None:
         file_shas = generated_files.disk_shas(ws.root, recorded.files)
+        file_texts = generated_files.edited_texts(ws.root, recorded.files, file_shas)
     if not refresh:
-        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, state_text=state_text)
+        return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, file_texts=file_texts,
+                         state_text=state_text)
+    if local_host is not None:
+        return LiveState(listeners={local_host: probes.local_listeners()}, ephemeral=probes.ephemeral_range(),
+                         lockfile_text=lockfile_text, file_shas=file_shas, file_texts=file_texts,
+                         state_text=state_text)
     listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
     for host in desired.hosts:
         if host != LOCALHOST:
@@ -59,7 +69,7 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
             address = desired.hosts[host].address
             listeners[host] = probes.remote_listeners(address, {p for p in pinned if p})
     return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text,
-                     file_shas=file_shas, state_text=state_text)
+                     file_shas=file_shas, file_texts=file_texts, state_text=state_text)
 
 
 def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
@@ -111,17 +121,21 @@ class PlanContext:
 
 def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, ...] = (),
                    excludes: tuple[str, ...] = (), registry: Registry | None = None,
-                   desired: DesiredState | None = None) -> PlanContext:
+                   desired: DesiredState | None = None, host: str | None = None) -> PlanContext:
+    """`host`: plan as that host's own machine (`--host`): probe its listeners locally and keep only
+    its services, the files of its environments and the shared records (generated.only_host)."""
     if desired is None:
         desired = load_desired(ws)
+    if host is not None and host not in desired.hosts:
+        raise QrmError(f"--host {host}: unknown host; known hosts: {', '.join(desired.host_names())}")
     if registry is None:
         registry = open_registry(ws, create=False)
     recorded = read_recorded(ws, registry)
-    live = read_live(ws, desired, refresh, recorded)
+    live = read_live(ws, desired, refresh, recorded, local_host=host)
     plan = make_plan(desired, recorded, live)
     log.debug("plan: %s (recorded from %s, %d services, %d secrets)", plan.counts(), recorded.origin,
               len(recorded.services), len(recorded.secrets))
-    if refresh and len(desired.hosts) > 1:
+    if refresh and len(desired.hosts) > 1 and host is None:
         probed: dict[str, set[int]] = {}
         for _ in range(MAX_PROBE_ROUNDS):
             busier = _probe_new_remote_ports(desired, live, plan, probed)
@@ -129,16 +143,22 @@ def plan_workspace(ws: Workspace, *, refresh: bool = True, targets: tuple[str, .
                 break
             live = busier
             plan = make_plan(desired, recorded, live)
-    return PlanContext(ws, desired, recorded, live, plan.filtered(targets, excludes), registry)
+    if host is not None:
+        plan = replace(plan, changes=generated.only_host(plan.changes, desired, host))
+    plan = plan.filtered(targets, excludes)
+    if host is not None:
+        plan = replace(plan, filters={**plan.filters, "host": [host]})
+    return PlanContext(ws, desired, recorded, live, plan, registry)
 
 
 def plan_with_components(ws: Workspace, *, refresh: bool = True, targets: tuple[str, ...] = (),
-                         excludes: tuple[str, ...] = ()) -> tuple[PlanContext, list[dict[str, str]]]:
+                         excludes: tuple[str, ...] = (),
+                         host: str | None = None) -> tuple[PlanContext, list[dict[str, str]]]:
     """What `qrm plan` shows: the plan, and the .q files added, changed or removed since the last scan.
     The context's registry is closed."""
     from reconciler.flows.scan import component_changes  # here: apply plans without loading the scanner
 
-    with plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes) as context:
+    with plan_workspace(ws, refresh=refresh, targets=targets, excludes=excludes, host=host) as context:
         components = component_changes(context.ws, context.desired, context.registry)
     return context, components
 

@@ -1,4 +1,5 @@
-"""`qrm render`: one generated file as apply would write it now, secrets as placeholders."""
+"""`qrm render`: one generated file as apply would write it now, secrets as placeholders; `qrm files`:
+which generated file is for which host."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from reconciler.core.errors import (
     QrmError,
 )
 from reconciler.core.plan import services_after
+from reconciler.flows.desired import load_desired
 from reconciler.flows.plan import plan_workspace
 from reconciler.flows.workspace import Workspace
 
@@ -27,3 +29,12 @@ def render_file(ws: Workspace, project: str, environment: str, name: str) -> str
     services = services_after(ctx.recorded, ctx.plan.changes)
     wanted = generated.desired_files(ctx.desired, services)
     return wanted[generated.file_path(project, environment, name)].masked
+
+
+def generated_files_by_host(ws: Workspace, host: str | None = None) -> list[tuple[str, str, bool]]:
+    """(host, path, present here) of every generated file the manifests ask for (`host`: only its)."""
+    desired = load_desired(ws)
+    if host is not None and host not in desired.hosts:
+        raise QrmError(f"--host {host}: unknown host; known hosts: {', '.join(desired.host_names())}")
+    return [(owner, path, (ws.root / path).is_file()) for path, owner in generated.files_by_host(desired).items()
+            if host is None or owner == host]

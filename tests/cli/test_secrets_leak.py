@@ -168,6 +168,7 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.watch("--apply", "--interval", "60")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "env")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "quantum")
+    out.qrm("files", "--json")
     ws.write("app/components/login.q", """
         <q:component name="LoginPage" type="page">
           <q:query name="me" datasource="main">SELECT id FROM users WHERE id = :id</q:query>

@@ -45,7 +45,7 @@ MISTAKES = [
     Mistake("unknown_health_field.yaml", 7, 3, "unknown field 'retries'; expected one of: path, interval, timeout, "
             "success_before_passing, failures_before_critical", "health.retries"),
     Mistake("unknown_environment_field.yaml", 8, 5, "unknown field 'domian'; expected one of: host, domain, tls, "
-            "protected, url, ports", "environments.prod.domian"),
+            "protected, url, ports, run, tls_certificate, tls_certificate_key", "environments.prod.domian"),
     # values of one document
     Mistake("port_wrong_type.yaml", 4, 1, "expected a whole number (got 'eighty')", "port"),
     Mistake("port_out_of_range.yaml", 4, 1, "expected a number no greater than 65535 (got 70000)", "port"),
@@ -54,6 +54,10 @@ MISTAKES = [
     Mistake("portrange_start_after_end.yaml", 3, 1, "start 8999 is greater than end 8000", "start"),
     Mistake("port_and_preferred_port.yaml", 5, 1, "give either port (pinned) or preferred_port, not both",
             "preferred_port"),
+    Mistake("tls_certificate_without_key.yaml", 4, 3, "tls_certificate is set, so tls_certificate_key must be too",
+            "environments.prod.tls_certificate_key"),
+    Mistake("tls_certificate_without_tls.yaml", 6, 5, "tls_certificate is set but tls is false",
+            "environments.prod.tls_certificate"),
     Mistake("environment_name_not_lower_case.yaml", 5, 3, "expected a name of lower-case letters, digits, '.', '_' "
             "and '-' that starts and ends with a letter or digit (got 'Staging')", "environments.Staging"),
     Mistake("bad_duration.yaml", 6, 3, "expected a duration such as 500ms, 30s, 2m or 1h30m (got '30 seconds')",

@@ -109,19 +109,27 @@ def expected_variables(r: Any) -> dict[str, str | None]:
     environment = spec.environments[r.environment]
     host = r.desired.hosts[environment.host].address
     expected: dict[str, str | None] = {
-        "QRM_PROJECT": r.project, "QRM_ENVIRONMENT": r.environment, "HOST": host,
+        "QRM_PROJECT": r.project, "QRM_ENVIRONMENT": r.environment,
         "BASE_PATH": spec.base_path, "DOMAIN": environment.domain or "",
         "COMPOSE_PROJECT_NAME": f"{r.project}-{r.environment}".replace(".", "-"),
     }
-    for service, port in r.instance_ports().items():
+    # On the host: the host's address and the allocated ports; in compose: the service's name and
+    # the port it listens on inside its container (the target of its compose port mapping).
+    ports = r.instance_ports()
+    if r.compose:
+        compose = yaml.safe_load(r.files["docker-compose.yml"])["services"] or {}
+        ports = {service: int(body["ports"][0].split(":")[1]) for service, body in compose.items()}
+    else:
+        expected["HOST"] = host
+    for service, port in ports.items():
         expected[f"{stem(service)}_PORT"] = str(port)
     for name, ds in spec.datasources.items():
         prefix = f"DATASOURCE_{stem(name)}"
         expected[f"{prefix}_DRIVER"] = ds.driver
         expected[f"{prefix}_DATABASE"] = ds.database
         if ds.service:
-            expected[f"{prefix}_HOST"] = host
-            expected[f"{prefix}_PORT"] = str(r.instance_ports()[ds.service])
+            expected[f"{prefix}_HOST"] = ds.service if r.compose else host
+            expected[f"{prefix}_PORT"] = str(ports[ds.service])
         if ds.username is not None:
             expected[f"{prefix}_USER"] = ds.username
     for var, secret in r.secrets.items():

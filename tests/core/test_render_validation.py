@@ -71,10 +71,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]
 def nginx_test(tmp_path: Path, includes: list[str], certificate: tuple[bytes, bytes], tls_dir: Path) -> str:
     """Run `nginx -t` on a minimal main config whose http {} includes the given files; its output."""
     for text in includes:
-        for path in re.findall(r"ssl_certificate(?:_key)? (\S+|\"[^\"]+\");", text):
+        for directive, path in re.findall(r"(ssl_certificate(?:_key)?) (\S+|\"[^\"]+\");", text):
             target = Path(path.strip('"'))
-            assert target.parent == tls_dir, path
-            target.write_bytes(certificate[0] if target.suffix == ".crt" else certificate[1])
+            assert target.is_relative_to(tls_dir), path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(certificate[0] if directive == "ssl_certificate" else certificate[1])
     files = []
     for index, text in enumerate(includes):
         files.append(tmp_path / f"site-{index}.conf")
@@ -160,8 +161,9 @@ def test_nginx_proxies_the_base_path_with_tls_as_declared(r: Rendered) -> None:
     assert f"server_name {server_name};" in text
     if environment.tls:
         assert "listen 443 ssl;" in text and "return 301 https://$host$request_uri;" in text
-        assert f"ssl_certificate {TLS_DIR}/{server_name}.crt;" in text
-        assert f"ssl_certificate_key {TLS_DIR}/{server_name}.key;" in text
+        certificate = environment.tls_certificate or f"{TLS_DIR}/{server_name}.crt"
+        key = environment.tls_certificate_key or f"{TLS_DIR}/{server_name}.key"
+        assert f"ssl_certificate {certificate};" in text and f"ssl_certificate_key {key};" in text
     else:
         assert "ssl" not in text and "listen 80;" in text
     locations = re.findall(r"location (.+) \{", text)
@@ -238,6 +240,8 @@ def ports_in_files(r: Rendered) -> dict[str, dict[str, int]]:
     spec = r.desired.projects[r.project]
     found: dict[str, dict[str, int]] = {name: {} for name in ("dotenv", "compose", "nginx", "quantum")}
     env = dotenv_values(stream=io.StringIO(r.files[".env"]))
+    host = r.desired.hosts[spec.environments[r.environment].host].address
+    assert env.get("HOST") == (None if r.compose else host)
     for service in spec.services:
         variable = re.sub(r"[^A-Za-z0-9]", "_", service).upper()
         variable = ("_" + variable if variable[0].isdigit() else variable) + "_PORT"
@@ -246,7 +250,7 @@ def ports_in_files(r: Rendered) -> dict[str, dict[str, int]]:
         if ds.service is not None:
             stem = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
             assert int(env[f"DATASOURCE_{stem}_PORT"] or "0") == found["dotenv"][ds.service]
-            assert env[f"DATASOURCE_{stem}_HOST"] == env["HOST"]
+            assert env[f"DATASOURCE_{stem}_HOST"] == (ds.service if r.compose else host)
     compose = yaml.safe_load(r.files["docker-compose.yml"])
     for service, body in (compose["services"] or {}).items():
         (mapping,) = body["ports"]
@@ -254,8 +258,8 @@ def ports_in_files(r: Rendered) -> dict[str, dict[str, int]]:
         found["compose"][service] = int(published)
     prefix = f"{r.project}-{r.environment}-"
     upstreams = re.findall(r"upstream (\S+) \{\s*server \[?([^\s\]]+?)\]?:(\d+);", r.files["nginx.conf"])
-    for upstream, host, port in upstreams:
-        assert host == env["HOST"]
+    for upstream, upstream_host, port in upstreams:
+        assert upstream_host == host  # nginx runs on the host, where compose publishes the allocated ports
         found["nginx"][upstream.removeprefix(prefix)] = int(port)
     quantum = yaml.safe_load(r.files["quantum.config.yaml"])
     web = next((s for s in (["web"] if "web" in spec.services else []) + sorted(spec.services)
@@ -267,7 +271,7 @@ def ports_in_files(r: Rendered) -> dict[str, dict[str, int]]:
     for name, datasource in quantum["datasources"].items():
         service = spec.datasources[name].service
         if service is not None:
-            assert datasource["host"] == env["HOST"]
+            assert datasource["host"] == (service if r.compose else host)
             found["quantum"][service] = datasource["port"]
         else:
             assert "port" not in datasource and "host" not in datasource
@@ -279,12 +283,106 @@ def test_every_file_uses_exactly_the_allocated_ports(r: Rendered) -> None:
     allocated = r.instance_ports()
     spec = r.desired.projects[r.project]
     found = ports_in_files(r)
-    assert found["dotenv"] == allocated
+    # where the app runs: on the host the allocated ports, in compose the container ports
+    seen_by_app = container_ports(r) if r.compose else allocated
+    assert found["dotenv"] == seen_by_app
     assert found["compose"] == allocated
     http = {s for s, svc in spec.services.items() if svc.effective_protocol in ("http", "https")}
     assert found["nginx"] == {s: allocated[s] for s in http}
-    assert all(allocated[s] == p for s, p in found["quantum"].items())
+    assert all(seen_by_app[s] == p for s, p in found["quantum"].items())
     assert bool(found["quantum"]) == bool(http or any(ds.service for ds in spec.datasources.values()))
     # pinned ports are the pinned ones
     for service, port in spec.environments[r.environment].ports.items():
-        assert found["dotenv"][service] == found["compose"][service] == port
+        assert found["compose"][service] == port
+
+
+def container_ports(r: Rendered) -> dict[str, int]:
+    """Compose service name -> the port it listens on inside its container (its port mapping's target)."""
+    services = yaml.safe_load(r.files["docker-compose.yml"])["services"] or {}
+    return {name: int(body["ports"][0].rsplit(":", 1)[1]) for name, body in services.items()}
+
+
+# --- where the app runs: host or compose -------------------------------------------------------------
+
+COMPOSE_ALL = [r for r in rendered(run="compose")]
+HOST_ALL = [r for r in rendered(run="host")]
+
+
+def container_addresses(r: Rendered) -> list[tuple[str, str, str | None, str | None]]:
+    """(container, what, host, port) for every host or port a container of the compose file is told:
+    the .env variables named HOST, *_HOST and *_PORT (every container reads .env) and, in the web
+    container, the datasources of the quantum.config.yaml mounted into it."""
+    compose = yaml.safe_load(r.files["docker-compose.yml"])
+    env = dotenv_values(stream=io.StringIO(r.files[".env"]))
+    told: list[tuple[str, str, str | None, str | None]] = []
+    for container, body in (compose["services"] or {}).items():
+        environment = {**{k: v for k, v in env.items()}, **(body.get("environment") or {})}
+        for name, value in environment.items():
+            if name == "HOST" or name.endswith("_HOST"):
+                port_name = name.removesuffix("HOST") + "PORT"
+                told.append((container, f".env {name}", value, environment.get(port_name)))
+            elif name.endswith("_PORT") and name.removesuffix("PORT") + "HOST" not in environment:
+                told.append((container, f".env {name}", None, value))
+        for mount in body.get("volumes") or []:
+            source, target = mount.split(":")[:2]
+            assert source == "./quantum.config.yaml", mount
+            quantum = yaml.safe_load(r.files["quantum.config.yaml"])
+            for ds_name, datasource in quantum["datasources"].items():
+                if "host" in datasource:
+                    told.append((container, f"{target} datasources.{ds_name}", datasource["host"],
+                                 str(datasource["port"])))
+    return told
+
+
+def variable_owner(r: Rendered, what: str) -> str | None:
+    """The project service a `<SERVICE>_PORT` variable is about (None for other variables)."""
+    spec = r.desired.projects[r.project]
+    for service in spec.services:
+        stem = re.sub(r"[^A-Za-z0-9]", "_", service).upper()
+        if what == f".env {'_' + stem if stem[0].isdigit() else stem}_PORT":
+            return service
+    return None
+
+
+@pytest.mark.parametrize("r", COMPOSE_ALL, ids=[r.id for r in COMPOSE_ALL])
+def test_in_compose_every_host_a_container_is_told_is_a_service_and_every_port_its_container_port(
+        r: Rendered) -> None:
+    services = container_ports(r)
+    told = container_addresses(r)
+    spec = r.desired.projects[r.project]
+    if any(ds.service for ds in spec.datasources.values()):
+        assert any(host is not None for _c, _w, host, _p in told), told  # the test sees the datasources
+    for container, what, host, port in told:
+        if host is None:  # a <SERVICE>_PORT variable: the container port of that service
+            owner = variable_owner(r, what)
+            assert owner is not None and port == str(services[owner]), (container, what, port)
+            continue
+        assert host in services, f"{container}: {what} is {host!r}, not a service of this compose file"
+        assert port == str(services[host]), f"{container}: {what} port {port} is not {host}'s container port"
+    compose = yaml.safe_load(r.files["docker-compose.yml"])
+    web = next((s for s in (["web"] if "web" in spec.services else []) + sorted(spec.services)
+                if spec.services[s].effective_protocol in ("http", "https")), None)
+    for name, body in (compose["services"] or {}).items():
+        mounted = [v for v in body.get("volumes") or [] if v.startswith("./quantum.config.yaml:")]
+        assert mounted == (["./quantum.config.yaml:/app/quantum.config.yaml:ro"] if name == web else [])
+    assert "run: host" not in r.files["docker-compose.yml"]
+
+
+@pytest.mark.parametrize("r", HOST_ALL, ids=[r.id for r in HOST_ALL])
+def test_on_the_host_every_host_is_the_host_address_and_every_port_the_allocated_one(r: Rendered) -> None:
+    address = r.desired.hosts[r.desired.projects[r.project].environments[r.environment].host].address
+    allocated = r.instance_ports()
+    assert ports_in_files(r)["dotenv"] == allocated
+    for container, what, host, port in container_addresses(r):
+        assert host in (None, address), (container, what, host)
+        assert port is None or int(port) in allocated.values(), (container, what, port)
+    compose = yaml.safe_load(r.files["docker-compose.yml"])
+    assert not any(body.get("volumes") for body in (compose["services"] or {}).values())
+    assert "# run: host: the app runs on the host" in r.files["docker-compose.yml"]
+
+
+@pytest.mark.parametrize("r", COMPOSE_ALL, ids=[r.id for r in COMPOSE_ALL])
+def test_compose_mode_files_follow_the_compose_specification(r: Rendered) -> None:
+    document = yaml.safe_load(r.files["docker-compose.yml"])
+    errors = sorted(compose_validator().iter_errors(document), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)

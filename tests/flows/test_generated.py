@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import stat
 from pathlib import Path
 
@@ -23,6 +26,7 @@ PROJECT = """
     datasources:
       main: {driver: postgresql, service: db, database: shop, username: shop, password: "secret:DB_PASSWORD"}
 """
+PINNED = PROJECT.replace("prod: {host: localhost,", "prod: {host: localhost, ports: {web: 8765},")
 FILES = (".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml")
 
 
@@ -128,6 +132,148 @@ def test_policy_warn_keeps_a_hand_edit_and_says_so(shop: Workspace) -> None:
     assert "warning: generated/shop/dev/nginx.conf was edited by hand" in plan.output
     assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
     assert nginx.read_text() == edited
+
+
+def test_a_hand_edit_shows_in_plan_as_the_diff_that_apply_reverts(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "dev", "nginx.conf")
+    nginx.write_text(nginx.read_text().replace("keepalive 8;", "keepalive 64;"))
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "-    keepalive 64;" in plan.output and "+    keepalive 8;" in plan.output, plan.output
+
+
+def test_a_hand_edited_env_file_shows_its_diff_without_any_secret_value(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    env_file = generated(shop, "dev", ".env")
+    env_file.write_text(env_file.read_text().replace('BASE_PATH=""', 'BASE_PATH="/tuned"') + "API_TOKEN=t0ken\n")
+    plan = shop.qrm("plan", "--no-refresh")
+    assert '-BASE_PATH="/tuned"' in plan.output and '+BASE_PATH=""' in plan.output, plan.output
+    assert "-API_TOKEN=<value not shown>" in plan.output
+    assert "s3cr3t" not in plan.output and "t0ken" not in plan.output
+
+
+def test_policy_warn_keeps_a_hand_edit_that_a_manifest_change_would_overwrite(shop: Workspace) -> None:
+    shop.write("qrm.yaml", "generated_policy: {nginx.conf: warn}\n")
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "prod", "nginx.conf")
+    edited = nginx.read_text() + "# tuned by hand\n"
+    nginx.write_text(edited)
+    shop.manifest("shop.yaml", PINNED)
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "~ file.generated/shop/prod/nginx.conf" not in plan.output
+    assert ("warning: generated/shop/prod/nginx.conf was edited by hand since the last apply and the manifests "
+            "change it too: writing it would lose the hand edit") in plan.output, plan.output
+    applied = shop.qrm("apply", "--yes", "--no-refresh")
+    assert applied.exit_code == 0, applied.output
+    assert "writing it would lose the hand edit" in applied.output + applied.stderr
+    assert nginx.read_text() == edited
+    assert "8765" in generated(shop, "prod", ".env").read_text()  # the files without a hand edit are written
+
+
+def test_policy_overwrite_says_that_a_manifest_change_loses_the_hand_edit(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    nginx = generated(shop, "prod", "nginx.conf")
+    nginx.write_text(nginx.read_text() + "# tuned by hand\n")
+    shop.manifest("shop.yaml", PINNED)
+    plan = shop.qrm("plan", "--no-refresh")
+    assert "~ file.generated/shop/prod/nginx.conf" in plan.output
+    assert "the hand edit since the last apply is lost" in plan.output
+    assert "-# tuned by hand" in plan.output
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert "# tuned by hand" not in nginx.read_text() and "8765" in nginx.read_text()
+
+
+def test_run_compose_points_the_containers_at_each_other_by_service_name(shop: Workspace) -> None:
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    host_values = dotenv_values(generated(shop, "dev", ".env"))
+    assert (host_values["DATASOURCE_MAIN_HOST"], host_values["HOST"]) == ("127.0.0.1", "127.0.0.1")
+    shop.manifest("shop.yaml", PROJECT.replace("dev:  {host: localhost}", "dev:  {host: localhost, run: compose}"))
+    plan = shop.qrm("plan", "--no-refresh")
+    for name in (".env", "docker-compose.yml", "quantum.config.yaml"):
+        assert f"~ file.generated/shop/dev/{name}" in plan.output, plan.output
+    assert "~ file.generated/shop/dev/nginx.conf" not in plan.output  # nginx on the host: published ports
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    values = dotenv_values(generated(shop, "dev", ".env"))
+    assert (values["DATASOURCE_MAIN_HOST"], values["DATASOURCE_MAIN_PORT"], values["DB_PORT"]) == ("db", "5432", "5432")
+    assert "HOST" not in values
+    compose = generated(shop, "dev", "docker-compose.yml").read_text()
+    assert f'"{host_values["DB_PORT"]}:5432"' in compose
+    assert '- "./quantum.config.yaml:/app/quantum.config.yaml:ro"' in compose
+    assert 'host: "db"\n    port: 5432\n' in generated(shop, "dev", "quantum.config.yaml").read_text()
+
+
+TWO_HOSTS = "kind: Host\nname: forge\naddress: 10.10.1.40\n---\n" + PROJECT.replace(
+    "prod: {host: localhost,", "prod: {host: forge,")
+
+
+def test_apply_host_writes_only_that_hosts_files(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    plan = shop.qrm("plan", "--no-refresh")
+    assert re.search(r"\+ file\.generated/shop/prod/\.env +on forge", plan.output), plan.output
+    assert re.search(r"\+ file\.generated/shop/dev/\.env +\(new\)", plan.output)  # this machine's: unmarked
+    on_forge = shop.qrm("apply", "--yes", "--no-refresh", "--host", "forge")
+    assert on_forge.exit_code == 0, on_forge.output
+    assert all(generated(shop, "prod", name).is_file() for name in FILES)
+    assert not (shop.root / "generated" / "shop" / "dev").exists()
+    assert "shop-dev-web" not in on_forge.output  # the other host's services are left to it
+    assert dotenv_values(generated(shop, "prod", ".env"))["HOST"] == "10.10.1.40"
+    # on this machine, the rest is still to do; on forge, nothing is
+    assert shop.qrm("plan", "--no-refresh", "--host", "forge", "--detailed-exitcode").exit_code == 0
+    rest = shop.qrm("plan", "--no-refresh", "--detailed-exitcode")
+    assert rest.exit_code == 2 and "shop/prod" not in rest.output and "+ file.generated/shop/dev/.env" in rest.output
+    assert shop.qrm("apply", "--yes", "--no-refresh", "--host", "localhost").exit_code == 0
+    assert all(generated(shop, "dev", name).is_file() for name in FILES)
+    assert shop.qrm("plan", "--no-refresh", "--detailed-exitcode").exit_code == 0
+
+
+def test_apply_host_probes_that_hosts_listeners_on_this_machine(shop: Workspace) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        pinned = TWO_HOSTS.replace("prod: {host: forge,", f"prod: {{host: forge, ports: {{web: {busy}}},")
+        shop.manifest("shop.yaml", pinned)
+        # run on forge, forge is this machine: the pinned port is taken by the listener here
+        on_forge = shop.qrm("plan", "--host", "forge")
+        assert on_forge.exit_code == 1
+        assert f"port {busy} on forge is pinned by shop-prod-web but another process is listening on it" in \
+            on_forge.output + on_forge.stderr
+        # from this machine forge is probed over the network instead, at its own address (not here)
+        assert "another process is listening" not in shop.qrm("plan", "--no-refresh").output
+
+
+def test_a_saved_plan_keeps_its_host(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    plan_file = shop.root / "forge.plan"
+    saved = shop.qrm("plan", "--no-refresh", "--host", "forge", "--out", str(plan_file))
+    assert saved.exit_code == 0, saved.output
+    assert json.loads(plan_file.read_text())["filters"]["host"] == ["forge"]
+    refused = shop.qrm("apply", str(plan_file), "--host", "localhost")
+    assert refused.exit_code != 0
+    assert "a saved plan already holds its --target, --exclude, --host" in refused.output + refused.stderr
+    assert shop.qrm("apply", str(plan_file)).exit_code == 0
+    assert generated(shop, "prod", ".env").is_file() and not generated(shop, "dev", ".env").exists()
+
+
+def test_files_lists_each_generated_file_with_its_host(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    assert shop.qrm("apply", "--yes", "--no-refresh", "--host", "forge").exit_code == 0
+    listed = shop.qrm("files")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split() == ["HOST", "PATH"] and len(lines) == 1 + 2 * len(FILES)
+    assert "forge      generated/shop/prod/.env" in lines
+    assert "localhost  generated/shop/dev/.env  (not written here)" in lines
+    only = json.loads(shop.qrm("files", "--host", "forge", "--json").output)
+    assert only == [{"host": "forge", "path": f"generated/shop/prod/{name}", "present": True} for name in sorted(FILES)]
+    assert "--host frog: unknown host; known hosts: forge, localhost" in shop.qrm("files", "--host", "frog").stderr
+
+
+def test_apply_host_names_the_known_hosts_when_it_is_unknown(shop: Workspace) -> None:
+    shop.manifest("shop.yaml", TWO_HOSTS)
+    result = shop.qrm("apply", "--yes", "--no-refresh", "--host", "frog")
+    assert result.exit_code == 1
+    assert "--host frog: unknown host; known hosts: forge, localhost" in result.stderr
 
 
 def test_a_deleted_file_is_written_again(shop: Workspace) -> None:

@@ -8,6 +8,7 @@ values (apply) or without them (plan).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,9 +80,12 @@ CASES = [
                 "shop",
                 {
                     "dev": {"host": "localhost"},
-                    "staging": {"host": "localhost", "tls": True},
+                    "staging": {"host": "localhost", "tls": True, "run": "compose"},
                     "prod": {"host": "forge", "domain": "shop.example.com", "tls": True, "protected": True,
-                             "ports": {"web": 8443}},
+                             "ports": {"web": 8443},
+                             # the Let's Encrypt layout, as the README documents it
+                             "tls_certificate": "/etc/letsencrypt/live/shop.example.com/fullchain.pem",
+                             "tls_certificate_key": "/etc/letsencrypt/live/shop.example.com/privkey.pem"},
                 },
                 {
                     "web": {"type": "app", "health": {"path": "/shop/health", "interval": "10s", "timeout": "2s",
@@ -125,7 +129,7 @@ CASES = [
                 "odd.names",
                 {
                     "on": {"host": "v6", "domain": "*.odd.example", "tls": True},
-                    "1st": {"host": "localhost"},
+                    "1st": {"host": "localhost", "run": "compose"},
                 },
                 {
                     "1web": {"type": "web", "health": {"path": "/h?probe=$x&q='1' \"2\";{3}#4"}},
@@ -190,6 +194,11 @@ class Rendered:
     def id(self) -> str:
         return f"{self.case.name}:{self.project}/{self.environment}"
 
+    @property
+    def compose(self) -> bool:
+        """The app runs in the compose file (containers reach each other by service name)."""
+        return self.desired.projects[self.project].environments[self.environment].run == "compose"
+
     def instance_ports(self) -> dict[str, int]:
         """project service name -> allocated port, for this environment."""
         prefix = f"{self.project}-{self.environment}-"
@@ -197,13 +206,41 @@ class Rendered:
         return {service: self.ports[prefix + service] for service in spec.services}
 
 
-def rendered(with_values: bool = True, tls_dir: str = "/etc/ssl/qrm") -> Iterator[Rendered]:
-    """Every environment of every project of every case."""
-    for case in CASES:
+DEFAULT_TLS_DIR = "/etc/ssl/qrm"
+
+
+def rooted(case: Case, root: str) -> Case:
+    """The case with every certificate path an environment names moved under `root` (so that a test
+    can put real files there): /etc/letsencrypt/... -> <root>/etc/letsencrypt/..."""
+    documents = copy.deepcopy(case.documents)
+    for document in documents:
+        for environment in (document.get("environments") or {}).values():
+            for key in ("tls_certificate", "tls_certificate_key"):
+                if environment and key in environment:
+                    environment[key] = root.rstrip("/") + environment[key]
+    return Case(case.name, documents, case.secrets)
+
+
+def run_everywhere(case: Case, run: str) -> Case:
+    """The case with every environment run the same way (`run: host` or `run: compose`)."""
+    documents = copy.deepcopy(case.documents)
+    for document in documents:
+        for name, environment in (document.get("environments") or {}).items():
+            document["environments"][name] = {**(environment or {}), "run": run}
+    return Case(case.name, documents, case.secrets)
+
+
+def rendered(with_values: bool = True, tls_dir: str = DEFAULT_TLS_DIR, run: str | None = None) -> Iterator[Rendered]:
+    """Every environment of every project of every case. With another `tls_dir`, the default
+    certificate paths are in it and the paths an environment names are moved under it too. With
+    `run`, every environment runs that way (else as the case says)."""
+    for original in CASES:
+        case = original if tls_dir == DEFAULT_TLS_DIR else rooted(original, tls_dir)
+        case = case if run is None else run_everywhere(case, run)
         desired = desired_of(case)
         ports = ports_of(desired)
         for project_name in sorted(desired.projects):
             for environment in sorted(desired.projects[project_name].environments):
                 secrets = secret_values(desired, case, project_name, environment, with_values)
                 files = render_environment(desired, project_name, environment, ports, secrets, tls_dir=tls_dir)
-                yield Rendered(case, desired, project_name, environment, ports, secrets, files)
+                yield Rendered(original, desired, project_name, environment, ports, secrets, files)
