@@ -77,17 +77,20 @@ class SuiteRun:
     def failed(self) -> bool:
         return any(r.outcome in (FAILED, ERROR) for r in self.results)
 
+    def outage(self, environment: str) -> str | None:
+        """One line when no case that ran on the environment could connect: an outage is one fact, not
+        a failure of every case (and stays out of the flaky rule); None otherwise."""
+        ran = [r for r in self.results if r.environment == environment and r.outcome != SKIPPED]
+        if not ran or not all(unreachable(r.outcome, r.reason) for r in ran):
+            return None
+        target = next(t for t in self.targets if t.environment == environment)
+        refused = all("refused" in r.reason.lower() for r in ran)
+        return f"{environment}: {target.base_url} " + (
+            "refused every connection" if refused else f"could not be reached ({ran[0].reason})")
+
     def outages(self) -> dict[str, str]:
-        """Environment -> one line, for each environment where no case that ran could connect: an
-        outage is one fact, not a failure of every case (and stays out of the flaky rule)."""
-        found = {}
-        for target in self.targets:
-            ran = [r for r in self.results if r.environment == target.environment and r.outcome != SKIPPED]
-            if ran and all(unreachable(r.outcome, r.reason) for r in ran):
-                refused = all("refused" in r.reason.lower() for r in ran)
-                what = "refused every connection" if refused else f"could not be reached ({ran[0].reason})"
-                found[target.environment] = f"{target.environment}: {target.base_url} {what}"
-        return found
+        """Environment -> its outage line, for each environment that was down."""
+        return {t.environment: line for t in self.targets if (line := self.outage(t.environment)) is not None}
 
     @property
     def blocks(self) -> bool:

@@ -197,7 +197,7 @@ def history_line(run: SuiteRun, environment: str) -> str:
         "passed": counts[PASSED], "failed": counts[FAILED] + counts[ERROR], "skipped": counts[SKIPPED],
         "flaky": sorted(r.case_id for r in run.results if r.environment == environment and r.flaky),
         "duration": round(run.duration_s, 3), "case_ms": round(sum(durations), 1),
-    } | ({"outage": run.outages()[environment]} if environment in run.outages() else {}), sort_keys=False)
+    } | ({"outage": outage} if (outage := run.outage(environment)) is not None else {}), sort_keys=False)
 
 
 def summary_markdown(run: SuiteRun) -> str:

@@ -414,13 +414,13 @@ def test_a_value_on_the_command_line_is_a_usage_error(keyed: Workspace) -> None:
     assert not (keyed.root / "secrets.enc").exists()
 
 
-def test_on_a_terminal_set_prompts_twice_and_never_echoes_the_value(keyed: Workspace) -> None:
-    value = "typed-at-the-prompt-Zq8#v"
+def answer_on_a_terminal(root: Path, answers: list[bytes], *args: str) -> tuple[int, bytes]:
+    """Run `qrm -C ROOT ARGS` on a real terminal (a pty), type each answer after its prompt (the value,
+    then its confirmation), and return the exit code and everything the terminal showed."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: qrm on a real terminal
         try:
-            os.execve(sys.executable, [sys.executable, "-m", "reconciler", "-C", str(keyed.root), "secrets", "set",
-                                       "TYPED"], dict(os.environ))
+            os.execve(sys.executable, [sys.executable, "-m", "reconciler", "-C", str(root), *args], dict(os.environ))
         finally:
             os._exit(127)
     seen = bytearray()
@@ -442,15 +442,20 @@ def test_on_a_terminal_set_prompts_twice_and_never_echoes_the_value(keyed: Works
             seen.extend(chunk)
 
     try:
-        read_until(b"Value of TYPED: ")
-        os.write(fd, value.encode() + b"\n")
-        read_until(b"Repeat for confirmation: ")
-        os.write(fd, value.encode() + b"\n")
+        for prompt, answer in zip((b"Value of TYPED: ", b"Repeat for confirmation: "), answers, strict=True):
+            read_until(prompt)
+            os.write(fd, answer + b"\n")
         read_until(None)
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, bytes(seen)
+    return os.waitstatus_to_exitcode(status), bytes(seen)
+
+
+def test_on_a_terminal_set_prompts_twice_and_never_echoes_the_value(keyed: Workspace) -> None:
+    value = "typed-at-the-prompt-Zq8#v"
+    status, seen = answer_on_a_terminal(keyed.root, [value.encode(), value.encode()], "secrets", "set", "TYPED")
+    assert status == 0, seen
     assert b"Set TYPED in secrets.enc." in seen
     assert value.encode() not in seen
     assert get_secret(keyed, "TYPED") == value.encode()
@@ -872,41 +877,8 @@ def test_set_refuses_an_empty_value_and_changes_nothing(filled: Workspace, given
 
 
 def test_an_empty_answer_at_the_prompt_is_refused(keyed: Workspace) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: qrm on a real terminal
-        try:
-            os.execve(sys.executable, [sys.executable, "-m", "reconciler", "-C", str(keyed.root), "secrets", "set",
-                                       "TYPED"], dict(os.environ))
-        finally:
-            os._exit(127)
-    seen = bytearray()
-
-    def read_until(marker: bytes | None) -> None:
-        deadline = time.monotonic() + 30
-        while marker is None or marker not in seen:
-            assert time.monotonic() < deadline, f"no {marker!r} from the terminal; saw {bytes(seen)!r}"
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                assert marker is None, f"the terminal closed before {marker!r}; saw {bytes(seen)!r}"
-                return
-            seen.extend(chunk)
-
-    try:
-        read_until(b"Value of TYPED: ")
-        os.write(fd, b"\n")
-        read_until(b"Repeat for confirmation: ")
-        os.write(fd, b"\n")
-        read_until(None)
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 1, bytes(seen)
+    status, seen = answer_on_a_terminal(keyed.root, [b"", b""], "secrets", "set", "TYPED")
+    assert status == 1, seen
     assert b"error: the value of TYPED is empty" in seen
     assert not (keyed.root / "secrets.enc").exists()
 
