@@ -19,6 +19,7 @@ from reconciler.flows.ports import list_ports, port_ranges
 from reconciler.flows.reconcile import reconcile_once
 from reconciler.flows.tests_run import run_auto_suites
 from reconciler.flows.workspace import open_workspace
+from tests.support.gated_suite import gated_manifests
 from tests.support.quantum_server import Running, quantum_server
 from tests.support.workspace import Workspace
 
@@ -152,28 +153,12 @@ def server() -> Iterator[Running]:
 
 def suites(url: str) -> str:
     """Project shop on one environment, a blocking auto_run suite `gate` (one case fails) and a manual one."""
-    return f"""
-kind: Project
-name: shop
-environments:
-  dev: {{host: localhost, url: "{url}"}}
-services:
-  web: {{type: app}}
----
-kind: TestSuite
-name: gate
-project: shop
-auto_run: true
-block_on_failure: true
-cases:
-  - {{id: home, name: home, type: smoke, request: {{path: /}}, expect: [{{status: 200}}]}}
-  - {{id: broken, name: broken, type: smoke, request: {{path: /broken}}, expect: [{{no_errors: true}}]}}
----
+    return gated_manifests(url, blocking=True) + """---
 kind: TestSuite
 name: manual
 project: shop
 cases:
-  - {{id: home, name: home, type: smoke, request: {{path: /}}, expect: [{{status: 200}}]}}
+  - {id: home, name: home, type: smoke, request: {path: /}, expect: [{status: 200}]}
 """
 
 

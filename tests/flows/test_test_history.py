@@ -14,6 +14,7 @@ import yaml
 from reconciler.core.state import RecordedService
 from reconciler.edges.registry import SCHEMA_VERSION, Registry
 from reconciler.flows.tests_history import FLAKY_WINDOW, flaky_cases
+from tests.support.gated_suite import gated_manifests
 from tests.support.quantum_server import Running, quantum_server
 from tests.support.workspace import Workspace
 
@@ -149,26 +150,6 @@ def test_history_of_a_suite_never_run_is_an_error(workspace: Workspace, server: 
     for command in ("history", "compare"):
         result = workspace.qrm("tests", command, "shop-smoke")
         assert result.exit_code == 1 and "no runs of suite 'shop-smoke' yet" in result.output
-
-
-def gated_manifests(url: str, *, blocking: bool) -> str:
-    return f"""
-kind: Project
-name: shop
-environments:
-  dev: {{host: localhost, url: "{url}"}}
-services:
-  web: {{type: app}}
----
-kind: TestSuite
-name: gate
-project: shop
-auto_run: true
-block_on_failure: {str(blocking).lower()}
-cases:
-  - {{id: home, name: home, type: smoke, request: {{path: /}}, expect: [{{status: 200}}]}}
-  - {{id: broken, name: broken, type: smoke, request: {{path: /broken}}, expect: [{{no_errors: true}}]}}
-"""
 
 
 def test_apply_runs_the_auto_run_suites_and_exits_3_when_a_blocking_one_fails(
