@@ -1,7 +1,7 @@
 """Test-case assertions, evaluated on a response already read (pure: no sockets, no lxml).
 
 XPath and CSS need an HTML parser, which the core may not import: the HTTP test runner
-(flows/tests_http) passes edges/http_tests' `select` function (kind, path, body) -> list of matched
+(flows/tests_http) passes edges/html_select's `select` function (kind, path, body) -> list of matched
 texts, or raises ValueError for a bad expression. `flash` and `redirect` expectations are templates:
 `{...}` matches any text there, as the generator leaves Quantum expressions it cannot fill (core/templates).
 """

@@ -3,7 +3,7 @@
 cookie jar per case). A write sends the Referer of its page; after a redirect one GET of the Location, with the
 case's jar, reads the flash (when an assertion reads the flash or the followed page); an attempt has a timeout;
 retries record every attempt. The flash is read by reconciler.core.flash (the session cookie, the page's
-markup), selectors by reconciler.edges.http_tests, and the assertions judged by reconciler.core.assertions.
+markup), selectors by reconciler.edges.html_select, and the assertions judged by reconciler.core.assertions.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from reconciler.core.durations import parse_duration
 from reconciler.core.flash import flash_from_page, flash_from_session_cookie
 from reconciler.core.models import TestCase, UploadFile
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, Attempt, CaseResult, Target, skip_reason
-from reconciler.edges import http_client, http_tests
+from reconciler.edges import html_select, http_client
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 20
@@ -92,7 +92,7 @@ async def _attempt(case: TestCase, target: Target, pool: http_client.Pool) -> At
     if flash is None and raw.status < 300 and wants_flash:
         flash = flash_from_page(text)
     response = Response(raw.status, raw.headers, text, elapsed, location, flash, followed)
-    return Attempt(raw.status, elapsed, tuple(evaluate_all(case.expect, response, http_tests.select)))
+    return Attempt(raw.status, elapsed, tuple(evaluate_all(case.expect, response, html_select.select)))
 
 
 def _skip_reason(case: TestCase, target: Target) -> str | None:
