@@ -668,8 +668,8 @@ def test_setting_one_secret_of_twenty_is_a_one_value_diff(keyed: Workspace, monk
     assert get_secret(keyed, "S06") == b"value 6"
 
 
-class Crash(Exception):
-    """The process dies here (a kill, a full disk, a power cut)."""
+class Crash(BaseException):
+    """The process dies here (a kill, a power cut): not an error qrm could report, so a BaseException."""
 
 
 def test_a_crash_mid_write_leaves_the_old_file_whole(keyed: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
