@@ -34,6 +34,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from types import SimpleNamespace
 from typing import Any
 
@@ -192,11 +193,26 @@ class Browser:
         try:
             async with self._session.request(method, target, headers=sent, data=data, allow_redirects=False,
                                              proxy=self._proxies(target)) as resp:
-                self._jar.update_cookies(resp.cookies, resp.url)
+                self._jar.update_cookies(_cookies_for(resp.cookies, resp.url), resp.url)
                 content = b"" if method == "HEAD" else await _read_capped(resp)
                 return Reply(resp.status, {_text(k).lower(): _text(v) for k, v in resp.headers.items()}, content)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise HttpError(_request_error(exc, target)) from None
+
+
+def _cookies_for(cookies: SimpleCookie, url: URL) -> SimpleCookie:
+    """The cookies a response may set: none whose Domain is a single label other than the host's own
+    (`Domain=com` from shop.example.com). aiohttp's jar checks that a Domain covers the host, but has no public
+    suffix list: such a cookie would go to every .com host a redirect leads to, where a browser drops it
+    (RFC 6265 5.3, step 5)."""
+    kept = SimpleCookie()
+    host = (url.raw_host or "").lower()
+    for name, morsel in cookies.items():
+        domain = morsel["domain"].strip(".").lower()
+        if domain and "." not in domain and domain != host:
+            continue
+        kept[name] = morsel
+    return kept
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:

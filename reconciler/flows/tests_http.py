@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from urllib.parse import urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 from reconciler.core.assertions import Response, evaluate_all
 from reconciler.core.durations import parse_duration
@@ -39,8 +39,14 @@ def _form_value(value: str | int | float | bool) -> str:
     return "true" if value is True else "false" if value is False else str(value)
 
 
+# What a path keeps as written: RFC 3986's unreserved and reserved characters, and % (escapes already made).
+_PATH_SAFE = "/:@!$&'()*+,;=?#[]%~-._"
+
+
 def _url(base_url: str, path: str, query: dict[str, str]) -> str:
-    url = base_url.rstrip("/") + (path if path.startswith("/") else "/" + path)
+    """The URL of a request: spaces and non-ASCII text of the path percent-encoded as UTF-8 (RFC 3986, as browsers
+    do), so that the request line and a Referer carry the same ASCII URL."""
+    url = base_url.rstrip("/") + quote(path if path.startswith("/") else "/" + path, safe=_PATH_SAFE)
     return url + ("?" + urlencode(query) if query else "")
 
 
@@ -130,7 +136,7 @@ async def run_case(case: TestCase, target: Target, limit: asyncio.Semaphore, poo
                 attempt = Attempt(None, timeout * 1000, error=f"timed out after {timeout:g}s")
             except Exception as exc:  # whatever a server answers is a case error, never the end of the run
                 attempt = Attempt(None, (time.perf_counter() - attempt_started) * 1000,
-                                  error=f"the runner could not handle the answer: {type(exc).__name__}: "
+                                  error=f"the runner failed on this case: {type(exc).__name__}: "
                                         f"{' '.join(str(exc).split())[:200]}")
             attempts.append(attempt)
             if attempt.passed:

@@ -9,6 +9,8 @@ refuse different things.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from reconciler.core.models import TestCase
 from reconciler.core.test_results import ERROR, FAILED, PASSED, CaseResult, Target
 from reconciler.flows.services import run_checks
 from reconciler.flows.tests_http import run_cases
+from tests.support.echo_server import echo_server
 from tests.support.healthservers import running
 from tests.support.hostile_http import ANSWERS, hostile_server, serve_hostile
 from tests.support.workspace import Workspace
@@ -204,3 +207,190 @@ def test_the_apply_gate_on_a_hostile_server_exits_3_and_the_apply_stays(workspac
     assert "Traceback" not in result.output
     assert "Apply complete: " in result.output and "the apply itself stays applied" in result.output
     assert_reports_complete(workspace)
+
+
+# --- what a case sends (item 12): request parts checked when manifests load; cookies follow cookie rules ----
+
+SUITE_WITH_REQUEST = """\
+kind: Project
+name: shop
+environments:
+  dev: {{url: "{url}"}}
+---
+kind: TestSuite
+name: parts
+project: shop
+block_on_failure: true
+cases:
+  - id: hostile
+    name: hostile
+    type: custom
+    request:
+{request}
+    expect: [{{status: 200}}]
+"""
+
+
+HEADER_INJECTION = "it would end the header and start another (header injection)"
+
+
+@pytest.mark.parametrize(("request_yaml", "where", "problem"), [
+    ('      headers:\n        X-Forward: "a\\r\\nX-Injected: 1"', "16:9: cases.0.request.headers.X-Forward",
+     f"the value of header X-Forward holds a line break (CR): {HEADER_INJECTION}"),
+    ('      headers:\n        X-Forward: "a\\nX-Injected: 1"', "16:9: cases.0.request.headers.X-Forward",
+     f"the value of header X-Forward holds a line break (LF): {HEADER_INJECTION}"),
+    ('      headers:\n        X-Nul: "a\\0b"', "16:9: cases.0.request.headers.X-Nul",
+     "the value of header X-Nul holds a control character (NUL)"),
+    ('      headers:\n        X-Name: "caf\\u00e9 \\u2603"', "16:9: cases.0.request.headers.X-Name",
+     "the value of header X-Name holds non-ASCII text: HTTP header values are ASCII (RFC 9110); percent-encode the "
+     "text"),
+    ('      headers:\n        "Bad Name": "v"', "16:9: cases.0.request.headers.Bad Name",
+     "header name 'Bad Name' is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~; no spaces, colons or control "
+     "characters)"),
+    ('      path: "/a\\r\\nX-Injected: 1"', "15:7: cases.0.request.path",
+     "the path holds a control character (CR); a URL cannot carry one"),
+    ('      method: POST\n      files:\n        cv: {filename: "cv.pdf", content_type: "text/plain\\r\\nX-Evil: 1"}',
+     "17:34: cases.0.request.files.cv.content_type", "the content type holds a control character (CR)"),
+    ('      method: POST\n      files:\n        cv: {filename: "cv\\r\\n.pdf"}',
+     "17:14: cases.0.request.files.cv.filename", "the filename 'cv\\r\\n.pdf' holds a control character (CR)"),
+    # a multipart field name goes into a header of the body; a urlencoded one is percent-encoded (any text is fine)
+    ('      method: POST\n      form: {"a\\r\\nb": "1"}\n      files: {cv: {filename: cv.pdf}}',
+     "16:14: cases.0.request.form.", "the field name 'a\\r\\nb' holds a control character (CR)"),
+], ids=["header-crlf", "header-lf", "header-nul", "header-not-ascii", "header-name", "path-crlf",
+        "upload-content-type", "upload-filename", "form-field-name"])
+def test_a_request_part_no_client_can_send_is_a_manifest_problem_and_nothing_is_sent(
+        workspace: Workspace, request_yaml: str, where: str, problem: str) -> None:
+    """Checked when the manifests load (validate, plan, tests run): the file, line, column and field, and why."""
+    seen: list[bytes] = []
+    with running() as servers:
+        port = servers.serve(_recording(seen))
+        workspace.manifest("shop.yaml", SUITE_WITH_REQUEST.format(url=f"http://127.0.0.1:{port}", request=request_yaml))
+        validated = workspace.qrm("validate")
+        ran = workspace.qrm("tests", "run", "parts")
+    for result in (validated, ran):
+        assert result.exit_code == 1, result.output
+        assert f"manifests/shop.yaml:{where}" in result.output and problem in result.output, result.output
+    assert seen == []  # the case was never sent
+    assert not (workspace.root / "reports" / "tests" / "parts").exists()
+
+
+def _recording(seen: list[bytes]) -> Any:
+    """A raw handler that records each request head (and body) as it arrived, and answers 200."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            seen.append(head + (await reader.readexactly(length) if length else b""))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    return handle
+
+
+def test_a_path_with_spaces_and_non_ascii_text_is_sent_percent_encoded(workspace: Workspace) -> None:
+    """RFC 3986, as browsers send it: the request line and the Referer of a write carry the same ASCII URL."""
+    seen: list[bytes] = []
+    with running() as servers:
+        port = servers.serve(_recording(seen))
+        workspace.manifest("shop.yaml", SUITE_WITH_REQUEST.format(
+            url=f"http://127.0.0.1:{port}", request='      method: POST\n      path: "/café ☃/a%20b"'))
+        result = workspace.qrm("tests", "run", "parts")
+    assert result.exit_code == 0, result.output
+    [request] = seen
+    lines = request.split(b"\r\n")
+    assert lines[0] == b"POST /caf%C3%A9%20%E2%98%83/a%20b HTTP/1.1"
+    assert f"Referer: http://127.0.0.1:{port}/caf%C3%A9%20%E2%98%83/a%20b".encode() in lines
+
+
+def test_a_cookie_set_by_one_host_is_never_sent_to_another_after_a_redirect() -> None:
+    """Host A (127.0.0.1) sets cookies, one claiming Domain=localhost, and redirects to host B (localhost, another
+    server): B gets none of them, nor the case's own Cookie and Authorization headers. A redirect to A's own host
+    on another port gets A's cookie: cookies do not isolate by port (RFC 6265 8.5)."""
+    with echo_server() as echo, running() as servers:
+        b_port = int(echo.url.rsplit(":", 1)[1])
+
+        def redirect_to(host: str) -> bytes:
+            return (f"HTTP/1.1 302 Found\r\nSet-Cookie: sid=a-secret; Path=/\r\n"
+                    f"Set-Cookie: claimed=1; Domain=localhost; Path=/\r\nLocation: http://{host}:{b_port}/echo\r\n"
+                    "Content-Length: 0\r\n\r\n").encode()
+
+        c = TestCase.model_validate({
+            "id": "c", "name": "c", "type": "custom", "expect": [{"status": 302}, {"no_errors": True}],
+            "request": {"path": "/", "headers": {"Cookie": "mine=1", "Authorization": "Bearer t0ken"}}})
+        [other_host] = run_cases([c], [Target("dev", f"http://127.0.0.1:{servers.raw(redirect_to('localhost'))}")])
+        [same_host] = run_cases([c], [Target("dev", f"http://127.0.0.1:{servers.raw(redirect_to('127.0.0.1'))}")])
+    assert (other_host.outcome, same_host.outcome) == (PASSED, PASSED)
+    followed = [s for s in echo.seen if s.path == "/echo"]
+    assert [s.cookie for s in followed] == ["", "sid=a-secret"]
+
+
+def test_tests_generate_percent_encodes_control_characters_of_q_files_as_a_browser_would(
+        workspace: Workspace) -> None:
+    """A .q file named with a newline, a form action and an upload field whose name and accept= hold control
+    characters: the generated suite still loads (each part percent-encoded, an unusable accept= an
+    application/octet-stream upload), so one hostile file name does not make every manifest invalid."""
+    workspace.manifest("blog.yaml", """
+        kind: Project
+        name: blog
+        source: ../blog-app
+        environments:
+          dev: {url: "http://127.0.0.1:9"}
+        """)
+    components = workspace.root.parent / "blog-app" / "components"
+    components.mkdir(parents=True)
+    (components / "evil\nname.q").write_text("""<q:component name="Evil" type="page">
+  <form method="post" action="/up&#10;load" enctype="multipart/form-data">
+    <input type="file" name="cv&#13;&#10;X: 1" accept="text/plain&#13;&#10;X-Evil: 1" />
+    <button type="submit">Send</button>
+  </form>
+</q:component>
+""")
+    generated = workspace.qrm("tests", "generate", "blog")
+    assert generated.exit_code == 0, generated.output
+    validated = workspace.qrm("validate")
+    assert validated.exit_code == 0, validated.output
+    suite = yaml.safe_load((workspace.root / "manifests" / "tests" / "blog.yaml").read_text())
+    requests = {case["id"]: case["request"] for case in suite["cases"]}
+    assert requests["components/evil\nname.q#page"]["path"] == "/evil%0Aname"
+    [form] = [r for i, r in requests.items() if "#form:" in i]
+    assert form["path"] == "/up%0Aload"
+    assert form["files"] == {"cv%0D%0AX: 1": {"filename": "qa-cv%0D%0AX: 1.bin"}}  # the default content type
+
+
+def test_a_cookie_for_a_whole_top_level_domain_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """shop.test sets one cookie for Domain=test and one for Domain=shop.test, then redirects: evil.test gets
+    neither, b.shop.test the second only. Names a test cannot resolve are reached through a proxy (a raw server on
+    127.0.0.1 that sees every request in absolute form)."""
+    heads: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head)
+            target = head.split(b" ")[1].decode()
+            if target.startswith("http://shop.test/to/"):
+                to = target.rsplit("/", 1)[1]
+                writer.write(("HTTP/1.1 302 Found\r\nSet-Cookie: wide=1; Domain=test; Path=/\r\n"
+                              "Set-Cookie: shop=1; Domain=shop.test; Path=/\r\n"
+                              f"Location: http://{to}/landed\r\nContent-Length: 0\r\n\r\n").encode())
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    with running() as servers:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{servers.serve(proxy)}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        cases = [TestCase.model_validate({"id": host, "name": host, "type": "custom",
+                                          "request": {"path": f"/to/{host}"},
+                                          "expect": [{"status": 302}, {"no_errors": True}]})
+                 for host in ("evil.test", "b.shop.test")]
+        results = run_cases(cases, [Target("dev", "http://shop.test")], concurrency=1)
+    assert [r.outcome for r in results] == [PASSED, PASSED], results
+    landed = {h.split(b" ")[1].decode(): [line for line in h.split(b"\r\n") if line.lower().startswith(b"cookie:")]
+              for h in heads if b"/landed" in h.split(b"\r\n")[0]}
+    assert landed == {"http://evil.test/landed": [], "http://b.shop.test/landed": [b"Cookie: shop=1"]}
