@@ -327,8 +327,12 @@ def _response_problem(exc: BaseException) -> str | None:
         if isinstance(cause, ContentEncodingError):  # a coding aiohttp has no decoder for (br without Brotli, ...)
             coding = _one_line(str(cause.message)).split(". ")[0].rpartition(": ")[2]
             return f"the body's Content-Encoding cannot be decoded: {coding}"
-        if isinstance(cause, TransferEncodingError):  # the pure-Python parser: the message is the chunk-size line
-            return f"a malformed response: invalid chunk size {_one_line(str(cause.message))[:60]!r}"
+        if isinstance(cause, TransferEncodingError):
+            text = _one_line(str(cause.message))
+            if text.startswith("Not enough data"):  # the connection closed in the middle of a chunk
+                return "the response ended in the middle of a chunk"
+            # the pure-Python parser: the message is the chunk-size line it could not read
+            return f"a malformed response: invalid chunk size {text[:60]!r}"
         if isinstance(cause, BadHttpMessage):
             return f"a malformed response: {_one_line(str(cause.message)).rstrip(':')}"
     return None
@@ -345,7 +349,8 @@ def _body_problem(exc: aiohttp.ClientPayloadError, resp: aiohttp.ClientResponse,
                 return _response_problem(cause)
             coding = _text(resp.headers.get("Content-Encoding", "")).strip()[:40]
             return f"the body is not valid {coding} data (Content-Encoding: {coding})"
-        if isinstance(cause, ContentLengthError):  # the body ended before its Content-Length: the caller says so
+        if isinstance(cause, ContentLengthError) or (  # the body ended early: the caller says so, with its size
+                isinstance(cause, TransferEncodingError) and str(cause.message).startswith("Not enough data")):
             return None
         if isinstance(cause, LineTooLong):
             return f"a malformed chunked body: a chunk-size line larger than {MAX_HEADER_BYTES // 1024} KiB"

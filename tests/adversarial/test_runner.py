@@ -29,7 +29,7 @@ from reconciler.flows.services import run_checks
 from reconciler.flows.tests_http import run_cases
 from tests.support.echo_server import echo_server
 from tests.support.healthservers import running
-from tests.support.hostile_http import ANSWERS, hostile_server, serve_hostile
+from tests.support.hostile_http import ANSWERS, ENDLESS, hostile_server, serve_endless, serve_hostile
 from tests.support.workspace import Workspace
 
 HELLO: tuple[dict[str, Any], ...] = ({"status": 200}, {"contains": "hello"})
@@ -90,6 +90,8 @@ HOSTILE = [
             "not an HTTP response: 'hello world'", (PASSED, "", "HTTP 200")),
     Hostile("/body-shorter-then-closed", ERROR, "the response ended early after 3 body bytes",
             "the response ended after 3 of 100 body bytes"),
+    Hostile("/closed-mid-chunk", ERROR, "the response ended early after 3 body bytes",
+            "the response ended early after 3 body bytes"),
     Hostile("/reset-mid-body", ERROR, "connection reset by peer after 3 body bytes",
             "connection reset by peer (reading the response body)"),
     Hostile("/gzip-that-is-not", ERROR, "the body is not valid gzip data (Content-Encoding: gzip)",
@@ -394,3 +396,22 @@ def test_a_cookie_for_a_whole_top_level_domain_is_dropped(monkeypatch: pytest.Mo
     landed = {h.split(b" ")[1].decode(): [line for line in h.split(b"\r\n") if line.lower().startswith(b"cookie:")]
               for h in heads if b"/landed" in h.split(b"\r\n")[0]}
     assert landed == {"http://evil.test/landed": [], "http://b.shop.test/landed": [b"Cookie: shop=1"]}
+
+
+@pytest.mark.parametrize("parser", list(PARSERS))
+def test_an_answer_that_never_ends_is_cut_at_a_bound(parser: str) -> None:
+    """A body, a chunk stream, headers or 1xx interim responses without end: each case ends at the body cap, the
+    header limits or its timeout, and the run ends with them."""
+    if parser == "llhttp" and not HAS_LLHTTP:
+        pytest.skip("aiohttp's C extension (llhttp) is not installed")
+    cases = [TestCase.model_validate({"id": p.strip("/"), "name": p, "type": "custom", "timeout": "2s",
+                                      "request": {"path": p}, "expect": [{"status": 200}]}) for p in ENDLESS]
+    with pytest.MonkeyPatch.context() as patch, running() as servers:
+        patch.setattr(aiohttp.client_proto, "HttpResponseParser", PARSERS[parser])
+        results = run_cases(cases, [Target("dev", f"http://127.0.0.1:{serve_endless(servers)}")])
+    assert {r.name: (r.outcome, r.reason) for r in results} == {
+        "/endless-body": (ERROR, "response body larger than 1 MB"),
+        "/endless-chunks": (ERROR, "response body larger than 1 MB"),
+        "/endless-headers": (ERROR, MALFORMED + "Too many headers received"),
+        "/endless-interim-responses": (ERROR, "timed out after 2s"),
+    }

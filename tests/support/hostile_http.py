@@ -52,6 +52,7 @@ ANSWERS: dict[str, Answer] = {
     "/two-content-lengths": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 7") + b"hello"),
     "/body-longer-than-content-length": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 5") + b"hello world"),
     "/body-shorter-then-closed": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 100") + b"hel"),
+    "/closed-mid-chunk": Answer(_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked") + b"100\r\nhel"),
     "/reset-mid-body": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 100") + b"hel", then="reset"),
     "/gzip-that-is-not": Answer(_head("HTTP/1.1 200 OK", "Content-Encoding: gzip", "Content-Length: 10")
                                 + b"not gzip!!"),
@@ -90,3 +91,32 @@ def hostile_server() -> Iterator[str]:
     """The hostile server's base URL, http://127.0.0.1:PORT."""
     with running() as servers:
         yield f"http://127.0.0.1:{serve_hostile(servers)}"
+
+
+# Answers that never end: a head, then one piece written again and again until the client hangs up (at most
+# ENDLESS_LIMIT bytes, so a client that never does cannot keep a test running).
+ENDLESS: dict[str, tuple[bytes, bytes]] = {
+    "/endless-body": (_head("HTTP/1.1 200 OK"), b"x" * 65536),
+    "/endless-chunks": (_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"), b"4000\r\n" + b"x" * 0x4000 + b"\r\n"),
+    "/endless-headers": (b"HTTP/1.1 200 OK\r\n", b"X-A: " + b"b" * 100 + b"\r\n"),
+    "/endless-interim-responses": (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+}
+ENDLESS_LIMIT = 256 * 1024 * 1024
+
+
+def serve_endless(servers: Servers) -> int:
+    """Serve ENDLESS on a free port of 127.0.0.1; the port."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            start, piece = ENDLESS[head.split(b" ", 2)[1].decode("latin-1")]
+            writer.write(start)
+            sent = 0
+            while sent < ENDLESS_LIMIT and not writer.is_closing():  # a closed transport drops writes silently
+                writer.write(piece)
+                await writer.drain()
+                sent += len(piece)
+        writer.close()
+
+    return servers.serve(handle)
