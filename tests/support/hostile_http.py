@@ -61,6 +61,10 @@ ANSWERS: dict[str, Answer] = {
                          + _BOMB),
     "/body-not-utf8": Answer(_head("HTTP/1.1 200 OK", "Content-Type: text/html; charset=utf-8",
                                    "Content-Length: 8") + b"\xff\xfehello\xe9"),
+    "/odd-set-cookies": Answer(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=b; Max-Age=99999999999999999999999\r\n"
+                               b"Set-Cookie: c=d; Expires=Mon, 99 Foo 99999 99:99:99 GMT\r\n"
+                               b"Set-Cookie: \xff=\x01; Domain=[::1\r\nSet-Cookie: =nameless\r\n"
+                               b"Set-Cookie: e=f; Domain=..; Path=relative\r\nContent-Length: 5\r\n\r\nhello"),
     "/status-999": Answer(_head("HTTP/1.1 999 Whatever", "Content-Length: 5") + b"hello"),
 }
 
