@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.core import request_parts
 from reconciler.core.durations import DURATION_PATTERN
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"
@@ -296,6 +297,16 @@ class UploadFile(Spec):
     size: Annotated[int, Field(ge=0, le=10 * 1024 * 1024)] = 16
     content: str | None = None
 
+    @model_validator(mode="after")
+    def _sendable(self) -> UploadFile:  # both go into the part's headers: no header injection through them
+        problem = request_parts.text_problem("the filename", self.filename)
+        if problem is not None:
+            raise FieldError(("filename",), problem)
+        problem = request_parts.media_type_problem(self.content_type)
+        if problem is not None:
+            raise FieldError(("content_type",), problem)
+        return self
+
 
 class TestRequest(Spec):
     __test__ = False  # not a pytest test class
@@ -313,6 +324,24 @@ class TestRequest(Spec):
     files: dict[str, UploadFile] = Field(
         {}, description="uploads: field name -> file; the request is posted as multipart/form-data, with the "
                         "form: fields in the same body")
+
+    @model_validator(mode="after")
+    def _sendable(self) -> TestRequest:
+        """Every part can be sent as written (core/request_parts): checked when the manifest loads, not at run time."""
+        for name, value in self.headers.items():
+            problem = request_parts.header_problem(name, value)
+            if problem is not None:
+                raise FieldError(("headers", name), problem)
+        problem = request_parts.path_problem(self.path)
+        if problem is not None:
+            raise FieldError(("path",), problem)
+        multipart = (("form", self.form or {}), ("files", self.files)) if self.files else ()  # names go in headers
+        for field, names in multipart:
+            for name in names:
+                problem = request_parts.text_problem("the field name", name)
+                if problem is not None:
+                    raise FieldError((field, name), problem)
+        return self
 
 
 class TestCase(Spec):

@@ -35,9 +35,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from reconciler.core import templates
+from reconciler.core import request_parts, templates
 from reconciler.core.components import (
     Action,
     Component,
@@ -180,7 +180,22 @@ def upload(name: str, accept: str | None = None, max_size: int | None = None) ->
             media = entry
         break
     size = UPLOAD_SIZE if max_size is None else max(0, min(UPLOAD_SIZE, max_size))
-    return UploadFile(filename=f"qa-{name}.{extension}", content_type=media, size=size)
+    if request_parts.media_type_problem(media) is not None:  # an accept= no Content-Type can carry
+        media = "application/octet-stream"
+    return UploadFile(filename=request_parts.escape_controls(f"qa-{name}.{extension}"), content_type=media, size=size)
+
+
+def _path(path: str) -> str:
+    """A request path from a .q file or its file name, sendable: control characters percent-encoded."""
+    return request_parts.escape_controls(path)
+
+
+_V = TypeVar("_V")
+
+
+def _names(fields: Mapping[str, _V]) -> dict[str, _V]:
+    """Multipart field names from a .q file, sendable: control characters percent-encoded, as a browser sends them."""
+    return {request_parts.escape_controls(name): value for name, value in fields.items()}
 
 
 def _is_upload(param: Param) -> bool:
@@ -241,7 +256,7 @@ def _action_cases(component: Component, page: str, action: Action, base_path: st
              expect: list[Assertion], files: Mapping[str, UploadFile] = uploads) -> TestCase:
         return TestCase(id=f"{base}:{suffix}", name=f"Action {action.name}: {name}", type="action",
                         component=component.path, writes=action.writes,
-                        request=TestRequest(method=method, path=page, form=_action_form(action, values),
+                        request=TestRequest(method=method, path=_path(page), form=_action_form(action, values),
                                             files=dict(files)),
                         expect=expect)
 
@@ -309,9 +324,9 @@ def _form_case(component: Component, page: str, form: Form, index: int, base_pat
         writes = method != "GET"
     key = form.id or str(index)
     if method == "GET":
-        request = TestRequest(method="GET", path=target, query={k: str(v) for k, v in values.items()})
+        request = TestRequest(method="GET", path=_path(target), query={k: str(v) for k, v in values.items()})
     else:
-        request = TestRequest(method=method, path=target, form=values, files=files)
+        request = TestRequest(method=method, path=_path(target), form=_names(values), files=_names(files))
     return TestCase(id=f"{component.path}#form:{key}", name=f"Form {key}: submit its fields", type="form",
                     component=component.path, writes=writes, request=request, expect=expect)
 
@@ -375,7 +390,7 @@ def _endpoint_case(component: Component, function: Function) -> TestCase:
     expect = [_a(status=200)] if method in ("GET", "HEAD") else [_a(status_in=[200, 201, 204])]
     return TestCase(id=f"{component.path}#endpoint:{element}", name=f"Endpoint {method} {path} answers",
                     type="endpoint", component=component.path, writes=method not in ("GET", "HEAD", "OPTIONS"),
-                    request=TestRequest(method=method, path=path), expect=expect)
+                    request=TestRequest(method=method, path=_path(path)), expect=expect)
 
 
 def component_cases(component: Component, *, base_path: str = "",
@@ -391,18 +406,18 @@ def component_cases(component: Component, *, base_path: str = "",
     if page is not None and guarded:
         cases.append(TestCase(
             id=f"{component.path}#auth", name=f"Auth: {component.name} redirects to {LOGIN_PATH} without a session",
-            type="auth", component=component.path, request=TestRequest(method="GET", path=page),
+            type="auth", component=component.path, request=TestRequest(method="GET", path=_path(page)),
             expect=[_a(status=302), _a(redirect=LOGIN_PATH)]))
         for action in component.actions:
             cases.append(TestCase(
                 id=f"{component.path}#action:{action.name}:auth",
                 name=f"Auth: action {action.name} redirects to {LOGIN_PATH} without a session", type="auth",
                 component=component.path, writes=action.writes,
-                request=TestRequest(method="POST", path=page, form=_action_form(action, {})),
+                request=TestRequest(method="POST", path=_path(page), form=_action_form(action, {})),
                 expect=[_a(status=302), _a(redirect=LOGIN_PATH)]))
     elif page is not None:
         cases.append(TestCase(id=f"{component.path}#page", name=f"Smoke: {component.name} loads", type="smoke",
-                              component=component.path, request=TestRequest(method="GET", path=page),
+                              component=component.path, request=TestRequest(method="GET", path=_path(page)),
                               expect=[_a(status=200), _a(no_errors=True)]))
         for action in component.actions:
             cases.extend(_action_cases(component, page, action, base_path))

@@ -34,12 +34,20 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    BadStatusLine,
+    ContentEncodingError,
+    ContentLengthError,
+    LineTooLong,
+    TransferEncodingError,
+)
 from yarl import URL
 
 from reconciler.core.health import CRITICAL, CheckResult, CheckSpec, http_status
@@ -165,8 +173,8 @@ class Browser:
         """One exchange; with `files`, a multipart/form-data body of the `form` fields and the files."""
         try:
             target = URL(url)
-        except ValueError:
-            raise HttpError(f"not an http(s) URL: {url!r}") from None
+        except ValueError as exc:
+            raise HttpError(f"not a valid URL: {url!r} ({exc})") from None
         if target.scheme not in ("http", "https") or not target.host:
             raise HttpError(f"not an http(s) URL: {url!r}")
         sent = dict(headers)
@@ -185,11 +193,26 @@ class Browser:
         try:
             async with self._session.request(method, target, headers=sent, data=data, allow_redirects=False,
                                              proxy=self._proxies(target)) as resp:
-                self._jar.update_cookies(resp.cookies, resp.url)
+                self._jar.update_cookies(_cookies_for(resp.cookies, resp.url), resp.url)
                 content = b"" if method == "HEAD" else await _read_capped(resp)
-                return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, content)
+                return Reply(resp.status, {_text(k).lower(): _text(v) for k, v in resp.headers.items()}, content)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise HttpError(_request_error(exc, target)) from None
+
+
+def _cookies_for(cookies: SimpleCookie, url: URL) -> SimpleCookie:
+    """The cookies a response may set: none whose Domain is a single label other than the host's own
+    (`Domain=com` from shop.example.com). aiohttp's jar checks that a Domain covers the host, but has no public
+    suffix list: such a cookie would go to every .com host a redirect leads to, where a browser drops it
+    (RFC 6265 5.3, step 5)."""
+    kept = SimpleCookie()
+    host = (url.raw_host or "").lower()
+    for name, morsel in cookies.items():
+        domain = morsel["domain"].strip(".").lower()
+        if domain and "." not in domain and domain != host:
+            continue
+        kept[name] = morsel
+    return kept
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
@@ -204,9 +227,7 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
                 raise HttpError(_too_large())
             chunks.append(chunk)
     except aiohttp.ClientPayloadError as exc:
-        if _was_reset(exc):
-            raise HttpError(f"connection reset by peer after {size} body bytes") from None
-        raise HttpError(f"the response ended early after {size} body bytes") from None
+        raise HttpError(_body_problem(exc, resp, size) or f"the response ended early after {size} body bytes") from None
     return b"".join(chunks)
 
 
@@ -214,34 +235,73 @@ def _too_large() -> str:
     return f"response body larger than {MAX_BODY_BYTES // 1024 // 1024} MB"
 
 
+# What a failed exchange reads as, by kind of failure (_failure): a test case's words, and a health
+# check's, which add the phase the check was in. Fields: where (host:port), host, phase, detail.
+_CASE_WORDS = {
+    "response": "{detail}",
+    "tls-verify": "TLS handshake with {where} failed: certificate verify failed ({detail})",
+    "tls": "TLS handshake with {where} failed: {detail}",
+    "tls-later": "TLS handshake with {where} failed: {detail}",
+    "resolve": "cannot resolve {host}: {detail}",
+    "refused": "cannot connect to {where}: {detail}",
+    "connect": "cannot connect to {where}: {detail}",
+    "reset": "connection reset by peer",
+    "closed": "the connection closed before a response",
+    "closed-mid": "the connection closed mid-response",
+    "url": "not a valid URL: {detail}",
+    "os": "connection failed: {detail}",
+    "other": "the request failed: {detail}",
+}
+_CHECK_WORDS = _CASE_WORDS | {
+    "tls-verify": "TLS handshake failed: certificate verify failed ({detail})",
+    "tls": "TLS handshake failed: {detail}",
+    "tls-later": "TLS error {phase}: {detail}",
+    "refused": "connection refused by {where}",
+    "connect": "{detail} ({phase})",
+    "reset": "connection reset by peer ({phase})",
+    "closed": "connection closed without a response",
+    "closed-mid": "connection closed mid-response ({phase})",
+    "os": "{detail} ({phase})",
+    "other": "check failed {phase}: {detail}",
+}
+
+
 def _request_error(exc: BaseException, url: URL) -> str:
     """A one-line reason for a failed exchange of a test case."""
-    where = f"{url.host}:{url.port}"
-    found = _response_problem(exc)
-    if found is not None:
-        return found
-    cause = _root(exc)
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"TLS handshake with {where} failed: certificate verify failed ({cause.verify_message})"
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS handshake with {where} failed: {_ssl_detail(cause)}"
-    if isinstance(cause, socket.gaierror):
-        return f"cannot resolve {url.host}: {cause.strerror or cause}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {where}: {_strerror(cause)}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        partial = not isinstance(exc.message, str)  # aiohttp gives the half-read head, if any
-        return "the connection closed mid-response" if partial else "the connection closed before a response"
-    if _is_reset(cause):
-        return "connection reset by peer"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return f"not an http(s) URL: {str(exc.url)!r}"
-    if isinstance(cause, OSError):
-        return f"connection failed: {_strerror(cause)}"
-    return f"the request failed: {type(exc).__name__}: {exc}"
+    kind, detail = _failure(exc)
+    return _CASE_WORDS[kind].format(where=f"{url.host}:{url.port}", host=url.host, phase="", detail=detail)
 
 
 # --- what both read into a reason ------------------------------------------------------------------
+
+def _failure(exc: BaseException, phase: str | None = None) -> tuple[str, str]:
+    """What kind of failure `exc` is (a key of _CASE_WORDS) and its detail, for a test case and a check (in
+    `phase`) alike."""
+    found = _response_problem(exc)
+    if found is not None:
+        return "response", found
+    cause = _root(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return "tls-verify", str(cause.verify_message)
+    if isinstance(cause, ssl.SSLError):
+        return "tls" if phase in (None, _HANDSHAKE) else "tls-later", _ssl_detail(cause)
+    if isinstance(cause, socket.gaierror):
+        return "resolve", str(cause.strerror or cause)
+    if isinstance(cause, ConnectionRefusedError) or (isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED):
+        return "refused", _strerror(cause)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect", _strerror(cause)
+    if _is_reset(cause):
+        return "reset", ""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # aiohttp gives the half-read head, if any, instead of a text
+        return ("closed" if isinstance(exc.message, str) else "closed-mid"), ""
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "url", f"{_text(str(exc.url))!r}" + (f" ({exc.description})" if exc.description else "")
+    if isinstance(cause, OSError):
+        return "os", _strerror(cause)
+    return "other", f"{type(exc).__name__}: {_one_line(str(exc))}"
+
 
 def _chain(exc: BaseException) -> list[BaseException]:
     """The exception and its causes (aiohttp wraps what the parser or the socket raised)."""
@@ -264,8 +324,38 @@ def _response_problem(exc: BaseException) -> str | None:
             return f"response headers larger than {MAX_HEADER_BYTES // 1024} KiB"
         if isinstance(cause, BadStatusLine):
             return f"not an HTTP response: {_status_line(cause.message)[:60]!r}"
+        if isinstance(cause, ContentEncodingError):  # a coding aiohttp has no decoder for (br without Brotli, ...)
+            coding = _one_line(str(cause.message)).split(". ")[0].rpartition(": ")[2]
+            return f"the body's Content-Encoding cannot be decoded: {coding}"
+        if isinstance(cause, TransferEncodingError):
+            text = _one_line(str(cause.message))
+            if text.startswith("Not enough data"):  # the connection closed in the middle of a chunk
+                return "the response ended in the middle of a chunk"
+            # the pure-Python parser: the message is the chunk-size line it could not read
+            return f"a malformed response: invalid chunk size {text[:60]!r}"
         if isinstance(cause, BadHttpMessage):
-            return f"a malformed response: {str(cause.message).strip().splitlines()[0].rstrip(':')}"
+            return f"a malformed response: {_one_line(str(cause.message)).rstrip(':')}"
+    return None
+
+
+def _body_problem(exc: aiohttp.ClientPayloadError, resp: aiohttp.ClientResponse, size: int) -> str | None:
+    """Why reading a body failed, when more is known than that it ended early: a reset, a body that does not
+    decode as its Content-Encoding says, a malformed chunk (aiohttp wraps the parser's error in a payload error)."""
+    if _was_reset(exc):
+        return f"connection reset by peer after {size} body bytes"
+    for cause in _chain(exc):
+        if isinstance(cause, ContentEncodingError):
+            if isinstance(_root(exc), ContentEncodingError):  # no decoder failed: one was missing
+                return _response_problem(cause)
+            coding = _text(resp.headers.get("Content-Encoding", "")).strip()[:40]
+            return f"the body is not valid {coding} data (Content-Encoding: {coding})"
+        if isinstance(cause, ContentLengthError) or (  # the body ended early: the caller says so, with its size
+                isinstance(cause, TransferEncodingError) and str(cause.message).startswith("Not enough data")):
+            return None
+        if isinstance(cause, LineTooLong):
+            return f"a malformed chunked body: a chunk-size line larger than {MAX_HEADER_BYTES // 1024} KiB"
+        if isinstance(cause, BadHttpMessage):
+            return _response_problem(cause)
     return None
 
 
@@ -279,6 +369,21 @@ def _status_line(message: str) -> str:
     except (ValueError, SyntaxError):
         return match.group(1)[1:-1]
     return quoted.decode("latin-1") if isinstance(quoted, bytes) else str(quoted)
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _text(value: str) -> str:
+    """A header name or value as text without lone surrogates: aiohttp decodes header bytes as UTF-8 with
+    surrogateescape, and a surrogate cannot be written to a report or a terminal. Bytes that are not UTF-8
+    become U+FFFD."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that surrogateescape did not make
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _was_reset(exc: aiohttp.ClientPayloadError) -> bool:
@@ -435,6 +540,7 @@ async def _probe(session: aiohttp.ClientSession, spec: CheckSpec, tls: ssl.SSLCo
             await _drain(resp)
         status = http_status(code)
         location = resp.headers.get("Location")
+        location = _text(location) if location is not None else None
         if 300 <= code <= 399 and location is not None:
             return status, f"HTTP {code} (redirect to {location[:200]}, not followed)"
         return status, f"HTTP {code}"
@@ -452,6 +558,9 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
     except aiohttp.ClientPayloadError as exc:
         if _was_reset(exc):
             raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer") from None
+        found = _body_problem(exc, resp, size)
+        if found is not None:
+            raise _BadResponse(found) from None
         expected = resp.content_length
         if expected is not None:
             raise _BadResponse(f"the response ended after {size} of {expected} body bytes") from None
@@ -463,26 +572,5 @@ def _check_error(exc: BaseException, spec: CheckSpec, phase: _Phase) -> str:
     """A one-line reason for a failed check."""
     if isinstance(exc, _BadResponse):
         return str(exc)
-    found = _response_problem(exc)
-    if found is not None:
-        return found
-    cause = _root(exc)
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"TLS handshake failed: certificate verify failed ({cause.verify_message})"
-    if isinstance(cause, ssl.SSLError):
-        if phase.name == _HANDSHAKE:
-            return f"TLS handshake failed: {_ssl_detail(cause)}"
-        return f"TLS error {phase.name}: {_ssl_detail(cause)}"
-    if isinstance(cause, socket.gaierror):
-        return f"cannot resolve {spec.address}: {cause.strerror or cause}"
-    if isinstance(cause, ConnectionRefusedError) or (isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED):
-        return f"connection refused by {spec.netloc}"
-    if _is_reset(cause):
-        return f"connection reset by peer ({phase.name})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        if isinstance(exc.message, str):  # aiohttp gives the half-read head, if any, instead of a text
-            return "connection closed without a response"
-        return f"connection closed mid-response ({phase.name})"
-    if isinstance(cause, OSError):
-        return f"{_strerror(cause)} ({phase.name})"
-    return f"check failed {phase.name}: {type(exc).__name__}: {exc}"
+    kind, detail = _failure(exc, phase.name)
+    return _CHECK_WORDS[kind].format(where=spec.netloc, host=spec.address, phase=phase.name, detail=detail)

@@ -21,6 +21,7 @@ is never part of a message.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class QueryResult:
     truncated: bool = False  # more rows than the limit
     explained: bool = False  # a writing statement: only EXPLAINed
     connected: bool = True  # False: the datasource refused or could not be reached (no SQL ran)
+    refused: bool = False  # not run: SQL that could open or write files (ATTACH), or a role that could write files
 
 
 def sqlite_path(database: str, root: Path) -> Path:
@@ -63,15 +65,47 @@ def sqlite_path(database: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
+# What SQL in a query test may never do on SQLite, whatever the read-only mode of the main file: ATTACH opens
+# (and creates) any other file, read-write, even on a connection opened with mode=ro. (VACUUM INTO, which writes
+# a file too, cannot run inside the transaction every query runs in.)
+_DENIED = {sqlite3.SQLITE_ATTACH: "ATTACH DATABASE", sqlite3.SQLITE_DETACH: "DETACH DATABASE"}
+_denials = threading.local()  # what the authorizer refused last, on this thread (a query runs on one thread)
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, database: str | None, trigger: str | None) -> int:
+    if action in _DENIED:
+        _denials.last = _DENIED[action]
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        _denials.last = f"the function {arg2}()"
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+_DENIED_FUNCTIONS = frozenset({"load_extension", "writefile", "readfile", "edit", "fts3_tokenizer"})
+
+
+def _denied() -> str | None:
+    """What the authorizer refused since the last call, on this thread."""
+    found: str | None = getattr(_denials, "last", None)
+    _denials.last = None
+    return found
+
+
 def sqlite_engine(path: Path, *, read_only: bool = True) -> Engine:
-    """An engine on one SQLite file (read-only by default: `mode=ro`, never creates the file)."""
+    """An engine on one SQLite file (read-only by default: `mode=ro`, never creates the file; no ATTACH, so no
+    other file is opened or created either)."""
     uri = path.resolve().as_uri() + ("?mode=ro" if read_only else "?mode=rw")
 
     def connect() -> sqlite3.Connection:
         # isolation_level=None: the sqlite3 module opens no transactions of its own (it would not for
         # every writing statement, e.g. WITH ... DELETE); the `begin` listener below opens a real one.
-        return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False,
-                               isolation_level=None)
+        connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False,
+                                     isolation_level=None)
+        if read_only:
+            connection.set_authorizer(_authorize)  # checked when a statement is prepared: EXPLAIN of one too
+            connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # and were ATTACH authorized: no slot for it
+        return connection
 
     engine = sqlalchemy.create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
@@ -93,8 +127,10 @@ def postgres_url(host: str, port: int, database: str, username: str | None, pass
 def postgres_engine(host: str, port: int, database: str, username: str | None = None,
                     password: str | None = None) -> Engine:
     """An engine on one PostgreSQL database (psycopg 3); the transaction is made READ ONLY in run_query."""
+    # prepare_threshold 0: every statement is prepared (the extended protocol), which takes one statement only, so
+    # `SELECT 1; COMMIT; DELETE ...` cannot end the READ ONLY transaction and write after it.
     return sqlalchemy.create_engine(postgres_url(host, port, database, username, password), poolclass=NullPool,
-                                    connect_args={"connect_timeout": CONNECT_TIMEOUT})
+                                    connect_args={"connect_timeout": CONNECT_TIMEOUT, "prepare_threshold": 0})
 
 
 def datasource_engine(driver: str, database: str, root: Path, *, host: str | None = None, port: int | None = None,
@@ -124,11 +160,38 @@ def _message(exc: BaseException, secret: str | None) -> str:
     return message
 
 
+# A role that may write server files or run programs: a READ ONLY transaction still lets it COPY ... TO a file
+# (or TO PROGRAM) and lo_export().
+_FILE_WRITING_ROLE = """
+SELECT current_user, rolsuper,
+       pg_has_role(current_user, 'pg_write_server_files', 'USAGE'),
+       pg_has_role(current_user, 'pg_execute_server_program', 'USAGE')
+FROM pg_roles WHERE rolname = current_user
+"""
+
+
+def _file_writing_role(connection: sqlalchemy.Connection) -> str | None:
+    """Why the connection's PostgreSQL role may not run query tests, or None."""
+    row = connection.exec_driver_sql(_FILE_WRITING_ROLE).first()
+    if row is None:
+        return None
+    name, superuser, writes_files, runs_programs = row
+    rights = ["a superuser"] if superuser else [  # a superuser has every role's rights: its own name says it
+        r for r, held in (("a member of pg_write_server_files", writes_files),
+                          ("a member of pg_execute_server_program", runs_programs)) if held]
+    if not rights:
+        return None
+    return (f"the datasource's role {name!r} is {' and '.join(rights)}: it could write files on the server even in a "
+            "read-only transaction (COPY ... TO), so query tests do not run as it; give the datasource a role "
+            "without those rights")
+
+
 def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None, *, writes: bool = False,
               row_limit: int = ROW_LIMIT, secret: str | None = None) -> QueryResult:
     """Run one query case's SQL in a transaction that is rolled back; EXPLAIN it when it writes."""
     explain = writes or query_writes(None, sql)
     statement = sql.strip().rstrip(";")
+    _denied()  # forget a refusal of an earlier query on this thread
     if explain:
         statement = _explain(engine.dialect.name, statement)
     started = time.perf_counter()
@@ -144,12 +207,21 @@ def run_query(engine: Engine, sql: str, params: Mapping[str, Any] | None = None,
             try:
                 if engine.dialect.name == "postgresql":
                     connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    role = _file_writing_role(connection)
+                    if role is not None:
+                        return QueryResult(False, (time.perf_counter() - started) * 1000, role, explained=explain,
+                                           refused=True)
                 result = connection.execute(sqlalchemy.text(statement), dict(params or {}))
                 rows = result.fetchmany(row_limit + 1) if result.returns_rows else []
                 result.close()
             finally:
                 transaction.rollback()
     except (SQLAlchemyError, sqlite3.Error) as exc:
+        denied = _denied()
+        if denied is not None:
+            return QueryResult(False, (time.perf_counter() - started) * 1000,
+                               f"not authorized: a query test may not use {denied} (it could open or write files)",
+                               explained=explain, refused=True)
         return QueryResult(False, (time.perf_counter() - started) * 1000, _message(exc, secret), explained=explain)
     finally:
         engine.dispose()

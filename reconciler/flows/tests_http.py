@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from urllib.parse import urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 from reconciler.core.assertions import Response, evaluate_all
 from reconciler.core.durations import parse_duration
@@ -39,8 +39,14 @@ def _form_value(value: str | int | float | bool) -> str:
     return "true" if value is True else "false" if value is False else str(value)
 
 
+# What a path keeps as written: RFC 3986's unreserved and reserved characters, and % (escapes already made).
+_PATH_SAFE = "/:@!$&'()*+,;=?#[]%~-._"
+
+
 def _url(base_url: str, path: str, query: dict[str, str]) -> str:
-    url = base_url.rstrip("/") + (path if path.startswith("/") else "/" + path)
+    """The URL of a request: spaces and non-ASCII text of the path percent-encoded as UTF-8 (RFC 3986, as browsers
+    do), so that the request line and a Referer carry the same ASCII URL."""
+    url = base_url.rstrip("/") + quote(path if path.startswith("/") else "/" + path, safe=_PATH_SAFE)
     return url + ("?" + urlencode(query) if query else "")
 
 
@@ -79,7 +85,7 @@ async def _attempt(case: TestCase, target: Target, pool: http_client.Pool) -> At
         # only the flash and no_errors read the page a redirect leads to: without them it is not fetched
         flash = flash_from_session_cookie(browser.cookie("session"))
         try:
-            nxt = await browser.request("GET", urljoin(url, location), {})
+            nxt = await browser.request("GET", _follow(url, location), {})
         except http_client.HttpError as exc:
             if wants_flash:  # only the flash needs the followed page
                 return Attempt(raw.status, elapsed, error=f"following the redirect to {location}: {exc}")
@@ -93,6 +99,15 @@ async def _attempt(case: TestCase, target: Target, pool: http_client.Pool) -> At
         flash = flash_from_page(text)
     response = Response(raw.status, raw.headers, text, elapsed, location, flash, followed)
     return Attempt(raw.status, elapsed, tuple(evaluate_all(case.expect, response, html_select.select)))
+
+
+def _follow(url: str, location: str) -> str:
+    """The URL a Location leads to from `url`; HttpError when the Location is not a valid URL (urljoin refuses
+    e.g. a malformed IPv6 host; the client refuses a port out of range)."""
+    try:
+        return urljoin(url, location)
+    except ValueError as exc:
+        raise http_client.HttpError(f"not a valid URL: {location!r} ({exc})") from None
 
 
 def _skip_reason(case: TestCase, target: Target) -> str | None:
@@ -113,11 +128,16 @@ async def run_case(case: TestCase, target: Target, limit: asyncio.Semaphore, poo
     async with limit:
         started = time.perf_counter()
         for _ in range(case.retries + 1):
+            attempt_started = time.perf_counter()
             try:
                 async with asyncio.timeout(timeout):  # in this task: wait_for would start one more per attempt
                     attempt = await _attempt(case, target, pool)
             except TimeoutError:
                 attempt = Attempt(None, timeout * 1000, error=f"timed out after {timeout:g}s")
+            except Exception as exc:  # whatever a server answers is a case error, never the end of the run
+                attempt = Attempt(None, (time.perf_counter() - attempt_started) * 1000,
+                                  error=f"the runner failed on this case: {type(exc).__name__}: "
+                                        f"{' '.join(str(exc).split())[:200]}")
             attempts.append(attempt)
             if attempt.passed:
                 break

@@ -205,6 +205,8 @@ def run_query_case(root: Path, desired: DesiredState, project: Project, case: Te
                                 secret=password)
     if not done.connected:  # as a refused HTTP server is: an error, not a failed assertion
         return result(ERROR, f"{UNREACHABLE} to datasource {name!r}: {done.error}")
+    if done.refused:  # SQL or a role qrm does not run a query test with: the case cannot be judged
+        return result(ERROR, done.error or "refused")
     kind = "explain" if done.explained else "query"
     attempt = Attempt(None, done.duration_ms, (Outcome(kind, done.passed, done.error or ""),))
     return result(PASSED, "", attempt) if done.passed else result(FAILED, done.error or "failed", attempt)
