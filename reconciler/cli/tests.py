@@ -131,6 +131,12 @@ def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ..
     return EXIT_OK
 
 
+def _warn(problems: list[str]) -> None:
+    """Damaged history lines and reports, skipped: one line each on stderr (the rest of the output stands)."""
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
 def _rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
@@ -146,11 +152,13 @@ def tests_compare(ctx: click.Context, suite: str, as_json: bool) -> int:
     from reconciler.flows.tests_history import compare
 
     result = compare(workspace_from(ctx), suite)
+    _warn(result.problems)
     if as_json:
         click.echo(json.dumps({
             "suite": result.suite, "source": result.source,
             "environments": {env: run.to_dict() for env, run in result.latest.items()},
             "differing": [{"case": case, "outcomes": by_env} for case, by_env in result.differing.items()],
+            "problems": result.problems,
         }, indent=2))
         return EXIT_OK
     click.echo(f"{result.suite} (latest run per environment, from {result.source}):")
@@ -181,10 +189,11 @@ def tests_history(ctx: click.Context, suite: str, limit: int, as_json: bool) -> 
     from reconciler.flows.tests_history import suite_history
 
     result = suite_history(workspace_from(ctx), suite, limit)
+    _warn(result.problems)
     if as_json:
         click.echo(json.dumps({"suite": result.suite, "source": result.source,
                                "runs": [r.to_dict() for r in result.runs],
-                               "flaky": [f.to_dict() for f in result.flaky]}, indent=2))
+                               "flaky": [f.to_dict() for f in result.flaky], "problems": result.problems}, indent=2))
         return EXIT_OK
     click.echo(f"{result.suite}: {len(result.runs)} runs (from {result.source}), newest first")
     for r in result.runs:

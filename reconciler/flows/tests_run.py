@@ -226,7 +226,10 @@ def summary_markdown(run: SuiteRun) -> str:
 def write_reports(directory: Path, run: SuiteRun) -> list[Path]:
     written = []
     history = directory / "history.jsonl"
-    previous = files.read_text_or_none(history) or ""
+    try:  # a committed file anyone can damage: bytes that are not UTF-8 become U+FFFD, the line stays damaged
+        previous = history.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        previous = ""
     lines = [history_line(run, t.environment) for t in run.targets]
     for t in run.targets:
         path = directory / f"{t.environment}.yaml"
