@@ -51,8 +51,6 @@ def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
                f"{len(result.kept)} kept, {len(result.hand_written)} hand-written kept")
     if result.edits_kept:
         click.echo(f"hand edits kept in {len(result.edits_kept)} regenerated case(s): {', '.join(result.edits_kept)}")
-    for note in result.notes:
-        click.echo(one_line(note))
     verb = "created" if result.created else ("wrote" if result.written else "unchanged:")
     click.echo(f"{verb} {where}")
     if result.record_written:
