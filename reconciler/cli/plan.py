@@ -19,6 +19,7 @@ from reconciler.cli.root import (
     reports_errors,
     workspace_from,
 )
+from reconciler.core.escaping import one_line
 
 if TYPE_CHECKING:
     from reconciler.flows.workspace import Workspace
@@ -174,7 +175,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
 
         made = commit_after_apply(ws, outcome.plan, outcome.apply_id, outcome.applied, dirty)
         for skipped in made.skipped:
-            click.echo(f"warning: {skipped}", err=True)
+            click.echo(f"warning: {one_line(skipped)}", err=True)
         click.echo(f"Committed {made.sha[:12]}: {len(made.paths)} report file(s)." if made.sha
                    else "Nothing to commit: the reports are unchanged.", err=as_json)
     return code

@@ -60,6 +60,7 @@ def reports_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from reconciler.core.errors import ManifestError, QrmError
+        from reconciler.core.escaping import one_line
 
         as_json = bool(kwargs.get("as_json"))
         try:
@@ -69,7 +70,7 @@ def reports_errors(func: F) -> F:
                 return json_errors([{"file": p.file, "line": p.line, "column": p.column, "field": p.field_name,
                                      "message": p.message} for p in exc.problems])
             for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
+                click.echo(f"error: {one_line(str(problem))}", err=True)
             click.echo(f"{exc}; nothing was changed", err=True)
             return EXIT_ERROR
         except (QrmError, click.ClickException) as exc:
@@ -78,7 +79,7 @@ def reports_errors(func: F) -> F:
                                                else str(exc))])
             if isinstance(exc, click.ClickException):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)  # a key or file name may hold a newline
             return EXIT_ERROR
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -151,6 +152,15 @@ def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str
     """qrm, the Quantum Resource Manager: plan and apply ports, services and configs from git."""
     import logging
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
+    from reconciler.core.escaping import one_line
+
+    class OneLine(logging.Formatter):
+        """A log record on one line: its message may quote a file name, a key or a server's answer."""
+
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            return one_line(super().formatMessage(record))
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLine("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler], force=True)
     ctx.obj = {"directory": directory, "registry": registry}

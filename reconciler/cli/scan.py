@@ -10,6 +10,7 @@ import time
 import click
 
 from reconciler.cli.root import EXIT_OK, cli, reports_errors, workspace_from
+from reconciler.core.escaping import one_line
 
 
 @cli.command()
@@ -60,11 +61,11 @@ def scan(ctx: click.Context, project: str | None, as_json: bool) -> int:
             click.echo(f"not served: {len(s.not_served)} file(s) outside {served}; scanned and reported, "
                        "but no HTTP test cases are generated for them")
         for note in s.app.notes:
-            click.echo(f"note: {note}")
+            click.echo(f"note: {one_line(note)}")
         for c in s.with_problems:
-            click.echo(f"problems in {c['path']} ({c['parse']}): " + "; ".join(c["problems"]))
+            click.echo(one_line(f"problems in {c['path']} ({c['parse']}): " + "; ".join(c["problems"])))
         for path in s.removed:
-            click.echo(f"removed: {path}")
+            click.echo(f"removed: {one_line(path)}")
         where = s.report.relative_to(s.report.parent.parent.parent)
         click.echo(f"{'wrote' if s.report_written else 'unchanged:'} {where}")
         click.echo()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.root import EXIT_ERROR, EXIT_OK, F, cli, reports_errors, workspace_from
+from reconciler.core.escaping import one_line
 
 _SCOPE_OPTIONS = [
     click.option("--project", "-p", metavar="P", help="Project scope (project/NAME)."),
@@ -191,7 +192,7 @@ def secrets_merge_driver(base: str, ours: str, theirs: str) -> int:
 
     conflicts = merge(Path(base), Path(ours), Path(theirs))
     if conflicts:
-        click.echo(f"error: secrets changed differently on both sides: {', '.join(conflicts)}; the merged "
+        click.echo(f"error: secrets changed differently on both sides: {one_line(', '.join(conflicts))}; the merged "
                    "file keeps our value for them and every other change; set the right value with "
                    "qrm secrets set, then commit", err=True)
         return EXIT_ERROR

@@ -7,6 +7,7 @@ import json
 import click
 
 from reconciler.cli.root import EXIT_ERROR, EXIT_OK, cli, reports_errors, workspace_from
+from reconciler.core.escaping import one_line
 
 
 @cli.group()
@@ -71,7 +72,7 @@ def services_discover(ctx: click.Context, name: str, service_type: str | None, t
 
     found = discover(workspace_from(ctx), name, type=service_type, tag=tag, environment=environment)
     if not found.found:
-        click.echo(f"error: {why_not(found, name)}", err=True)
+        click.echo(f"error: {one_line(why_not(found, name))}", err=True)
         return EXIT_ERROR
     for view in found.passing if every else found.passing[:1]:
         click.echo(view.address or view.hostport)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.root import EXIT_OK, EXIT_TESTS_FAILED, cli, reports_errors, workspace_from
+from reconciler.core.escaping import one_line
 
 
 @cli.group("tests")
@@ -50,14 +51,12 @@ def tests_generate(ctx: click.Context, project: str, as_json: bool) -> int:
                f"{len(result.kept)} kept, {len(result.hand_written)} hand-written kept")
     if result.edits_kept:
         click.echo(f"hand edits kept in {len(result.edits_kept)} regenerated case(s): {', '.join(result.edits_kept)}")
-    for note in result.notes:
-        click.echo(note)
     verb = "created" if result.created else ("wrote" if result.written else "unchanged:")
     click.echo(f"{verb} {where}")
     if result.record_written:
         click.echo(f"wrote {record} (what was generated: commit it with the suite)")
     for note in result.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {one_line(note)}")
     return EXIT_OK
 
 
@@ -83,7 +82,7 @@ def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ..
 
     def line(result: CaseResult) -> str:
         extra = f" ({result.reason})" if result.reason else " (flaky)"
-        return f"{result.outcome.upper():7} {result.environment} {result.case_id}{extra}"
+        return one_line(f"{result.outcome.upper():7} {result.environment} {result.case_id}{extra}")
 
     def progress(result: CaseResult) -> None:
         seen[result.outcome] = seen.get(result.outcome, 0) + 1
@@ -107,7 +106,7 @@ def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ..
             if result.environment not in down:
                 click.echo(line(result), err=True)
         for text in down.values():
-            click.echo(f"UNREACHABLE {text}", err=True)
+            click.echo(f"UNREACHABLE {one_line(text)}", err=True)
     if as_json:
         click.echo(json.dumps([{
             "suite": run.suite.name, "blocking": run.suite.block_on_failure, "duration": round(run.duration_s, 3),
@@ -131,6 +130,12 @@ def tests_run(ctx: click.Context, suite: str | None, environments: tuple[str, ..
     return EXIT_OK
 
 
+def _warn(problems: list[str]) -> None:
+    """Damaged history lines and reports, skipped: one line each on stderr (the rest of the output stands)."""
+    for problem in problems:
+        click.echo(f"warning: {one_line(problem)}", err=True)
+
+
 def _rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
@@ -146,11 +151,13 @@ def tests_compare(ctx: click.Context, suite: str, as_json: bool) -> int:
     from reconciler.flows.tests_history import compare
 
     result = compare(workspace_from(ctx), suite)
+    _warn(result.problems)
     if as_json:
         click.echo(json.dumps({
             "suite": result.suite, "source": result.source,
             "environments": {env: run.to_dict() for env, run in result.latest.items()},
             "differing": [{"case": case, "outcomes": by_env} for case, by_env in result.differing.items()],
+            "problems": result.problems,
         }, indent=2))
         return EXIT_OK
     click.echo(f"{result.suite} (latest run per environment, from {result.source}):")
@@ -181,10 +188,11 @@ def tests_history(ctx: click.Context, suite: str, limit: int, as_json: bool) -> 
     from reconciler.flows.tests_history import suite_history
 
     result = suite_history(workspace_from(ctx), suite, limit)
+    _warn(result.problems)
     if as_json:
         click.echo(json.dumps({"suite": result.suite, "source": result.source,
                                "runs": [r.to_dict() for r in result.runs],
-                               "flaky": [f.to_dict() for f in result.flaky]}, indent=2))
+                               "flaky": [f.to_dict() for f in result.flaky], "problems": result.problems}, indent=2))
         return EXIT_OK
     click.echo(f"{result.suite}: {len(result.runs)} runs (from {result.source}), newest first")
     for r in result.runs:

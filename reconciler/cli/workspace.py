@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.root import EXIT_ERROR, EXIT_OK, cli, reports_errors, workspace_from
+from reconciler.core.escaping import one_line
 
 
 @cli.command()
@@ -51,7 +52,7 @@ def validate(ctx: click.Context, as_json: bool) -> int:
         click.echo(json.dumps({"valid": not problems, "errors": found, "problems": found}, indent=2))
     else:
         for problem in problems:
-            click.echo(f"error: {problem}", err=True)
+            click.echo(f"error: {one_line(str(problem))}", err=True)
         if problems:
             click.echo(f"{len(problems)} problem(s) found.", err=True)
         else:

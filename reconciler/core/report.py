@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.core.changes import Change, Plan
+from reconciler.core.escaping import fence, markdown_inline, one_line
 from reconciler.core.state import RecordedFile, RecordedService
 
 LOCKFILE_PATH = "reports/allocations.yaml"
@@ -105,8 +106,9 @@ def render_state(secrets: Mapping[str, str], files: Iterable[RecordedFile]) -> s
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A plain aligned text table (no box drawing, so it pastes into logs and PRs)."""
-    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in row] for row in rows]
+    """A plain aligned text table (no box drawing, so it pastes into logs and PRs); a cell's control
+    characters are escaped (escaping.one_line), so a file name cannot add a row."""
+    cells = [[str(h) for h in headers]] + [[("" if c is None else one_line(str(c))) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     out = []
     for index, row in enumerate(cells):
@@ -153,6 +155,12 @@ def _file_diff(change: Change) -> str:
     return str(change.after.get("diff") or "")
 
 
+def _diff_lines(change: Change) -> list[str]:
+    """The diff's lines, each on one line: a generated file's text may hold a CR or another line break."""
+    diff = _file_diff(change)
+    return [one_line(line) for line in diff.removesuffix("\n").split("\n")] if diff else []
+
+
 def _short(value: Any, width: int = 60) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= width else text[:width - 3] + "..."
@@ -180,15 +188,15 @@ def plan_text(plan: Plan) -> str:
         width = max(len(r[0]) for r in rows)
         dwidth = max(len(r[1]) for r in rows)
         for (head, detail, reason), change in zip(rows, plan.changes, strict=True):
-            lines.append(f"  {head.ljust(width)}  {detail.ljust(dwidth)}  {reason}".rstrip())
-            lines.extend(f"      {line}" for line in _file_diff(change).splitlines())
+            lines.append(one_line(f"  {head.ljust(width)}  {detail.ljust(dwidth)}  {reason}".rstrip()))
+            lines.extend(f"      {line}" for line in _diff_lines(change))
         lines.append("")
     for warning in plan.warnings:
-        lines.append(f"warning: {warning}")
+        lines.append(f"warning: {one_line(warning)}")
     for conflict in plan.conflicts:
-        lines.append(f"conflict: {conflict.message}")
+        lines.append(f"conflict: {one_line(conflict.message)}")
     for error in plan.errors:
-        lines.append(f"error: {error}")
+        lines.append(f"error: {one_line(error)}")
     if plan.warnings or plan.conflicts or plan.errors:
         lines.append("")
     if not plan.refreshed:
@@ -244,7 +252,11 @@ def plan_json(plan: Plan) -> str:
 
 
 def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
-    """A PR comment: summary table first, details collapsed, never longer than `limit` characters."""
+    """A PR comment: summary table first, details collapsed, never longer than `limit` characters.
+
+    What others wrote (file names, problems, file contents) is escaped: text in a line with
+    escaping.markdown_inline, the diff block in a fence longer than any backtick run in it, each change
+    and diff line on one line, so no name can end the block or add a line outside it."""
     counts = plan.counts()
     head = ["### qrm plan", "", summary_line(plan), "", "| | Action | Count |", "|---|---|---:|"]
     head += [f"| `{sym}` | {action} | {counts[action]} |" for action, sym in
@@ -253,11 +265,12 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     note = recorded_note(plan)
     if note:
         head += [f"_{note}_", ""]
-    problems = [*(f"**conflict:** {c.message}" for c in plan.conflicts),
-                *(f"**error:** {e}" for e in plan.errors), *(f"warning: {w}" for w in plan.warnings)]
+    problems = [*(f"**conflict:** {markdown_inline(_short(c.message, 1_000))}" for c in plan.conflicts),
+                *(f"**error:** {markdown_inline(_short(e, 1_000))}" for e in plan.errors),
+                *(f"warning: {markdown_inline(_short(w, 1_000))}" for w in plan.warnings)]
     problem_budget = limit // 4  # the rest is for the changes
     for index, problem in enumerate(problems):
-        line = f"- {_short(problem, 1_000)}"
+        line = f"- {problem}"
         if problem_budget - len(line) - 1 < 0:
             head.append(f"- ... {len(problems) - index} more (comment size limit); run `qrm plan` for all of them")
             break
@@ -267,23 +280,23 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         head.append("")
     if plan.empty:
         return "\n".join(head) + "\n"
-    closing = ["```", "</details>", ""]
-    opening = [f"<details><summary>{len(plan.changes)} change(s)</summary>", "", "```diff"]
+    closing = ["</details>", ""]
+    opening = [f"<details><summary>{len(plan.changes)} change(s)</summary>", ""]
     body: list[str] = []
     budget = limit - len("\n".join(head + opening + closing)) - 200
     for index, change in enumerate(plan.changes):
         reason = f" ({change.reason})" if change.reason else ""
-        line = f"{_DIFF_MARK[change.action]} {change.address} {_describe(change)}{reason}".rstrip()
-        diff = _file_diff(change)
-        if diff:  # nested diff lines, indented so their own +/- do not colour the summary lines
-            line += "\n" + "\n".join(f"    {d}" for d in diff.splitlines())
-        if budget - len(line) - 1 < 0:
-            closing.insert(0, f"# ... {len(plan.changes) - index} more change(s) not shown "
-                              f"(comment size limit); run `qrm plan` for all of them")
+        lines = [one_line(f"{_DIFF_MARK[change.action]} {change.address} {_describe(change)}{reason}".rstrip())]
+        # nested diff lines, indented so their own +/- do not colour the summary lines
+        lines += [f"    {d}" for d in _diff_lines(change)]
+        size = sum(len(line) + 1 for line in lines)
+        if budget - size < 0:
+            body.append(f"# ... {len(plan.changes) - index} more change(s) not shown "
+                        f"(comment size limit); run `qrm plan` for all of them")
             break
-        budget -= len(line) + 1
-        body.append(line)
-    return "\n".join(head + opening + body + closing)
+        budget -= size
+        body += lines
+    return "\n".join(head + opening + fence(body, "diff") + closing)
 
 
 # --- components (qrm scan) ------------------------------------------------------------------------
@@ -357,7 +370,7 @@ def component_changes_text(changes: Sequence[dict[str, str]]) -> str:
     if not changes:
         return ""
     lines = ["Components (since the last scan; information, not changes to apply; run qrm scan):"]
-    lines += [f"  {c['symbol']} {c['project']}: {c['path']}" for c in changes]
+    lines += [one_line(f"  {c['symbol']} {c['project']}: {c['path']}") for c in changes]
     return "\n".join(lines) + "\n"
 
 
@@ -368,7 +381,7 @@ def component_changes_markdown(changes: Sequence[dict[str, str]], limit: int = 2
     body: list[str] = []
     size = 0
     for change in changes[:limit]:
-        line = f"{change['symbol']} {change['project']}: {_short(change['path'], 300)}"
+        line = one_line(f"{change['symbol']} {change['project']}: {_short(change['path'], 300)}")
         if size + len(line) + 1 > max_chars:
             break
         size += len(line) + 1
@@ -376,5 +389,5 @@ def component_changes_markdown(changes: Sequence[dict[str, str]], limit: int = 2
     if len(changes) > len(body):
         body.append(f"# ... {len(changes) - len(body)} more (comment size limit); run `qrm plan` for all of them")
     return "\n".join(["", f"<details><summary>{len(changes)} component(s) changed since the last scan "
-                      "(information; run <code>qrm scan</code>)</summary>", "", "```diff", *body, "```",
+                      "(information; run <code>qrm scan</code>)</summary>", "", *fence(body, "diff"),
                       "</details>", ""])

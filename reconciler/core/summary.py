@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.core.escaping import markdown_inline, one_line
+
 SUMMARY_PATH = "reports/summary.md"
 REPORT_TRAILER = "Qrm-Report: true"
 MAX_LISTED = 50  # changes or problems listed by name before "… and N more"
@@ -59,7 +61,8 @@ def _short(revision: str | None) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell qrm wrote (it may hold markup: bold, a code span), kept on one line and in its cell."""
+    return one_line(text).replace("|", "\\|")
 
 
 def render_summary(data: SummaryInput) -> str:
@@ -79,13 +82,13 @@ def render_summary(data: SummaryInput) -> str:
                                    f"{counts_phrase(last.counts)}"))
     if data.health is not None:
         rows.append(("Health", ", ".join(f"{n} {status}" for status, n in data.health.items() if n) or "no services"))
-    lines = [f"# qrm: {data.workspace}\n", "\n", "Written by qrm on every reconcile. Do not edit.\n", "\n",
-             "| | |\n", "|---|---|\n"]
+    lines = [f"# qrm: {markdown_inline(data.workspace)}\n", "\n", "Written by qrm on every reconcile. Do not edit.\n",
+             "\n", "| | |\n", "|---|---|\n"]
     lines.extend(f"| {name} | {_cell(value)} |\n" for name, value in rows)
     if data.problems:
         title = "Problems in the manifests" if data.outcome == "invalid" else "Error"
         lines.extend(["\n", f"## {title}\n", "\n"])
-        lines.extend(f"- {problem}\n" for problem in data.problems[:MAX_LISTED])
+        lines.extend(f"- {markdown_inline(problem)}\n" for problem in data.problems[:MAX_LISTED])
         if len(data.problems) > MAX_LISTED:
             lines.append(f"- … and {len(data.problems) - MAX_LISTED} more (run `qrm validate`)\n")
     return "".join(lines)
@@ -93,7 +96,7 @@ def render_summary(data: SummaryInput) -> str:
 
 def commit_message(subject: str, details: Sequence[str] = ()) -> str:
     """A report commit: one subject line, the details (capped), and the trailer watchers skip."""
-    body = list(details[:MAX_LISTED])
+    body = [one_line(detail) for detail in details[:MAX_LISTED]]
     if len(details) > MAX_LISTED:
         body.append(f"… and {len(details) - MAX_LISTED} more")
     parts = [subject.strip().splitlines()[0][:200]]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.assertions import Outcome
+from reconciler.core.escaping import encodable
 from reconciler.core.models import TestCase, TestSuite
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
@@ -31,6 +32,10 @@ class Attempt:
     outcomes: tuple[Outcome, ...] = ()
     error: str | None = None
 
+    def __post_init__(self) -> None:  # an error quotes what a server sent: bytes that were not UTF-8 included
+        if self.error is not None:
+            object.__setattr__(self, "error", encodable(self.error))
+
     @property
     def passed(self) -> bool:
         return self.error is None and all(o.passed for o in self.outcomes)
@@ -51,6 +56,9 @@ class CaseResult:
     attempts: tuple[Attempt, ...] = ()
     reason: str = ""
     duration_ms: float = 0.0
+
+    def __post_init__(self) -> None:  # stored in YAML, JSON and the registry, which take only encodable text
+        object.__setattr__(self, "reason", encodable(self.reason))
 
     @property
     def flaky(self) -> bool:

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
+
+import re2  # linear-time matching (no I/O: allowed in core)
 
 from reconciler.core import request_parts, templates
 from reconciler.core.components import (
@@ -56,8 +58,12 @@ LOGIN_PATH = "/login"  # where a Quantum server sends a request without a sessio
 EMAIL = "qa@example.com"
 URL = "https://example.com"
 DEFAULT_LENGTH = 8
+# The longest value generated: a longer minlength (3,000,000,000 ran out of memory) skips the case with the reason.
+MAX_LENGTH = 10_000
 _BASE_PATH_EXPR = re.compile(r"^\{\s*application\.basePath\s*\}")
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # an unsupported pattern is a skipped case, not a line on stderr
 _ALPHABETS = ("qatestvalue", "1234567890", "QATESTVALUE", "qa1test2", "qa test value")
 UPLOAD_TYPES = ("file", "binary")  # q:param types posted as a file (multipart/form-data)
 UPLOAD_SIZE = 16  # bytes of a generated upload, less when the param allows less
@@ -94,19 +100,79 @@ def component_from_dict(data: Mapping[str, Any]) -> Component:
 # ---------------------------------------------------------------------------------------------- values
 
 
+class NoValue(ValueError):
+    """No value can be generated for a field; the message is the reason its cases are skipped with."""
+
+
 def _text(length: int, pattern: str | None) -> str:
-    """A string of exactly `length` characters, matching `pattern` when one of a few simple alphabets does."""
+    """A string of exactly `length` characters, matching `pattern` when one of a few simple alphabets does.
+    NoValue when the length is above MAX_LENGTH, or the pattern cannot be matched in linear time."""
+    if length > MAX_LENGTH:
+        raise NoValue(f"a length of {length} is above the {MAX_LENGTH} characters qrm generates")
     candidates = [(alphabet * (length // len(alphabet) + 1))[:length] for alphabet in _ALPHABETS]
     if pattern:
-        try:
-            compiled = re.compile(pattern)
-        except re.error:
-            compiled = None
-        if compiled is not None:
-            for candidate in candidates:
-                if compiled.search(candidate) is not None:
-                    return candidate
+        matches = _matcher(pattern)
+        for candidate in candidates:
+            if matches(candidate):
+                return candidate
     return candidates[0]
+
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    """Whether a text matches `pattern` (re.search semantics), checked in time linear in the text: RE2
+    (no backtracking) runs it, so `^([a-z]+)+X$` cannot take exponential time as Python's re would. Python's
+    syntax RE2 lacks: leading lookaheads `^(?=A)(?=B)REST` (a password's rules) are checked as `^(?:A)`,
+    `^(?:B)` and `^(?:REST)`; other lookarounds and backreferences raise NoValue. A pattern Python cannot
+    compile either checks nothing (any candidate is taken, as before: `qrm validate` does not judge it)."""
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return lambda text: True
+    parts = _lookaheads(pattern[1:]) if pattern.startswith("^(?=") else None
+    parts = [f"^(?:{part})" for part in parts] if parts is not None else [pattern]
+    try:
+        compiled = [re2.compile(part, _RE2_OPTIONS) for part in parts]
+    except re2.error:
+        raise NoValue(f"pattern {pattern!r} is too complex to generate a value for (lookbehinds, backreferences and "
+                      "lookaheads after the start are not checked in linear time): write the value by hand") from None
+    return lambda text: all(c.search(text) is not None for c in compiled)
+
+
+def _lookaheads(pattern: str) -> list[str] | None:
+    """`(?=A)(?=B)REST` -> [A, B, REST]: the bodies of the leading lookahead groups, then the rest; None when
+    a `|` at the top level makes the lookaheads only one alternative's rule."""
+    parts: list[str] = []
+    start = 0
+    for index, char, depth in _structure(pattern):
+        if char == "|" and depth == 0:
+            return None
+        if char == "(" and depth == 0 and index == start and pattern.startswith("(?=", index):
+            continue
+        if char == ")" and depth == 1 and pattern.startswith("(?=", start):
+            parts.append(pattern[start + 3:index])
+            start = index + 1
+    return [*parts, pattern[start:]]
+
+
+def _structure(pattern: str) -> Iterator[tuple[int, str, int]]:
+    """The parentheses and bars of a pattern that are syntax (not escaped, not in a character class), each with
+    its position and the group depth before it."""
+    depth, index, in_class = 0, 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            index += pattern.startswith("^", index + 1)
+            index += pattern.startswith("]", index + 1)  # a `]` first in a class is a literal
+        elif char in "(|)":
+            yield index, char, depth
+            depth += {"(": 1, ")": -1, "|": 0}[char]
+        index += 1
 
 
 def _length(min_length: int | None, max_length: int | None) -> int:
@@ -209,6 +275,19 @@ _WRONG_TYPE = {"email": "not-an-email", "url": "not a url", "integer": "not-a-nu
 # ---------------------------------------------------------------------------------------------- cases
 
 
+def _values(params: Iterable[Param]) -> tuple[dict[str, str | int | float | bool], dict[str, str]]:
+    """A valid value per param, and the reason per param none can be generated for (its value is then "", and
+    the cases that send it are skipped with the reason)."""
+    values: dict[str, str | int | float | bool] = {}
+    reasons: dict[str, str] = {}
+    for param in params:
+        try:
+            values[param.name] = valid_value(param)
+        except NoValue as exc:
+            values[param.name], reasons[param.name] = "", f"{param.name}: {exc}"
+    return values, reasons
+
+
 def _unique_params(action: Action) -> list[Param]:
     seen: dict[str, Param] = {}
     for param in action.params:
@@ -249,16 +328,19 @@ def _action_cases(component: Component, page: str, action: Action, base_path: st
     base = f"{component.path}#action:{action.name}"
     method = action.method.upper() if action.method.upper() in ("POST", "PUT", "PATCH", "DELETE") else "POST"
     params = _unique_params(action)
-    valid = {p.name: valid_value(p) for p in params if not _is_upload(p)}
+    valid, unbuilt = _values(p for p in params if not _is_upload(p))
     uploads = {p.name: upload(p.name, p.accept, p.max_size) for p in params if _is_upload(p)}
 
     def case(suffix: str, name: str, values: Mapping[str, str | int | float | bool],
-             expect: list[Assertion], files: Mapping[str, UploadFile] = uploads) -> TestCase:
+             expect: list[Assertion], files: Mapping[str, UploadFile] = uploads, own: str | None = None,
+             skip: str | None = None) -> TestCase:
+        """own: the field this case sets itself (its valid value is not sent); skip: why it cannot run."""
+        skip = skip or next((why for field, why in unbuilt.items() if field in values and field != own), None)
         return TestCase(id=f"{base}:{suffix}", name=f"Action {action.name}: {name}", type="action",
                         component=component.path, writes=action.writes,
                         request=TestRequest(method=method, path=_path(page), form=_action_form(action, values),
                                             files=dict(files)),
-                        expect=expect)
+                        expect=expect, skip=skip)
 
     def rejected(param: str, missing: bool = False) -> list[Assertion]:
         return [_a(status=302), _a(redirect=page), _a(flash=_flash_error(param, missing))]
@@ -274,19 +356,30 @@ def _action_cases(component: Component, page: str, action: Action, base_path: st
     short = next((p for p in textual if (p.min_length or 0) >= 2), None)
     if short is not None:
         assert short.min_length is not None
-        values = {**valid, short.name: _text(short.min_length - 1, None)}
-        cases.append(case(f"too_short:{short.name}", f"{short.name} too short", values, rejected(short.name)))
+        text, why = _text_or_reason(short.name, short.min_length - 1)
+        values = {**valid, short.name: text}
+        cases.append(case(f"too_short:{short.name}", f"{short.name} too short", values, rejected(short.name),
+                          own=short.name, skip=why))
     long = next((p for p in textual if p.max_length is not None), None)
     if long is not None:
         assert long.max_length is not None
-        values = {**valid, long.name: _text(long.max_length + 1, None)}
-        cases.append(case(f"too_long:{long.name}", f"{long.name} too long", values, rejected(long.name)))
+        text, why = _text_or_reason(long.name, long.max_length + 1)
+        values = {**valid, long.name: text}
+        cases.append(case(f"too_long:{long.name}", f"{long.name} too long", values, rejected(long.name),
+                          own=long.name, skip=why))
     typed = next((p for p in params if not p.enum and p.type.lower() in _WRONG_TYPE), None)
     if typed is not None:
         values = {**valid, typed.name: _WRONG_TYPE[typed.type.lower()]}
         cases.append(case(f"wrong_type:{typed.name}", f"{typed.name} of the wrong type", values,
-                          rejected(typed.name)))
+                          rejected(typed.name), own=typed.name))
     return cases
+
+
+def _text_or_reason(name: str, length: int) -> tuple[str, str | None]:
+    try:
+        return _text(length, None), None
+    except NoValue as exc:
+        return "", f"{name}: {exc}"
 
 
 def _form_target(form: Form, page: str) -> str:
@@ -314,8 +407,8 @@ def _form_case(component: Component, page: str, form: Form, index: int, base_pat
     method = _form_method(form)
     target = _form_target(form, page)
     action = _form_action(component, page, form)
-    values, files = _form_values(form, action, multipart=method != "GET" and (form.enctype or "").lower()
-                                 .startswith("multipart/form-data"))
+    values, files, unbuilt = _form_values(form, action, multipart=method != "GET" and (form.enctype or "").lower()
+                                          .startswith("multipart/form-data"))
     if action is not None:
         expect = _success(action, values, base_path)
         writes = action.writes
@@ -328,18 +421,20 @@ def _form_case(component: Component, page: str, form: Form, index: int, base_pat
     else:
         request = TestRequest(method=method, path=_path(target), form=_names(values), files=_names(files))
     return TestCase(id=f"{component.path}#form:{key}", name=f"Form {key}: submit its fields", type="form",
-                    component=component.path, writes=writes, request=request, expect=expect)
+                    component=component.path, writes=writes, request=request, expect=expect,
+                    skip=next(iter(unbuilt.values()), None))
 
 
 def _form_values(form: Form, action: Action | None, multipart: bool
-                 ) -> tuple[dict[str, str | int | float | bool], dict[str, UploadFile]]:
+                 ) -> tuple[dict[str, str | int | float | bool], dict[str, UploadFile], dict[str, str]]:
     """What submitting the form sends: a field named after a q:param of the action it posts to gets a value
     from that param's rules (what the server checks), any other field one from its own limits; hidden
     fields keep their value. A file field is a generated upload in a multipart form, and its file name (as
-    a browser sends it) in any other."""
+    a browser sends it) in any other. Third: the reason per field no value can be generated for (see _values)."""
     rules = {p.name: p for p in _unique_params(action)} if action is not None else {}
     values: dict[str, str | int | float | bool] = {}
     files: dict[str, UploadFile] = {}
+    unbuilt: dict[str, str] = {}
     for item in form.fields:
         if not item.name:
             continue
@@ -353,11 +448,12 @@ def _form_values(form: Form, action: Action | None, multipart: bool
                 files[item.name] = file
             else:
                 values[item.name] = file.filename
-        elif param is not None:
-            values[item.name] = valid_value(param)
         else:
-            values[item.name] = _field_value(item)
-    return values, files
+            try:
+                values[item.name] = valid_value(param) if param is not None else _field_value(item)
+            except NoValue as exc:
+                values[item.name], unbuilt[item.name] = "", f"{item.name}: {exc}"
+    return values, files, unbuilt
 
 
 def undeclared(datasource: str) -> str:
@@ -367,13 +463,11 @@ def undeclared(datasource: str) -> str:
 
 def _query_case(component: Component, query: Query, types: Mapping[str, Param],
                 datasources: Collection[str] | None = None) -> TestCase:
-    params: dict[str, Any] = {}
     names = query.params or tuple(dict.fromkeys(_BIND.findall(query.sql)))  # :name placeholders of the SQL
-    for name in names:
-        param = types.get(name)
-        params[name] = valid_value(param) if param is not None else _text(DEFAULT_LENGTH, None)
+    params, unbuilt = _values(types.get(name) or Param(name) for name in names)
     assert query.datasource is not None
     skip = undeclared(query.datasource) if datasources is not None and query.datasource not in datasources else None
+    skip = skip or next(iter(unbuilt.values()), None)
     return TestCase(id=f"{component.path}#query:{query.name}", name=f"Query {query.name} on {query.datasource}",
                     type="query", component=component.path, writes=query.writes,
                     request=TestRequest(datasource=query.datasource, sql=query.sql, params=params),

@@ -225,16 +225,23 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),
         changed=list(merged.changed), removed=list(merged.removed), kept=list(merged.kept),
         hand_written=list(merged.hand_written), written=written, created=text is None,
-        notes=list(merged.notes) + _notes(merged.cases, scan.app.notes), edits_kept=list(merged.edits_kept),
+        notes=list(merged.notes) + _notes(merged.cases, scan.app.notes, generated), edits_kept=list(merged.edits_kept),
         record=record_file, record_written=record_written)
 
 
 
-def _notes(cases: Sequence[TestCase], app_notes: Sequence[str]) -> list[str]:
-    """What a user should know of the suite: its query cases skipped per undeclared datasource, and the notes
-    of the app's quantum.config.yaml (a password there is ignored)."""
+def _notes(cases: Sequence[TestCase], app_notes: Sequence[str], generated: Sequence[TestCase]) -> list[str]:
+    """What a user should know of the suite: its query cases skipped per undeclared datasource, the generated
+    cases skipped because no value could be generated for a field (a pattern too complex, a length above
+    testgen.MAX_LENGTH), and the notes of the app's quantum.config.yaml (a password there is ignored)."""
     skipped: dict[str, int] = {}
+    unbuilt: list[str] = []
     for case in cases:
         if case.type == "query" and case.skip and case.skip == testgen.undeclared(case.request.datasource or ""):
             skipped[case.skip] = skipped.get(case.skip, 0) + 1
-    return [f"{count} query case(s) skipped: {reason}" for reason, count in sorted(skipped.items())] + list(app_notes)
+    ids = {case.id for case in cases}
+    for case in generated:
+        if case.skip and case.id in ids and case.skip != testgen.undeclared(case.request.datasource or ""):
+            unbuilt.append(f"{case.id} skipped: {case.skip}")
+    return ([f"{count} query case(s) skipped: {reason}" for reason, count in sorted(skipped.items())] + unbuilt
+            + list(app_notes))

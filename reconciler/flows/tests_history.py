@@ -6,11 +6,18 @@ that environment in which it was not skipped, it both passed and failed (or erro
 only after a retry at least once. Without runs in the registry (a fresh clone), history falls back
 to reports/tests/<suite>/history.jsonl, which names only the retried passes, and compare falls back
 to reports/tests/<suite>/<env>.yaml (the latest run of each environment).
+
+A suite argument is a name (the manifests' rule), never a path, so nothing outside reports/tests is read.
+Those files are committed, so anyone can damage them: a history line or report that is not what qrm writes
+(not JSON or YAML, wrong types, binary garbage) is skipped with one problem line naming the file and line,
+and the rest shows.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,8 +27,9 @@ from typing import Any
 import yaml
 
 from reconciler.core.errors import QrmError
+from reconciler.core.models import NAME_PATTERN, PATTERN_HINTS
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, SuiteRun, unreachable
-from reconciler.edges import files, git_repo
+from reconciler.edges import git_repo
 from reconciler.flows.desired import load_desired
 from reconciler.flows.recorded import open_registry
 from reconciler.flows.workspace import Workspace
@@ -130,6 +138,7 @@ class History:
     source: str  # "registry" or the history.jsonl path
     runs: list[RunSummary] = field(default_factory=list)  # newest first, at most limit
     flaky: list[FlakyCase] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # damaged lines skipped: "FILE:LINE: why"
 
 
 @dataclass
@@ -139,6 +148,7 @@ class Comparison:
     latest: dict[str, RunSummary] = field(default_factory=dict)  # environment -> its latest run
     # case -> environment -> outcome, for the cases that fail in one environment and pass in another
     differing: dict[str, dict[str, str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # damaged reports skipped: "FILE[:LINE]: why"
 
 
 def _summary(row: dict[str, Any]) -> RunSummary:
@@ -193,17 +203,74 @@ def flaky_cases(runs: Sequence[dict[str, Any]], results: dict[int, list[dict[str
     return flaky
 
 
+def check_suite_name(suite: str) -> None:
+    """A suite argument is a name as manifests have them: `../../x` or `a/b` never becomes a path."""
+    if len(suite) > 63 or re.fullmatch(NAME_PATTERN, suite) is None:
+        raise QrmError(f"suite {suite!r} is not a suite name: expected {PATTERN_HINTS[NAME_PATTERN]}, "
+                       "at most 63 characters")
+
+
 def _suite_dir(ws: Workspace, suite: str) -> Path:
     return ws.reports / "tests" / suite
 
 
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a count, got {value!r:.40}")
+    return value
+
+
+def _history_line(text: str) -> dict[str, Any]:
+    """One line of history.jsonl as qrm writes it (tests_run.history_line); ValueError saying what is wrong."""
+    try:
+        line = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({str(exc).partition(':')[0]})") from None
+    if not isinstance(line, dict):
+        raise ValueError(f"expected an object, got {type(line).__name__}")
+    if not isinstance(line.get("environment"), str) or not isinstance(line.get("suite", ""), str) \
+            or not isinstance(line.get("time", ""), str):
+        raise ValueError("environment, suite and time must be strings")
+    for key in ("passed", "failed", "skipped"):
+        _count(line.get(key, 0))
+    duration = line.get("duration", 0)
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
+        raise ValueError(f"duration: expected seconds, got {duration!r:.40}")
+    flaky = line.get("flaky", [])
+    if not isinstance(flaky, list) or not all(isinstance(case, str) for case in flaky):
+        raise ValueError("flaky: expected a list of case ids")
+    return line
+
+
+def _read(path: Path, ws: Workspace) -> str | None:
+    """A committed file's text; bytes that are not UTF-8 become U+FFFD (that line is then damaged, not the file)."""
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise QrmError(f"{_shown(path, ws)}: cannot be read ({exc.strerror})") from None
+
+
+def _shown(path: Path, ws: Workspace) -> str:
+    return path.relative_to(ws.root).as_posix() if path.is_relative_to(ws.root) else str(path)
+
+
 def _jsonl_history(ws: Workspace, suite: str) -> History:
     path = _suite_dir(ws, suite) / "history.jsonl"
-    text = files.read_text_or_none(path)
+    text = _read(path, ws)
     if text is None:
         raise QrmError(f"no runs of suite {suite!r} yet (neither in the registry nor in {path}); "
                        "run qrm tests run first")
-    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, raw in enumerate(text.split("\n"), start=1):  # lines as qrm writes them (other breaks are data)
+        if not raw.strip():
+            continue
+        try:
+            lines.append(_history_line(raw))
+        except ValueError as exc:
+            problems.append(f"{_shown(path, ws)}:{number}: damaged line skipped ({exc})")
     lines = [line for line in lines if line.get("suite", suite) == suite]
     runs = [RunSummary(None, line["environment"], line.get("time", ""), int(line.get("passed", 0)),
                        int(line.get("failed", 0)), int(line.get("skipped", 0)), len(line.get("flaky", [])),
@@ -218,10 +285,11 @@ def _jsonl_history(ws: Workspace, suite: str) -> History:
                 retried[(env, case_id)] = retried.get((env, case_id), 0) + 1
     flaky = [FlakyCase(case_id, env, hits, 0, hits, min(per_env[env], FLAKY_WINDOW))
              for (env, case_id), hits in sorted(retried.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
-    return History(suite, str(path.relative_to(ws.root)), runs, flaky)
+    return History(suite, _shown(path, ws), runs, flaky, problems)
 
 
 def suite_history(ws: Workspace, suite: str, limit: int = 20) -> History:
+    check_suite_name(suite)
     found = _registry_runs(ws, suite)
     if found is None:
         history = _jsonl_history(ws, suite)
@@ -239,6 +307,7 @@ def _differing(outcomes: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]
 def compare(ws: Workspace, suite: str) -> Comparison:
     """The latest run of each environment: its pass rate, and the cases that fail in one environment and
     pass in another."""
+    check_suite_name(suite)
     found = _registry_runs(ws, suite)
     outcomes: dict[str, dict[str, str]] = {}
     if found is not None:
@@ -255,16 +324,63 @@ def compare(ws: Workspace, suite: str) -> Comparison:
         if not reports:
             raise QrmError(f"no runs of suite {suite!r} yet (neither in the registry nor in {directory}); "
                            "run qrm tests run first")
-        comparison = Comparison(suite, str(directory.relative_to(ws.root)))
+        comparison = Comparison(suite, _shown(directory, ws))
         for path in reports:
-            doc = yaml.safe_load(path.read_text()) or {}
-            env, counts = doc.get("environment", path.stem), doc.get("counts", {})
-            comparison.latest[env] = RunSummary(
-                None, env, str(doc.get("started_at", "")), int(counts.get(PASSED, 0)),
-                int(counts.get(FAILED, 0)) + int(counts.get(ERROR, 0)), int(counts.get(SKIPPED, 0)),
-                sum(1 for r in doc.get("results", []) if r.get("flaky")), 0.0)
-            for r in doc.get("results", []):
-                outcomes.setdefault(r["id"], {})[env] = r["outcome"]
+            try:
+                env, summary, by_case = _report(path, _read(path, ws) or "")
+            except ValueError as exc:
+                comparison.problems.append(f"{_shown(path, ws)}{exc}")
+                continue
+            comparison.latest[env] = summary
+            for case_id, outcome in by_case.items():
+                outcomes.setdefault(case_id, {})[env] = outcome
     comparison.latest = dict(sorted(comparison.latest.items()))
     comparison.differing = _differing(outcomes)
     return comparison
+
+
+class _ReportLoader(yaml.SafeLoader):
+    """YAML of a committed report: aliases refused (qrm writes none; a few hundred bytes of them expand to
+    gigabytes)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(None, None, "an alias, which qrm's reports never hold", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _report(path: Path, text: str) -> tuple[str, RunSummary, dict[str, str]]:
+    """An environment's latest report (tests_run.environment_report): its environment, summary and outcome per
+    case; ValueError ":LINE: why" or ": why" (the file's problem after its name) when it is damaged."""
+    try:
+        doc = yaml.load(text, Loader=_ReportLoader)  # a SafeLoader that also refuses aliases
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{line}: damaged report skipped (not YAML: {exc.problem})") from None
+    except yaml.reader.ReaderError as exc:
+        raise ValueError(f":{text.count(chr(10), 0, exc.position) + 1}: damaged report skipped (not YAML: character "
+                         f"#x{exc.character:04x} at position {exc.position}: {exc.reason})") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f": damaged report skipped (not YAML: {type(exc).__name__})") from None
+    try:
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a mapping, got {type(doc).__name__}")
+        env = doc.get("environment", path.stem)
+        counts = doc.get("counts", {})
+        results = doc.get("results", [])
+        if not isinstance(env, str) or not isinstance(counts, dict) or not isinstance(results, list):
+            raise ValueError("environment, counts or results of the wrong type")
+        outcomes: dict[str, str] = {}
+        for item in results:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) \
+                    or not isinstance(item.get("outcome"), str):
+                raise ValueError("a result without a string id and outcome")
+            outcomes[item["id"]] = item["outcome"]
+        summary = RunSummary(None, env, str(doc.get("started_at", "")), _count(counts.get(PASSED, 0)),
+                             _count(counts.get(FAILED, 0)) + _count(counts.get(ERROR, 0)),
+                             _count(counts.get(SKIPPED, 0)), sum(1 for r in results if r.get("flaky")), 0.0)
+    except ValueError as exc:
+        raise ValueError(f": damaged report skipped ({exc})") from None
+    return env, summary, outcomes

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.errors import QrmError
+from reconciler.core.escaping import code_span, markdown_inline, xml_text
 from reconciler.core.models import LOCALHOST, Project, TestSuite
 from reconciler.core.state import DesiredState, RecordedState, instance_name
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, CaseResult, SuiteRun, Target, TestsOutcome
@@ -201,6 +202,9 @@ def history_line(run: SuiteRun, environment: str) -> str:
 
 
 def summary_markdown(run: SuiteRun) -> str:
+    """summary.md of a run; case ids (file names in them) in code spans and reasons (server texts) escaped
+    as Markdown, each on its line."""
+    md = markdown_inline
     lines = [f"# Test suite {run.suite.name} ({run.suite.project})", "", f"Run at {run.started_at} in "
              f"{run.duration_s:.2f} s.", "", "| environment | passed | failed | errors | skipped |",
              "|---|---:|---:|---:|---:|"]
@@ -210,23 +214,26 @@ def summary_markdown(run: SuiteRun) -> str:
     outages = run.outages()
     if outages:
         lines += ["", "## Unreachable", ""]
-        lines += [f"- {line}" for _, line in sorted(outages.items())]
+        lines += [f"- {md(line)}" for _, line in sorted(outages.items())]
     bad = sorted((r for r in run.results if r.outcome in (FAILED, ERROR) and r.environment not in outages),
                  key=lambda r: (r.environment, r.case_id))
     if bad:
         lines += ["", "## Failures", ""]
-        lines += [f"- `{r.case_id}` on {r.environment}: {r.reason.replace('|', '/')}" for r in bad]
+        lines += [f"- {code_span(r.case_id)} on {r.environment}: {md(r.reason)}" for r in bad]
     flaky = sorted((r for r in run.results if r.flaky), key=lambda r: (r.environment, r.case_id))
     if flaky:
         lines += ["", "## Passed after a retry", ""]
-        lines += [f"- `{r.case_id}` on {r.environment} ({len(r.attempts)} attempts)" for r in flaky]
+        lines += [f"- {code_span(r.case_id)} on {r.environment} ({len(r.attempts)} attempts)" for r in flaky]
     return "\n".join(lines) + "\n"
 
 
 def write_reports(directory: Path, run: SuiteRun) -> list[Path]:
     written = []
     history = directory / "history.jsonl"
-    previous = files.read_text_or_none(history) or ""
+    try:  # a committed file anyone can damage: bytes that are not UTF-8 become U+FFFD, the line stays damaged
+        previous = history.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        previous = ""
     lines = [history_line(run, t.environment) for t in run.targets]
     for t in run.targets:
         path = directory / f"{t.environment}.yaml"
@@ -239,22 +246,24 @@ def write_reports(directory: Path, run: SuiteRun) -> list[Path]:
 
 def junit_xml(runs: Sequence[SuiteRun]) -> str:
     """JUnit XML: one <testsuite> per suite and environment, the environment as a property,
-    a pass after a failed attempt marked with a `flaky` property."""
+    a pass after a failed attempt marked with a `flaky` property. Every text is escaping.xml_text'd: a
+    reason quotes what a server sent, and ElementTree would write its control characters raw."""
+    x = xml_text
     root = ET.Element("testsuites")
     for run in runs:
         for t in run.targets:
             results = sorted((r for r in run.results if r.environment == t.environment), key=lambda r: r.case_id)
             c = run.counts(t.environment)
             element = ET.SubElement(root, "testsuite", {
-                "name": f"{run.suite.name}[{t.environment}]", "tests": str(len(results)),
+                "name": x(f"{run.suite.name}[{t.environment}]"), "tests": str(len(results)),
                 "failures": str(c[FAILED]), "errors": str(c[ERROR]), "skipped": str(c[SKIPPED]),
-                "time": f"{sum(r.duration_ms for r in results) / 1000:.3f}", "timestamp": run.started_at})
+                "time": f"{sum(r.duration_ms for r in results) / 1000:.3f}", "timestamp": x(run.started_at)})
             props = ET.SubElement(element, "properties")
             ET.SubElement(props, "property", {"name": "environment", "value": t.environment})
-            ET.SubElement(props, "property", {"name": "base_url", "value": t.base_url})
+            ET.SubElement(props, "property", {"name": "base_url", "value": x(t.base_url)})
             for r in results:
                 case = ET.SubElement(element, "testcase", {
-                    "classname": f"{run.suite.name}.{t.environment}", "name": r.case_id,
+                    "classname": f"{run.suite.name}.{t.environment}", "name": x(r.case_id),
                     "time": f"{r.duration_ms / 1000:.3f}"})
                 case_props = ET.SubElement(case, "properties")
                 ET.SubElement(case_props, "property", {"name": "environment", "value": t.environment})
@@ -262,11 +271,11 @@ def junit_xml(runs: Sequence[SuiteRun]) -> str:
                 if r.flaky:
                     ET.SubElement(case_props, "property", {"name": "flaky", "value": "true"})
                 if r.outcome == FAILED:
-                    ET.SubElement(case, "failure", {"message": r.reason}).text = "\n".join(
-                        f"attempt {i}: {'; '.join(a.failures()) or 'passed'}" for i, a in enumerate(r.attempts, 1))
+                    ET.SubElement(case, "failure", {"message": x(r.reason)}).text = x("\n".join(
+                        f"attempt {i}: {'; '.join(a.failures()) or 'passed'}" for i, a in enumerate(r.attempts, 1)))
                 elif r.outcome == ERROR:
-                    ET.SubElement(case, "error", {"message": r.reason})
+                    ET.SubElement(case, "error", {"message": x(r.reason)})
                 elif r.outcome == SKIPPED:
-                    ET.SubElement(case, "skipped", {"message": r.reason})
+                    ET.SubElement(case, "skipped", {"message": x(r.reason)})
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,1 +1,2 @@
-"""Regression tests of hostile input (issue 15): one module per area, each attack reproduced for real."""
+"""Adversarial regression tests: each reproduces an attack of issue 15 (a hostile file, server answer or name)
+and asserts what a user sees. One module per area."""

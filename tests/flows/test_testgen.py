@@ -530,9 +530,25 @@ def test_a_generated_suite_passes_against_a_server_that_fills_its_templates(work
     (Param("s", min_length=12), "qatestvalueq"),
     (Param("s", pattern=r"^\d+$"), "12345678"),
     (Param("s", pattern=r"^[A-Z]+$", max_length=3), "QAT"),
+    (Param("s", pattern=r"^(?=.*\d)(?=.*[a-z])[a-z0-9]{8,}$"), "qa1test2"),  # leading lookaheads, checked by RE2
+    (Param("s", pattern=r"^(?=[^]()]+$)(?=.*\d)[a-z0-9]{8}"), "12345678"),  # brackets and parens in a lookahead
+    (Param("s", pattern=r"[unclosed"), "qatestva"),  # not a pattern at all: nothing to match
 ])
 def test_valid_values_follow_type_and_limits(param: Param, value: object) -> None:
     assert testgen.valid_value(param) == value
+
+
+@pytest.mark.parametrize(("param", "reason"), [
+    (Param("s", min_length=3_000_000_000), "a length of 3000000000 is above the 10000 characters qrm generates"),
+    (Param("s", pattern=r"^(\w)\1$"), "pattern '^(\\\\w)\\\\1$' is too complex to generate a value for"),
+    (Param("s", pattern=r"(?<=q)a"), "pattern '(?<=q)a' is too complex to generate a value for"),
+    # `|` at the top: the lookahead is one alternative's rule, not split off, so RE2 sees it
+    (Param("s", pattern=r"^(?=x)y|[a-z]"), "pattern '^(?=x)y|[a-z]' is too complex to generate a value for"),
+])
+def test_no_value_for_a_huge_length_or_an_unsupported_pattern(param: Param, reason: str) -> None:
+    with pytest.raises(testgen.NoValue) as raised:
+        testgen.valid_value(param)
+    assert str(raised.value).startswith(reason)
 
 
 def test_component_from_dict_round_trips() -> None:
