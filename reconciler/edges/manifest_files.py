@@ -36,9 +36,10 @@ from reconciler.core.models import (
     Spec,
     manifest_list,
 )
+from reconciler.core.signing import sign, verified
 from reconciler.core.state import RecordedService, ReportedFile, ReportedState, SourceRef, service_from_dict
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: signed (the first line)
 
 
 class _FastLoader(yaml.CSafeLoader):
@@ -222,34 +223,46 @@ def _gc_resume(was: bool) -> None:
         gc.enable()
 
 
-def _read_cache(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.is_file():
+def _read_cache(path: Path | None, secret: bytes | None) -> dict[str, Any]:
+    """The cached documents by file, when this user's key signed them (the first line): a planted or
+    edited manifests.json would otherwise put documents that are in no manifest into the plan."""
+    if path is None or secret is None:
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # a broken cache is only a slower run
+        signature, _, body = path.read_bytes().partition(b"\n")
+    except OSError:
+        return {}  # none yet, or unreadable: only a slower run
+    if not verified(secret, signature, body):
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return {}
     files = data.get("files")
     return files if isinstance(files, dict) else {}
 
 
-def _write_cache(path: Path | None, entries: dict[str, Any]) -> None:
-    if path is None:
+def _write_cache(path: Path | None, secret: bytes | None, entries: dict[str, Any]) -> None:
+    if path is None or secret is None:
         return
+    body = json.dumps({"version": CACHE_VERSION, "files": entries}).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}))
+        tmp.write_bytes(sign(secret, body) + b"\n" + body)
         os.replace(tmp, path)
     except OSError:
         pass  # read-only checkout: work without a cache
 
 
-def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = None) -> LoadedManifests:
+def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = None,
+                   cache_secret: bytes | None = None) -> LoadedManifests:
+    """Every manifest, parsed and validated. With `cache_path` and `cache_secret` (the key that signs
+    the cache, edges/state_cache.machine_key), an unchanged file's documents come from the cache."""
     result = LoadedManifests()
-    cache = _read_cache(cache_path)
+    cache = _read_cache(cache_path, cache_secret)
     new_cache: dict[str, Any] = {}
     raw: list[Any] = []
     refs: list[SourceRef] = []
@@ -288,7 +301,7 @@ def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = No
                 continue
             raw.append(doc)
             refs.append(ref)
-    _write_cache(cache_path, new_cache)
+    _write_cache(cache_path, cache_secret, new_cache)
 
     try:
         models = manifest_list().validate_python(raw)

@@ -36,12 +36,13 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     secrets_digest = hashlib.sha256(secrets_text).hexdigest() if secrets_text is not None else "none"
     manifests_digest = digest(sorted(files.items()))
     key = f"{manifests_digest}-{secrets_digest}-{_STATE_CODE}"
-    cached = state_cache.read(ws.state_cache_file, key)
+    secret = state_cache.machine_key()  # signs both caches: a planted cache file is a miss
+    cached = state_cache.read(ws.state_cache_file, key, secret)
     if isinstance(cached, DesiredState):
         log.debug("desired state from cache: %d manifest files, %d services, %d secret names",
                   len(files), len(cached.instances), len(cached.secrets))
         return cached, []
-    loaded = manifest_files.load_manifests(ws.root, ws.manifests, ws.cache_file)
+    loaded = manifest_files.load_manifests(ws.root, ws.manifests, ws.cache_file, secret)
     secret_problems: list[Problem] = []
     fingerprints: dict[str, str] | None = None
     value_ids: dict[str, str] = {}
@@ -59,7 +60,7 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     desired = replace(desired, digest=digest(sorted(loaded.files.items())), secret_ids=value_ids)
     located = manifest_files.locate(ws.root, loaded.problems + problems)
     if not located and loaded.files == files:
-        state_cache.write(ws.state_cache_file, key, desired)
+        state_cache.write(ws.state_cache_file, key, desired, secret)
     return desired, located
 
 
