@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
             fingerprints = encrypted.fingerprints()
             value_ids = encrypted.value_ids()
         except SecretsError as exc:
-            secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
+            secret_problems.append(_secrets_problem(str(exc)))
     desired, problems = build_desired(loaded.documents, fingerprints, secrets_readable=not secret_problems)
     problems = secret_problems + problems
     log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
@@ -62,6 +63,15 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     if not located and loaded.files == files:
         state_cache.write(ws.state_cache_file, key, desired, secret)
     return desired, located
+
+
+def _secrets_problem(message: str) -> Problem:
+    """A SecretsError about secrets.enc as a problem of that file, at the line the message names (once)."""
+    found = re.match(rf"{re.escape(SECRETS_FILE)}(?::(\d+))?: ", message)
+    if found is None:
+        return Problem(SECRETS_FILE, None, None, message)
+    line = int(found.group(1)) if found.group(1) else None
+    return Problem(SECRETS_FILE, line, None, message[found.end():])
 
 
 def _read_bytes(path: Path) -> bytes | None:
