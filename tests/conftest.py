@@ -18,11 +18,12 @@ from tests.support.workspace import Workspace
 
 @pytest.fixture(autouse=True)
 def private_age_keys(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test reads or writes the user's real age keys: HOME and XDG_CONFIG_HOME point to a fresh
+    """No test reads or writes the user's real age keys: HOME, XDG_CONFIG_HOME and XDG_CACHE_HOME point to a fresh
     folder and the SOPS_AGE_* variables are unset (tests that need a key set them)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))  # the key that signs .qrm/cache (edges/state_cache)
     monkeypatch.delenv("SOPS_AGE_KEY", raising=False)
     monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
     return home

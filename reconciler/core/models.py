@@ -8,9 +8,12 @@ hosts, duplicate names, ...) are checked in crosscheck.py, not here.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -75,7 +78,26 @@ Name = Annotated[
     StringConstraints(pattern=NAME_PATTERN, max_length=63),
     Field(description="lower-case letters, digits, '.', '_' and '-'; starts and ends with a letter or digit"),
 ]
-HostName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+# One RFC 1123 label: letters, digits and '-', neither first nor last, at most 63 characters.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _host_address(value: str) -> str:
+    """A host name (RFC 1123 labels, an optional final '.') or an IPv4/IPv6 address: the address is written
+    into .env files, compose files and URLs, where a newline, ';' or brace would be read as something else."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if len(value) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return value
+    raise ValueError("expected a host name (dot-separated labels of letters, digits and '-', each at most 63 "
+                     "characters, not starting or ending with '-') or an IPv4 or IPv6 address")
+
+
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(_host_address)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PortSpan = Annotated[str, StringConstraints(pattern=PORT_SPAN_PATTERN), Field(description="START-END")]
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN), Field(description="e.g. 500ms, 30s, 2m")]

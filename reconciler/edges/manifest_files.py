@@ -14,7 +14,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails
 from reconciler.core.app_config import FILE_NAME as APP_CONFIG_FILE
 from reconciler.core.app_config import AppConfig, app_config
 from reconciler.core.errors import ManifestError, Problem, QrmError
+from reconciler.core.expansion import MAX_DEPTH, Excess, expansion_limit, first_excess
 from reconciler.core.models import (
     MANIFEST_KINDS,
     PATTERN_HINTS,
@@ -35,9 +36,10 @@ from reconciler.core.models import (
     Spec,
     manifest_list,
 )
+from reconciler.core.signing import sign, verified
 from reconciler.core.state import RecordedService, ReportedFile, ReportedState, SourceRef, service_from_dict
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: signed (the first line)
 
 
 class _FastLoader(yaml.CSafeLoader):
@@ -62,24 +64,30 @@ _STR, _INT, _BOOL, _NULL, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("str", "i
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def _construct(node: yaml.Node) -> Any:
+def _construct(node: yaml.Node, depth: int = 1) -> Any:
     """Plain data from a composed node: a tight recursive walk instead of PyYAML's generic
-    constructor (about 3x faster here), refusing duplicate keys, which PyYAML silently keeps."""
+    constructor (about 3x faster here), refusing duplicate keys, which PyYAML silently keeps. `depth`
+    is checked here for documents without aliases, which skip the expansion walk (_load_all)."""
     if isinstance(node, yaml.MappingNode):
+        if depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+        depth += 1
         out: dict[Any, Any] = {}
+        defaults: dict[Any, Any] | None = None  # what `<<` merges in: the mapping's own keys win, wherever written
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
-                merged = _construct(value_node)
+                merged = _construct(value_node, depth)
                 items = merged if isinstance(merged, list) else [merged]
                 if not all(isinstance(item, dict) for item in items):
                     raise yaml.constructor.ConstructorError(
                         "while merging into a mapping", node.start_mark,
                         "expected a mapping or a list of mappings after <<", value_node.start_mark)
+                defaults = defaults if defaults is not None else {}
                 for item in items:
                     for key, value in item.items():
-                        out.setdefault(key, value)
+                        defaults.setdefault(key, value)
                 continue
-            key = _construct(key_node)
+            key = _construct(key_node, depth)
             try:
                 duplicate = key in out
             except TypeError:  # a list or mapping as a key
@@ -89,10 +97,12 @@ def _construct(node: yaml.Node) -> Any:
             if duplicate:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
-            out[key] = _construct(value_node)
-        return out
+            out[key] = _construct(value_node, depth)
+        return out if defaults is None else {**defaults, **out}
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item) for item in node.value]
+        if depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+        return [_construct(item, depth + 1) for item in node.value]
     node = cast(yaml.ScalarNode, node)
     tag = node.tag
     if tag == _STR:
@@ -108,12 +118,39 @@ def _construct(node: yaml.Node) -> Any:
     return _SAFE.construct_object(node, deep=True)
 
 
+def _children(node: yaml.Node) -> Sequence[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else ()
+
+
+def _weight(node: yaml.Node) -> int:
+    """About what the node takes written out as JSON (the cache writes it so)."""
+    return len(node.value) + 3 if isinstance(node, yaml.ScalarNode) else 2
+
+
+def _checked_size(node: yaml.Node, limit: int) -> int:
+    """The expanded size of a document. One whose aliases expand past `limit`, refer to themselves,
+    or that nests too deep is refused at that node's line before it is built (core/expansion says why)."""
+    found = first_excess(node, _children, _weight, limit=limit)
+    if isinstance(found, Excess):
+        raise yaml.composer.ComposerError(None, None, found.reason, found.node.start_mark)
+    return found
+
+
 def _load_all(text: str) -> list[Any]:
     loader = _FastLoader(text)
+    limit = expansion_limit(len(text))  # for the file: many small documents cannot add up past it either
+    # Without an alias (`*name`) nothing is shared: a document is as big as its text, and _construct
+    # checks the depth; the walk (~30% of a cold parse) runs only for a file that has a '*'.
+    aliases = "*" in text
     try:
         documents = []
         while loader.check_node():
-            documents.append(_construct(cast(yaml.Node, loader.get_node())))
+            node = cast(yaml.Node, loader.get_node())
+            if aliases:
+                limit -= _checked_size(node, limit)
+            documents.append(_construct(node))
         return documents
     finally:
         loader.dispose()
@@ -186,34 +223,46 @@ def _gc_resume(was: bool) -> None:
         gc.enable()
 
 
-def _read_cache(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.is_file():
+def _read_cache(path: Path | None, secret: bytes | None) -> dict[str, Any]:
+    """The cached documents by file, when this user's key signed them (the first line): a planted or
+    edited manifests.json would otherwise put documents that are in no manifest into the plan."""
+    if path is None or secret is None:
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # a broken cache is only a slower run
+        signature, _, body = path.read_bytes().partition(b"\n")
+    except OSError:
+        return {}  # none yet, or unreadable: only a slower run
+    if not verified(secret, signature, body):
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return {}
     files = data.get("files")
     return files if isinstance(files, dict) else {}
 
 
-def _write_cache(path: Path | None, entries: dict[str, Any]) -> None:
-    if path is None:
+def _write_cache(path: Path | None, secret: bytes | None, entries: dict[str, Any]) -> None:
+    if path is None or secret is None:
         return
+    body = json.dumps({"version": CACHE_VERSION, "files": entries}).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": entries}))
+        tmp.write_bytes(sign(secret, body) + b"\n" + body)
         os.replace(tmp, path)
     except OSError:
         pass  # read-only checkout: work without a cache
 
 
-def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = None) -> LoadedManifests:
+def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = None,
+                   cache_secret: bytes | None = None) -> LoadedManifests:
+    """Every manifest, parsed and validated. With `cache_path` and `cache_secret` (the key that signs
+    the cache, edges/state_cache.machine_key), an unchanged file's documents come from the cache."""
     result = LoadedManifests()
-    cache = _read_cache(cache_path)
+    cache = _read_cache(cache_path, cache_secret)
     new_cache: dict[str, Any] = {}
     raw: list[Any] = []
     refs: list[SourceRef] = []
@@ -252,7 +301,7 @@ def load_manifests(root: Path, manifests_dir: Path, cache_path: Path | None = No
                 continue
             raw.append(doc)
             refs.append(ref)
-    _write_cache(cache_path, new_cache)
+    _write_cache(cache_path, cache_secret, new_cache)
 
     try:
         models = manifest_list().validate_python(raw)

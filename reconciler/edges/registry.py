@@ -43,7 +43,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from reconciler.core.errors import AllocationRaceError, NoRegistryError, RegistryError
@@ -261,7 +261,8 @@ class ApplyRecord:
 
 
 def default_url(workspace_root: Path) -> str:
-    return f"sqlite:///{workspace_root / '.qrm' / 'registry.db'}"
+    # URL.create quotes the path: a folder named with `?`, `#` or `%41` stays the folder it is.
+    return URL.create("sqlite", database=str(workspace_root / ".qrm" / "registry.db")).render_as_string()
 
 
 def display_url(url: str) -> str:

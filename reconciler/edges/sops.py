@@ -19,7 +19,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reconciler.core.errors import SecretsError
+from reconciler.core.expansion import Excess, expansion_limit, first_excess
 
 SOPS_VERSION = "3.9.4"  # the SOPS release whose format qrm writes
 META_KEY = "sops"
@@ -111,13 +112,42 @@ def conflict_marker_line(text: str) -> int | None:
     return text.count("\n", 0, found.start()) + 1 if found else None
 
 
+def _children(node: yaml.Node) -> Sequence[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else ()
+
+
+def _weight(node: yaml.Node) -> int:
+    return len(node.value) + 3 if isinstance(node, yaml.ScalarNode) else 2
+
+
+def _load_bounded(text: str, label: str) -> Any:
+    """The one YAML document of `text`, refused with its line when its aliases expand too far, refer to
+    themselves, or it nests too deep (core/expansion: the bound manifests have too; a 300-byte alias bomb
+    in secrets.enc would otherwise build gigabytes before any SOPS check ran). The composed graph is
+    checked before PyYAML builds anything from it."""
+    loader = yaml.CSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        found = first_excess(node, _children, _weight, limit=expansion_limit(len(text)))
+        if isinstance(found, Excess):
+            mark = found.node.start_mark
+            raise SecretsError(f"{label}:{mark.line + 1}: not valid YAML: {found.reason}")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_encrypted(text: str, label: str) -> EncryptedSecrets:
     """Parse a SOPS YAML file (structure only; no key needed)."""
     line = conflict_marker_line(text)
     if line is not None:  # before YAML: "not valid YAML" would hide what happened and how to fix it
         raise SecretsError(f"{label}: git conflict markers (line {line}): {CONFLICT_FIX}")
     try:
-        document = yaml.load(text, Loader=yaml.CSafeLoader)
+        document = _load_bounded(text, label)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -207,7 +237,7 @@ def recipients_from_config(root: Path, target: str = "secrets.enc") -> list[str]
     """Age recipients of the first `.sops.yaml` creation rule whose path_regex matches `target`."""
     path = root / ".sops.yaml"
     try:
-        config = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}
+        config = _load_bounded(path.read_text(encoding="utf-8"), str(path)) or {}
     except FileNotFoundError:
         raise SecretsError(f"{path} does not exist: it names the age recipients of secrets.enc "
                            "(qrm init writes one)") from None

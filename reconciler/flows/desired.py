@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,12 +37,13 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     secrets_digest = hashlib.sha256(secrets_text).hexdigest() if secrets_text is not None else "none"
     manifests_digest = digest(sorted(files.items()))
     key = f"{manifests_digest}-{secrets_digest}-{_STATE_CODE}"
-    cached = state_cache.read(ws.state_cache_file, key)
+    secret = state_cache.machine_key()  # signs both caches: a planted cache file is a miss
+    cached = state_cache.read(ws.state_cache_file, key, secret)
     if isinstance(cached, DesiredState):
         log.debug("desired state from cache: %d manifest files, %d services, %d secret names",
                   len(files), len(cached.instances), len(cached.secrets))
         return cached, []
-    loaded = manifest_files.load_manifests(ws.root, ws.manifests, ws.cache_file)
+    loaded = manifest_files.load_manifests(ws.root, ws.manifests, ws.cache_file, secret)
     secret_problems: list[Problem] = []
     fingerprints: dict[str, str] | None = None
     value_ids: dict[str, str] = {}
@@ -51,7 +53,7 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
             fingerprints = encrypted.fingerprints()
             value_ids = encrypted.value_ids()
         except SecretsError as exc:
-            secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
+            secret_problems.append(_secrets_problem(str(exc)))
     desired, problems = build_desired(loaded.documents, fingerprints, secrets_readable=not secret_problems)
     problems = secret_problems + problems
     log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
@@ -59,8 +61,17 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     desired = replace(desired, digest=digest(sorted(loaded.files.items())), secret_ids=value_ids)
     located = manifest_files.locate(ws.root, loaded.problems + problems)
     if not located and loaded.files == files:
-        state_cache.write(ws.state_cache_file, key, desired)
+        state_cache.write(ws.state_cache_file, key, desired, secret)
     return desired, located
+
+
+def _secrets_problem(message: str) -> Problem:
+    """A SecretsError about secrets.enc as a problem of that file, at the line the message names (once)."""
+    found = re.match(rf"{re.escape(SECRETS_FILE)}(?::(\d+))?: ", message)
+    if found is None:
+        return Problem(SECRETS_FILE, None, None, message)
+    line = int(found.group(1)) if found.group(1) else None
+    return Problem(SECRETS_FILE, line, None, message[found.end():])
 
 
 def _read_bytes(path: Path) -> bytes | None:

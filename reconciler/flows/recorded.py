@@ -5,28 +5,22 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.core import summary
 from reconciler.core.errors import NoRegistryError
 from reconciler.core.state import ForeignAllocation, RecordedState
 from reconciler.flows import committed_reports
-from reconciler.flows.workspace import Workspace
+from reconciler.flows.workspace import Workspace, sqlite_path
 
 if TYPE_CHECKING:
     from reconciler.edges.registry import Registry
 
 
-def _sqlite_file(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(url[len(prefix):]) if url.startswith(prefix) else None
-
-
 def open_registry(ws: Workspace, create: bool) -> Registry | None:
     """The registry, or None when it does not exist yet and may not be created (plan never creates one)."""
     url = ws.registry_url()
-    path = _sqlite_file(url)
+    path = sqlite_path(url)
     if not create and path is not None and not path.exists():
         return None
     # A shared registry (named by --registry, QRM_REGISTRY or qrm.yaml) is scoped to this workspace's

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from reconciler.core.errors import QrmError
 from reconciler.core.models import Settings
@@ -74,7 +74,20 @@ class Workspace:
             return self.registry_override
         if self.settings.registry:
             return expand_environment(self.settings.registry, "qrm.yaml: registry")
-        return f"sqlite:///{self.state_dir / 'registry.db'}"
+        return sqlite_url(self.state_dir / "registry.db")
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file. The path is percent-quoted (SQLAlchemy unquotes it): a folder
+    named with `?`, `#` or `%41` would otherwise end the path early or decode to another one, and the
+    registry would be opened outside the workspace."""
+    return f"sqlite:///{quote(path.as_posix(), safe='/')}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:/// URL (as sqlite_url writes it), None for any other URL."""
+    prefix = "sqlite:///"
+    return Path(unquote(url.split("?", 1)[0][len(prefix):])) if url.startswith(prefix) else None
 
 
 def expand_environment(text: str, where: str) -> str:
