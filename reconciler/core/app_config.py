@@ -82,7 +82,10 @@ def _resolve(raw: str) -> str | None:
             return ""
         return match.group(2)
 
-    value = _REFERENCE.sub(default, raw)
+    # Only up to the last "}": a "${NAME:" with no "}" after it was searched to the end of the value from each of
+    # them (quadratic); before the last "}", every one finds its "}".
+    last = raw.rfind("}") + 1
+    value = _REFERENCE.sub(default, raw[:last]) + raw[last:]
     return None if unknown else value
 
 
@@ -163,7 +166,7 @@ def _datasource(reader: _Reader, name: str, data: dict[Any, Any], project: str) 
     if driver == "sqlite":
         database = reader.text(data, "sqlite_path", path) or database
     raw = data.get("password")
-    reference = _REFERENCE.search(raw) if isinstance(raw, str) else None
+    reference = _REFERENCE.search(raw, 0, raw.rfind("}") + 1) if isinstance(raw, str) else None  # see _resolve
     secret = reference.group(1) if reference else datasource_variable(name, "PASSWORD")
     given = raw is not None and str(raw) != ""
     note = None

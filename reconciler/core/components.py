@@ -217,13 +217,14 @@ def totals(components: list[Component]) -> dict[str, int]:
     }
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.I)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)i?b?", re.I)  # on the stripped text: two \s* around optional parts
+# were quadratic on a long run of spaces
 _UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 
 def size_in_bytes(text: str | None) -> int | None:
     """A size as Quantum writes it (`5MB`, `500kb`, `1.5 MB`, `2048`) in bytes (1 KB = 1024); None if not one."""
-    match = _SIZE.match(text or "")
+    match = _SIZE.fullmatch((text or "").strip())
     if match is None:
         return None
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])

@@ -40,7 +40,7 @@ FLASH_TYPES = frozenset({"success", "error", "danger", "warning", "info", "notic
 FLASH_ROLES = frozenset({"alert", "status"})
 # A page with no attribute like these has no flash element: it is not parsed (html.parser is pure Python).
 # (Searched in the lowered page: a case-sensitive search is four times faster.)
-_CANDIDATE = re.compile(r"(?:class|role)\s*=[^>]*?(?:flash|alert|notice|message|status)")
+_CANDIDATE_START = re.compile(r"(?:class|role)\s*=")
 _CANDIDATE_WORDS = ("flash", "alert", "notice", "message", "status")
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
                    "source", "track", "wbr"})
@@ -227,12 +227,27 @@ class _FlashParser(HTMLParser):
         return self.found
 
 
+def _has_candidate(lowered: str) -> bool:
+    """A `class=` or `role=` followed by a flash word before the next `>`. Each stretch up to a `>` is searched
+    once: `class=class=…` without `>` searched to the end from each of them (a regular expression did: quadratic)."""
+    searched = -1  # the end of the last stretch searched: a later start before it lies in that stretch
+    for start in _CANDIDATE_START.finditer(lowered):
+        begin = start.end()
+        if begin <= searched:
+            continue
+        end = lowered.find(">", begin)
+        searched = len(lowered) if end < 0 else end
+        if any(lowered.find(word, begin, searched) >= 0 for word in _CANDIDATE_WORDS):
+            return True
+    return False
+
+
 def flash_from_page(html: str) -> str | None:
     """The text of the page's flash elements (whitespace collapsed, several joined by newlines), or None."""
     if not html or len(html) > MAX_PAGE_CHARS:
         return None
     lowered = html.lower()
-    if not any(word in lowered for word in _CANDIDATE_WORDS) or _CANDIDATE.search(lowered) is None:
+    if not any(word in lowered for word in _CANDIDATE_WORDS) or not _has_candidate(lowered):
         return None
     parser = _FlashParser()
     try:

@@ -22,7 +22,9 @@ from reconciler.core.q_repair import Lines, final_problems
 _FB_TAG = re.compile(r"<(q:component|q:action|q:query|q:include|q:import|q:function|form)\b([^<>]*)")
 
 
-_FB_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*("[^"]*"|'[^']*')""")
+# A name is only tried from its first character (the look-behind): tried from every character of a long run
+# of name characters, the scan was quadratic (40 KB in 45 s).
+_FB_ATTR = re.compile(r"""(?<![\w:.-])([\w:.-]+)\s*=\s*("[^"]*"|'[^']*')""")
 
 
 _FB_COND = re.compile(r"<q:(?:if|elseif|else)\b")

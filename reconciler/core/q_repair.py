@@ -27,8 +27,10 @@ _PI = re.compile(r"<\?.*?(?:\?>|\Z)", re.S)
 _CLOSE = re.compile(r"</([A-Za-z_][\w:.-]*)\s*>")
 
 
-# No part may run over a "<" outside quotes, so that a hostile file cannot make the repair quadratic.
-_ATTR_PART = r"""(?:\s*\$\{[^}<]*\}|\s+[^\s=>/"'<]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']+))?)"""
+# No part may run over a "<" outside quotes, and a name is never given back character by character (the possessive
+# ++: a ${ inside a long name was otherwise tried at each of its characters), so that a hostile file cannot make
+# the repair quadratic.
+_ATTR_PART = r"""(?:\s*\$\{[^}<]*\}|\s+[^\s=>/"'<]++(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']++))?)"""
 
 
 _OPEN = re.compile(r"<([A-Za-z_][\w:.-]*)(" + _ATTR_PART + r"*)\s*(/?)>")
@@ -58,12 +60,19 @@ MAX_REPAIRS = 5_000  # beyond this many repairs a file is not XML-like: the line
 MAX_PROBLEMS = 200  # a hostile file may have millions; the report keeps the first ones and a count
 
 
-class TooBroken(Exception):
-    """So many repairs are needed that the file is not XML-like: the line-based reader takes over."""
+# lxml (without huge_tree) refuses elements nested deeper than 256, the wrapper element included: a deeper file is
+# not XML-like, and the bound keeps the stack of open elements (searched at each closing tag) short.
+MAX_DEPTH = 255
 
-    def __init__(self, line: int) -> None:
+
+class TooBroken(Exception):
+    """So many repairs are needed (or elements nested so deep) that the file is not XML-like: the line-based
+    reader takes over. reason says why, for the file's problems."""
+
+    def __init__(self, line: int, reason: str = f"more than {MAX_REPAIRS} repairs needed; repair given up") -> None:
         super().__init__(line)
         self.line = line
+        self.reason = reason
 
 
 class Lines:
@@ -153,7 +162,10 @@ def _repair_markup(text: str, start: int, out: list[str], stack: list[str], line
         match = _CDATA.match(text, start)
         assert match is not None
         chunk = match.group(0)
-        out.append(chunk if chunk.endswith("]]>") else chunk + "]]>")
+        if not chunk.endswith("]]>"):
+            problems.append(f"line {line(start)}: CDATA section never closed; closed at the end of the file")
+            chunk += "]]>"
+        out.append(chunk)
         return match.end()
     if text.startswith("<?", start):
         match = _PI.match(text, start)
@@ -193,6 +205,8 @@ def _repair_markup(text: str, start: int, out: list[str], stack: list[str], line
     out.append(f"<{name}{attributes}{'/' if self_closing else ''}>")
     if not self_closing:
         stack.append(name)
+        if len(stack) > MAX_DEPTH:
+            raise TooBroken(line(start), f"elements nested more than {MAX_DEPTH} deep; repair given up")
     return opened.end()
 
 
@@ -245,6 +259,8 @@ def _fix_attr_amps(body: str, where: int, text: str, line: Lines, problems: list
             out.append(body[pos:])
             return "".join(out)
         out.append(body[pos:amp])
+        if len(problems) + getattr(problems, "dropped", 0) > MAX_REPAIRS:
+            raise TooBroken(line(where))
         if body.startswith("&lt;", amp):
             out.append("&lt;")
             pos = amp + 4

@@ -56,7 +56,7 @@ from reconciler.core.components import (
     size_in_bytes,
 )
 from reconciler.core.q_fallback import assemble, fallback, truthy
-from reconciler.core.q_repair import MAX_REPAIRS, Problems, TooBroken, repair
+from reconciler.core.q_repair import Problems, TooBroken, repair
 
 __all__ = ["scan_file"]
 
@@ -105,8 +105,9 @@ def scan_file(path: Path, rel: str, base_path: str = "", max_bytes: int = 5_000_
                              problems=(f"line 0: file is {size} bytes, over the {max_bytes}-byte limit",))
         data = path.read_bytes()
     except OSError as error:
+        # The reason alone (str(error) names the file by its absolute path, which goes into a committed report).
         return Component(path=rel, name=stem, not_served=outside, parse="skipped",
-                         problems=(f"line 0: unreadable: {error}",))
+                         problems=(f"line 0: unreadable: {error.strerror or type(error).__name__}",))
     sha = hashlib.sha256(data).hexdigest()
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     if len(data) > max_bytes:  # grew between stat and read
@@ -168,7 +169,7 @@ def _scan_text(text: str, rel: str, stem: str, serving: Serving, sha: str, lines
     try:
         repaired = repair(text, problems)
     except TooBroken as error:
-        list.append(problems, f"line {error.line}: more than {MAX_REPAIRS} repairs needed; repair given up")
+        list.append(problems, f"line {error.line}: {error.reason}")
         return fallback(text, rel, stem, serving, sha, lines, problems)
     payload = (head + repaired + f"</{_WRAPPER}>").encode("utf-8")
     try:

@@ -36,10 +36,11 @@ def parse_author(text: str | None) -> tuple[str, str] | None:
     """qrm.yaml `commit_author: "Name <email>"` -> (name, email)."""
     if not text:
         return None
-    match = re.fullmatch(r"\s*([^<>]+?)\s*<([^<>\s]+)>\s*", text)
-    if match is None:
+    # The name is stripped after matching: a lazy name followed by \s* was quadratic on a long run of spaces.
+    match = re.fullmatch(r"([^<>]+)<([^<>\s]+)>", text.strip())
+    if match is None or not match.group(1).strip():
         raise QrmError(f"qrm.yaml: commit_author: expected 'Name <email>', got {text!r}")
-    return match.group(1), match.group(2)
+    return match.group(1).strip(), match.group(2)
 
 
 @dataclass

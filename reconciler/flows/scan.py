@@ -22,6 +22,7 @@ import json
 import logging
 import multiprocessing
 import os
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -29,7 +30,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from reconciler.core.app_config import AppConfig
-from reconciler.core.components import READER_VERSION, Component
+from reconciler.core.components import READER_VERSION, Component, Serving
 from reconciler.core.errors import QrmError
 from reconciler.core.report import component_summary, component_totals, components_report
 from reconciler.core.state import DesiredState
@@ -114,21 +115,34 @@ def _on_the_way(real: str, way: _Way | None) -> bool:
 
 
 def q_files(folder: Path) -> list[str]:
-    """Every *.q file under `folder` (recursively, hidden folders skipped), relative POSIX paths, sorted.
+    """Every *.q file under `folder` (recursively, hidden folders skipped), relative POSIX paths, sorted
+    (source_files without the paths it could not read)."""
+    return source_files(folder)[0]
+
+
+def source_files(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """Every *.q file under `folder` (recursively, hidden folders skipped), relative POSIX paths, sorted; and
+    the paths that cannot be scanned, each with its reason ("folder cannot be read: Permission denied").
 
     Folders reached through symbolic links are scanned like the others, wherever the link points (inside the
     source folder or outside it: a Quantum server serves what the filesystem shows), under the link's path.
     The loop guard: every folder on the way down is known by its real path, and a link to one of them, or to
     a folder that contains one, is not followed (a link to an ancestor would never end). Two links to one
     folder list its files under both paths, as the server serves both.
+
+    A *.q name that is a symbolic link the system cannot follow (a loop, a link to nothing) is listed: reading it
+    fails and the scan reports why. A *.q that is not a regular file (a FIFO, a device) is never opened (a FIFO
+    would block): it is one of the unscannable paths, as is a folder that cannot be listed.
     """
     found: list[str] = []
+    unscannable: dict[str, str] = {}
     stack: list[tuple[str, _Way]] = [("", (os.path.realpath(folder), None))]
     while stack:
         relative, way = stack.pop()
         try:
             entries = list(os.scandir(folder / relative) if relative else os.scandir(folder))
-        except OSError:
+        except OSError as error:
+            unscannable[relative or "."] = f"folder cannot be read: {_reason(error)}; its .q files are not scanned"
             continue
         for entry in entries:
             name = entry.name
@@ -137,17 +151,50 @@ def q_files(folder: Path) -> list[str]:
             path = f"{relative}/{name}" if relative else name
             if entry.is_dir(follow_symlinks=False):
                 stack.append((path, (f"{way[0]}{os.sep}{name}", way)))
-            elif name.endswith(".q"):
-                if entry.is_file():
+                continue
+            if name.endswith(".q") and entry.is_file(follow_symlinks=False):  # the usual case: no stat() call
+                found.append(path)
+                continue
+            if not (name.endswith(".q") or entry.is_symlink()):
+                continue
+            kind = _kind(entry)
+            if kind in ("file", "unfollowable"):
+                if name.endswith(".q"):
                     found.append(path)
-            elif entry.is_symlink() and entry.is_dir():
+            elif kind != "folder":
+                if name.endswith(".q"):
+                    unscannable[path] = f"not a regular file ({kind}); not read"
+            else:  # a symbolic link to a folder
                 real = os.path.realpath(entry.path)
                 if _on_the_way(real, way):
                     log.debug("scan: not following %s -> %s: a folder on the way to it (a loop)", path, real)
                 else:
                     stack.append((path, (real, way)))
     found.sort()
-    return found
+    return found, unscannable
+
+
+def _reason(error: OSError) -> str:
+    """The system's reason without the file's absolute path (str(error) names it)."""
+    return error.strerror or type(error).__name__
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """What a directory entry leads to: file, folder, unfollowable (a link that loops or leads nowhere), or
+    the kind of special file."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return "unfollowable"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
 
 
 def file_hashes(folder: Path, paths: Sequence[str]) -> dict[str, str]:
@@ -208,6 +255,15 @@ def _scan_one(job: Job) -> tuple[str, str]:
     summary["served_folder"] = served  # and on the served folder (paths.components)
     summary["reader"] = READER_VERSION  # and on what the reader reads of a file
     return _ENCODER.encode(data), _ENCODER.encode(summary)
+
+
+def _unscannable(path: str, reason: str, base_path: str, served: str) -> tuple[str, dict[str, Any]]:
+    """The report line and summary of a path the scan could not read (a folder, a FIFO): a skipped component."""
+    component = Component(path=path, name=PurePath(path).stem, parse="skipped",
+                          not_served=Serving(base_path, served).not_served(path), problems=(f"line 0: {reason}",))
+    data = plain(component)
+    del data["sha256"]  # nothing was read
+    return _ENCODER.encode(data), component_summary(data)
 
 
 def _workers() -> int:
@@ -286,7 +342,7 @@ def _scan_project(registry: Registry, name: str, source: str, folder: Path, base
                   progress: Progress | None) -> tuple[ProjectScan, list[tuple[str, str, str, str]]]:
     """The scan of one project and the (path, sha256, component, summary) rows to write."""
     served = app.components
-    paths = q_files(folder)
+    paths, unscannable = source_files(folder)
     hashes = file_hashes(folder, paths)
     rows = registry.component_rows(name)
     loads = json.loads
@@ -311,6 +367,11 @@ def _scan_project(registry: Registry, name: str, source: str, folder: Path, base
         else:
             lines.append(new[0])
             summaries.append(loads(new[1]))
+    if unscannable:  # reported with the files (not recorded: there is nothing to hash), in path order
+        unread = [(path, *_unscannable(path, reason, base_path, served)) for path, reason in unscannable.items()]
+        entries = sorted([*zip(paths, lines, summaries, strict=True), *unread], key=lambda entry: entry[0])
+        lines = [entry[1] for entry in entries]
+        summaries = [entry[2] for entry in entries]
     written = [(path, hashes[path], line, summary) for path, (line, summary) in parsed.items()]
     scan = ProjectScan(name, source, summaries, lines, added=added, changed=changed, removed=removed, app=app)
     return scan, written
