@@ -80,6 +80,15 @@ def reports_errors(func: F) -> F:
                 raise
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR
+        except OSError as exc:
+            # A file system failure no flow turned into a QrmError (a full disk, an I/O error): still one
+            # line naming the file, never a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            message = f"{where}{exc.strerror or exc}"
+            if as_json:
+                return json_errors([_unlocated(message)])
+            click.echo(f"error: {message}", err=True)
+            return EXIT_ERROR
 
     return cast(F, wrapper)
 

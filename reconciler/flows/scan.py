@@ -272,13 +272,13 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
         finally:
             registry.close()
         for name in gone:
-            (ws.reports / "components" / f"{name}.yaml").unlink(missing_ok=True)
+            files.remove(ws.reports / "components" / f"{name}.yaml", root=ws.root)
             log.info("scan: project %s is gone from the manifests; its component rows and report were removed", name)
         for scan in scans:
             scan.report = ws.reports / "components" / f"{scan.project}.yaml"
             scan.report_written = files.write_atomic(
                 scan.report, components_report(scan.project, scan.source, scan.summaries, scan.lines,
-                                               served=scan.app.components))
+                                               served=scan.app.components), root=ws.root)
     return scans
 
 

@@ -217,9 +217,11 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         doc.insert(len(doc), "generated_from", record)
     out = io.StringIO()
     yaml.dump(doc, out)
-    written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue())
+    written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue(),
+                                 root=files.within(ws.root, path))
     where = path.relative_to(ws.root).as_posix() if path.is_relative_to(ws.root) else str(path)
-    record_written = files.write_atomic(record_file, suite_merge.record_text(project, where, shas, merged.record))
+    record_written = files.write_atomic(record_file, suite_merge.record_text(project, where, shas, merged.record),
+                                        root=ws.root)
     return Generation(
         project=project, suite=str(doc.get("name", f"{project}-auto")), path=path,
         counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),

@@ -136,9 +136,9 @@ def run_tests(
         run.duration_s = time.perf_counter() - start
     outcome = TestsOutcome(runs)
     for run in runs:
-        outcome.reports += write_reports(ws.reports / "tests" / run.suite.name, run)
+        outcome.reports += write_reports(ws.root, ws.reports / "tests" / run.suite.name, run)
     if junit is not None:
-        files.write_atomic(junit, junit_xml(runs))
+        files.write_atomic(junit, junit_xml(runs), root=files.within(ws.root, junit))
         outcome.reports.append(junit)
 
     record_runs(ws, runs)
@@ -223,17 +223,20 @@ def summary_markdown(run: SuiteRun) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(directory: Path, run: SuiteRun) -> list[Path]:
+def write_reports(root: Path, directory: Path, run: SuiteRun) -> list[Path]:
+    """A suite's reports under `directory` of the workspace `root` (every path checked before the first write)."""
     written = []
     history = directory / "history.jsonl"
+    paths = [directory / f"{t.environment}.yaml" for t in run.targets] + [history, directory / "summary.md"]
+    files.check_all_inside(root, paths)
     previous = files.read_text_or_none(history) or ""
     lines = [history_line(run, t.environment) for t in run.targets]
     for t in run.targets:
         path = directory / f"{t.environment}.yaml"
-        files.write_atomic(path, environment_report(run, t))
+        files.write_atomic(path, environment_report(run, t), root=root)
         written.append(path)
-    files.write_atomic(history, previous + "".join(line + "\n" for line in lines))
-    files.write_atomic(directory / "summary.md", summary_markdown(run))
+    files.write_atomic(history, previous + "".join(line + "\n" for line in lines), root=root)
+    files.write_atomic(directory / "summary.md", summary_markdown(run), root=root)
     return [*written, history, directory / "summary.md"]
 
 
