@@ -132,4 +132,8 @@ def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
+    if log_level != "debug":
+        # psycopg warns while it tears down a pipeline that a refused statement aborted: a second line after
+        # the one error qrm reports for that statement (the registry's own message names it).
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
     ctx.obj = {"directory": directory, "registry": registry}

@@ -48,6 +48,7 @@ def check_inside(root: Path, path: Path, action: str = "write", verified: set[Pa
     """Raise OutsideWorkspaceError unless `path` is under `root` with no symlink from root's first
     folder down to `path` itself (a part that does not exist yet is created as a real folder).
     `verified`: folders already found real in this round (check_all_inside), not looked at again."""
+    path = path.absolute()  # a path the user named relative to the current folder
     try:
         relative = path.relative_to(root)
     except ValueError:
@@ -148,7 +149,7 @@ def remove(path: Path, *, root: Path) -> bool:
 Snapshot = dict[Path, tuple[bytes, int] | None]
 
 
-def snapshot(paths: Iterable[Path]) -> Snapshot:
+def snapshot(paths: Iterable[Path], *, root: Path) -> Snapshot:
     """What each path holds now (bytes and mode; None when missing), for restore() after a failure."""
     out: Snapshot = {}
     for path in paths:
@@ -157,7 +158,7 @@ def snapshot(paths: Iterable[Path]) -> Snapshot:
         except FileNotFoundError:
             out[path] = None
         except OSError as exc:
-            raise WriteFailedError(f"cannot read {_printable(str(path))}: {exc.strerror or exc}; nothing was "
+            raise WriteFailedError(f"cannot read {shown(path, root)}: {exc.strerror or exc}; nothing was "
                                    "written") from None
     return out
 
@@ -209,7 +210,7 @@ def mode_or_none(path: Path) -> int | None:
 def read_text_or_none(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):  # no file there (a folder in its place: writing it fails)
         return None
 
 

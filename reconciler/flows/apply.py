@@ -24,6 +24,7 @@ from reconciler.core.report import (
     render_state,
 )
 from reconciler.core.state import DesiredState, RecordedService, RecordedState
+from reconciler.core.summary import SUMMARY_PATH
 from reconciler.edges import files, git_repo
 from reconciler.edges.locks import workspace_lock
 from reconciler.edges.registry import Registry
@@ -100,7 +101,8 @@ def apply_workspace(
                 # Every path apply writes is checked before the first write (no symlink leads out of the
                 # workspace). Files first (they may need the key; a failure leaves the registry as it was),
                 # then the registry; when its commit fails the files are put back, so files and registry agree.
-                files.check_all_inside(ws.root, [ws.root / LOCKFILE_PATH, ws.root / STATE_PATH])
+                # (reports/summary.md too: `apply --commit` and watch write it right after.)
+                files.check_all_inside(ws.root, [ws.root / p for p in (LOCKFILE_PATH, STATE_PATH, SUMMARY_PATH)])
                 applied = generated_files.apply_files(ws.root, ctx.desired, final, plan.changes, ws.secrets_file)
                 files_removed, files_written = applied.removed, applied.written
                 files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}

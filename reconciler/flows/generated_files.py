@@ -94,7 +94,8 @@ def apply_files(
     deleted = [c.address.removeprefix(generated.FILE_PREFIX) for c in file_changes if c.action == "delete"]
     files.check_all_inside(root, [root / path for path in deleted], "delete")
     files.check_all_inside(root, [root / f.path for f in to_write])
-    done = AppliedFiles(before=files.snapshot([root / path for path in deleted] + [root / f.path for f in to_write]))
+    done = AppliedFiles(before=files.snapshot([root / path for path in deleted] + [root / f.path for f in to_write],
+                                              root=root))
     try:
         for path in deleted:
             files.remove(root / path, root=root)

@@ -253,6 +253,10 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
     apps = {name: manifest_files.load_app_config(ws.root, folders[name][1], folders[name][0], name)
             for name in names}  # and every malformed quantum.config.yaml
     with workspace_lock(ws.lock_file, ws.settings.lock_timeout, what="scan"):
+        # Every report this scan may write or delete, checked before the registry is (no symlink out).
+        reports = ws.reports / "components"
+        files.check_all_inside(ws.root, [reports / f"{name}.yaml" for name in names] + (
+            sorted(reports.glob("*.yaml")) if reports.is_dir() and not reports.is_symlink() else []))
         registry = open_registry(ws, create=True)
         assert registry is not None
         try:

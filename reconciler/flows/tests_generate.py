@@ -155,6 +155,8 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
     generated = testgen.generate(components, base_path=spec.base_path, datasources=declared)
     path = suite_path(ws, project)
     record_file = record_path(ws, project)
+    # Both files checked before either is read or written (no symlink leads out of the workspace).
+    files.check_all_inside(ws.root, [record_file] + ([path] if files.within(ws.root, path) else []))
     text = files.read_text_or_none(path)
     yaml = _yaml()
     if text is None:

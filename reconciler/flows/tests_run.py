@@ -123,6 +123,9 @@ def run_tests(
         return recorded_state(ws)
 
     runs = [SuiteRun(s, _targets(desired, recorded, s, environments)) for s in _select(desired, suite_name)]
+    # Where the reports go, checked before any case runs (no symlink leads them out of the workspace).
+    reports = [p for run in runs for p in report_paths(ws.reports / "tests" / run.suite.name, run)]
+    files.check_all_inside(ws.root, reports + ([junit] if junit is not None and files.within(ws.root, junit) else []))
     for run in runs:
         run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         start = time.perf_counter()
@@ -223,12 +226,17 @@ def summary_markdown(run: SuiteRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_paths(directory: Path, run: SuiteRun) -> list[Path]:
+    """The files write_reports writes for a run."""
+    return [directory / f"{t.environment}.yaml" for t in run.targets] + [directory / "history.jsonl",
+                                                                         directory / "summary.md"]
+
+
 def write_reports(root: Path, directory: Path, run: SuiteRun) -> list[Path]:
     """A suite's reports under `directory` of the workspace `root` (every path checked before the first write)."""
     written = []
     history = directory / "history.jsonl"
-    paths = [directory / f"{t.environment}.yaml" for t in run.targets] + [history, directory / "summary.md"]
-    files.check_all_inside(root, paths)
+    files.check_all_inside(root, report_paths(directory, run))
     previous = files.read_text_or_none(history) or ""
     lines = [history_line(run, t.environment) for t in run.targets]
     for t in run.targets:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.edges import files, sops
-from tests.support.full_disk import full_disk
+from tests.support.full_disk import full_disk, qrm_with_file_size_limit
 from tests.support.git_repos import git
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
@@ -80,7 +80,7 @@ def clone_with_symlink(ws: Workspace, tmp_path: Path, link: str, target: Path) -
     elif path.exists() or path.is_symlink():
         path.unlink()
     path.symlink_to(target)
-    git(ws.root, "add", "-A", "--force")
+    git(ws.root, "add", "--force", "--", link)  # --force: a .env link is in a git-ignored place
     git(ws.root, "commit", "-qm", f"symlink {link}")
     clone = tmp_path / f"clone-{len(list(tmp_path.glob('clone-*')))}"
     subprocess.run(["git", "clone", "-q", str(ws.root), str(clone)], check=True, capture_output=True)
@@ -208,6 +208,63 @@ def test_every_writer_refuses_a_symlink(shop: Workspace, tmp_path: Path, command
     assert (listing(outside) if is_folder else {"": outside.read_bytes()}) == before
 
 
+REPORTING = """
+    kind: Project
+    name: shop
+    source: app
+    environments:
+      dev: {host: localhost, url: "http://127.0.0.1:9"}
+    services:
+      web: {type: app}
+    ---
+    kind: TestSuite
+    name: gate
+    project: shop
+    cases:
+      - {id: home, name: home, type: smoke, request: {path: /}, expect: [{status: 200}]}
+"""
+
+
+@pytest.mark.parametrize(("command", "link"), [
+    (("scan",), "reports/components"),
+    (("tests", "run", "gate"), "reports/tests"),  # checked before a case runs
+    (("tests", "run", "gate"), "reports/tests/gate/history.jsonl"),
+    (("tests", "generate", "shop"), "reports/generated-cases"),  # the suite file is not written either
+    (("tests", "generate", "shop"), "manifests/tests"),
+    (("services", "health"), "reports"),
+    (("apply", "--yes", "--no-refresh", "--commit", "--no-tests"), "reports/summary.md"),
+])
+def test_every_report_writer_refuses_a_symlink(workspace: Workspace, tmp_path: Path, command: tuple[str, ...],
+                                               link: str) -> None:
+    workspace.manifest("shop.yaml", REPORTING)
+    workspace.write("app/components/index.q", '<q:component name="Index"><h1>Home</h1></q:component>\n')
+    workspace.write(".gitignore", ".qrm/\n")
+    git(workspace.root, "init", "-q", "-b", "main")
+    git(workspace.root, "add", "-A")
+    git(workspace.root, "commit", "-qm", "shop")
+    assert workspace.qrm("apply", "--yes", "--no-refresh", "--no-tests").exit_code == 0
+    outside = tmp_path / "outside"
+    is_folder = not link.endswith((".md", ".jsonl"))
+    if is_folder:
+        outside.mkdir()
+    else:
+        outside.write_text("the user's own file\n")
+    before = listing(outside) if is_folder else {"": outside.read_bytes()}
+    clone = clone_with_symlink(workspace, tmp_path, link, outside)
+
+    result = clone.qrm_process(*command)
+
+    assert result.returncode == 1, result.stdout
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: {link} is a symlink (to {outside})"), line
+    assert (listing(outside) if is_folder else {"": outside.read_bytes()}) == before
+    if command[:2] == ("tests", "generate"):
+        assert not (clone.root / "manifests" / "tests" / "shop.yaml").is_file()
+    if command[0] == "apply":  # refused before it applied anything
+        assert not (clone.root / "generated").exists()
+        assert "+ service.shop-dev-web" in clone.qrm("plan", "--no-refresh").output
+
+
 @pytest.mark.parametrize("depth", range(4))
 def test_write_atomic_refuses_a_symlink_at_any_depth(tmp_path: Path, depth: int) -> None:
     root, outside = tmp_path / "ws", tmp_path / "outside"
@@ -278,6 +335,35 @@ def test_a_failed_registry_commit_leaves_the_generated_files_as_they_were(shop: 
     server.psql(f"GRANT INSERT ON ALL TABLES IN SCHEMA public TO {server.role}", database=pg_database.name)
     assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
     assert "new-password" in (generated / "shop" / "dev" / ".env").read_text()
+
+
+def test_a_write_failing_half_way_puts_back_the_files_written_before_it(shop: Workspace,
+                                                                      pg_database: PgDatabase) -> None:
+    """A real fault in the middle of apply's writes: the disk fills after dev's .env was rewritten with
+    the new password and before prod's (RLIMIT_FSIZE between the two files' sizes: the kernel refuses
+    the larger one; the registry is PostgreSQL, whose writes no file size limit touches)."""
+    shop.write("qrm.yaml", f"registry: {pg_database.url_with_password}\n")
+    shop.manifest("shop.yaml", PROJECT.replace("prod: {host: localhost}",
+                                               "prod: {host: localhost, domain: shop.example.com}"))
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    generated = shop.root / "generated"
+    before = {path: (data, stat.S_IMODE((generated / path).stat().st_mode))
+              for path, data in listing(generated).items()}
+    new = "n3w-p4ssw0rd!"
+    assert len(new) == len(SECRET)  # the rewritten files keep their sizes
+    assert shop.qrm("secrets", "set", "DB_PASSWORD", "--project", "shop", input=new + "\n").exit_code == 0
+    dev, prod = (len(before[f"shop/{env}/.env"][0]) for env in ("dev", "prod"))
+    assert dev < prod
+
+    result = qrm_with_file_size_limit(shop.root, (dev + prod) // 2, "apply", "--yes", "--no-refresh")
+
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: cannot write generated/shop/prod/.env: {os.strerror(27)}"), line
+    after = {path: (data, stat.S_IMODE((generated / path).stat().st_mode)) for path, data in listing(generated).items()}
+    assert after == before  # dev/.env holds the old password again
+    assert shop.qrm("apply", "--yes", "--no-refresh").exit_code == 0
+    assert new in (generated / "shop" / "dev" / ".env").read_text()
 
 
 # --- item 18: a full disk is one line, and the old file is kept ---------------------------------------

@@ -35,8 +35,19 @@ class FullDisk:
 
 
 def _no_file_growth() -> None:
+    _file_size_limit(0)
+
+
+def _file_size_limit(limit: int) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def qrm_with_file_size_limit(root: Path, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """qrm as a process whose writes past `limit` bytes of any file fail (EFBIG): a disk that fills
+    part-way through a command, at a point the test chooses by the sizes of the files written."""
+    return subprocess.run([sys.executable, "-m", "reconciler", "-C", str(root), *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ}, preexec_fn=lambda: _file_size_limit(limit))
 
 
 def _fill(folder: Path) -> None:
