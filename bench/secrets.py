@@ -61,7 +61,7 @@ class Bench:
         data_key = sops.new_data_key()
         text = sops.render(self.values, data_key=data_key,
                               wrapped=sops.wrap_data_key(data_key, self.recipients))
-        files.write_atomic(self.path, text, mode=0o600)
+        files.write_atomic(self.path, text, mode=0o600, root=None)
 
     def update_one(self, i: int) -> None:
         current, data_key, plain = self.read()
@@ -69,7 +69,7 @@ class Bench:
         text = sops.render({**plain, name: f"updated {i}"}, data_key=data_key,
                               wrapped=list(current.metadata["age"]), previous=current, previous_plain=plain,
                               changed_at=current.changed_at(), rotated_at=current.rotated_at())
-        files.write_atomic(self.path, text, mode=0o600)
+        files.write_atomic(self.path, text, mode=0o600, root=None)
 
     def read_all(self) -> None:
         _, _, plain = self.read()
@@ -80,7 +80,7 @@ class Bench:
         data_key = sops.new_data_key()
         text = sops.render(plain, data_key=data_key, wrapped=sops.wrap_data_key(data_key, self.recipients),
                               previous_plain=plain, changed_at=current.changed_at(), rotated_at=sops.utc_now())
-        files.write_atomic(self.path, text, mode=0o600)
+        files.write_atomic(self.path, text, mode=0o600, root=None)
 
 
 def median_ms(step: Callable[[], Any], repeat: int = 3) -> float:

@@ -83,7 +83,7 @@ def reports_errors(func: F) -> F:
             return EXIT_ERROR
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except Exception as exc:  # the last line of defence: one line, never a traceback
+        except Exception as exc:  # the last line of defence (a full disk, a bug): one line, never a traceback
             if os.environ.get("QRM_DEBUG"):
                 raise
             message = unexpected_error(exc)
@@ -101,9 +101,11 @@ def unexpected_error(exc: BaseException) -> str:
     An operating-system error says what the system said and about which file (a full disk, a
     permission). Anything else is a bug: its type and where it was raised, but not its message,
     which could quote data read from a secret; QRM_DEBUG=1 shows the whole traceback."""
+    from reconciler.core.escaping import one_line
+
     if isinstance(exc, OSError):
-        where = f": {exc.filename}" if exc.filename is not None else ""
-        return f"{exc.strerror or type(exc).__name__}{where}".replace("\n", " ")
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return one_line(f"{where}{exc.strerror or type(exc).__name__}")
     frame = exc.__traceback__
     while frame is not None and frame.tb_next is not None:
         frame = frame.tb_next
@@ -163,4 +165,8 @@ def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLine("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=log_level.upper(), handlers=[handler], force=True)
+    if log_level != "debug":
+        # psycopg warns while it tears down a pipeline that a refused statement aborted: a second line after
+        # the one error qrm reports for that statement (the registry's own message names it).
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
     ctx.obj = {"directory": directory, "registry": registry}

@@ -22,6 +22,13 @@ GENERATED_DIR = "generated"
 FILE_PREFIX = "file."
 GENERATED_PREFIX = f"{FILE_PREFIX}{GENERATED_DIR}/"  # the plan addresses of generated files
 Policy = Literal["overwrite", "warn"]
+SECRET_FILE_MODE = 0o600  # .env holds secret values: its owner only
+FILE_MODE = 0o644
+
+
+def file_mode(name: str) -> int:
+    """The mode apply writes a generated file with (and plan expects it to keep)."""
+    return SECRET_FILE_MODE if name == ".env" else FILE_MODE
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ def file_changes(
     on_disk: Mapping[str, str | None],
     policies: Mapping[str, Policy],
     disk_texts: Mapping[str, str] | None = None,
+    disk_modes: Mapping[str, int | None] | None = None,
 ) -> tuple[list[Change], list[str]]:
     """Changes to generated files, and warnings for hand edits that policy `warn` keeps.
 
@@ -131,6 +139,8 @@ def file_changes(
     `policies`: file name (".env", "nginx.conf", ... or "*") -> overwrite | warn.
     `disk_texts`: the text of each hand-edited file, so that its diff shows what apply reverts
     (without it, the diff is from what apply last wrote).
+    `disk_modes`: the permission bits of each recorded file now; one that differs from file_mode
+    (a `.env` readable by others) is drift that apply repairs, whatever the file's policy.
     """
 
     texts = disk_texts or {}
@@ -166,6 +176,12 @@ def file_changes(
                                   {**after, "diff": _diff(before_text, new.masked, path)}, reason))
             continue
         if disk == old.written_sha:
+            mode_now, mode_wanted = (disk_modes or {}).get(path), file_mode(new.name)
+            if mode_now is not None and mode_now != mode_wanted:
+                holds = " (it holds secret values)" if new.name == ".env" else ""
+                changes.append(Change("repair", address, {"path": path, "sha": disk, "mode": f"{mode_now:04o}"},
+                                      {**after, "diff": "", "mode": f"{mode_wanted:04o}"},
+                                      f"mode {mode_now:04o}, not {mode_wanted:04o}{holds}; apply restores the mode"))
             continue
         why = "missing" if disk is None else "edited by hand since the last apply"
         if policy == "warn" and disk is not None:

@@ -78,7 +78,7 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
         wanted = generated.desired_files(desired, final)
         policies = cast(dict[str, generated.Policy], desired.file_policies)
         file_changes, file_warnings = generated.file_changes(wanted, recorded.files, live.file_shas, policies,
-                                                                   live.file_texts)
+                                                                   live.file_texts, live.file_modes)
         changes.extend(file_changes)
         warnings.extend(file_warnings)
 

@@ -167,6 +167,8 @@ class LiveState:
     file_shas: dict[str, str | None] = field(default_factory=dict)
     # The text of each generated file whose sha256 differs from what apply wrote (a hand edit).
     file_texts: dict[str, str] = field(default_factory=dict)
+    # The permission bits of each recorded generated file on disk now (None when missing).
+    file_modes: dict[str, int | None] = field(default_factory=dict)
     # What reports/state.yaml holds now (None when absent).
     state_text: str | None = None
 

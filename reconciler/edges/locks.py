@@ -6,6 +6,7 @@ stale lock behind; the pid written inside only serves the "locked by pid N" mess
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -40,12 +41,16 @@ def workspace_lock(path: Path, timeout: float = 0.0, what: str = "apply") -> Ite
                         f"workspace is locked by pid {holder} ({path}){waited}; another qrm {what} is running. "
                         "Wait for it, or pass --lock-timeout SECONDS to wait") from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
+        # The pid only names the holder in "locked by pid N": on a full disk the lock (flock) holds
+        # without it, and the command's own writes report the full disk, naming their file.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)  # no stale pid for the next reader
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # no stale pid for the next reader
     finally:
         os.close(fd)  # closing releases the flock
 

@@ -24,8 +24,10 @@ from reconciler.core.report import (
     render_state,
 )
 from reconciler.core.state import DesiredState, RecordedService, RecordedState
+from reconciler.core.summary import SUMMARY_PATH
 from reconciler.edges import files, git_repo
 from reconciler.edges.locks import workspace_lock
+from reconciler.edges.registry import Registry
 from reconciler.flows import generated_files
 from reconciler.flows.desired import load_desired
 from reconciler.flows.plan import PlanContext, check_saved_plan, plan_workspace
@@ -96,9 +98,13 @@ def apply_workspace(
                 final = services_after(ctx.recorded, plan.changes)
                 removed, added = _registry_delta(ctx.recorded, final)
                 secrets_now = secrets_after(ctx.recorded, plan.changes)
-                # Files first (they may need the key; a failure leaves the registry as it was), then the registry.
-                files_removed, files_written = generated_files.apply_files(ws.root, ctx.desired, final, plan.changes,
-                                                                         ws.secrets_file)
+                # Every path apply writes is checked before the first write (no symlink leads out of the
+                # workspace). Files first (they may need the key; a failure leaves the registry as it was),
+                # then the registry; when its commit fails the files are put back, so files and registry agree.
+                # (reports/summary.md too: `apply --commit` and watch write it right after.)
+                files.check_all_inside(ws.root, [ws.root / p for p in (LOCKFILE_PATH, STATE_PATH, SUMMARY_PATH)])
+                applied = generated_files.apply_files(ws.root, ctx.desired, final, plan.changes, ws.secrets_file)
+                files_removed, files_written = applied.removed, applied.written
                 files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}
                 files_now.update((f.path, f) for f in files_written)
                 restoring = ctx.recorded.origin == "lockfile"  # the registry is empty: record everything
@@ -110,16 +116,30 @@ def apply_workspace(
                         secrets=secrets_now if restoring or secrets_now != ctx.recorded.secrets else None,
                         files_removed=files_removed,
                         files_written=[files_now[p] for p in sorted(files_now)] if restoring else files_written)
-                except QrmError as exc:
-                    registry.record_failure(revision=revision, summary=summary, started_at=started, error=str(exc))
+                except BaseException as exc:
+                    applied.undo(ws.root)
+                    if isinstance(exc, QrmError):
+                        _record_failure(registry, revision=revision, summary=summary, started_at=started,
+                                        error=str(exc))
                     raise
-                written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()))
+                written = files.write_atomic(ws.root / LOCKFILE_PATH, render_lockfile(final.values()), root=ws.root)
                 if secrets_now or files_now or (ws.root / STATE_PATH).exists():
-                    files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()))
+                    files.write_atomic(ws.root / STATE_PATH, render_state(secrets_now, files_now.values()),
+                                       root=ws.root)
                 log.info("apply #%s: %s; lock file %s", apply_id, plan.counts(), "written" if written else "unchanged")
                 return ApplyOutcome(plan, applied=True, apply_id=apply_id, lockfile_written=written)
         finally:
             registry.close()
+
+
+def _record_failure(registry: Registry, *, revision: str | None, summary: dict[str, Any], started_at: str,
+                    error: str) -> None:
+    """Record a failed apply in the registry's history when it still takes a write (the registry that
+    just refused the apply often does not: then the apply's own error is what the user sees)."""
+    try:
+        registry.record_failure(revision=revision, summary=summary, started_at=started_at, error=error)
+    except QrmError as exc:
+        log.info("the failed apply could not be recorded in the registry: %s", exc)
 
 
 def _as_planned_without_registry(saved: dict[str, Any], ctx: PlanContext) -> PlanContext:

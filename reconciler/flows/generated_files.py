@@ -3,13 +3,18 @@
 Plan compares masked renderings (no key needed); apply renders the same files with the real
 values, which needs the age key only when a file that must be written holds a secret. Every
 value is read before anything is written, so a missing key changes nothing. `.env` is written
-with mode 0600; files of a removed project or environment are deleted.
+with mode 0600 (generated.file_mode); files of a removed project or environment are deleted.
+
+Every path is checked before the first write (no symlink may lead a write or a delete out of the
+workspace: files.check_inside), and what the files held before is kept (an AppliedFiles) so that
+apply can put them back when a later step fails (a write here, or the registry's commit).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core import generated, render
@@ -18,7 +23,24 @@ from reconciler.core.errors import SecretsError
 from reconciler.core.state import DesiredState, RecordedFile, RecordedService
 from reconciler.edges import files, sops
 
-SECRET_FILE_MODE = 0o600
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppliedFiles:
+    """What apply_files did: paths removed, records of paths written, and what they held before."""
+
+    removed: list[str] = field(default_factory=list)
+    written: list[RecordedFile] = field(default_factory=list)
+    before: files.Snapshot = field(default_factory=dict)
+
+    def undo(self, root: Path) -> None:
+        """Put every file back as it was before apply_files (apply failed after writing them)."""
+        problems = files.restore(self.before, root=root)
+        for problem in problems:
+            log.error("could not restore a generated file after the failed apply: %s", problem)
+        if self.before and not problems:
+            log.info("the failed apply put %d generated file(s) back as they were", len(self.before))
 
 
 def _values_for(desired: DesiredState, secrets_file: Path, keys: set[str]) -> dict[str, str]:
@@ -41,12 +63,13 @@ def apply_files(
     services: Mapping[str, RecordedService],
     changes: Iterable[Change],
     secrets_file: Path,
-) -> tuple[list[str], list[RecordedFile]]:
-    """Write or delete the generated files the plan changes; (paths removed, records of paths written)."""
+) -> AppliedFiles:
+    """Write or delete the generated files the plan changes. A failing write puts back what was written
+    before it and raises; AppliedFiles.undo does the same after a later failure."""
     # Only generated files: the lock file's own repair (file.reports/…) is written by apply itself.
     file_changes = [c for c in changes if c.address.startswith(generated.GENERATED_PREFIX)]
     if not file_changes:
-        return [], []
+        return AppliedFiles()
     # Only the environments written: under `--host`, another host's new services have no port yet.
     paths = [c.address.removeprefix(generated.FILE_PREFIX) for c in file_changes if c.action != "delete"]
     environments_written = {(path.split("/")[1], path.split("/")[2]) for path in paths}
@@ -68,29 +91,39 @@ def apply_files(
             desired, project, environment, generated.environment_ports(services, project, environment),
             secret_values)
 
-    removed = []
-    for change in file_changes:
-        if change.action == "delete":
-            path = change.address.removeprefix(generated.FILE_PREFIX)
-            with contextlib.suppress(FileNotFoundError):
-                (root / path).unlink()
-            removed.append(path)
-    records = []
-    for wanted_file in to_write:
-        text = rendered[(wanted_file.project, wanted_file.environment)][wanted_file.name]
-        mode = SECRET_FILE_MODE if wanted_file.name == ".env" else 0o644
-        files.write_atomic(root / wanted_file.path, text, mode=mode)
-        records.append(RecordedFile(wanted_file.path, wanted_file.masked, generated.sha256(text)))
-    return removed, records
+    deleted = [c.address.removeprefix(generated.FILE_PREFIX) for c in file_changes if c.action == "delete"]
+    files.check_all_inside(root, [root / path for path in deleted], "delete")
+    files.check_all_inside(root, [root / f.path for f in to_write])
+    done = AppliedFiles(before=files.snapshot([root / path for path in deleted] + [root / f.path for f in to_write],
+                                              root=root))
+    try:
+        for path in deleted:
+            files.remove(root / path, root=root)
+            done.removed.append(path)
+        for wanted_file in to_write:
+            text = rendered[(wanted_file.project, wanted_file.environment)][wanted_file.name]
+            files.write_atomic(root / wanted_file.path, text, mode=generated.file_mode(wanted_file.name), root=root)
+            done.written.append(RecordedFile(wanted_file.path, wanted_file.masked, generated.sha256(text)))
+    except BaseException:
+        done.undo(root)
+        raise
+    return done
 
 
 def disk_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
-    """sha256 of each file as it is now; None when it is missing."""
+    """sha256 of each file as it is now; None when it is missing, or reached through a symlink (plan never
+    reads, and never diffs, a file outside the workspace; apply then refuses the symlink, naming it)."""
     out: dict[str, str | None] = {}
+    verified: set[Path] = set()
     for path in paths:
-        text = files.read_text_or_none(root / path)
+        text = files.read_inside_or_none(root, root / path, verified)
         out[path] = generated.sha256(text) if text is not None else None
     return out
+
+
+def disk_modes(root: Path, paths: Iterable[str]) -> dict[str, int | None]:
+    """The permission bits of each file as it is now; None when it is missing."""
+    return {path: files.mode_or_none(root / path) for path in paths}
 
 
 def edited_texts(root: Path, recorded: Mapping[str, RecordedFile], shas: Mapping[str, str | None]) -> dict[str, str]:
@@ -98,7 +131,7 @@ def edited_texts(root: Path, recorded: Mapping[str, RecordedFile], shas: Mapping
     out: dict[str, str] = {}
     for path, record in recorded.items():
         if shas.get(path) not in (None, record.written_sha):
-            text = files.read_text_or_none(root / path)
+            text = files.read_inside_or_none(root, root / path)
             if text is not None:
                 out[path] = text
     return out

@@ -56,7 +56,7 @@ def setup_git(root: Path, *, create: bool = False) -> list[str]:
     existing = files.read_text_or_none(attributes) or ""
     if GITATTRIBUTES_LINE not in existing.splitlines():
         files.write_atomic(attributes, existing + ("\n" if existing and not existing.endswith("\n") else "")
-                           + GITATTRIBUTES_LINE + "\n")
+                           + GITATTRIBUTES_LINE + "\n", root=root)
         done.append(f"{'updated' if existing else 'created'} {attributes} ({GITATTRIBUTES_LINE})")
     changed = git_repo.set_config(root, GIT_CONFIG)
     if changed:
@@ -68,7 +68,7 @@ def write_schemas(root: Path) -> list[Path]:
     changed = []
     for name, content in json_schemas().items():
         path = root / "schemas" / name
-        if files.write_atomic(path, content):
+        if files.write_atomic(path, content, root=root):
             changed.append(path)
     return changed
 
@@ -95,12 +95,13 @@ def init_workspace(directory: Path) -> list[Path]:
     }
     for path, content in scaffold.items():
         if not path.exists():
-            files.write_atomic(path, content)
+            files.write_atomic(path, content, root=root)
             created.append(path)
     gitignore = root / ".gitignore"
     existing = files.read_text_or_none(gitignore) or ""
     if ".qrm/" not in existing:
-        files.write_atomic(gitignore, existing + ("\n" if existing and not existing.endswith("\n") else "") + GITIGNORE)
+        files.write_atomic(gitignore, existing + ("\n" if existing and not existing.endswith("\n") else "") + GITIGNORE,
+                           root=root)
         created.append(gitignore)
     created.extend(write_schemas(root))
     return created

@@ -49,19 +49,21 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
     # Generated files are the workspace's own: read even with --no-refresh (that skips hosts only).
     file_shas: dict[str, str | None] = {}
     file_texts: dict[str, str] = {}
+    file_modes: dict[str, int | None] = {}
     if recorded is not None and recorded.origin == "reports":
         # A clone's working tree is not the deployment: no drift, only what the manifests change.
         file_shas = {path: f.written_sha for path, f in recorded.files.items()}
     elif recorded is not None:
         file_shas = generated_files.disk_shas(ws.root, recorded.files)
         file_texts = generated_files.edited_texts(ws.root, recorded.files, file_shas)
+        file_modes = generated_files.disk_modes(ws.root, recorded.files)
     if not refresh:
         return LiveState(refreshed=False, lockfile_text=lockfile_text, file_shas=file_shas, file_texts=file_texts,
-                         state_text=state_text)
+                         file_modes=file_modes, state_text=state_text)
     if local_host is not None:
         return LiveState(listeners={local_host: probes.local_listeners()}, ephemeral=probes.ephemeral_range(),
                          lockfile_text=lockfile_text, file_shas=file_shas, file_texts=file_texts,
-                         state_text=state_text)
+                         file_modes=file_modes, state_text=state_text)
     listeners: dict[str, frozenset[int]] = {LOCALHOST: probes.local_listeners()}
     for host in desired.hosts:
         if host != LOCALHOST:
@@ -69,7 +71,7 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
             address = desired.hosts[host].address
             listeners[host] = probes.remote_listeners(address, {p for p in pinned if p})
     return LiveState(listeners=listeners, ephemeral=probes.ephemeral_range(), lockfile_text=lockfile_text,
-                     file_shas=file_shas, file_texts=file_texts, state_text=state_text)
+                     file_shas=file_shas, file_texts=file_texts, file_modes=file_modes, state_text=state_text)
 
 
 def _probe_new_remote_ports(desired: DesiredState, live: LiveState, plan: Plan,
@@ -172,7 +174,8 @@ def saved_plan_document(ctx: PlanContext) -> dict[str, Any]:
 
 def save_plan(ctx: PlanContext, path: Path) -> None:
     """Write the plan where `qrm apply FILE` reads it back (load_saved_plan) and applies exactly it."""
-    files.write_atomic(path, json.dumps(saved_plan_document(ctx), indent=2) + "\n")
+    files.write_atomic(path, json.dumps(saved_plan_document(ctx), indent=2) + "\n",
+                       root=files.within(ctx.ws.root, path))
 
 
 def load_saved_plan(path: Path) -> dict[str, Any]:

@@ -340,7 +340,7 @@ def _write_summary(ws: Workspace, result: ReconcileResult, health_counts: dict[s
         problems=result.problems,
         health=health_counts,
     )
-    files.write_atomic(ws.root / summary.SUMMARY_PATH, summary.render_summary(data))
+    files.write_atomic(ws.root / summary.SUMMARY_PATH, summary.render_summary(data), root=ws.root)
 
 
 def _pending(result: ReconcileResult) -> dict[str, int] | None:

@@ -309,6 +309,10 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
     apps = {name: manifest_files.load_app_config(ws.root, folders[name][1], folders[name][0], name)
             for name in names}  # and every malformed quantum.config.yaml
     with workspace_lock(ws.lock_file, ws.settings.lock_timeout, what="scan"):
+        # Every report this scan may write or delete, checked before the registry is (no symlink out).
+        reports = ws.reports / "components"
+        files.check_all_inside(ws.root, [reports / f"{name}.yaml" for name in names] + (
+            sorted(reports.glob("*.yaml")) if reports.is_dir() and not reports.is_symlink() else []))
         registry = open_registry(ws, create=True)
         assert registry is not None
         try:
@@ -328,13 +332,13 @@ def scan_workspace(ws: Workspace, project: str | None = None, progress: Progress
         finally:
             registry.close()
         for name in gone:
-            (ws.reports / "components" / f"{name}.yaml").unlink(missing_ok=True)
+            files.remove(ws.reports / "components" / f"{name}.yaml", root=ws.root)
             log.info("scan: project %s is gone from the manifests; its component rows and report were removed", name)
         for scan in scans:
             scan.report = ws.reports / "components" / f"{scan.project}.yaml"
             scan.report_written = files.write_atomic(
                 scan.report, components_report(scan.project, scan.source, scan.summaries, scan.lines,
-                                               served=scan.app.components))
+                                               served=scan.app.components), root=ws.root)
     return scans
 
 

@@ -77,7 +77,7 @@ def _write(ws: Workspace, values: Mapping[str, str], *, current: sops.EncryptedS
         rotated_at=sops.utc_now() if rotated else current.rotated_at() if current is not None else None,
         keep_ivs=current.ivs() if rotated and current is not None else None,
     )
-    files.write_atomic(ws.secrets_file, text)
+    files.write_atomic(ws.secrets_file, text, root=ws.root)
     log.debug("wrote secrets.enc: %d secret(s), data key %s", len(values), "kept" if keep else "new")
 
 
@@ -150,7 +150,7 @@ def update_keys(ws: Workspace) -> list[str]:
         text = sops.render(plain, data_key=data_key, wrapped=sops.wrap_data_key(data_key, recipients),
                               previous=current, previous_plain=plain, changed_at=current.changed_at(),
                               rotated_at=current.rotated_at())
-        files.write_atomic(ws.secrets_file, text)
+        files.write_atomic(ws.secrets_file, text, root=ws.root)
     return recipients
 
 
@@ -316,7 +316,7 @@ def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
         data_key = sops.new_data_key()
         wrapped = sops.wrap_data_key(data_key, sops.recipients_from_config(ours.parent))
         text = sops.render(merged, data_key=data_key, wrapped=wrapped)
-        files.write_atomic(ours, text)
+        files.write_atomic(ours, text, root=None)  # a temp file git names
         return conflicts
     base_key, base_readers = _keying(base_file, identities)
     ours_key, ours_readers = _keying(ours_file, identities)
@@ -339,7 +339,7 @@ def merge(base: Path, ours: Path, theirs: Path) -> list[str]:
     changed = {**(theirs_file.changed_at() if theirs_file else {}), **(ours_file.changed_at() if ours_file else {})}
     text = sops.render(merged, data_key=data_key, wrapped=wrapped, previous=keyed, previous_plain=keyed_plain,
                           changed_at=changed, rotated_at=keyed.rotated_at())
-    files.write_atomic(ours, text)
+    files.write_atomic(ours, text, root=None)  # a temp file git names
     return conflicts
 
 
@@ -392,11 +392,11 @@ def ensure_key(root: Path, env: Mapping[str, str] | None = None) -> tuple[Path, 
         secret_key, recipient = sops.generate_identity()
         key_file.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(key_file, existing + f"# created by qrm init\n# public key: {recipient}\n{secret_key}\n",
-                           mode=0o600)
+                           mode=0o600, root=None)  # the user's key file, outside any workspace
         created = True
     sops_yaml = root / ".sops.yaml"
     if not sops_yaml.exists():
         files.write_atomic(sops_yaml, "# Who can read secrets.enc (SOPS creation rules; `qrm secrets updatekeys` after "
                            "editing)\ncreation_rules:\n  - path_regex: secrets\\.enc$\n"
-                           f"    age: {recipient}\n")
+                           f"    age: {recipient}\n", root=root)
     return key_file, recipient, created

@@ -191,7 +191,7 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
         write_seconds=write_seconds)
     start = time.perf_counter()
     outcome.report_written = files.write_atomic(outcome.report, health.render_report(outcome.checked_at,
-                                                                                     outcome.entries()))
+                                                                                     outcome.entries()), root=ws.root)
     outcome.timings["report"] = time.perf_counter() - start
     log.info("health round: %d services in %.2f s (%s); registry write %.3f s", len(specs), probe_seconds,
              outcome.counts(), write_seconds)

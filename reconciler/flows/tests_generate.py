@@ -155,6 +155,8 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
     generated = testgen.generate(components, base_path=spec.base_path, datasources=declared)
     path = suite_path(ws, project)
     record_file = record_path(ws, project)
+    # Both files checked before either is read or written (no symlink leads out of the workspace).
+    files.check_all_inside(ws.root, [record_file] + ([path] if files.within(ws.root, path) else []))
     text = files.read_text_or_none(path)
     yaml = _yaml()
     if text is None:
@@ -217,9 +219,11 @@ def generate_suite(ws: Workspace, project: str) -> Generation:
         doc.insert(len(doc), "generated_from", record)
     out = io.StringIO()
     yaml.dump(doc, out)
-    written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue())
+    written = files.write_atomic(path, (HEADER if text is None else "") + out.getvalue(),
+                                 root=files.within(ws.root, path))
     where = path.relative_to(ws.root).as_posix() if path.is_relative_to(ws.root) else str(path)
-    record_written = files.write_atomic(record_file, suite_merge.record_text(project, where, shas, merged.record))
+    record_written = files.write_atomic(record_file, suite_merge.record_text(project, where, shas, merged.record),
+                                        root=ws.root)
     return Generation(
         project=project, suite=str(doc.get("name", f"{project}-auto")), path=path,
         counts=testgen.summary(merged.cases), total=len(merged.cases), added=list(merged.added),

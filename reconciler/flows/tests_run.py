@@ -124,6 +124,9 @@ def run_tests(
         return recorded_state(ws)
 
     runs = [SuiteRun(s, _targets(desired, recorded, s, environments)) for s in _select(desired, suite_name)]
+    # Where the reports go, checked before any case runs (no symlink leads them out of the workspace).
+    reports = [p for run in runs for p in report_paths(ws.reports / "tests" / run.suite.name, run)]
+    files.check_all_inside(ws.root, reports + ([junit] if junit is not None and files.within(ws.root, junit) else []))
     for run in runs:
         run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         start = time.perf_counter()
@@ -137,9 +140,9 @@ def run_tests(
         run.duration_s = time.perf_counter() - start
     outcome = TestsOutcome(runs)
     for run in runs:
-        outcome.reports += write_reports(ws.reports / "tests" / run.suite.name, run)
+        outcome.reports += write_reports(ws.root, ws.reports / "tests" / run.suite.name, run)
     if junit is not None:
-        files.write_atomic(junit, junit_xml(runs))
+        files.write_atomic(junit, junit_xml(runs), root=files.within(ws.root, junit))
         outcome.reports.append(junit)
 
     record_runs(ws, runs)
@@ -227,9 +230,17 @@ def summary_markdown(run: SuiteRun) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(directory: Path, run: SuiteRun) -> list[Path]:
+def report_paths(directory: Path, run: SuiteRun) -> list[Path]:
+    """The files write_reports writes for a run."""
+    return [directory / f"{t.environment}.yaml" for t in run.targets] + [directory / "history.jsonl",
+                                                                         directory / "summary.md"]
+
+
+def write_reports(root: Path, directory: Path, run: SuiteRun) -> list[Path]:
+    """A suite's reports under `directory` of the workspace `root` (every path checked before the first write)."""
     written = []
     history = directory / "history.jsonl"
+    files.check_all_inside(root, report_paths(directory, run))
     try:  # a committed file anyone can damage: bytes that are not UTF-8 become U+FFFD, the line stays damaged
         previous = history.read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
@@ -237,10 +248,10 @@ def write_reports(directory: Path, run: SuiteRun) -> list[Path]:
     lines = [history_line(run, t.environment) for t in run.targets]
     for t in run.targets:
         path = directory / f"{t.environment}.yaml"
-        files.write_atomic(path, environment_report(run, t))
+        files.write_atomic(path, environment_report(run, t), root=root)
         written.append(path)
-    files.write_atomic(history, previous + "".join(line + "\n" for line in lines))
-    files.write_atomic(directory / "summary.md", summary_markdown(run))
+    files.write_atomic(history, previous + "".join(line + "\n" for line in lines), root=root)
+    files.write_atomic(directory / "summary.md", summary_markdown(run), root=root)
     return [*written, history, directory / "summary.md"]
 
 

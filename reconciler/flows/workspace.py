@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote
 
 from reconciler.core.errors import QrmError
 from reconciler.core.models import Settings
-from reconciler.edges import git_repo, manifest_files
+from reconciler.edges import files, git_repo, manifest_files
 
 QRM_DIR = ".qrm"
 
@@ -115,8 +115,21 @@ def workspace_root(directory: Path) -> Path:
     return root
 
 
+def check_state_dir(root: Path) -> None:
+    """.qrm/ holds the registry, the locks and the caches that every command may write: neither it,
+    its cache folder nor anything in them may be a symlink (one would take those writes out of the
+    workspace). Checked once when a workspace is opened; the files under reports/ and generated/ are
+    checked at each write (edges/files)."""
+    state_dir = root / QRM_DIR
+    files.check_inside(root, state_dir)
+    for folder in (state_dir, state_dir / "cache"):
+        if folder.is_dir() and not folder.is_symlink():
+            files.check_all_inside(root, sorted(folder.iterdir()))
+
+
 def open_workspace(directory: Path, registry: str | None = None) -> Workspace:
     root = workspace_root(directory)
+    check_state_dir(root)
     settings = manifest_files.load_settings(root)
     # The identity that owns rows in a shared registry: qrm.yaml name, else the git remote, else the folder.
     identity = settings.name or git_repo.remote_identity(root) or root.name

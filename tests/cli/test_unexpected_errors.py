@@ -31,14 +31,14 @@ def test_an_os_error_is_one_line_naming_the_file(broken: Workspace, command: lis
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: Is a directory: {broken.root / 'secrets.enc'}"]
+    assert errors == [f"error: {broken.root / 'secrets.enc'}: Is a directory"]
 
 
 def test_json_asks_get_the_error_as_a_document(broken: Workspace) -> None:
     done = broken.qrm_process("validate", "--json")
     assert done.returncode == 1
     document = json.loads(done.stdout)
-    assert document["errors"][0]["message"] == f"Is a directory: {broken.root / 'secrets.enc'}"
+    assert document["errors"][0]["message"] == f"{broken.root / 'secrets.enc'}: Is a directory"
 
 
 def test_qrm_debug_shows_the_traceback(broken: Workspace) -> None:
