@@ -51,7 +51,12 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
             fingerprints = encrypted.fingerprints()
             value_ids = encrypted.value_ids()
         except SecretsError as exc:
-            secret_problems.append(Problem(SECRETS_FILE, None, None, str(exc).removeprefix(f"{SECRETS_FILE}: ")))
+            message = str(exc).removeprefix(f"{SECRETS_FILE}: ")
+            if exc.entry is not None:  # located at that entry's line, which names it
+                secret_problems.append(Problem(SECRETS_FILE, None, None, message.removeprefix(f"{exc.entry}: "),
+                                               path=(exc.entry,)))
+            else:
+                secret_problems.append(Problem(SECRETS_FILE, None, None, message))
     desired, problems = build_desired(loaded.documents, fingerprints, secrets_readable=not secret_problems)
     problems = secret_problems + problems
     log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
