@@ -4,6 +4,11 @@ Plan compares masked renderings (no key needed); apply renders the same files wi
 values, which needs the age key only when a file that must be written holds a secret. Every
 value is read before anything is written, so a missing key changes nothing. `.env` is written
 with mode 0600; files of a removed project or environment are deleted.
+
+What is recorded of a written `.env` is its HMAC with this machine's key (edges/machine_key), never a
+plain hash: the registry may be shared. A file on disk is compared in the scheme of its record (a plain
+sha256 from an older qrm, this machine's key, or, for another machine's key, as far as can be told
+without it); `rekeyed` replaces plain records of `.env` files with keyed ones (apply's migration).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from reconciler.core import generated, render
 from reconciler.core.changes import Change
 from reconciler.core.errors import SecretsError
 from reconciler.core.state import DesiredState, RecordedFile, RecordedService
-from reconciler.edges import files, sops
+from reconciler.edges import files, machine_key, sops
+from reconciler.flows.committed_reports import env_matches
 
 SECRET_FILE_MODE = 0o600
 
@@ -57,6 +63,7 @@ def apply_files(
     # Only .env holds secret values (the other files refer to its variables).
     needed = {key for f in to_write if f.name == ".env" for key in references[(f.project, f.environment)].values()}
     values = _values_for(desired, secrets_file, needed)
+    key = machine_key.ensure_key()  # before anything is written, as the values are
 
     rendered: dict[tuple[str, str], dict[str, str]] = {}
     for project, environment in environments:
@@ -80,16 +87,57 @@ def apply_files(
         text = rendered[(wanted_file.project, wanted_file.environment)][wanted_file.name]
         mode = SECRET_FILE_MODE if wanted_file.name == ".env" else 0o644
         files.write_atomic(root / wanted_file.path, text, mode=mode)
-        records.append(RecordedFile(wanted_file.path, wanted_file.masked, generated.sha256(text)))
+        records.append(RecordedFile(wanted_file.path, wanted_file.masked,
+                                    generated.written_digest(wanted_file.path, text, key)))
     return removed, records
 
 
-def disk_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
-    """sha256 of each file as it is now; None when it is missing."""
+EDITED = "edited"  # the digest of a file that differs from its record and that this machine cannot key
+
+
+def disk_digests(root: Path, recorded: Mapping[str, RecordedFile], key: bytes | None) -> dict[str, str | None]:
+    """Each recorded file as it is now, as a digest in its record's scheme: equal to the record when the
+    file is as apply wrote it; None when it is missing. A file that differs never gets a plain hash here
+    (plan shows it): a keyed one, else EDITED."""
     out: dict[str, str | None] = {}
-    for path in paths:
+    for path, record in recorded.items():
         text = files.read_text_or_none(root / path)
-        out[path] = generated.sha256(text) if text is not None else None
+        out[path] = None if text is None else _digest_like(text, record, key)
+    return out
+
+
+def _digest_like(text: str, record: RecordedFile, key: bytes | None) -> str:
+    written = record.written_sha
+    if generated.keyed_with(written, key):
+        assert key is not None
+        return generated.keyed_digest(text, key)
+    if generated.is_keyed(written):
+        # Another machine's key (a shared registry), or this machine's is gone: compare what can be
+        # compared without it (every line but the values of secrets).
+        same = env_matches(text, record.masked) if generated.holds_secrets(record.path) else text == record.masked
+    else:  # a plain sha256 (a file without secrets, or a .env recorded by an older qrm)
+        same = generated.sha256(text) == written
+    if same:
+        return written
+    return generated.keyed_digest(text, key) if key is not None else EDITED
+
+
+def rekeyed(root: Path, recorded: Mapping[str, RecordedFile], skip: Iterable[str]) -> list[RecordedFile]:
+    """Keyed records for the .env files recorded with a plain sha256 (by an older qrm), but for `skip`
+    (the files this apply writes or deletes). A file as recorded gets the digest of its text; one that
+    differs (a hand edit that policy `warn` keeps) gets the digest of its masked text, which is not
+    what is on disk, so it stays a hand edit."""
+    paths = [p for p in generated.unkeyed_secret_files(recorded) if p not in set(skip)]
+    if not paths:
+        return []
+    key = machine_key.ensure_key()
+    out = []
+    for path in paths:
+        record = recorded[path]
+        text = files.read_text_or_none(root / path)
+        same = text is not None and generated.sha256(text) == record.written_sha
+        out.append(RecordedFile(path, record.masked, generated.keyed_digest(text if same and text is not None
+                                                                            else record.masked, key)))
     return out
 
 
