@@ -127,7 +127,8 @@ def rekeyed(root: Path, recorded: Mapping[str, RecordedFile], skip: Iterable[str
     (the files this apply writes or deletes). A file as recorded gets the digest of its text; one that
     differs (a hand edit that policy `warn` keeps) gets the digest of its masked text, which is not
     what is on disk, so it stays a hand edit."""
-    paths = [p for p in generated.unkeyed_secret_files(recorded) if p not in set(skip)]
+    skipped = set(skip)
+    paths = [p for p in generated.unkeyed_secret_files(recorded) if p not in skipped]
     if not paths:
         return []
     key = machine_key.ensure_key()
@@ -135,9 +136,8 @@ def rekeyed(root: Path, recorded: Mapping[str, RecordedFile], skip: Iterable[str
     for path in paths:
         record = recorded[path]
         text = files.read_text_or_none(root / path)
-        same = text is not None and generated.sha256(text) == record.written_sha
-        out.append(RecordedFile(path, record.masked, generated.keyed_digest(text if same and text is not None
-                                                                            else record.masked, key)))
+        as_written = text if text is not None and generated.sha256(text) == record.written_sha else record.masked
+        out.append(RecordedFile(path, record.masked, generated.keyed_digest(as_written, key)))
     return out
 
 

@@ -239,3 +239,19 @@ def test_a_damaged_machine_key_is_one_clear_error(applied: Workspace) -> None:
     assert changes(applied) == []
     ok(applied, "apply", "--yes", "--no-refresh")
     assert machine_key.read_key() is not None
+
+
+def test_an_old_record_of_a_hand_edit_that_policy_warn_keeps_is_replaced_and_the_edit_still_shows(
+        applied: Workspace, registry_url: str) -> None:
+    applied.write("qrm.yaml", "generated_policy:\n  .env: warn\n")
+    as_an_older_qrm_recorded_it(applied, registry_url)
+    env = applied.root / ENV
+    kept = env.read_text().replace(CANARY, "hunter2")
+    env.write_text(kept)
+    warning = f"{ENV} was edited by hand since the last apply; its policy is warn, so apply keeps the edit"
+    assert warning in ok(applied, "plan", "--no-refresh")
+    ok(applied, "apply", "--yes", "--no-refresh")
+    assert env.read_text() == kept
+    assert confirmed_guesses(registry_url) == []
+    output = ok(applied, "plan", "--no-refresh")
+    assert warning in output and "No changes." in output
