@@ -79,4 +79,9 @@ class StalePlanError(QrmError):
 
 
 class SecretsError(QrmError):
-    """secrets.enc cannot be read, decrypted, verified or written; the message never holds a value."""
+    """secrets.enc cannot be read, decrypted, verified or written; the message never holds a value.
+    `entry`: the top-level key of secrets.enc at fault, when there is one (for its line)."""
+
+    def __init__(self, message: str, *, entry: str | None = None):
+        super().__init__(message)
+        self.entry = entry

@@ -2,14 +2,19 @@
 
 Plan renders every file with secret placeholders (`<secret KEY FINGERPRINT>`) instead of values,
 so it needs no key, its diffs never hold a secret, and a changed secret still changes `.env`.
-The registry keeps that masked text of each file and the sha256 of what apply wrote (with the
-values): a file on disk whose hash differs was edited by hand (drift).
+The registry keeps that masked text of each file and a digest of what apply wrote (with the
+values): a file on disk whose digest differs was edited by hand (drift). For `.env`, the one file
+that holds secret values, that digest is keyed (HMAC-SHA256 with this machine's key, which no
+registry reader has): a plain sha256 would let anyone who reads the registry test password guesses
+against it. The other files are written as their masked text, so their sha256 tells nothing new.
 """
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -43,6 +48,44 @@ class DesiredFile:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+KEYED_PREFIX = "hmac:"  # a keyed digest: hmac:KEY_ID:MAC (57 characters; a plain one is 64 hex digits)
+
+
+def holds_secrets(path: str) -> bool:
+    """Whether a generated file's written bytes hold secret values (only .env does)."""
+    return path.rsplit("/", 1)[-1] == ".env"
+
+
+def key_id(key: bytes) -> str:
+    """Which machine key made a keyed digest (tells nothing about the key)."""
+    return hashlib.sha256(b"qrm machine key id\0" + key).hexdigest()[:8]
+
+
+def keyed_digest(text: str, key: bytes) -> str:
+    mac = hmac.new(key, b"qrm generated file\0" + text.encode("utf-8"), hashlib.sha256).digest()
+    return f"{KEYED_PREFIX}{key_id(key)}:{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+def is_keyed(digest: str) -> bool:
+    return digest.startswith(KEYED_PREFIX)
+
+
+def keyed_with(digest: str, key: bytes | None) -> bool:
+    """Whether `digest` was made with `key` (so a file's digest with it can be compared)."""
+    return key is not None and digest.startswith(f"{KEYED_PREFIX}{key_id(key)}:")
+
+
+def written_digest(path: str, text: str, key: bytes) -> str:
+    """What the registry records of a generated file as written: keyed for one that holds secrets."""
+    return keyed_digest(text, key) if holds_secrets(path) else sha256(text)
+
+
+def unkeyed_secret_files(recorded: Mapping[str, RecordedFile]) -> list[str]:
+    """Recorded files that hold secrets and whose digest is a plain sha256 (an older qrm wrote it)."""
+    return sorted(path for path, f in recorded.items()
+                  if holds_secrets(path) and f.written_sha and not is_keyed(f.written_sha))
 
 
 def file_path(project: str, environment: str, name: str) -> str:

@@ -90,6 +90,12 @@ def make_plan(desired: DesiredState, recorded: RecordedState, live: LiveState) -
             reason += (f", {len(recorded.secrets)} secret fingerprints and {len(recorded.files)} generated files "
                        f"from {STATE_PATH}")
         changes.append(Change("repair", REGISTRY_ADDRESS, None, restored, reason))
+    unkeyed = generated.unkeyed_secret_files(recorded.files) if recorded.origin == "registry" else []
+    if unkeyed:
+        changes.append(Change("repair", REGISTRY_ADDRESS, None, {"rekey": unkeyed},
+                              f"an older qrm recorded a plain sha256 of {len(unkeyed)} .env "
+                              f"file{'s' if len(unkeyed) != 1 else ''}, which lets registry readers test password "
+                              "guesses; apply records keyed ones (HMAC with this machine's key), files unchanged"))
     # The lock file must hold exactly what render_lockfile gives; with no allocations at all an
     # absent file is fine too (a new workspace), and so is the `allocations: []` that apply
     # writes when the last service is removed.

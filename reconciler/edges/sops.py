@@ -10,6 +10,10 @@ qrm's own file is flat: keys are scoped names ("NAME", "project/NAME",
 "project/env/NAME") and values are strings. Unchanged values keep their ciphertext on
 every write (same data key, same IV), so a one-secret change is a one-line diff plus the MAC.
 Nothing here ever puts a plaintext value into an exception message.
+
+Empty values: SOPS stores one as a plain `""` (it never encrypts one, and its ENC[] parser wants a
+non-empty `data:`), which adds no bytes to the MAC; the MAC covers values, not names. So such an entry
+is unauthenticated: qrm refuses to read one (it could shadow a real secret) and never writes one.
 """
 
 from __future__ import annotations
@@ -59,12 +63,18 @@ class EncryptedSecrets:
                 continue
             if not isinstance(value, str):
                 raise SecretsError(f"{self.label}: {key}: qrm keeps flat string secrets; this entry is a "
-                                   f"{type(value).__name__}")
-            if value and not _ENC.match(value):
+                                   f"{type(value).__name__}", entry=str(key))
+            if value == "":
+                # SOPS stores an empty value as a plain "" (it never encrypts one) and an empty value adds
+                # no bytes to the MAC: anyone can add `NAME: ""` and it would shadow a real secret. Nothing
+                # shows a key holder wrote it, so qrm refuses it (and never writes one: see render).
+                raise SecretsError(f"{self.label}: {key}: an empty value (\"\"), which SOPS keeps unencrypted and "
+                                   "outside its MAC, so nothing shows a key holder wrote it; qrm refuses it: delete "
+                                   "that line (qrm never writes an empty secret)", entry=str(key))
+            if not _ENC.match(value):
                 # A plaintext value is not bound to its name (the MAC covers values, not names): refuse it.
-                # An empty string is how SOPS stores an empty value (it never encrypts one).
                 raise SecretsError(f"{self.label}: {key}: not an ENC[AES256_GCM,…] value (a plaintext entry: "
-                                   "damaged, or edited by hand?)")
+                                   "damaged, or edited by hand?)", entry=str(key))
             values[key] = value
         return values
 
@@ -83,8 +93,7 @@ class EncryptedSecrets:
 
     def value_ids(self) -> dict[str, str]:
         """Scoped name -> a digest of its value's IV, which a write of a new value renews and qrm's key
-        rotation keeps (so a rotation is told apart from a value change without a key). An empty value
-        (stored unencrypted, as SOPS does) has none."""
+        rotation keeps (so a rotation is told apart from a value change without a key)."""
         ids = {}
         for name, enc in self.flat_values().items():
             match = _ENC.match(enc)
@@ -464,8 +473,11 @@ def render(
         unchanged = previous_plain is not None and previous_plain.get(name) == value
         # The same value under the same data key keeps its ciphertext: a one-line diff per change.
         if value == "":
-            enc = '""'  # as SOPS stores an empty value: it never encrypts one (`data:` is never empty)
-        elif unchanged and name in old:
+            # SOPS would store it as a plain "" (its ENC[] form needs a non-empty `data:`, so an encrypted
+            # empty value would not read in SOPS or Flux), outside the MAC: readers refuse that, see flat_values.
+            raise SecretsError(f"{name}: an empty secret cannot be written: SOPS stores an empty value "
+                               "unencrypted and outside its MAC; secrets.enc was not changed")
+        if unchanged and name in old:
             enc = old[name]
         elif unchanged and keep_ivs is not None and name in keep_ivs:
             enc = encrypt_value(value, data_key, f"{name}:", iv=keep_ivs[name])

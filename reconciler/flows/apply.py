@@ -25,7 +25,7 @@ from reconciler.core.report import (
 )
 from reconciler.core.state import DesiredState, RecordedService, RecordedState
 from reconciler.core.summary import SUMMARY_PATH
-from reconciler.edges import files, git_repo
+from reconciler.edges import files, git_repo, machine_key
 from reconciler.edges.locks import workspace_lock
 from reconciler.edges.registry import Registry
 from reconciler.flows import generated_files
@@ -74,6 +74,8 @@ def apply_workspace(
             refresh = bool(saved.get("refreshed", True))
         if desired is None:
             desired = load_desired(ws)  # before the registry: invalid manifests must not even create it
+        if desired.projects:  # generated files: what is recorded of a .env is keyed (made here, before the plan)
+            machine_key.ensure_key()
         registry = open_registry(ws, create=True)
         assert registry is not None
         try:
@@ -107,6 +109,10 @@ def apply_workspace(
                 files_removed, files_written = applied.removed, applied.written
                 files_now = {path: f for path, f in ctx.recorded.files.items() if path not in files_removed}
                 files_now.update((f.path, f) for f in files_written)
+                if ctx.recorded.origin == "registry":  # plain .env hashes of an older qrm: keyed from now on
+                    files_written += generated_files.rekeyed(ws.root, ctx.recorded.files,
+                                                             [*files_removed, *(f.path for f in files_written)])
+                    files_now.update((f.path, f) for f in files_written)
                 restoring = ctx.recorded.origin == "lockfile"  # the registry is empty: record everything
                 revision = git_repo.head_revision(ws.root)
                 summary = {"counts": plan.counts(), "changes": [f"{c.symbol} {c.address}" for c in plan.changes[:200]]}

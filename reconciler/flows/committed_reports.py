@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.core.generated import sha256
+from reconciler.core.generated import keyed_digest, sha256
 from reconciler.core.report import LOCKFILE_PATH, STATE_PATH
 from reconciler.core.state import RecordedFile, RecordedState
-from reconciler.edges import files, manifest_files
+from reconciler.edges import files, machine_key, manifest_files
 
 _PLACEHOLDER = "<secret "
 
@@ -38,12 +38,15 @@ def recorded_from_reports(root: Path, origin: str) -> RecordedState | None:
 
 
 def _env_written_sha(path: Path, masked: str) -> str:
-    """The sha256 of the .env on disk when it is the recorded one as far as can be told without the key
-    (every line equal, a line with a secret placeholder equal up to its `=`); else "" (apply rewrites it)."""
+    """The digest of the .env on disk when it is the recorded one as far as can be told without the key
+    (every line equal, a line with a secret placeholder equal up to its `=`); else "" (apply rewrites it).
+    Keyed with this machine's key (apply restores the registry with it); plain only where there is no
+    such key yet, for plan to compare with (apply makes the key before it plans)."""
     text = files.read_text_or_none(path)
-    if text is None:
+    if text is None or not env_matches(text, masked):
         return ""
-    return sha256(text) if env_matches(text, masked) else ""
+    key = machine_key.read_key()
+    return keyed_digest(text, key) if key is not None else sha256(text)
 
 
 def env_matches(text: str, masked: str) -> bool:

@@ -53,7 +53,7 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
             fingerprints = encrypted.fingerprints()
             value_ids = encrypted.value_ids()
         except SecretsError as exc:
-            secret_problems.append(_secrets_problem(str(exc)))
+            secret_problems.append(_secrets_problem(exc))
     desired, problems = build_desired(loaded.documents, fingerprints, secrets_readable=not secret_problems)
     problems = secret_problems + problems
     log.debug("read %d manifest files: %d documents, %d services, %d secret names, %d problems",
@@ -65,8 +65,13 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     return desired, located
 
 
-def _secrets_problem(message: str) -> Problem:
-    """A SecretsError about secrets.enc as a problem of that file, at the line the message names (once)."""
+def _secrets_problem(exc: SecretsError) -> Problem:
+    """A SecretsError about secrets.enc as a problem of that file: at the line of the entry it names (which
+    locating finds), else at the line the message names (once)."""
+    message = str(exc)
+    if exc.entry is not None:
+        message = message.removeprefix(f"{SECRETS_FILE}: ")
+        return Problem(SECRETS_FILE, None, None, message.removeprefix(f"{exc.entry}: "), path=(exc.entry,))
     found = re.match(rf"{re.escape(SECRETS_FILE)}(?::(\d+))?: ", message)
     if found is None:
         return Problem(SECRETS_FILE, None, None, message)

@@ -8,6 +8,11 @@ with mode 0600 (generated.file_mode); files of a removed project or environment 
 Every path is checked before the first write (no symlink may lead a write or a delete out of the
 workspace: files.check_inside), and what the files held before is kept (an AppliedFiles) so that
 apply can put them back when a later step fails (a write here, or the registry's commit).
+
+What is recorded of a written `.env` is its HMAC with this machine's key (edges/machine_key), never a
+plain hash: the registry may be shared. A file on disk is compared in the scheme of its record (a plain
+sha256 from an older qrm, this machine's key, or, for another machine's key, as far as can be told
+without it); `rekeyed` replaces plain records of `.env` files with keyed ones (apply's migration).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from reconciler.core import generated, render
 from reconciler.core.changes import Change
 from reconciler.core.errors import SecretsError
 from reconciler.core.state import DesiredState, RecordedFile, RecordedService
-from reconciler.edges import files, sops
+from reconciler.edges import files, machine_key, sops
+from reconciler.flows.committed_reports import env_matches
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,7 @@ def apply_files(
     # Only .env holds secret values (the other files refer to its variables).
     needed = {key for f in to_write if f.name == ".env" for key in references[(f.project, f.environment)].values()}
     values = _values_for(desired, secrets_file, needed)
+    digest_key = machine_key.ensure_key()  # before anything is written, as the values are
 
     rendered: dict[tuple[str, str], dict[str, str]] = {}
     for project, environment in environments:
@@ -103,21 +110,63 @@ def apply_files(
         for wanted_file in to_write:
             text = rendered[(wanted_file.project, wanted_file.environment)][wanted_file.name]
             files.write_atomic(root / wanted_file.path, text, mode=generated.file_mode(wanted_file.name), root=root)
-            done.written.append(RecordedFile(wanted_file.path, wanted_file.masked, generated.sha256(text)))
+            done.written.append(RecordedFile(wanted_file.path, wanted_file.masked,
+                                             generated.written_digest(wanted_file.path, text, digest_key)))
     except BaseException:
         done.undo(root)
         raise
     return done
 
 
-def disk_shas(root: Path, paths: Iterable[str]) -> dict[str, str | None]:
-    """sha256 of each file as it is now; None when it is missing, or reached through a symlink (plan never
-    reads, and never diffs, a file outside the workspace; apply then refuses the symlink, naming it)."""
+EDITED = "edited"  # the digest of a file that differs from its record and that this machine cannot key
+
+
+def disk_digests(root: Path, recorded: Mapping[str, RecordedFile], key: bytes | None) -> dict[str, str | None]:
+    """Each recorded file as it is now, as a digest in its record's scheme: equal to the record when the
+    file is as apply wrote it; None when it is missing. A file that differs never gets a plain hash here
+    (plan shows it): a keyed one, else EDITED."""
     out: dict[str, str | None] = {}
     verified: set[Path] = set()
-    for path in paths:
+    for path, record in recorded.items():
+        # None also when reached through a symlink: plan never reads, and never diffs, a file outside the
+        # workspace (apply then refuses the symlink, naming it).
         text = files.read_inside_or_none(root, root / path, verified)
-        out[path] = generated.sha256(text) if text is not None else None
+        out[path] = None if text is None else _digest_like(text, record, key)
+    return out
+
+
+def _digest_like(text: str, record: RecordedFile, key: bytes | None) -> str:
+    written = record.written_sha
+    if generated.keyed_with(written, key):
+        assert key is not None
+        return generated.keyed_digest(text, key)
+    if generated.is_keyed(written):
+        # Another machine's key (a shared registry), or this machine's is gone: compare what can be
+        # compared without it (every line but the values of secrets).
+        same = env_matches(text, record.masked) if generated.holds_secrets(record.path) else text == record.masked
+    else:  # a plain sha256 (a file without secrets, or a .env recorded by an older qrm)
+        same = generated.sha256(text) == written
+    if same:
+        return written
+    return generated.keyed_digest(text, key) if key is not None else EDITED
+
+
+def rekeyed(root: Path, recorded: Mapping[str, RecordedFile], skip: Iterable[str]) -> list[RecordedFile]:
+    """Keyed records for the .env files recorded with a plain sha256 (by an older qrm), but for `skip`
+    (the files this apply writes or deletes). A file as recorded gets the digest of its text; one that
+    differs (a hand edit that policy `warn` keeps) gets the digest of its masked text, which is not
+    what is on disk, so it stays a hand edit."""
+    skipped = set(skip)
+    paths = [p for p in generated.unkeyed_secret_files(recorded) if p not in skipped]
+    if not paths:
+        return []
+    key = machine_key.ensure_key()
+    out = []
+    for path in paths:
+        record = recorded[path]
+        text = files.read_inside_or_none(root, root / path)
+        as_written = text if text is not None and generated.sha256(text) == record.written_sha else record.masked
+        out.append(RecordedFile(path, record.masked, generated.keyed_digest(as_written, key)))
     return out
 
 

@@ -28,7 +28,7 @@ from reconciler.core.report import (
     plan_document,
 )
 from reconciler.core.state import DesiredState, LiveState, RecordedState
-from reconciler.edges import files, probes
+from reconciler.edges import files, machine_key, probes
 from reconciler.edges.registry import Registry, display_url
 from reconciler.flows import generated_files
 from reconciler.flows.desired import load_desired
@@ -54,7 +54,7 @@ def read_live(ws: Workspace, desired: DesiredState, refresh: bool,
         # A clone's working tree is not the deployment: no drift, only what the manifests change.
         file_shas = {path: f.written_sha for path, f in recorded.files.items()}
     elif recorded is not None:
-        file_shas = generated_files.disk_shas(ws.root, recorded.files)
+        file_shas = generated_files.disk_digests(ws.root, recorded.files, machine_key.read_key())
         file_texts = generated_files.edited_texts(ws.root, recorded.files, file_shas)
         file_modes = generated_files.disk_modes(ws.root, recorded.files)
     if not refresh:

@@ -50,10 +50,10 @@ def _open(ws: Workspace) -> tuple[sops.EncryptedSecrets | None, dict[str, str], 
     except SecretsError as exc:  # no key, or a key file that is missing or damaged: say which file it was for
         raise SecretsError(f"{LABEL}: {exc}") from None
     log.debug("secrets.enc: %d name(s); %d age identit(ies) loaded", len(current.tree), len(identities))
+    current.flat_values()  # an entry qrm refuses is named before the MAC check could only say "tampered"
     data_key = sops.unwrap_data_key(current, identities)
     plain = sops.decrypt_tree(current, data_key)
     plain.pop(sops.QRM_META_KEY, None)
-    current.flat_values()
     return current, {k: sops.plain_text(v) for k, v in plain.items()}, data_key, identities
 
 

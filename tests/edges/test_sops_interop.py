@@ -46,7 +46,6 @@ AWKWARD = {
     "UNICODE": "żółć ✓ 日本語 🙂",
     "BACKSLASH": "C:\\path\\n\\t",
     "COLON": "key: value, - item, [list], {map}",
-    "EMPTY": "",
     "quantumblog/DB_HOST": "db.internal:5432",
     "quantumblog/prod/DB_PASSWORD": "pr0d-p@ss:w0rd!#%&*",
     "quantumblog/prod/on": "yes, really",
@@ -334,7 +333,7 @@ def test_secrets_enc_after_updates_and_rotation_decrypts_with_sops_age(keys: Key
     path = tmp_path / "secrets.enc"
     first = keys.render(AWKWARD)
     previous = sops.read_encrypted(first, "secrets.enc")
-    updated = {**AWKWARD, "PLAIN": "an updated value", "NEW": "a new one", "EMPTY": "no longer empty"}
+    updated = {**AWKWARD, "PLAIN": "an updated value", "NEW": "a new one"}
     second = keys.render(updated, previous=previous, previous_plain=AWKWARD, changed_at=previous.changed_at(),
                          now=LATER)
     path.write_text(second, encoding="utf-8")
@@ -350,7 +349,7 @@ def test_secrets_enc_after_updates_and_rotation_decrypts_with_sops_age(keys: Key
 
 
 def test_a_rotation_keeping_ivs_keeps_value_ids_and_still_decrypts_with_sops_age(keys: Keys, tmp_path: Path) -> None:
-    values = {k: v for k, v in AWKWARD.items() if v}  # an empty value is stored unencrypted: no IV, no id
+    values = dict(AWKWARD)
     before = sops.read_encrypted(keys.render(values), "secrets.enc")
     rotated = Keys()
     path = tmp_path / "secrets.enc"
@@ -465,11 +464,35 @@ def test_a_changed_timestamp_breaks_the_mac(keys: Keys, tmp_path: Path) -> None:
 
 def test_a_plaintext_entry_is_refused(keys: Keys, tmp_path: Path) -> None:
     """The MAC covers values, not names: a value moved out of qrm_unencrypted keeps it valid, so qrm
-    refuses every flat entry that is not ENC[…] (an empty string excepted: that is how SOPS stores one)."""
+    refuses every flat entry that is not ENC[…]."""
     text = keys.render(AWKWARD, rotated_at=NOW)
     assert f'\n    rotated: "{NOW}"\n' in text
     path = written(keys, tmp_path, text.replace(f'\n    rotated: "{NOW}"\n', f'\nINJECTED:   "{NOW}"\n'))
     assert_refused(path, keys.env, "secrets.enc", "INJECTED", "not an ENC")
+
+
+def test_an_empty_value_as_sops_stores_it_passes_the_mac_and_is_refused(keys: Keys, tmp_path: Path) -> None:
+    """SOPS stores an empty value as a plain `""` (aes.Cipher.Encrypt returns "" for one) and hashes it as
+    no bytes: the MAC is the same with or without the entry, so anyone can add one. qrm refuses it, by name."""
+    real = f"DB_PASSWORD: {sops.encrypt_value('real-secret', keys.data_key, 'DB_PASSWORD:')}\n"
+    without = written(keys, tmp_path, sops_file(real, ["real-secret"], keys))
+    assert open_file(without, keys.env) == {"DB_PASSWORD": "real-secret"}  # the MAC is right
+    for line in ('quantumblog/prod/DB_PASSWORD: ""\n', "quantumblog/prod/DB_PASSWORD: ''\n"):
+        path = written(keys, tmp_path, sops_file(real + line, ["real-secret"], keys))
+        message = assert_refused(path, keys.env, "secrets.enc", "quantumblog/prod/DB_PASSWORD", "empty value")
+        assert "real-secret" not in message
+        encrypted = sops.read_file(path)
+        assert encrypted is not None
+        with pytest.raises(SecretsError, match="quantumblog/prod/DB_PASSWORD: an empty value"):
+            encrypted.fingerprints()  # plan (no key) refuses it too
+
+
+def test_qrm_never_writes_an_empty_value(keys: Keys) -> None:
+    """An ENC[] form of "" has an empty `data:`, which SOPS's parser (`data:(.+)`) refuses; a plain "" is
+    unauthenticated: qrm writes neither."""
+    with pytest.raises(SecretsError) as caught:
+        keys.render({"A": "alpha-secret", "quantumblog/EMPTY": ""})
+    assert_loud(caught.value, "quantumblog/EMPTY", "empty secret")
 
 
 @pytest.mark.parametrize("where", ["age armor", "after lastmodified", "mac line", "before version"])
@@ -487,8 +510,7 @@ def test_truncated_in_the_sops_block(keys: Keys, tmp_path: Path, where: str) -> 
 
 def test_every_truncation_and_every_changed_byte_fails_safely(keys: Keys) -> None:
     """Cut anywhere, or any one character changed: the same values or a one-line SecretsError, never
-    another exception and never other values. (Not with an empty value: SOPS stores one as `""`, outside
-    both encryption and MAC, so its name can change unnoticed, in SOPS as in qrm.)"""
+    another exception and never other values."""
     values = {"A": "alpha-secret", "quantumblog/prod/DB_PASSWORD": "pr0d-p@ss:w0rd!#%&*"}
     text = keys.render(values, rotated_at=NOW)
     identities = sops.load_identities(keys.env)
