@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from reconciler.core.escaping import one_line
 
 
 @dataclass(frozen=True)
@@ -85,3 +88,23 @@ class SecretsError(QrmError):
     def __init__(self, message: str, *, entry: str | None = None):
         super().__init__(message)
         self.entry = entry
+
+
+def unexpected_error(exc: BaseException, traceback_hint: str = "QRM_DEBUG=1 shows the traceback") -> str:
+    """One line for an exception no layer turned into a QrmError (the CLI's last line of defence, and
+    the watcher's when a reconcile fails).
+
+    An operating-system error names the file and says what the system said (a full disk, a
+    permission). Anything else is a bug: its type and where it was raised, but not its message,
+    which could quote data read from a secret; `traceback_hint` says where the whole traceback is."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return one_line(f"{where}{exc.strerror or type(exc).__name__}")
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    place = ""
+    if frame is not None:
+        code = frame.tb_frame.f_code
+        place = f" in {PurePath(code.co_filename).name}:{frame.tb_lineno} ({code.co_name})"
+    return f"unexpected {type(exc).__name__}{place}; this is a bug in qrm, please report it ({traceback_hint})"

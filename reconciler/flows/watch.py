@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.core.errors import QrmError
+from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.edges import file_watch, git_repo
 from reconciler.edges.locks import workspace_lock
 from reconciler.flows.reconcile import ReconcileResult, parse_author, reconcile_once
@@ -91,8 +91,9 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
                                         check_health=check_health, allow_dirty=options.allow_dirty)
             except Exception as exc:  # a daemon outlives one bad step; the next change or interval retries
                 log.debug("reconcile (%s) failed", trigger, exc_info=True)
-                emit(f"reconcile ({trigger}): failed unexpectedly: {type(exc).__name__}: {exc}; "
-                     "retrying on the next change or interval")
+                # One line, and never the exception's own message (it could quote a secret value).
+                reason = unexpected_error(exc, "--log-level debug shows the traceback")
+                emit(f"reconcile ({trigger}): failed: {reason}; retrying on the next change or interval")
                 return
             if options.pull and result.commit is not None and result.commit.sha:
                 _push(ws, result)

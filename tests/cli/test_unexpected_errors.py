@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from reconciler.cli.root import unexpected_error
+from reconciler.core.errors import unexpected_error
 from tests.support.workspace import Workspace
 
 

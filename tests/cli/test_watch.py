@@ -215,3 +215,25 @@ def test_watch_apply_reconciles_commits_and_reports_a_broken_working_tree_edit_a
              watcher)
     assert f"| Revision | `{change[:12]}` |" in shown(ws.root, "reports/summary.md", "HEAD")
     assert watcher.stop() == 0
+
+
+def test_an_unexpected_failure_is_one_line_without_its_message_and_the_watcher_goes_on(
+        tmp_path: Path, watchers: Callable[..., Watcher]) -> None:
+    _origin, _dev, workspace = clones(tmp_path)
+    watcher = watchers(workspace, "--interval", "0.3", "--no-commit")
+    wait_for("the first summary", lambda: (workspace / "reports" / "summary.md").exists(), watcher)
+    secrets = workspace / "secrets.enc"
+    saved = secrets.read_bytes() if secrets.exists() else None
+    if saved is not None:
+        secrets.unlink()
+    secrets.mkdir()  # what no layer anticipates: an OSError from deep inside a reconcile
+    failed = f"failed: {secrets}: Is a directory; retrying on the next change or interval"
+    wait_for("the failure line", lambda: any(failed in line for line in watcher.lines), watcher)
+    secrets.rmdir()
+    if saved is not None:
+        secrets.write_bytes(saved)
+    seen = len(watcher.lines)
+    wait_for("a reconcile after the repair",
+             lambda: any("reconcile" in line and "failed" not in line for line in watcher.lines[seen:]), watcher)
+    assert "Traceback" not in watcher.output
+    assert watcher.stop() == 0
