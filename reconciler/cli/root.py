@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from reconciler.core.errors import unexpected_error
+
 if TYPE_CHECKING:
     from reconciler.flows.workspace import Workspace
 
@@ -93,28 +95,6 @@ def reports_errors(func: F) -> F:
             return EXIT_ERROR
 
     return cast(F, wrapper)
-
-
-def unexpected_error(exc: BaseException) -> str:
-    """One line for an exception no layer turned into a QrmError.
-
-    An operating-system error says what the system said and about which file (a full disk, a
-    permission). Anything else is a bug: its type and where it was raised, but not its message,
-    which could quote data read from a secret; QRM_DEBUG=1 shows the whole traceback."""
-    from reconciler.core.escaping import one_line
-
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename is not None else ""
-        return one_line(f"{where}{exc.strerror or type(exc).__name__}")
-    frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    place = ""
-    if frame is not None:
-        code = frame.tb_frame.f_code
-        place = f" in {Path(code.co_filename).name}:{frame.tb_lineno} ({code.co_name})"
-    return (f"unexpected {type(exc).__name__}{place}; this is a bug in qrm, please report it "
-            "(QRM_DEBUG=1 shows the traceback)")
 
 
 def _unlocated(message: str) -> dict[str, Any]:

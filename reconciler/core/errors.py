@@ -1,8 +1,10 @@
-"""The one exception tree of qrm; the CLI turns each into a message and exit code 1."""
+"""The one exception tree of qrm; the CLI turns each into a message and exit code 1, the server into a
+JSON error. `unexpected_error` is the one line both faces give for an exception outside the tree."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,25 @@ class SecretsError(QrmError):
     def __init__(self, message: str, *, entry: str | None = None):
         super().__init__(message)
         self.entry = entry
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """One line for an exception no layer turned into a QrmError.
+
+    An operating-system error says what the system said and about which file (a full disk, a
+    permission). Anything else is a bug: its type and where it was raised, but not its message,
+    which could quote data read from a secret; QRM_DEBUG=1 shows the whole traceback."""
+    from reconciler.core.escaping import one_line
+
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return one_line(f"{where}{exc.strerror or type(exc).__name__}")
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    place = ""
+    if frame is not None:
+        code = frame.tb_frame.f_code
+        place = f" in {Path(code.co_filename).name}:{frame.tb_lineno} ({code.co_name})"
+    return (f"unexpected {type(exc).__name__}{place}; this is a bug in qrm, please report it "
+            "(QRM_DEBUG=1 shows the traceback)")
