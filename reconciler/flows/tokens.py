@@ -37,8 +37,8 @@ def list_tokens(ws: Workspace) -> list[ApiToken]:
 def create_token(ws: Workspace, name: str, scopes: list[str]) -> NewToken:
     unknown = [s for s in scopes if s not in core_tokens.SCOPES]
     if unknown or not scopes:
-        raise QrmError(f"unknown scope {unknown[0]!r}" if unknown else "a token needs at least one scope"
-                       f"; expected: {', '.join(core_tokens.SCOPES)}")
+        problem = f"unknown scope {unknown[0]!r}" if unknown else "a token needs at least one scope"
+        raise QrmError(f"{problem}; expected: {', '.join(core_tokens.SCOPES)}")
     token = core_tokens.PREFIX + secrets.token_urlsafe(32)  # 256 random bits
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     ordered = [s for s in core_tokens.SCOPES if s in scopes]
