@@ -11,7 +11,7 @@ import json
 
 import click
 
-from reconciler.cli.root import EXIT_OK, cli, reports_errors, workspace_from
+from reconciler.cli.root import EXIT_ERROR, EXIT_OK, cli, reports_errors, workspace_from
 
 FACTORY = "reconciler.server.app:app_from_environment"
 
@@ -46,8 +46,14 @@ def serve(ctx: click.Context, host: str, port: int) -> int:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # "Uvicorn running on ...", and the shutdown
-    uvicorn.run(FACTORY, factory=True, host=host, port=port, log_config=None, access_log=False,
-                server_header=False, proxy_headers=False)
+    try:
+        uvicorn.run(FACTORY, factory=True, host=host, port=port, log_config=None, access_log=False,
+                    server_header=False, proxy_headers=False)
+    except SystemExit as stopped:  # uvicorn exits 3 when it cannot start (a port in use): qrm's 3 means tests failed
+        if stopped.code in (0, None):
+            return EXIT_OK
+        click.echo(f"error: qrm serve could not start on {host}:{port} (uvicorn's ERROR line above says why)", err=True)
+        return EXIT_ERROR
     return EXIT_OK
 
 

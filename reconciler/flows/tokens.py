@@ -71,8 +71,9 @@ def authenticate(ws: Workspace, presented: str) -> ApiToken | None:
 
 
 def check_bind(ws: Workspace, host: str) -> None:
-    """Refuse to listen beyond this machine while no token exists: the API would be open to no one
-    (every path needs a token), so such a bind is a mistake, or the start of one."""
+    """Refuse to listen beyond this machine while qrm.yaml has no token: an API other machines can reach
+    is one meant to be called with tokens, so a bind to 0.0.0.0 without any is a mistake (the docs and
+    /health would be open to every network it is on, and nothing else usable)."""
     if not core_tokens.is_loopback(host) and not list_tokens(ws):
         raise QrmError(f"refusing to listen on {host} without a token (every request but /health needs one): "
                        "create one with qrm token create NAME --scope read, or listen on 127.0.0.1")

@@ -107,3 +107,13 @@ def test_creates_at_the_same_time_all_land(fleet: Workspace) -> None:
     assert sorted(t["name"] for t in listed) == [f"t{i}" for i in range(6)]
     assert len(set(tokens)) == 6
     assert (fleet.root / "qrm.yaml").read_text().startswith(SETTINGS)
+
+
+def test_two_tokens_of_one_name_in_qrm_yaml_are_refused(fleet: Workspace) -> None:
+    create(fleet, "ci")
+    path = fleet.root / "qrm.yaml"
+    line = path.read_text().splitlines()[-1]
+    path.write_text(path.read_text() + line + "\n")
+    result = fleet.qrm("token", "list")
+    assert result.exit_code == 1
+    assert "token name 'ci' is used twice; each token needs its own name" in result.stderr.splitlines()[0]

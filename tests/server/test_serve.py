@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -58,6 +59,24 @@ def test_listening_beyond_this_machine_without_a_token_is_refused(small: tuple[W
     assert done.stderr.splitlines() == [
         f"error: refusing to listen on {host} without a token (every request but /health needs one): create one "
         "with qrm token create NAME --scope read, or listen on 127.0.0.1"]
+
+
+def test_a_port_in_use_is_exit_1_with_uvicorn_s_reason_and_one_line(small: tuple[Workspace, dict[str, str]]) -> None:
+    ws, env = small
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "reconciler", "-C", str(ws.root), "serve", "--port", str(port)],
+                              capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert [line.split(" ERROR uvicorn.error: ", 1)[1] for line in done.stderr.splitlines()
+            if " ERROR uvicorn.error: " in line] == [
+        f"[Errno 98] error while attempting to bind on address ('127.0.0.1', {port}): address already "
+        "in use"]
+    assert done.stderr.splitlines()[-1] == (f"error: qrm serve could not start on 127.0.0.1:{port} (uvicorn's ERROR "
+                                            "line above says why)")
+    assert "Traceback" not in done.stderr
 
 
 def test_with_a_token_it_listens_on_every_address(small: tuple[Workspace, dict[str, str]]) -> None:
