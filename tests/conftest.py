@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import pgserver
+from tests.support import api_server, pgserver
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
 
@@ -58,3 +58,19 @@ def pg_database(pg_server: pgserver.PgServer, monkeypatch: pytest.MonkeyPatch) -
     yield PgDatabase(pg_server, name, pg_server.url(name), pg_server.url(name, with_password=True),
                      pg_server.password)
     pg_server.drop_database(name)
+
+
+# --- qrm serve: the bundled example served by a real process, once per test module -------------------
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
+    """The example workspace (applied; CANARY as its prod password; api_server.TOKENS) served by `qrm serve`."""
+    base = tmp_path_factory.mktemp("served")
+    env = api_server.environment(base / "home")
+    tokens = api_server.example_workspace(base / "ws", env)
+    server = api_server.start(base / "ws", env)
+    server.tokens = tokens
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.paths import REPO
 
-LAYER_PACKAGES = ("reconciler.cli", "reconciler.flows", "reconciler.edges", "reconciler.core")
+LAYER_PACKAGES = ("reconciler.cli", "reconciler.server", "reconciler.flows", "reconciler.edges", "reconciler.core")
 OUTSIDE_LAYERS = {"reconciler", "reconciler.__main__"}  # the package marker and `python -m reconciler`
 
 
@@ -116,10 +116,11 @@ def test_the_face_detector_finds_printing_and_exiting(source: str, expected: lis
 
 
 def test_below_the_faces_nothing_prints_or_exits() -> None:
-    """The flows are a library: they return values, and only cli/ (and next, server/) talks to a
-    terminal or picks an exit code. Logging is allowed: it is configured by the face."""
+    """The flows are a library: they return values, and only cli/ talks to a terminal or picks an exit
+    code. Logging is allowed: it is configured by the face. The server is a face without a terminal:
+    it answers HTTP and logs, and never prints or exits either (uvicorn owns the process)."""
     found = {str(path.relative_to(REPO)): calls
-             for layer in ("core", "edges", "flows")
+             for layer in ("core", "edges", "flows", "server")
              for path in sorted((REPO / "reconciler" / layer).glob("*.py"))
              if (calls := faces_only(path.read_text()))}
     assert found == {}
@@ -132,3 +133,14 @@ def test_the_layers_contract_names_every_layer_package() -> None:
     packages = {p.parent.relative_to(REPO).as_posix().replace("/", ".")
                 for p in (REPO / "reconciler").glob("*/__init__.py")}
     assert named == packages == set(LAYER_PACKAGES)
+
+
+def test_the_faces_are_independent_siblings_above_the_flows() -> None:
+    """cli and server share one layer, `|`-separated: import-linter forbids imports between them either way."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in config if c["type"] == "layers")["layers"]
+    assert {name.strip() for name in layers[0].split("|")} == {"reconciler.cli", "reconciler.server"}
+    assert "|" in layers[0] and ":" not in layers[0]
+    imports = package_imports()
+    assert not [(a, b) for a, targets in imports.items() for b in targets
+                if a.startswith("reconciler.server") and b.startswith("reconciler.cli")]

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from reconciler.core.errors import unexpected_error
+
 if TYPE_CHECKING:
     from reconciler.flows.workspace import Workspace
 
@@ -86,8 +88,6 @@ def reports_errors(func: F) -> F:
         except Exception as exc:  # the last line of defence (a full disk, a bug): one line, never a traceback
             if os.environ.get("QRM_DEBUG"):
                 raise
-            from reconciler.core.errors import unexpected_error
-
             message = unexpected_error(exc)
             if as_json:
                 return json_errors([_unlocated(message)])

@@ -1,4 +1,5 @@
-"""The one exception tree of qrm; the CLI turns each into a message and exit code 1."""
+"""The one exception tree of qrm; the CLI turns each into a message and exit code 1, the server into a
+JSON error. `unexpected_error` is the one line both faces give for an exception outside the tree."""
 
 from __future__ import annotations
 

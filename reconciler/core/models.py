@@ -426,6 +426,19 @@ DEFAULT_RANGES: tuple[PortRange, ...] = (
 )
 
 
+TokenScope = Literal["read", "write", "secrets"]
+
+
+class ApiToken(Spec):
+    """One named token of `qrm serve`, as `qrm token create` writes it: only the sha256 of the token."""
+
+    name: Name
+    scopes: list[TokenScope] = Field(min_length=1, description="read, write and/or secrets")
+    created: str = Field(description="when it was created, UTC, ISO 8601")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the token; the token itself is "
+                                                               "shown once, never stored")
+
+
 class Settings(Spec):
     """qrm.yaml: optional settings of one workspace."""
 
@@ -441,3 +454,12 @@ class Settings(Spec):
     generated_policy: dict[
         Literal[".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml", "*"], Literal["overwrite", "warn"]
     ] = Field({}, description="what apply does with a generated file edited by hand: overwrite (default) or warn")
+    tokens: list[ApiToken] = Field([], description="the tokens of qrm serve (qrm token create|list|revoke)")
+
+    @model_validator(mode="after")
+    def _unique_token_names(self) -> Settings:
+        names = [t.name for t in self.tokens]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"token name {twice[0]!r} is used twice; each token needs its own name")
+        return self

@@ -3,19 +3,21 @@ which generated file is for which host."""
 
 from __future__ import annotations
 
-from reconciler.core import generated
+from reconciler.core import generated, render
 from reconciler.core.errors import (
     AllocationError,
     QrmError,
 )
 from reconciler.core.plan import services_after
+from reconciler.edges import sops
 from reconciler.flows.desired import load_desired
 from reconciler.flows.plan import plan_workspace
 from reconciler.flows.workspace import Workspace
 
 
-def render_file(ws: Workspace, project: str, environment: str, name: str) -> str:
-    """One generated file as apply would write it now, secrets as placeholders (no key needed)."""
+def render_file(ws: Workspace, project: str, environment: str, name: str, *, with_values: bool = False) -> str:
+    """One generated file as apply would write it now, secrets as placeholders (no key needed); with
+    `with_values`, as apply writes it: the secret values from secrets.enc (the age key is needed)."""
     with plan_workspace(ws, refresh=False) as ctx:
         pass  # only the plan and the states are needed; the registry is closed
     if project not in ctx.desired.projects:
@@ -27,8 +29,25 @@ def render_file(ws: Workspace, project: str, environment: str, name: str) -> str
     if ctx.plan.blocked:
         raise AllocationError("; ".join([c.message for c in ctx.plan.conflicts] + list(ctx.plan.errors)))
     services = services_after(ctx.recorded, ctx.plan.changes)
+    if with_values:
+        references = render.secret_references(ctx.desired, project, environment)
+        values = _secret_values(ws, set(references.values()))
+        secrets = {var: render.SecretValue(key, ctx.desired.secrets.get(key, ""), values.get(key))
+                   for var, key in references.items()}
+        ports = generated.environment_ports(services, project, environment)
+        return render.render_environment(ctx.desired, project, environment, ports, secrets)[name]
     wanted = generated.desired_files(ctx.desired, services)
     return wanted[generated.file_path(project, environment, name)].masked
+
+
+def _secret_values(ws: Workspace, keys: set[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    encrypted = sops.read_file(ws.secrets_file, "secrets.enc")
+    if encrypted is None:
+        return {}
+    plain = sops.decrypt(encrypted, sops.load_identities())
+    return {key: plain[key] for key in keys if key in plain}
 
 
 def generated_files_by_host(ws: Workspace, host: str | None = None) -> list[tuple[str, str, bool]]:

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import cli
 from reconciler.edges import sops
+from tests.support import api_server
 from tests.support.workspace import Workspace
 
 CANARY = "canary-" + os.urandom(32).hex()  # random and long: it cannot turn up by chance
@@ -100,6 +101,29 @@ class Outputs:
         assert process.wait(timeout=60) == 0, "".join(lines)
         assert any(" DEBUG " in line for line in lines) and any("committed" in line for line in lines), lines
         self.seen.append((f"process qrm watch {' '.join(args)}", "".join(lines)))
+
+    def serve(self, reader: str, keeper: str) -> None:
+        """`qrm serve` at debug level: every read path with a read token, then the .env with a token that
+        has the secrets scope (the one answer allowed to hold the value); its log and answers are looked at."""
+        env = {**os.environ, "QRM_LOG_LEVEL": "debug"}
+        server = api_server.start(self.ws.root, env)
+        answers = []
+        try:
+            for path in ("/health", "/resources/ports", "/resources/ports/ranges", "/resources/ports/check/8000",
+                         "/resources/services", "/resources/secrets", "/plan?refresh=false",
+                         "/resources/generate/env/quantumblog?environment=prod",
+                         "/resources/generate/env/quantumblog?environment=dev",
+                         "/resources/generate/docker-compose/quantumblog?environment=prod",
+                         "/resources/generate/env/quantumblog?environment=nope", "/resources/ports?host=nope"):
+                answer = server.get(path, reader)
+                answers.append(f"GET {path} {answer.status_code} {answer.text}")
+            allowed = server.get("/resources/generate/env/quantumblog?environment=prod", keeper).text
+            self.allowed.append(("GET /resources/generate/env/quantumblog (secrets scope)", allowed))
+        finally:
+            assert server.stop() == 0
+        assert " DEBUG " in server.log()
+        self.seen.append(("process qrm serve (answers)", "\n".join(answers)))
+        self.seen.append(("process qrm serve (log)", server.log()))
 
     def damaged(self, damage: Callable[[Path], None], *commands: tuple[str, ...]) -> None:
         """Run commands against a damaged secrets.enc (each must fail), then put the file back."""
@@ -192,6 +216,14 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.qrm("secrets", "list")
     out.qrm("secrets", "list", "--json")
     out.qrm("secrets", "rm", "SHORT_LIVED")
+
+    # qrm serve and its tokens: only a token with the secrets scope gets the value, and nothing logs it.
+    reader = out.qrm("token", "create", "leak-reader").strip()
+    keeper = out.qrm("token", "create", "leak-keeper", "--scope", "read", "--scope", "secrets").strip()
+    out.qrm("token", "list")
+    out.qrm("token", "list", "--json")
+    out.serve(reader, keeper)
+    out.qrm("token", "revoke", "leak-reader")
 
     # Keys: rotate again in a real process, then a second reader.
     out.process("secrets", "rotate")
