@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import api_server, pgserver
+from tests.support import api_server, pgserver, suites_api
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
 
@@ -74,3 +74,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Serv
         yield server
     finally:
         server.stop()
+
+
+
+@pytest.fixture(scope="module")
+def suites_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
+    """tests/support/suites_api's workspace (two projects, shop's pages on a Quantum stand-in) served by `qrm serve`."""
+    with suites_api.served(tmp_path_factory.mktemp("suites")) as server:
+        yield server

@@ -411,3 +411,17 @@ def component_changes(ws: Workspace, desired: DesiredState, registry: Registry |
                 continue
             changes.append({"project": name, "path": path, "change": change[0], "symbol": change[1]})
     return changes
+
+
+def last_scan(ws: Workspace, project: str) -> dict[str, Any]:
+    """The components of `project` as its last scan recorded them in the registry (nothing is read or parsed):
+    {"project", "scanned_at", "components" (Component.to_dict() of each, by path), "stats" (the totals)}.
+    A project never scanned has no components and scanned_at None."""
+    registry = open_registry(ws, create=False)
+    rows = {} if registry is None else registry.component_rows(project)
+    if registry is not None:
+        registry.close()
+    ordered = [rows[path] for path in sorted(rows)]
+    summaries = [json.loads(row[2]) for row in ordered]
+    return {"project": project, "scanned_at": max((row[3] for row in ordered), default=None),
+            "components": [json.loads(row[1]) for row in ordered], "stats": component_totals(summaries)}

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.escaping import one_line
 from reconciler.flows.workspace import open_workspace
-from reconciler.server import auth, routes
+from reconciler.server import auth, routes, suites
 from reconciler.server.guard import ACCESS_LOG, BODY_LIMIT, Guard
 
 STATIC_URL = "/docs/static"
@@ -49,6 +49,7 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
     _error_handlers(app)
     _docs(app)
     app.include_router(routes.router)
+    app.include_router(suites.router)
     app.add_middleware(Guard, body_limit=body_limit)
     return app
 

@@ -1,0 +1,240 @@
+"""The component and test-suite endpoints of `qrm serve`: scan a project's components and read the last
+scan, generate a suite, run one in the background and read the run.
+
+Ids are names, as everywhere in qrm; the original plan's curl lines use numbers (`projects/2`,
+`test-suites/1`, `{"environment_id": 2}`), so a path or body value made of digits that is not a name
+is a 1-based position: projects and a project's environments in manifest order (files by path,
+documents in file order), suites by name. Run ids are this server's own (1, 2, ...; kept in memory,
+so a restarted server forgets them): the registry records each finished run (`qrm tests history`),
+but only once it has finished, and a 202 names the run before that.
+
+Bodies are JSON whatever their Content-Type (curl -d sends application/x-www-form-urlencoded); a body
+that is not a JSON object, or a field of the wrong type, is 422.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.responses import JSONResponse
+
+from reconciler.core.errors import QrmError, unexpected_error
+from reconciler.core.escaping import one_line
+from reconciler.core.models import ApiToken
+from reconciler.core.state import DesiredState
+from reconciler.core.test_results import ERROR, FAILED, PASSED, CaseResult
+from reconciler.flows.desired import load_desired
+from reconciler.flows.workspace import Workspace
+from reconciler.server.auth import ApiError, require, workspace
+
+router = APIRouter()
+Reader = Annotated[ApiToken, Depends(require("read"))]
+Writer = Annotated[ApiToken, Depends(require("write"))]
+Ws = Annotated[Workspace, Depends(workspace)]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    types: list[str] | None = None
+
+
+class RunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    environment: str | int | None = None
+    environment_id: str | int | None = None
+
+
+async def _body(request: Request, model: type[Model]) -> Model:
+    """The request body as JSON (whatever its Content-Type), validated by `model`; 422 with the reasons."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, f"the body is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "; ".join(f"body.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                      for e in exc.errors())) from None
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The body's schema for /docs (the handlers read the body themselves, so FastAPI does not see it)."""
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def _pick(kind: str, value: str, names: list[str]) -> str:
+    """`value` when it is one of `names`, else the name at its 1-based position; 404 naming the known."""
+    if value in names:
+        return value
+    if value.isdigit() and 1 <= int(value) <= len(names):
+        return names[int(value) - 1]
+    raise ApiError(404, f"unknown {kind} {value!r}; known {kind}s: {', '.join(names) or '(none)'} "
+                        f"(or their positions, 1 to {len(names)})")
+
+
+def project_name(desired: DesiredState, value: str) -> str:
+    return _pick("project", value, list(desired.projects))
+
+
+def suite_name(desired: DesiredState, value: str) -> str:
+    return _pick("suite", value, sorted(desired.suites))
+
+
+def environment_name(desired: DesiredState, suite: str, value: str | int) -> str:
+    project = desired.projects.get(desired.suites[suite].project)
+    if project is None:
+        raise ApiError(409, f"suite {suite!r} tests unknown project {desired.suites[suite].project!r}")
+    return _pick("environment", str(value), list(project.environments))
+
+
+# --- components --------------------------------------------------------------------------------------
+
+@router.post("/projects/{project}/components/scan", tags=["components"])
+def scan(ws: Ws, _: Writer, project: str) -> dict[str, Any]:
+    """Scan the project's .q components (incrementally, as `qrm scan PROJECT --json`); `stats` is its totals."""
+    from reconciler.flows.scan import scan_workspace
+
+    found = scan_workspace(ws, project_name(load_desired(ws), project))[0]
+    return {**found.to_dict(), "stats": found.totals}
+
+
+@router.get("/projects/{project}/components", tags=["components"])
+def components(ws: Ws, _: Reader, project: str) -> dict[str, Any]:
+    """The project's components as its last scan recorded them (nothing is read or parsed)."""
+    from reconciler.flows.scan import last_scan
+
+    return last_scan(ws, project_name(load_desired(ws), project))
+
+
+# --- suites ------------------------------------------------------------------------------------------
+
+@router.post("/projects/{project}/test-suites/generate", tags=["test suites"], openapi_extra=_schema(GenerateBody))
+async def generate(request: Request, ws: Ws, token: Writer, project: str) -> dict[str, Any]:
+    """Generate the project's suite (as `qrm tests generate`) and, with a name or types, a suite of that name
+    with the generated cases of those types (`api` = endpoint); commit what was written, naming the token."""
+    from reconciler.flows.named_suites import UnknownCaseType, generate_named_suite
+
+    body = await _body(request, GenerateBody)
+
+    def work() -> dict[str, Any]:
+        name = project_name(load_desired(ws), project)
+        try:
+            made = generate_named_suite(ws, name, body.name, body.types, caller=token.name)
+        except UnknownCaseType as exc:
+            raise ApiError(422, str(exc)) from None
+        return {"project": made.project, "suite": made.suite, "path": made.path.relative_to(ws.root).as_posix(),
+                "total": made.total, "counts": made.counts, "types": made.types,
+                "written": [p.relative_to(ws.root).as_posix() for p in made.written], "commit": made.commit}
+
+    return await run_in_threadpool(work)
+
+
+@dataclass
+class Run:
+    """A run of one suite on one environment, as GET /test-runs/{id} shows it."""
+
+    id: int
+    suite: str
+    environment: str
+    status: str = "running"
+    results: list[CaseResult] = field(default_factory=list)
+    error: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        counts = {PASSED: 0, FAILED: 0}
+        for r in self.results:
+            if r.outcome in (PASSED, FAILED, ERROR):
+                counts[PASSED if r.outcome == PASSED else FAILED] += 1
+        return {"run_id": self.id, "suite": self.suite, "environment": self.environment, "status": self.status,
+                "passed": counts[PASSED], "failed": counts[FAILED],
+                "skipped": sum(1 for r in self.results if r.outcome not in (PASSED, FAILED, ERROR)),
+                "results": [{"id": r.case_id, "name": r.name, "type": r.type, "outcome": r.outcome,
+                             "reason": r.reason} for r in sorted(self.results, key=lambda r: r.case_id)],
+                **({"error": self.error} if self.error is not None else {})}
+
+
+class RunBook:
+    """The runs this server started, by id (in memory); each runs in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: dict[int, Run] = {}
+        self.ids = itertools.count(1)
+
+    def start(self, ws: Workspace, suite: str, environment: str) -> Run:
+        with self.lock:
+            run = Run(next(self.ids), suite, environment)
+            self.runs[run.id] = run
+        threading.Thread(target=self._run, args=(ws, run), name=f"test-run-{run.id}", daemon=True).start()
+        return run
+
+    def _run(self, ws: Workspace, run: Run) -> None:
+        from reconciler.flows.tests_run import run_tests
+
+        def seen(result: CaseResult) -> None:
+            with self.lock:
+                run.results.append(result)
+
+        try:
+            outcome = run_tests(ws, run.suite, [run.environment], on_result=seen)
+            results = [r for r in outcome.runs[0].results if r.environment == run.environment]
+            with self.lock:
+                run.results = results
+                run.status = FAILED if any(r.outcome in (FAILED, ERROR) for r in results) else PASSED
+        except QrmError as exc:
+            with self.lock:
+                run.status, run.error = "error", one_line(str(exc))
+        except Exception as exc:  # the run's answer says what broke; never its message (it could quote a secret)
+            with self.lock:
+                run.status, run.error = "error", unexpected_error(exc)
+
+    def document(self, run_id: int) -> dict[str, Any]:
+        with self.lock:
+            run = self.runs.get(run_id)
+            if run is None:
+                raise ApiError(404, f"unknown test run {run_id} (this server's runs are 1 to {len(self.runs)}; "
+                                    "a restarted server forgets its runs: qrm tests history SUITE lists them)")
+            return run.document()
+
+
+def _book(request: Request) -> RunBook:
+    book: RunBook | None = getattr(request.app.state, "test_runs", None)
+    if book is None:
+        book = request.app.state.test_runs = RunBook()
+    return book
+
+
+@router.post("/test-suites/{suite}/run", tags=["test suites"], status_code=202, openapi_extra=_schema(RunBody))
+async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
+    """Start the suite on one environment (`environment`, or its alias `environment_id`); 202 with the run's id."""
+    body = await _body(request, RunBody)
+    given = body.environment if body.environment is not None else body.environment_id
+    desired = await run_in_threadpool(load_desired, ws)
+    name = suite_name(desired, suite)
+    if given is None:
+        environments = list(desired.suites[name].environments)
+        if len(environments) != 1:
+            raise ApiError(422, "body.environment: Field required (the suite runs on "
+                                f"{', '.join(environments) or 'every environment of its project'}: name one)")
+        given = environments[0]
+    started = _book(request).start(ws, name, environment_name(desired, name, given))
+    return JSONResponse({"run_id": started.id, "status": started.status, "suite": started.suite,
+                         "environment": started.environment}, status_code=202)
+
+
+@router.get("/test-runs/{run_id}", tags=["test suites"])
+async def test_run(request: Request, _: Reader, run_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+    """A run's status (running, passed, failed or error), its counts and each case's outcome and reason."""
+    return _book(request).document(run_id)
