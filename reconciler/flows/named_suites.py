@@ -4,7 +4,8 @@ the generated cases of those types, and a git commit of what was written that na
 
 A named suite is manifests/tests/<name>.yaml, one TestSuite document (the name as a manifest name:
 "Auto Suite" becomes auto-suite). It is rewritten whole on each generation (it holds generated cases
-only: hand-written cases belong in the project's own suite, which `qrm tests generate` merges). The
+only: hand-written cases belong in the project's own suite, which `qrm tests generate` merges); a file
+at that path that this flow did not write is never overwritten. The
 workspace is validated after the write; a suite the manifests refuse is taken back and the error stands.
 """
 
@@ -91,11 +92,13 @@ def generate_named_suite(ws: Workspace, project: str, name: str | None = None, t
         path = ws.manifests / TESTS_DIR / f"{wanted}.yaml"
         previous = files.read_text_or_none(path)
         other = desired.suites.get(wanted)
+        if previous is not None and not previous.startswith(HEADER.format(project=project)):
+            # a file this flow did not write (hand-written, or another project's named suite): never overwritten
+            raise QrmError(f"{path.relative_to(ws.root).as_posix()} exists and was not written for project "
+                           f"{project!r} by qrm serve; choose another name")
         if other is not None and (previous is None or other.project != project):
             raise QrmError(f"a suite named {wanted!r} already exists (of project {other.project!r}); choose another "
                            "name")
-        if previous is not None and other is None:
-            raise QrmError(f"{path.relative_to(ws.root)} exists and is not suite {wanted!r}; choose another name")
         document = {"kind": "TestSuite", "name": wanted, "project": project, "auto_run": False,
                     "block_on_failure": source.block_on_failure, "environments": list(source.environments),
                     "cases": [testgen.case_to_dict(c) for c in cases]}

@@ -39,6 +39,9 @@ Reader = Annotated[ApiToken, Depends(require("read"))]
 Writer = Annotated[ApiToken, Depends(require("write"))]
 Ws = Annotated[Workspace, Depends(workspace)]
 Model = TypeVar("Model", bound=BaseModel)
+# One generation at a time: each writes the project's suite and commits; two at once would race on the files
+# and on git's index lock.
+_generating = threading.Lock()
 
 
 class GenerateBody(BaseModel):
@@ -131,7 +134,8 @@ async def generate(request: Request, ws: Ws, token: Writer, project: str) -> dic
     def work() -> dict[str, Any]:
         name = project_name(load_desired(ws), project)
         try:
-            made = generate_named_suite(ws, name, body.name, body.types, caller=token.name)
+            with _generating:
+                made = generate_named_suite(ws, name, body.name, body.types, caller=token.name)
         except UnknownCaseType as exc:
             raise ApiError(422, str(exc)) from None
         return {"project": made.project, "suite": made.suite, "path": made.path.relative_to(ws.root).as_posix(),

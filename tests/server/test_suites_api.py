@@ -163,6 +163,77 @@ def test_bad_generate_bodies_are_422_with_a_reason(suites_served: Server, body: 
     assert (answer.status_code, answer.json()) == (status, {"error": reason})
 
 
+def test_concurrent_generations_of_different_suites_all_land_as_commits(suites_served: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"concurrent-{n}" for n in range(6)]
+    before = int(git(suites_served.root, "rev-list", "--count", "HEAD"))
+    with ThreadPoolExecutor(len(names)) as pool:
+        answers = list(pool.map(lambda name: post(suites_served, "/projects/shop/test-suites/generate",
+                                                  suites_served.tokens["writer"],
+                                                  json.dumps({"name": name, "types": ["smoke"]}).encode()), names))
+    assert [a.status_code for a in answers] == [200] * len(names), [a.text for a in answers]
+    commits = {a.json()["commit"] for a in answers}
+    assert None not in commits and len(commits) == len(names)
+    assert int(git(suites_served.root, "rev-list", "--count", "HEAD")) == before + len(names)
+    tracked = git(suites_served.root, "ls-files", "manifests/tests").split()
+    assert {f"manifests/tests/{name}.yaml" for name in names} <= set(tracked)
+
+
+def test_a_name_another_projects_suite_has_is_refused_and_nothing_is_written(suites_served: Server) -> None:
+    root = suites_served.root
+    (root / "manifests/blog-suite.yaml").write_text("kind: TestSuite\nname: taken\nproject: blog\ncases: []\n")
+    try:
+        answer = post(suites_served, "/projects/shop/test-suites/generate", suites_served.tokens["writer"],
+                      b'{"name": "Taken"}')
+        assert (answer.status_code, answer.json()) == (409, {
+            "error": "a suite named 'taken' already exists (of project 'blog'); choose another name"})
+        assert not (root / "manifests/tests/taken.yaml").exists()
+    finally:
+        (root / "manifests/blog-suite.yaml").unlink()
+
+
+def test_a_file_qrm_serve_did_not_write_is_never_overwritten(suites_served: Server) -> None:
+    hand = suites_served.root / "manifests/tests/mine.yaml"
+    text = "# my own suite\nkind: TestSuite\nname: mine\nproject: shop\ncases: []\n"
+    hand.write_text(text)
+    try:
+        answer = post(suites_served, "/projects/shop/test-suites/generate", suites_served.tokens["writer"],
+                      b'{"name": "Mine", "types": ["smoke"]}')
+        assert (answer.status_code, answer.json()) == (409, {
+            "error": "manifests/tests/mine.yaml exists and was not written for project 'shop' by qrm serve; "
+                     "choose another name"})
+        assert hand.read_text() == text
+    finally:
+        hand.unlink()
+
+
+def test_regenerating_a_named_suite_rewrites_it_and_commits_only_a_change(suites_served: Server) -> None:
+    writer = suites_served.tokens["writer"]
+    first = post(suites_served, "/projects/shop/test-suites/generate", writer, b'{"name": "again"}').json()
+    path = suites_served.root / first["path"]
+    assert (first["suite"], first["total"]) == ("again", 5)
+    second = post(suites_served, "/projects/shop/test-suites/generate", writer, b'{"name": "again"}').json()
+    assert (second["total"], second["written"], second["commit"]) == (5, [], None)
+    assert yaml.safe_load(path.read_text())["name"] == "again"
+
+
+def test_invalid_manifests_refuse_a_generation_with_their_errors_and_nothing_is_written(
+        suites_served: Server) -> None:
+    root = suites_served.root
+    (root / "manifests/broken.yaml").write_text("kind: TestSuite\nname: broken\nproject: nowhere\ncases: []\n")
+    try:
+        answer = post(suites_served, "/projects/shop/test-suites/generate", suites_served.tokens["writer"],
+                      b'{"name": "never"}')
+        assert answer.status_code == 409, answer.text
+        document = answer.json()
+        assert document["error"].startswith("the workspace's manifests are invalid")
+        assert [e["file"].endswith("broken.yaml") for e in document["errors"]] == [True]
+        assert not (root / "manifests/tests/never.yaml").exists()
+    finally:
+        (root / "manifests/broken.yaml").unlink()
+
+
 # --- running a suite -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("suite", "body", "environment"), [
@@ -206,6 +277,23 @@ def test_a_suite_whose_cases_all_pass_ends_passed(suites_served: Server) -> None
     assert started["environment"] == "dev"
     assert {k: document[k] for k in ("status", "passed", "failed")} == {"status": "passed", "passed": 1, "failed": 0}
     assert document["results"] == [{"id": "home", "name": "home", "type": "smoke", "outcome": "passed", "reason": ""}]
+
+
+def test_a_run_that_cannot_reach_its_environment_ends_in_error_with_a_reason(suites_served: Server) -> None:
+    suite = suites_served.root / "manifests/tests/unplaced.yaml"  # blog's dev has no url: and no allocated port
+    suite.write_text("kind: TestSuite\nname: unplaced\nproject: blog\ncases:\n"
+                     "  - {id: home, name: home, type: smoke, request: {path: /}, expect: [{status: 200}]}\n")
+    try:
+        started = post(suites_served, "/test-suites/unplaced/run", suites_served.tokens["writer"],
+                       b'{"environment": "dev"}')
+        assert started.status_code == 202, started.text
+        document = finished(suites_served, started.json()["run_id"], suites_served.tokens["reader"])
+    finally:
+        suite.unlink()
+    assert {k: document[k] for k in ("status", "passed", "failed", "results")} == {
+        "status": "error", "passed": 0, "failed": 0, "results": []}
+    assert document["error"] == ("service 'web' of blog/dev has no allocated port yet (run qrm apply, or give the "
+                                 "environment a url:)")
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "reason"), [
