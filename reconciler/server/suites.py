@@ -106,11 +106,13 @@ def environment_name(desired: DesiredState, suite: str, value: str | int) -> str
 
 @router.post("/projects/{project}/components/scan", tags=["components"])
 def scan(ws: Ws, _: Writer, project: str) -> dict[str, Any]:
-    """Scan the project's .q components (incrementally, as `qrm scan PROJECT --json`); `stats` is its totals."""
+    """Scan the project's .q components (incrementally, as `qrm scan PROJECT --json`); `stats` is its totals,
+    `report` the file it wrote, in the workspace."""
     from reconciler.flows.scan import scan_workspace
 
     found = scan_workspace(ws, project_name(load_desired(ws), project))[0]
-    return {**found.to_dict(), "stats": found.totals}
+    # the report as a path in the workspace: where the server keeps it on its disk is none of the client's business
+    return {**found.to_dict(), "report": found.report.relative_to(ws.root).as_posix(), "stats": found.totals}
 
 
 @router.get("/projects/{project}/components", tags=["components"])

@@ -89,6 +89,7 @@ def test_scan_answers_the_components_and_stats_of_qrm_scan_json(suites_served: S
     assert [c["path"] for c in document["components"]] == PAGES
     assert document["components"] == cli["projects"][0]["components"]
     assert document["stats"] == cli["totals"] == document["totals"]
+    assert document["report"] == "reports/components/shop.yaml" and str(suites_served.root) not in answer.text
     assert document["stats"] == {"components": 5, "actions": 0, "forms": 0, "queries": 0, "unparsed": 0,
                                  "not_served": 0}
 
@@ -142,6 +143,16 @@ def test_a_named_suite_of_some_types_lands_under_manifests_tests_and_is_committe
     assert "generate test suite smoke-only (smoke, endpoint) of project shop" in log
     assert "Requested by token 'everything'." in log
     assert git(suites_served.root, "status", "--porcelain", "manifests") == ""
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/x-www-form-urlencoded",
+                                          "text/plain; charset=utf-8"])
+def test_a_json_body_is_read_whatever_its_content_type(suites_served: Server, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type is not None else {}
+    answer = post(suites_served, "/projects/shop/test-suites/generate", suites_served.tokens["writer"],
+                  b'{"name": "typed", "types": ["smoke"]}', **headers)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["suite"], answer.json()["types"]) == ("typed", ["smoke"])
 
 
 @pytest.mark.parametrize(("body", "status", "reason"), [
