@@ -178,11 +178,15 @@ class RunBook:
         self.lock = threading.Lock()
         self.runs: dict[int, Run] = {}
         self.ids = itertools.count(1)
+        # Runs of one suite go one after the other: each appends to reports/tests/SUITE/history.jsonl by reading
+        # and rewriting it, and two at once would lose a line. Runs of different suites go at once.
+        self.suite_locks: dict[str, threading.Lock] = {}
 
     def start(self, ws: Workspace, suite: str, environment: str) -> Run:
         with self.lock:
             run = Run(next(self.ids), suite, environment)
             self.runs[run.id] = run
+            self.suite_locks.setdefault(suite, threading.Lock())
         threading.Thread(target=self._run, args=(ws, run), name=f"test-run-{run.id}", daemon=True).start()
         return run
 
@@ -194,7 +198,8 @@ class RunBook:
                 run.results.append(result)
 
         try:
-            outcome = run_tests(ws, run.suite, [run.environment], on_result=seen)
+            with self.suite_locks[run.suite]:
+                outcome = run_tests(ws, run.suite, [run.environment], on_result=seen)
             results = [r for r in outcome.runs[0].results if r.environment == run.environment]
             with self.lock:
                 run.results = results

@@ -275,6 +275,24 @@ def test_a_run_answers_202_and_ends_with_each_cases_outcome(suites_served: Serve
     assert history["runs"][0]["environment"] == environment
 
 
+def test_concurrent_runs_of_one_suite_all_end_and_each_adds_its_history_line(suites_served: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer, reader = suites_served.tokens["writer"], suites_served.tokens["reader"]
+    post(suites_served, "/projects/shop/test-suites/generate", writer)
+    history = suites_served.root / "reports/tests/shop-auto/history.jsonl"
+    before = len(history.read_text().splitlines()) if history.exists() else 0
+    bodies = [b'{"environment": "dev"}', b'{"environment": "staging"}'] * 3
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        started = list(pool.map(lambda body: post(suites_served, "/test-suites/shop-auto/run", writer, body), bodies))
+    ids = [answer.json()["run_id"] for answer in started]
+    assert [answer.status_code for answer in started] == [202] * len(bodies) and len(set(ids)) == len(bodies)
+    documents = [finished(suites_served, run_id, reader) for run_id in ids]
+    assert [(d["status"], d["passed"], d["failed"]) for d in documents] == [("failed", PASSING, FAILING)] * len(ids)
+    lines = [json.loads(line) for line in history.read_text().splitlines()[before:]]
+    assert sorted(line["environment"] for line in lines) == sorted(["dev", "staging"] * 3)
+
+
 def test_a_suite_whose_cases_all_pass_ends_passed(suites_served: Server) -> None:
     writer = suites_served.tokens["writer"]
     suite = suites_served.root / "manifests/tests/passing.yaml"
