@@ -411,3 +411,18 @@ def test_the_plans_curl_lines_work_as_written(tmp_path: Path) -> None:
         assert (document["status"], document["passed"], document["failed"]) == ("failed", PASSING, FAILING)
         assert [r["id"] for r in document["results"] if r["outcome"] == "failed"] == FAILING_PAGES
         assert token not in server.log()
+
+
+def test_sigterm_during_a_run_stops_the_server_cleanly_and_leaves_no_half_written_report(tmp_path: Path) -> None:
+    with suites_api.served(tmp_path) as server:
+        (server.root / "manifests/tests").mkdir()
+        (server.root / "manifests/tests/slow.yaml").write_text(
+            "kind: TestSuite\nname: slow\nproject: shop\ncases:\n"
+            "  - {id: slow, name: slow, type: smoke, request: {path: /slow}, expect: [{status: 200}]}\n")
+        started = post(server, "/test-suites/slow/run", server.tokens["writer"], b'{"environment": "dev"}')
+        assert started.status_code == 202, started.text
+        assert server.get(f"/test-runs/{started.json()['run_id']}", server.tokens["reader"]).json()["status"] == (
+            "running")
+        assert server.stop() == 0, server.log()
+        assert not (server.root / "reports/tests/slow").exists()
+        assert "Traceback" not in server.log()
