@@ -144,3 +144,31 @@ def test_the_faces_are_independent_siblings_above_the_flows() -> None:
     imports = package_imports()
     assert not [(a, b) for a, targets in imports.items() for b in targets
                 if a.startswith("reconciler.server") and b.startswith("reconciler.cli")]
+
+
+def _test_modules_imported(source: str) -> list[str]:
+    """The test modules (tests.<folder>.test_*) a test file imports."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        found += [n for n in names if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+    return found
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("from tests.cli.test_watch import Watcher", ["tests.cli.test_watch"]),
+    ("import tests.flows.test_testgen", ["tests.flows.test_testgen"]),
+    ("from tests.support.watcher import Watcher\nfrom tests.support import paths", []),
+])
+def test_the_test_import_finder(source: str, expected: list[str]) -> None:
+    assert _test_modules_imported(source) == expected
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in tests/support: a test module that imports another runs its tests' imports
+    and fixtures twice, and breaks when that module is renamed."""
+    offenders = {str(path.relative_to(REPO)): imported for path in sorted((REPO / "tests").rglob("*.py"))
+                 if "node_modules" not in path.parts
+                 and (imported := _test_modules_imported(path.read_text(encoding="utf-8")))}
+    assert offenders == {}

@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from tests.cli.test_watch import Watcher, is_report, shown, wait_for
 from tests.support.git_repos import example, git, repository, services
+from tests.support.watcher import Watcher, is_report, shown, wait_for
 from tests.support.workspace import Workspace
 
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from reconciler.core import testgen
-from tests.flows.test_test_history import manifests
 from tests.support import qapps
 from tests.support.quantum_server import Running, quantum_server
+from tests.support.shop_suite import manifests
 from tests.support.workspace import Workspace
 
 HOSTILE = """\

@@ -16,7 +16,7 @@ from reconciler.core.models import NAME_PATTERN
 from reconciler.flows.named_suites import UnknownCaseType, case_types, generate_named_suite, suite_name
 from reconciler.flows.scan import last_scan, scan_workspace
 from reconciler.flows.workspace import open_workspace
-from tests.flows.test_testgen import blog
+from tests.support.blog_project import blog
 from tests.support.git_repos import git
 from tests.support.workspace import Workspace
 

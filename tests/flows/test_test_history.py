@@ -16,6 +16,7 @@ from reconciler.edges.registry import SCHEMA_VERSION, Registry
 from reconciler.flows.tests_history import FLAKY_WINDOW, flaky_cases
 from tests.support.gated_suite import gated_manifests
 from tests.support.quantum_server import Running, quantum_server
+from tests.support.shop_suite import CASES, manifests
 from tests.support.workspace import Workspace
 
 
@@ -33,22 +34,6 @@ def other() -> Iterator[Running]:
 
 def registry_of(workspace: Workspace) -> Registry:
     return Registry(f"sqlite:///{workspace.root / '.qrm' / 'registry.db'}")
-
-
-CASES: list[dict[str, Any]] = [
-    {"id": "home", "name": "home loads", "type": "smoke", "request": {"path": "/"},
-     "expect": [{"status": 200}, {"no_errors": True}]},
-    {"id": "variant", "name": "variant", "type": "custom", "request": {"path": "/"}, "expect": [{"contains": "v1"}]},
-    {"id": "missing", "name": "missing", "type": "custom", "request": {"path": "/nope"}, "expect": [{"status": 404}]},
-]
-
-
-def manifests(dev: str, staging: str, cases: list[dict[str, Any]] = CASES) -> str:
-    suite = {"kind": "TestSuite", "name": "shop-smoke", "project": "shop", "environments": ["dev", "staging"],
-             "cases": cases}
-    project = {"kind": "Project", "name": "shop", "services": {"web": {"type": "app"}},
-               "environments": {"dev": {"url": dev}, "staging": {"url": staging}}}
-    return yaml.safe_dump(project) + "---\n" + yaml.safe_dump(suite)
 
 
 def test_every_run_and_result_is_recorded_in_the_registry(workspace: Workspace, server: Running,

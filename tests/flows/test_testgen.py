@@ -13,36 +13,11 @@ import yaml
 from reconciler.core import suite_merge, testgen
 from reconciler.core.components import Component, Param, Query
 from reconciler.core.models import TestCase
-from tests.support import paths, qapps
+from tests.support import qapps
+from tests.support.blog_project import FIXTURES, blog
 from tests.support.workspace import Workspace
 
-FIXTURES = paths.FIXTURES / "q" / "components"
-COPIED = ("login.q", "posts", "admin", "shared", "api.q")
 SUITE = "manifests/tests/blog.yaml"
-
-
-def blog(ws: Workspace) -> Path:
-    """A project `blog` whose source folder holds the fixture components; dev and a protected prod."""
-    ws.manifest("blog.yaml", """
-        kind: Project
-        name: blog
-        source: ../blog-app
-        environments:
-          dev: {host: localhost}
-          staging: {host: localhost}
-          prod: {host: localhost, protected: true}
-        datasources:
-          blog-db: {driver: sqlite, database: blog.db}
-        """)
-    components = ws.root.parent / "blog-app" / "components"
-    components.mkdir(parents=True)
-    for name in COPIED:
-        source = FIXTURES / name
-        if source.is_dir():
-            shutil.copytree(source, components / name)
-        else:
-            shutil.copy(source, components / name)
-    return components
 
 
 def generate(ws: Workspace) -> str:
