@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,7 +150,7 @@ def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHO
 def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str | None,
               preferred_port: int | None, caller: str) -> Allocation:
     desired = _committed_desired(ws, "allocate")
-    _check_request(desired, name, port_type, host, project, preferred_port)
+    _check_request(desired, name, project, preferred_port)
     existing = desired.instances.get(name)
     if existing is not None:
         if existing.project is not None:
@@ -174,7 +174,7 @@ def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str 
     before = files.read_inside_or_none(ws.root, ws.root / rel)
     after = manifest_edit.appended(before or "", manifest_edit.render_document(document))
     subject = f"qrm: allocate a port ({port_type}) for {name} on {host}"
-    sha = _write_validate_commit(ws, rel, before, after, subject, caller, "allocate", name)
+    sha = _write_validate_commit(ws, rel, before, after, subject, caller, "allocate", name, _has_range(host, port_type))
     try:
         port = _apply(ws, name)
     except QrmError as exc:
@@ -232,21 +232,15 @@ def _committed_desired(ws: Workspace, command: str) -> DesiredState:
                        f"fix them before a {command}") from None
 
 
-def _check_request(desired: DesiredState, name: str, port_type: str, host: str, project: str | None,
-                   preferred_port: int | None) -> None:
-    """The request's fields, each checked where a person can tell which one is wrong (the workspace's
-    own validation after the write checks everything again)."""
+def _check_request(desired: DesiredState, name: str, project: str | None, preferred_port: int | None) -> None:
+    """The request's fields that the workspace's validation does not see as such: the name (it names the
+    file written), the project (kept as a tag) and the port. Host and type are checked by validating the
+    workspace with the document written, as any manifest is."""
     import re
 
     if not isinstance(name, str) or not re.fullmatch(models.NAME_PATTERN, name) or len(name) > 63:
         raise RequestError(f"service_name: {one_line(str(name))[:80]!r} is not "
                            f"{models.PATTERN_HINTS[models.NAME_PATTERN]} (at most 63)", field="service_name")
-    if host not in desired.hosts:
-        raise RequestError(f"host: unknown host {one_line(str(host))[:80]!r}; known hosts: "
-                           f"{', '.join(desired.host_names())} (add a Host)", field="host")
-    if port_type not in desired.port_types():
-        raise RequestError(f"port_type: unknown port type {one_line(str(port_type))[:80]!r}; expected one of: "
-                           f"{', '.join(desired.port_types())}", field="port_type")
     if project is not None and project not in desired.projects:
         raise RequestError(f"project: unknown project {one_line(str(project))[:80]!r}; known projects: "
                            f"{', '.join(sorted(desired.projects)) or '(none)'}", field="project")
@@ -255,8 +249,18 @@ def _check_request(desired: DesiredState, name: str, port_type: str, host: str, 
         raise RequestError(f"preferred_port: {preferred_port!r} is not a port (1-65535)", field="preferred_port")
 
 
+def _has_range(host: str, port_type: str) -> Callable[[DesiredState], None]:
+    def check(desired: DesiredState) -> None:
+        if not desired.ranges_for(host, port_type):
+            ranges = [r.name for r in desired.ranges if r.port_type == port_type]
+            raise RequestError(f"port_type: no {port_type} range serves host {host!r}; the {port_type} range(s) "
+                               f"{', '.join(ranges)} are for other hosts", field="port_type")
+    return check
+
+
 def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: str | None, subject: str,
-                           caller: str, operation: str, name: str) -> str:
+                           caller: str, operation: str, name: str,
+                           check: Callable[[DesiredState], None] | None = None) -> str:
     """Write one manifest file (None: delete it), validate the whole workspace and commit it. Anything
     refused or failing puts the file back as it was: no file changed, no commit."""
     from reconciler.flows.desired import validate
@@ -265,9 +269,11 @@ def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: s
     path = ws.root / rel
     _put(ws, path, after)
     try:
-        _, problems = validate(ws)
+        desired, problems = validate(ws)
         if problems:
             raise _refusal(rel, problems)
+        if check is not None:
+            check(desired)
         message = commit_message(subject, caller, operation, name)
         sha = git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
         if sha is None:
@@ -281,6 +287,9 @@ def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: s
 def _put(ws: Workspace, path: Path, text: str | None) -> None:
     if text is None:
         files.remove(path, root=ws.root)
+        with contextlib.suppress(OSError):  # the folder made for it, now empty (git keeps no empty folder)
+            if path.parent != ws.manifests:
+                path.parent.rmdir()
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(path, text, root=ws.root)
