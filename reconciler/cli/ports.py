@@ -113,18 +113,20 @@ def _caller(given: str | None) -> str:
 @click.option("--preferred-port", type=click.IntRange(1, 65535), help="Used when free (soft).")
 @click.option("--caller", help="Who asks, for the commit message (default: your user name).")
 @click.option("--idempotency-key", help="A retry with the same key answers the first call's answer.")
+@click.option("--push", is_flag=True, help="Push the commit to the upstream before applying (rebased, never forced).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @reports_errors
 def ports_allocate(ctx: click.Context, name: str, port_type: str, host: str, project: str | None,
-                   preferred_port: int | None, caller: str | None, idempotency_key: str | None, as_json: bool) -> int:
+                   preferred_port: int | None, caller: str | None, idempotency_key: str | None, push: bool,
+                   as_json: bool) -> int:
     """A port for service NAME: writes its Service document to manifests/services/NAME.yaml, validates,
     commits (the working tree's manifests must be committed), applies, prints the port. Allocating a
     service that exists on that host prints its port and commits nothing."""
     from reconciler.flows.writes import allocate_service
 
     done = allocate_service(workspace_from(ctx), name, port_type, host, project=project, preferred_port=preferred_port,
-                            caller=_caller(caller), idempotency_key=idempotency_key)
+                            caller=_caller(caller), idempotency_key=idempotency_key, push=push)
     if as_json:
         click.echo(json.dumps(done.as_dict(), indent=2))
     elif done.created:
@@ -140,16 +142,18 @@ def ports_allocate(ctx: click.Context, name: str, port_type: str, host: str, pro
 @click.option("--host", default="localhost", show_default=True)
 @click.option("--caller", help="Who asks, for the commit message (default: your user name).")
 @click.option("--idempotency-key", help="A retry with the same key answers the first call's answer.")
+@click.option("--push", is_flag=True, help="Push the commit to the upstream before applying (rebased, never forced).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @reports_errors
 def ports_release(ctx: click.Context, name: str, host: str, caller: str | None, idempotency_key: str | None,
-                  as_json: bool) -> int:
+                  push: bool, as_json: bool) -> int:
     """Remove service NAME's document from its manifest (the rest of the file kept), commit, apply: its
     port is freed. An unknown service is an error (exit 1)."""
     from reconciler.flows.writes import release_service
 
-    done = release_service(workspace_from(ctx), name, host, caller=_caller(caller), idempotency_key=idempotency_key)
+    done = release_service(workspace_from(ctx), name, host, caller=_caller(caller), idempotency_key=idempotency_key,
+                           push=push)
     if as_json:
         click.echo(json.dumps(done.as_dict(), indent=2))
     else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.core.errors import QrmError
-from reconciler.core.summary import REPORT_TRAILER
+from reconciler.core.summary import REPORT_TRAILER, WRITE_TRAILER
 
 if TYPE_CHECKING:
     import git
@@ -244,6 +244,17 @@ def _report_commits(repo: git.Repo, revisions: str) -> list[tuple[str, bool]]:
     return commits
 
 
+def _write_commits(repo: git.Repo, revisions: str) -> set[str]:
+    """The commits of `revisions` that qrm made for a caller (flows/writes: trailer Qrm-Write)."""
+    out = _run(repo, "log", "--format=%H%x00%B%x1e", revisions)
+    found = set()
+    for record in out.split("\x1e"):
+        sha, _, body = record.strip("\n").partition("\0")
+        if sha and any(line.startswith(WRITE_TRAILER) for line in body.splitlines()):
+            found.add(sha)
+    return found
+
+
 def fetch_fast_forward(root: Path, author: tuple[str, str] | None = None) -> PullResult:
     """Fetch the upstream and bring HEAD up to it.
 
@@ -263,20 +274,29 @@ def fetch_fast_forward(root: Path, author: tuple[str, str] | None = None) -> Pul
     if not ours:
         _run(repo, "merge", "--ff-only", "--quiet", upstream)
         return PullResult(before, _run(repo, "rev-parse", "HEAD"), incoming)
-    rebased = _rebase_own_commits(repo, upstream, ours, _identity(repo, author))
+    writes = _write_commits(repo, f"{upstream}..HEAD")
+    rebased = _rebase_own_commits(repo, upstream, ours, _identity(repo, author), writes)
     return PullResult(before, _run(repo, "rev-parse", "HEAD"), incoming, rebased=rebased)
 
 
-def _rebase_own_commits(repo: git.Repo, upstream: str, ours: list[tuple[str, bool]], env: dict[str, str]) -> int:
-    """Put qrm's unpushed report commits on top of `upstream`; on a conflict drop them (the next
-    reconcile writes the reports again) rather than guess a merge of generated files."""
-    if not all(own for _, own in ours):
-        raise GitError("HEAD has commits that are not qrm report commits and are not on the upstream; "
+def _rebase_own_commits(repo: git.Repo, upstream: str, ours: list[tuple[str, bool]], env: dict[str, str],
+                        writes: set[str] | None = None) -> int:
+    """Put qrm's unpushed commits (report commits, and the manifest commits of `writes`) on top of
+    `upstream`. On a conflict report commits are dropped (the next reconcile writes the reports again)
+    rather than guess a merge of generated files; a write's commit is never dropped: the rebase is
+    undone and the conflict is an error for the write to answer."""
+    writes = writes or set()
+    if not all(own or sha in writes for sha, own in ours):
+        raise GitError("HEAD has commits that are not qrm's own and are not on the upstream; "
                        "qrm only fast-forwards: push or reset them by hand")
     try:
         _run(repo, "rebase", "--quiet", upstream, env={**env, "GIT_EDITOR": "true"})
         return len(ours)
     except GitError as exc:
+        if writes:
+            repo.git.rebase("--abort", with_exceptions=False)
+            raise GitError(f"the upstream changed the same manifest: qrm's write cannot be put on top of it ({exc})") \
+                from None
         log.warning("could not rebase %d report commit(s) onto the upstream (%s); they are dropped and the "
                     "next reconcile writes the reports again", len(ours), exc)
         repo.git.rebase("--abort", with_exceptions=False)

@@ -39,6 +39,7 @@ from reconciler.core.errors import (
 )
 from reconciler.core.escaping import one_line
 from reconciler.core.state import DesiredState
+from reconciler.core.summary import WRITE_TRAILER
 from reconciler.edges import files, git_repo, manifest_edit
 from reconciler.edges.locks import workspace_lock
 from reconciler.flows.workspace import Workspace
@@ -116,25 +117,28 @@ def write_lock(ws: Workspace, timeout: float = WRITE_LOCK_TIMEOUT) -> Iterator[N
 
 def allocate_service(ws: Workspace, service_name: str, port_type: str, host: str = models.LOCALHOST, *,
                      project: str | None = None, preferred_port: int | None = None, caller: str = "qrm",
-                     idempotency_key: str | None = None, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Allocation:
+                     idempotency_key: str | None = None, push: bool = False,
+                     lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Allocation:
     """A port for a service: write its Service document, validate, commit, apply, answer the port.
 
     An existing service of that name on that host answers its port (no commit); on another host, or as a
     project's service, it is a ConflictError. A refused request is a RequestError naming the field and
-    changes nothing."""
+    changes nothing. With `push` the commit is pushed to the branch's upstream before it is applied
+    (rebased onto it and retried when it moved on; never forced)."""
     request = {"service_name": service_name, "port_type": port_type, "host": host, "project": project,
                "preferred_port": preferred_port}
     with write_lock(ws, lock_timeout):
         replayed = _replay(ws, "allocate", idempotency_key, request)
         if replayed is not None:
             return Allocation(**replayed)
-        answer = _allocate(ws, service_name, port_type, host, project, preferred_port, caller)
+        answer = _allocate(ws, service_name, port_type, host, project, preferred_port, caller, push)
         _remember(ws, "allocate", idempotency_key, request, answer.as_dict())
         return answer
 
 
 def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHOST, *, caller: str = "qrm",
-                    idempotency_key: str | None = None, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Release:
+                    idempotency_key: str | None = None, push: bool = False,
+                    lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Release:
     """Remove a service's document (the rest of its file kept), validate, commit, apply: its port is freed.
     An unknown service is a NotFoundError."""
     request = {"service_name": service_name, "host": host}
@@ -142,13 +146,13 @@ def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHO
         replayed = _replay(ws, "release", idempotency_key, request)
         if replayed is not None:
             return Release(**replayed)
-        answer = _release(ws, service_name, host, caller)
+        answer = _release(ws, service_name, host, caller, push)
         _remember(ws, "release", idempotency_key, request, answer.as_dict())
         return answer
 
 
 def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str | None,
-              preferred_port: int | None, caller: str) -> Allocation:
+              preferred_port: int | None, caller: str, push: bool) -> Allocation:
     desired = _committed_desired(ws, "allocate")
     _check_request(desired, name, project, preferred_port)
     existing = desired.instances.get(name)
@@ -175,16 +179,18 @@ def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str 
     after = manifest_edit.appended(before or "", manifest_edit.render_document(document))
     subject = f"qrm: allocate a port ({port_type}) for {name} on {host}"
     sha = _write_validate_commit(ws, rel, before, after, subject, caller, "allocate", name, _has_range(host, port_type))
+    undo = f"qrm: undo the allocation for {name} on {host}"
+    sha = _publish(ws, push, sha, rel, before, after, undo, caller, name)
     try:
         port = _apply(ws, name)
     except QrmError as exc:
-        _undo(ws, rel, before, after, f"qrm: undo the allocation for {name} on {host}", caller, name, exc)
+        _undo(ws, rel, before, after, undo, caller, name, exc, push)
         raise
     log.info("allocated %s:%d for %s (%s) in %s", host, port, name, caller, sha[:12])
     return Allocation(True, port, name, host, port_type, sha, created=True, project=project, file=rel)
 
 
-def _release(ws: Workspace, name: str, host: str, caller: str) -> Release:
+def _release(ws: Workspace, name: str, host: str, caller: str, push: bool) -> Release:
     desired = _committed_desired(ws, "release")
     instance = desired.instances.get(name)
     if instance is None or instance.project is not None:
@@ -205,6 +211,8 @@ def _release(ws: Workspace, name: str, host: str, caller: str) -> Release:
     port = _recorded_port(ws, name)
     sha = _write_validate_commit(ws, rel, before, after or None, f"qrm: release {name} on {host}", caller,
                                  "release", name)
+    sha = _publish(ws, push, sha, rel, before, after or None, f"qrm: undo the release of {name} on {host}", caller,
+                   name)
     _apply(ws, None)
     log.info("released %s (%s:%s) for %s in %s", name, host, port, caller, sha[:12])
     return Release(True, name, host, port, sha, file=rel)
@@ -311,16 +319,19 @@ def commit_message(subject: str, caller: str, operation: str, name: str) -> str:
     """The commit of one write: what, for whom (the caller: a token's name, a user), and trailers a
     script can grep (`git log --grep='^Qrm-Write:'`). Not a report commit: a watcher applies it."""
     who = one_line(caller)[:MAX_CALLER_LENGTH] or "unknown"
-    return f"{subject} (requested by {who})\n\nQrm-Write: {operation} {name}\nQrm-Caller: {who}\n"
+    return f"{subject} (requested by {who})\n\n{WRITE_TRAILER} {operation} {name}\nQrm-Caller: {who}\n"
 
 
 def _apply(ws: Workspace, name: str | None) -> int:
     """Apply the workspace (under its lock); the port `name` has then (0 when `name` is None)."""
     from reconciler.flows.apply import apply_workspace
 
-    apply_workspace(ws, lock_timeout=APPLY_LOCK_TIMEOUT)
+    outcome = apply_workspace(ws, lock_timeout=APPLY_LOCK_TIMEOUT)
     if name is None:
         return 0
+    for change in outcome.plan.changes:  # the port this apply gave it, without reading the registry again
+        if change.address == f"service.{name}" and change.after is not None and change.action != "delete":
+            return int(change.after["port"])
     port = _recorded_port(ws, name)
     if port is None:
         raise QrmError(f"the apply recorded no port for {name}")
@@ -334,8 +345,26 @@ def _recorded_port(ws: Workspace, name: str) -> int | None:
     return recorded.port if recorded is not None else None
 
 
-def _undo(ws: Workspace, rel: str, before: str | None, after: str, subject: str, caller: str, name: str,
-          cause: QrmError) -> None:
+def _publish(ws: Workspace, push: bool, sha: str, rel: str, before: str | None, after: str | None, undo: str,
+             caller: str, name: str) -> str:
+    """With `push`: the write's commit on the upstream (rebased when it moved on, never forced), and its sha
+    there. A push that fails (a conflicting change upstream, the remote unreachable) undoes the write with a
+    local commit and is the write's error: nothing is applied."""
+    if not push:
+        return sha
+    from reconciler.flows.reconcile import parse_author
+
+    try:
+        git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+    except QrmError as exc:
+        _undo(ws, rel, before, after, undo, caller, name, exc)
+        raise QrmError(f"the push failed, the write was undone by a local commit and nothing was applied: {exc}") \
+            from None
+    return (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
+
+
+def _undo(ws: Workspace, rel: str, before: str | None, after: str | None, subject: str, caller: str, name: str,
+          cause: QrmError, push: bool = False) -> None:
     """The apply of a committed write failed (an exhausted range, a pinned port held): a second commit puts
     the file back (history is never rewritten), so HEAD holds no request that was not answered."""
     from reconciler.flows.reconcile import parse_author
@@ -347,6 +376,12 @@ def _undo(ws: Workspace, rel: str, before: str | None, after: str, subject: str,
     except QrmError as exc:
         log.warning("could not undo the write of %s after its apply failed: %s", rel, exc)
         _put(ws, ws.root / rel, after)
+        return
+    if push:
+        try:
+            git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+        except QrmError as exc:
+            log.warning("the undo of %s is committed but not pushed: %s", rel, exc)
 
 
 # --- Idempotency-Key ------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.support.git_repos import git, repository, services
+from tests.support.git_repos import clones, git, repository, services
 from tests.support.paths import REPO
 from tests.support.workspace import Workspace
 
@@ -68,3 +69,14 @@ def test_processes_allocating_at_once_get_different_ports(repo: Workspace) -> No
     assert {a["service"]: a["port"] for a in answers} == {r["name"]: r["port"] for r in listed if r["name"] in names}
     assert len({r["port"] for r in listed}) == len(listed) == 1 + len(names)
     assert int(git(repo.root, "rev-list", "--count", "HEAD")) == 1 + len(names)
+
+
+def test_push_sends_the_commit_to_the_origin(tmp_path: Path) -> None:
+    origin, _, writer = clones(tmp_path)
+    (writer / ".gitignore").write_text(".qrm/\n")
+    git(writer, "add", "-A")
+    git(writer, "commit", "-qm", "ignore .qrm")
+    done = Workspace(writer).qrm("ports", "allocate", "myapp", "--type", "app", "--push", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["commit"] == git(origin, "rev-parse", "main").strip()
+    assert git(origin, "log", "-2", "--format=%s", "main").splitlines()[1] == "ignore .qrm"  # pushed along

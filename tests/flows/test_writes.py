@@ -18,7 +18,7 @@ import yaml
 from reconciler.core.errors import ConflictError, NotFoundError, QrmError, RequestError
 from reconciler.flows.workspace import open_workspace
 from reconciler.flows.writes import allocate_service, release_service
-from tests.support.git_repos import git, repository, services
+from tests.support.git_repos import clones, git, repository, services
 from tests.support.paths import REPO
 from tests.support.workspace import Workspace
 
@@ -285,3 +285,50 @@ def test_several_processes_at_once_lose_no_commit(repo: Workspace) -> None:
     assert len(ports) == 20 and len(set(ports)) == 20
     assert commits(repo.root) == before + 20
     assert committed_services(repo.root) >= {name for group in groups for name in group}
+
+
+# --- --push: a real bare origin ---------------------------------------------------------------------------
+
+def _origin_and_clones(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A bare origin holding one service, the writer's clone (qrm's checkout) and a developer's clone."""
+    origin, dev, writer = clones(tmp_path)
+    (writer / ".gitignore").write_text(".qrm/\n")
+    git(writer, "add", "-A")
+    git(writer, "commit", "-qm", "ignore .qrm")
+    git(writer, "push", "-q", "origin", "main")
+    git(dev, "pull", "-q", "origin", "main")
+    return origin, dev, writer
+
+
+def test_push_puts_the_write_on_the_origin_on_top_of_what_moved_there(tmp_path: Path) -> None:
+    origin, dev, writer = _origin_and_clones(tmp_path)
+    (dev / "manifests" / "theirs.yaml").write_text(services("theirs"))
+    git(dev, "add", "-A")
+    git(dev, "commit", "-qm", "their change")
+    git(dev, "push", "-q", "origin", "main")
+    theirs = head(dev)
+    answer = allocate_service(open_workspace(writer), "myapp", "app", "localhost", caller="ci", push=True)
+    assert answer.commit == git(origin, "rev-parse", "main").strip() == head(writer)
+    assert git(origin, "log", "--format=%s", "main").splitlines()[:2] == [
+        "qrm: allocate a port (app) for myapp on localhost (requested by ci)", "their change"]
+    assert git(origin, "merge-base", "--is-ancestor", theirs, "main") == ""  # their commit kept: not forced
+    assert set(lockfile_ports(writer)) == {"a", "theirs", "myapp"}  # the apply saw their change too
+    released = release_service(open_workspace(writer), "myapp", "localhost", push=True)
+    assert released.commit == git(origin, "rev-parse", "main").strip()
+
+
+def test_a_push_that_conflicts_undoes_the_write_and_leaves_the_origin_alone(tmp_path: Path) -> None:
+    origin, dev, writer = _origin_and_clones(tmp_path)
+    (dev / "manifests" / "services").mkdir()
+    (dev / "manifests" / "services" / "myapp.yaml").write_text(services("myapp").replace("type: app", "type: web"))
+    git(dev, "add", "-A")
+    git(dev, "commit", "-qm", "their myapp")
+    git(dev, "push", "-q", "origin", "main")
+    on_origin = git(origin, "rev-parse", "main")
+    with pytest.raises(QrmError, match="the push failed, the write was undone by a local commit"):
+        allocate_service(open_workspace(writer), "myapp", "app", "localhost", push=True)
+    assert git(origin, "rev-parse", "main") == on_origin
+    assert git(writer, "log", "-1", "--format=%s").startswith("qrm: undo the allocation for myapp")
+    assert not (writer / "manifests" / "services" / "myapp.yaml").exists()
+    assert git(writer, "status", "--porcelain").strip() == ""
+    assert not (writer / "reports").exists()  # nothing was applied
