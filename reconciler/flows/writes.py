@@ -166,8 +166,9 @@ def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str 
         if existing.type != port_type:
             raise ConflictError(f"port_type: service {name!r} exists with type {existing.type!r}, not {port_type!r} "
                                 f"({existing.source.file})", field="port_type")
-        port = _recorded_port(ws, name) or _apply(ws, name)
-        return Allocation(True, port, name, host, existing.type, None, created=False, project=project,
+        port = _recorded_port(ws, name) or _apply(ws, name, desired)
+        tagged = next((tag.removeprefix(PROJECT_TAG) for tag in existing.tags if tag.startswith(PROJECT_TAG)), None)
+        return Allocation(True, port, name, host, existing.type, None, created=False, project=tagged,
                           file=existing.source.file)
     rel = f"{SERVICES_DIR}/{name}.yaml"
     document: dict[str, Any] = {"kind": "Service", "name": name, "host": host, "type": port_type}
@@ -178,11 +179,12 @@ def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str 
     before = files.read_inside_or_none(ws.root, ws.root / rel)
     after = manifest_edit.appended(before or "", manifest_edit.render_document(document))
     subject = f"qrm: allocate a port ({port_type}) for {name} on {host}"
-    sha = _write_validate_commit(ws, rel, before, after, subject, caller, "allocate", name, _has_range(host, port_type))
+    sha, desired = _write_validate_commit(ws, rel, before, after, subject, caller, "allocate", name,
+                                          _has_range(host, port_type))
     undo = f"qrm: undo the allocation for {name} on {host}"
     sha = _publish(ws, push, sha, rel, before, after, undo, caller, name)
     try:
-        port = _apply(ws, name)
+        port = _apply(ws, name, None if push else desired)  # a push may have brought in other changes
     except QrmError as exc:
         _undo(ws, rel, before, after, undo, caller, name, exc, push)
         raise
@@ -209,11 +211,11 @@ def _release(ws: Workspace, name: str, host: str, caller: str, push: bool) -> Re
         raise QrmError(f"{rel}: expected one Service document named {name!r}, found {len(spans)}")
     after = manifest_edit.without(before, spans[0])
     port = _recorded_port(ws, name)
-    sha = _write_validate_commit(ws, rel, before, after or None, f"qrm: release {name} on {host}", caller,
-                                 "release", name)
+    sha, desired = _write_validate_commit(ws, rel, before, after or None, f"qrm: release {name} on {host}", caller,
+                                          "release", name)
     sha = _publish(ws, push, sha, rel, before, after or None, f"qrm: undo the release of {name} on {host}", caller,
                    name)
-    _apply(ws, None)
+    _apply(ws, None, None if push else desired)
     log.info("released %s (%s:%s) for %s in %s", name, host, port, caller, sha[:12])
     return Release(True, name, host, port, sha, file=rel)
 
@@ -268,10 +270,11 @@ def _has_range(host: str, port_type: str) -> Callable[[DesiredState], None]:
 
 def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: str | None, subject: str,
                            caller: str, operation: str, name: str,
-                           check: Callable[[DesiredState], None] | None = None) -> str:
+                           check: Callable[[DesiredState], None] | None = None) -> tuple[str, DesiredState]:
     """Write one manifest file (None: delete it), validate the whole workspace and commit it. Anything
-    refused or failing puts the file back as it was: no file changed, no commit."""
-    from reconciler.flows.desired import validate
+    refused or failing puts the file back as it was: no file changed, no commit. Returns the commit and
+    the desired state it holds (which the apply then needs not read again)."""
+    from reconciler.flows.desired import validate, with_policies
     from reconciler.flows.reconcile import parse_author
 
     path = ws.root / rel
@@ -286,7 +289,7 @@ def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: s
         sha = git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
         if sha is None:
             raise QrmError(f"{rel}: nothing to commit (the write changed nothing)")
-        return sha
+        return sha, with_policies(ws, desired)
     except BaseException:
         _put(ws, path, before)
         raise
@@ -322,11 +325,12 @@ def commit_message(subject: str, caller: str, operation: str, name: str) -> str:
     return f"{subject} (requested by {who})\n\n{WRITE_TRAILER} {operation} {name}\nQrm-Caller: {who}\n"
 
 
-def _apply(ws: Workspace, name: str | None) -> int:
-    """Apply the workspace (under its lock); the port `name` has then (0 when `name` is None)."""
+def _apply(ws: Workspace, name: str | None, desired: DesiredState | None) -> int:
+    """Apply the workspace (under its lock; `desired`: its state when already read); the port `name` has
+    then (0 when `name` is None)."""
     from reconciler.flows.apply import apply_workspace
 
-    outcome = apply_workspace(ws, lock_timeout=APPLY_LOCK_TIMEOUT)
+    outcome = apply_workspace(ws, lock_timeout=APPLY_LOCK_TIMEOUT, desired=desired)
     if name is None:
         return 0
     for change in outcome.plan.changes:  # the port this apply gave it, without reading the registry again

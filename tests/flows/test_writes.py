@@ -97,6 +97,8 @@ def test_an_existing_file_keeps_every_byte_and_gets_the_new_document_appended(re
     assert text[len(original):] == ("---\nkind: Service\nname: myapp\nhost: localhost\ntype: app\n"
                                     "preferred_port: 8500\ntags:\n- project:shop\n")
     assert lockfile_ports(repo.root)["myapp"] == 8500
+    again = allocate_service(open_workspace(repo.root), "myapp", "app", "localhost")
+    assert (again.port, again.project, again.created) == (8500, "shop", False)
 
 
 def test_a_second_call_answers_the_same_port_without_a_commit(repo: Workspace) -> None:
