@@ -287,8 +287,8 @@ def _rebase_own_commits(repo: git.Repo, upstream: str, ours: list[tuple[str, boo
     undone and the conflict is an error for the write to answer."""
     writes = writes or set()
     if not all(own or sha in writes for sha, own in ours):
-        raise GitError("HEAD has commits that are not qrm's own and are not on the upstream; "
-                       "qrm only fast-forwards: push or reset them by hand")
+        raise GitError("HEAD has commits that are not qrm report commits (nor qrm's writes) and are not on the "
+                       "upstream; qrm only fast-forwards: push or reset them by hand")
     try:
         _run(repo, "rebase", "--quiet", upstream, env={**env, "GIT_EDITOR": "true"})
         return len(ours)
