@@ -3,13 +3,13 @@
 The writes of `qrm ports allocate` / `release` (and the API behind them) change one document of a file a
 person may also edit, so the rest of the file stays byte for byte: comments, quoting, key order and
 blank lines. The file is cut at its `---` lines; only the document asked for is added or dropped, and
-the new document is written by ruamel.yaml (which quotes any value that would otherwise read as
-something else).
+the new document is written by PyYAML, the YAML 1.1 library that reads the manifests (so `yes`,
+`on` or `1_000` as a name is quoted: a YAML 1.2 writer such as ruamel.yaml leaves them bare, and they
+would read back as a boolean or a number).
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
 from dataclasses import dataclass
@@ -22,8 +22,8 @@ _SEPARATOR = re.compile(r"^---(?=[ \t]|$)", re.MULTILINE)
 
 @dataclass(frozen=True)
 class DocumentSpan:
-    """One document of a file: its text is text[start:end] (its `---` line and the comments above it
-    down to the previous document included); `data` is what it holds (None for an empty or comment-only part)."""
+    """One document of a file: its text is text[start:end], from its `---` line to the next one (so comments
+    just above a `---` go with the document before); `data` is what it holds (None for a comment-only part)."""
 
     start: int
     end: int
@@ -32,13 +32,9 @@ class DocumentSpan:
 
 def render_document(mapping: dict[str, Any]) -> str:
     """One YAML document (block style, keys in the given order), ending in a newline."""
-    from ruamel.yaml import YAML
+    import yaml
 
-    yaml = YAML(typ="rt", pure=True)
-    yaml.default_flow_style = False
-    out = io.StringIO()
-    yaml.dump(mapping, out)
-    return out.getvalue()
+    return yaml.safe_dump(mapping, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def appended(text: str, document: str) -> str:
@@ -50,17 +46,16 @@ def appended(text: str, document: str) -> str:
 
 def documents(text: str, where: str) -> list[DocumentSpan]:
     """The documents of a multi-document file, each with where its text starts and ends."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    import yaml
 
     cuts = [0] + [m.start() for m in _SEPARATOR.finditer(text) if m.start() > 0] + [len(text)]
-    yaml = YAML(typ="safe")
     spans = []
     for start, end in itertools.pairwise(cuts):
         part = text[start:end]
         try:
-            data = yaml.load(_SEPARATOR.sub("", part, count=1) if part.startswith("---") else part)
-        except YAMLError as exc:
+            data = yaml.load(_SEPARATOR.sub("", part, count=1) if part.startswith("---") else part,
+                             Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as exc:
             raise QrmError(f"{where}: cannot be edited: invalid YAML ({str(exc).splitlines()[0]})") from None
         spans.append(DocumentSpan(start, end, data))
     return spans

@@ -101,6 +101,13 @@ def test_an_existing_file_keeps_every_byte_and_gets_the_new_document_appended(re
     assert (again.port, again.project, again.created) == (8500, "shop", False)
 
 
+@pytest.mark.parametrize("name", ["yes", "on", "1_000", "123"])
+def test_a_name_yaml_would_read_as_a_boolean_or_number_stays_a_name(repo: Workspace, name: str) -> None:
+    answer = allocate_service(open_workspace(repo.root), name, "app", "localhost")
+    assert (answer.created, lockfile_ports(repo.root)[name]) == (True, answer.port)
+    assert name in committed_services(repo.root)
+
+
 def test_a_second_call_answers_the_same_port_without_a_commit(repo: Workspace) -> None:
     ws = open_workspace(repo.root)
     first = allocate_service(ws, "myapp", "app", "localhost")
