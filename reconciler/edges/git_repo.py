@@ -145,6 +145,25 @@ def _run(repo: git.Repo, *args: str, env: dict[str, str] | None = None) -> str:
     raise AssertionError("unreachable")
 
 
+def wait_for_index_lock(root: Path, timeout: float = 10.0) -> bool:
+    """Wait while a git command (one a killed qrm left running, a person's commit) holds the index lock;
+    False when it is still held after `timeout` seconds."""
+    try:
+        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--absolute-git-dir"], capture_output=True,
+                               text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    if found.returncode != 0:
+        return True
+    lock = Path(found.stdout.strip()) / "index.lock"
+    deadline = time.monotonic() + timeout
+    while lock.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def changed_paths(root: Path, pathspecs: list[str]) -> list[str]:
     """Paths under `pathspecs` that differ from HEAD (modified, new or deleted), ignored files excluded."""
     repo = _repo(root)

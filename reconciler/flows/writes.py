@@ -50,6 +50,7 @@ SERVICES_DIR = "manifests/services"  # where a new service's document goes: one 
 WRITE_LOCK_TIMEOUT = 300.0  # seconds a write waits for the writes before it (100 queued calls take ~a minute)
 APPLY_LOCK_TIMEOUT = 30.0  # and then for an apply someone else runs (a watcher's, a person's)
 IDEMPOTENCY_FILE = "idempotency.json"  # under .qrm/: per workspace checkout, never committed
+JOURNAL_FILE = "write.journal"  # under .qrm/: the file a write is changing, until it is committed or put back
 IDEMPOTENCY_TTL = timedelta(hours=24)
 IDEMPOTENCY_MAX = 10_000  # the oldest keys go first beyond this
 MAX_KEY_LENGTH = 255
@@ -128,6 +129,7 @@ def allocate_service(ws: Workspace, service_name: str, port_type: str, host: str
     request = {"service_name": service_name, "port_type": port_type, "host": host, "project": project,
                "preferred_port": preferred_port}
     with write_lock(ws, lock_timeout):
+        _recover(ws)
         replayed = _replay(ws, "allocate", idempotency_key, request)
         if replayed is not None:
             return Allocation(**replayed)
@@ -143,6 +145,7 @@ def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHO
     An unknown service is a NotFoundError."""
     request = {"service_name": service_name, "host": host}
     with write_lock(ws, lock_timeout):
+        _recover(ws)
         replayed = _replay(ws, "release", idempotency_key, request)
         if replayed is not None:
             return Release(**replayed)
@@ -278,6 +281,7 @@ def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: s
     from reconciler.flows.reconcile import parse_author
 
     path = ws.root / rel
+    _begin(ws, rel, before, after)
     _put(ws, path, after)
     try:
         desired, problems = validate(ws)
@@ -289,9 +293,11 @@ def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: s
         sha = git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
         if sha is None:
             raise QrmError(f"{rel}: nothing to commit (the write changed nothing)")
+        _end(ws)
         return sha, with_policies(ws, desired)
     except BaseException:
         _put(ws, path, before)
+        _end(ws)
         raise
 
 
@@ -374,18 +380,57 @@ def _undo(ws: Workspace, rel: str, before: str | None, after: str | None, subjec
     from reconciler.flows.reconcile import parse_author
 
     try:
+        _begin(ws, rel, after, before)
         _put(ws, ws.root / rel, before)
         message = commit_message(subject, caller, "undo", name) + f"Qrm-Reason: {one_line(str(cause))[:300]}\n"
         git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
+        _end(ws)
     except QrmError as exc:
         log.warning("could not undo the write of %s after its apply failed: %s", rel, exc)
         _put(ws, ws.root / rel, after)
+        _end(ws)
         return
     if push:
         try:
             git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
         except QrmError as exc:
             log.warning("the undo of %s is committed but not pushed: %s", rel, exc)
+
+
+# --- the journal: a write killed between its file and its commit ----------------------------------------
+
+def _begin(ws: Workspace, rel: str, before: str | None, after: str | None) -> None:
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(ws.state_dir / JOURNAL_FILE, json.dumps({"file": rel, "before": before, "after": after}),
+                       root=ws.root)
+
+
+def _end(ws: Workspace) -> None:
+    files.remove(ws.state_dir / JOURNAL_FILE, root=ws.root)
+
+
+def _recover(ws: Workspace) -> None:
+    """A write that was killed (SIGKILL, a power cut) after changing its file and before committing it left
+    the file changed: put it back, so the next write does not find the workspace dirty. A file that holds
+    anything else than what that write wrote (a person's edit since) is left alone."""
+    text = files.read_inside_or_none(ws.root, ws.state_dir / JOURNAL_FILE)
+    if text is None:
+        return
+    try:
+        entry = json.loads(text)
+        rel, before, after = entry["file"], entry["before"], entry["after"]
+        if not (isinstance(rel, str) and rel.startswith("manifests/") and ".." not in rel.split("/")):
+            raise ValueError(rel)
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s is damaged; it is ignored", ws.state_dir / JOURNAL_FILE)
+        _end(ws)
+        return
+    git_repo.wait_for_index_lock(ws.root)  # the killed write's git commit may still be finishing
+    path = ws.root / rel
+    if files.read_inside_or_none(ws.root, path) == after and git_repo.text_at_head(ws.root, rel) != after:
+        log.warning("a write to %s was interrupted before its commit; the file is put back", rel)
+        _put(ws, path, before)
+    _end(ws)
 
 
 # --- Idempotency-Key ------------------------------------------------------------------------------------

@@ -5,9 +5,12 @@ concurrent callers (threads and processes)."""
 
 from __future__ import annotations
 
+import json
+import random
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -341,3 +344,43 @@ def test_a_push_that_conflicts_undoes_the_write_and_leaves_the_origin_alone(tmp_
     assert not (writer / "manifests" / "services" / "myapp.yaml").exists()
     assert git(writer, "status", "--porcelain").strip() == ""
     assert not (writer / "reports").exists()  # nothing was applied
+
+
+def test_a_write_killed_between_its_file_and_its_commit_is_put_back_by_the_next_one(repo: Workspace) -> None:
+    """What a write killed right after writing its file leaves (its journal in .qrm, the file changed and not
+    committed): the next write puts the file back, goes on, and commits only its own change."""
+    rendered = "kind: Service\nname: half\nhost: localhost\ntype: app\n"
+    repo.write("manifests/services/half.yaml", rendered)
+    repo.write(".qrm/write.journal", json.dumps({"file": "manifests/services/half.yaml", "before": None,
+                                                 "after": rendered}))
+    answer = allocate_service(open_workspace(repo.root), "whole", "app", "localhost")
+    assert not (repo.root / "manifests/services/half.yaml").exists()
+    assert git(repo.root, "show", "--name-only", "--format=", "HEAD").split() == ["manifests/services/whole.yaml"]
+    assert answer.created and not (repo.root / ".qrm/write.journal").exists()
+
+
+def test_a_person_s_edit_after_an_interrupted_write_is_not_undone(repo: Workspace) -> None:
+    repo.write("manifests/services/half.yaml", "kind: Service\nname: edited\nhost: localhost\ntype: app\n")
+    repo.write(".qrm/write.journal", json.dumps({"file": "manifests/services/half.yaml", "before": None,
+                                                 "after": "kind: Service\nname: half\n"}))
+    with pytest.raises(QrmError, match=r"manifests/services/half.yaml differ\(s\) from HEAD"):
+        allocate_service(open_workspace(repo.root), "whole", "app", "localhost")
+    assert "name: edited" in (repo.root / "manifests/services/half.yaml").read_text()
+
+
+def test_writes_killed_at_random_moments_leave_a_workspace_the_next_write_works_in(repo: Workspace) -> None:
+    ws = open_workspace(repo.root)
+    rng = random.Random(16)
+    for round_ in range(6):
+        names = [f"k{round_}-{i}" for i in range(40)]
+        process = subprocess.Popen([sys.executable, "-c", WORKER, str(repo.root), *names], cwd=REPO, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert process.stdout is not None
+        process.stdout.readline()  # the first allocation is done: the next ones are under way
+        time.sleep(rng.uniform(0.0, 0.4))  # only picks the moment of the kill; nothing is timed
+        process.kill()
+        process.communicate()
+        assert allocate_service(ws, f"after-{round_}", "app", "localhost").created
+        assert git(repo.root, "status", "--porcelain", "manifests").strip() == ""
+    ports = lockfile_ports(repo.root)
+    assert set(ports) == committed_services(repo.root) and len(set(ports.values())) == len(ports)
