@@ -164,6 +164,12 @@ def wait_for_index_lock(root: Path, timeout: float = 10.0) -> bool:
     return True
 
 
+def unstage(root: Path, paths: list[str]) -> None:
+    """The index of `paths` back to HEAD's (what a `git add` without its commit staged), the files untouched."""
+    repo = _repo(root)
+    _run(repo, "reset", "--quiet", "--", *paths)
+
+
 def changed_paths(root: Path, pathspecs: list[str]) -> list[str]:
     """Paths under `pathspecs` that differ from HEAD (modified, new or deleted), ignored files excluded."""
     repo = _repo(root)

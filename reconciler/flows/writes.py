@@ -297,6 +297,8 @@ def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: s
         return sha, with_policies(ws, desired)
     except BaseException:
         _put(ws, path, before)
+        with contextlib.suppress(QrmError):  # `git add` may have staged it before the commit failed
+            git_repo.unstage(ws.root, [rel])
         _end(ws)
         raise
 
@@ -430,6 +432,7 @@ def _recover(ws: Workspace) -> None:
     if files.read_inside_or_none(ws.root, path) == after and git_repo.text_at_head(ws.root, rel) != after:
         log.warning("a write to %s was interrupted before its commit; the file is put back", rel)
         _put(ws, path, before)
+        git_repo.unstage(ws.root, [rel])  # killed after its `git add`: the index holds the file too
     _end(ws)
 
 
