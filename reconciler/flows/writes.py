@@ -429,6 +429,7 @@ def _recover(ws: Workspace) -> None:
         return
     git_repo.wait_for_index_lock(ws.root)  # the killed write's git commit may still be finishing
     path = ws.root / rel
+    files.remove_stale_temps(path, root=ws.root)  # killed inside write_atomic: its temp file is untracked
     if files.read_inside_or_none(ws.root, path) == after and git_repo.text_at_head(ws.root, rel) != after:
         log.warning("a write to %s was interrupted before its commit; the file is put back", rel)
         _put(ws, path, before)

@@ -351,10 +351,11 @@ def test_a_write_killed_between_its_file_and_its_commit_is_put_back_by_the_next_
     committed): the next write puts the file back, goes on, and commits only its own change."""
     rendered = "kind: Service\nname: half\nhost: localhost\ntype: app\n"
     repo.write("manifests/services/half.yaml", rendered)
+    repo.write("manifests/services/.half.yaml.x1y2z3.tmp", rendered[:20])  # killed inside a write of it
     repo.write(".qrm/write.journal", json.dumps({"file": "manifests/services/half.yaml", "before": None,
                                                  "after": rendered}))
     answer = allocate_service(open_workspace(repo.root), "whole", "app", "localhost")
-    assert not (repo.root / "manifests/services/half.yaml").exists()
+    assert sorted(p.name for p in (repo.root / "manifests/services").iterdir()) == ["whole.yaml"]
     assert git(repo.root, "show", "--name-only", "--format=", "HEAD").split() == ["manifests/services/whole.yaml"]
     assert answer.created and not (repo.root / ".qrm/write.journal").exists()
 
