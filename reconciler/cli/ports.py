@@ -1,7 +1,9 @@
-"""`qrm ports list`, `ranges` and `check`: allocated ports with their owners, range usage, whether a port is free."""
+"""`qrm ports list`, `ranges` and `check`: allocated ports with their owners, range usage, whether a port is free;
+`allocate` and `release`: a service's port, written to manifests/, committed and applied (flows/writes)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 
 import click
@@ -92,3 +94,69 @@ def ports_check(ctx: click.Context, port: int, host: str, as_json: bool) -> int:
         else:
             click.echo(f"{host}:{port} is not free{where}: " + "; ".join(status.reasons) + ".")
     return EXIT_OK if status.free else EXIT_ERROR
+
+
+def _caller(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return f"{getpass.getuser()} (qrm cli)"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return "qrm cli"
+
+
+@ports.command("allocate")
+@click.argument("name")
+@click.option("--type", "port_type", required=True, help="The port type (its range): app, database, ...")
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--project", help="The project the service belongs to (kept as the tag project:NAME).")
+@click.option("--preferred-port", type=click.IntRange(1, 65535), help="Used when free (soft).")
+@click.option("--caller", help="Who asks, for the commit message (default: your user name).")
+@click.option("--idempotency-key", help="A retry with the same key answers the first call's answer.")
+@click.option("--push", is_flag=True, help="Push the commit to the upstream before applying (rebased, never forced).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_allocate(ctx: click.Context, name: str, port_type: str, host: str, project: str | None,
+                   preferred_port: int | None, caller: str | None, idempotency_key: str | None, push: bool,
+                   as_json: bool) -> int:
+    """A port for service NAME: writes its Service document to manifests/services/NAME.yaml, validates,
+    commits (the working tree's manifests must be committed), applies, prints the port. Allocating a
+    service that exists on that host prints its port and commits nothing."""
+    from reconciler.flows.writes import allocate_service
+
+    done = allocate_service(workspace_from(ctx), name, port_type, host, project=project, preferred_port=preferred_port,
+                            caller=_caller(caller), idempotency_key=idempotency_key, push=push)
+    if as_json:
+        click.echo(json.dumps(done.as_dict(), indent=2))
+    elif done.created:
+        click.echo(f"{done.host}:{done.port} allocated to {done.service} ({done.type}); committed "
+                   f"{(done.commit or '')[:12]} ({done.file})")
+    else:
+        click.echo(f"{done.host}:{done.port} is {done.service}'s ({done.type}, {done.file}); nothing to commit")
+    return EXIT_OK
+
+
+@ports.command("release")
+@click.argument("name")
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--caller", help="Who asks, for the commit message (default: your user name).")
+@click.option("--idempotency-key", help="A retry with the same key answers the first call's answer.")
+@click.option("--push", is_flag=True, help="Push the commit to the upstream before applying (rebased, never forced).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@reports_errors
+def ports_release(ctx: click.Context, name: str, host: str, caller: str | None, idempotency_key: str | None,
+                  push: bool, as_json: bool) -> int:
+    """Remove service NAME's document from its manifest (the rest of the file kept), commit, apply: its
+    port is freed. An unknown service is an error (exit 1)."""
+    from reconciler.flows.writes import release_service
+
+    done = release_service(workspace_from(ctx), name, host, caller=_caller(caller), idempotency_key=idempotency_key,
+                           push=push)
+    if as_json:
+        click.echo(json.dumps(done.as_dict(), indent=2))
+    else:
+        freed = f"{done.host}:{done.port} freed" if done.port is not None else "it had no port yet"
+        click.echo(f"{done.service} released ({freed}); committed {(done.commit or '')[:12]} ({done.file})")
+    return EXIT_OK

@@ -77,8 +77,9 @@ def reports_errors(func: F) -> F:
             return EXIT_ERROR
         except (QrmError, click.ClickException) as exc:
             if as_json:
-                return json_errors([_unlocated(exc.format_message() if isinstance(exc, click.ClickException)
-                                               else str(exc))])
+                error = _unlocated(exc.format_message() if isinstance(exc, click.ClickException) else str(exc))
+                error["field"] = getattr(exc, "field", None)  # a refused write request names its field
+                return json_errors([error])
             if isinstance(exc, click.ClickException):
                 raise
             click.echo(f"error: {one_line(str(exc))}", err=True)  # a key or file name may hold a newline

@@ -91,6 +91,24 @@ class SecretsError(QrmError):
         self.entry = entry
 
 
+class RequestError(QrmError):
+    """A write request (`qrm ports allocate`, the API's POST) is refused as asked; nothing was written.
+    `field`: the request's field at fault (service_name, port_type, host, ...), when one is."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(RequestError):
+    """The request names something that does not exist (a service to release)."""
+
+
+class ConflictError(RequestError):
+    """The request clashes with what exists (a service of that name on another host; an Idempotency-Key
+    reused for another request)."""
+
+
 def unexpected_error(exc: BaseException, traceback_hint: str = "QRM_DEBUG=1 shows the traceback") -> str:
     """One line for an exception no layer turned into a QrmError (the CLI's last line of defence, and
     the watcher's when a reconcile fails).

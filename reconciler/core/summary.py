@@ -15,6 +15,7 @@ from reconciler.core.escaping import markdown_inline, one_line
 
 SUMMARY_PATH = "reports/summary.md"
 REPORT_TRAILER = "Qrm-Report: true"
+WRITE_TRAILER = "Qrm-Write:"  # a manifest change qrm committed for a caller (flows/writes): not a report
 MAX_LISTED = 50  # changes or problems listed by name before "… and N more"
 
 

@@ -190,6 +190,13 @@ def _write_failed(path: Path, root: Path | None, exc: OSError) -> WriteFailedErr
     return WriteFailedError(f"cannot write {shown(path, root)}: {exc.strerror or exc}; {kept}")
 
 
+def remove_stale_temps(path: Path, *, root: Path) -> None:
+    """The temp files a writer killed while writing `path` left beside it (the next write_atomic of `path`
+    removes them too)."""
+    check_inside(root, path, "delete")
+    _remove_stale_temps(path, keep="")
+
+
 def _remove_stale_temps(path: Path, keep: str) -> None:
     """Temp files of this path left by a writer that was killed mid-write (writers hold the workspace lock)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.core.errors import QrmError
-from reconciler.core.summary import REPORT_TRAILER
+from reconciler.core.summary import REPORT_TRAILER, WRITE_TRAILER
 
 if TYPE_CHECKING:
     import git
@@ -145,6 +145,31 @@ def _run(repo: git.Repo, *args: str, env: dict[str, str] | None = None) -> str:
     raise AssertionError("unreachable")
 
 
+def wait_for_index_lock(root: Path, timeout: float = 10.0) -> bool:
+    """Wait while a git command (one a killed qrm left running, a person's commit) holds the index lock;
+    False when it is still held after `timeout` seconds."""
+    try:
+        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--absolute-git-dir"], capture_output=True,
+                               text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    if found.returncode != 0:
+        return True
+    lock = Path(found.stdout.strip()) / "index.lock"
+    deadline = time.monotonic() + timeout
+    while lock.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def unstage(root: Path, paths: list[str]) -> None:
+    """The index of `paths` back to HEAD's (what a `git add` without its commit staged), the files untouched."""
+    repo = _repo(root)
+    _run(repo, "reset", "--quiet", "--", *paths)
+
+
 def changed_paths(root: Path, pathspecs: list[str]) -> list[str]:
     """Paths under `pathspecs` that differ from HEAD (modified, new or deleted), ignored files excluded."""
     repo = _repo(root)
@@ -244,6 +269,17 @@ def _report_commits(repo: git.Repo, revisions: str) -> list[tuple[str, bool]]:
     return commits
 
 
+def _write_commits(repo: git.Repo, revisions: str) -> set[str]:
+    """The commits of `revisions` that qrm made for a caller (flows/writes: trailer Qrm-Write)."""
+    out = _run(repo, "log", "--format=%H%x00%B%x1e", revisions)
+    found = set()
+    for record in out.split("\x1e"):
+        sha, _, body = record.strip("\n").partition("\0")
+        if sha and any(line.startswith(WRITE_TRAILER) for line in body.splitlines()):
+            found.add(sha)
+    return found
+
+
 def fetch_fast_forward(root: Path, author: tuple[str, str] | None = None) -> PullResult:
     """Fetch the upstream and bring HEAD up to it.
 
@@ -263,20 +299,29 @@ def fetch_fast_forward(root: Path, author: tuple[str, str] | None = None) -> Pul
     if not ours:
         _run(repo, "merge", "--ff-only", "--quiet", upstream)
         return PullResult(before, _run(repo, "rev-parse", "HEAD"), incoming)
-    rebased = _rebase_own_commits(repo, upstream, ours, _identity(repo, author))
+    writes = _write_commits(repo, f"{upstream}..HEAD")
+    rebased = _rebase_own_commits(repo, upstream, ours, _identity(repo, author), writes)
     return PullResult(before, _run(repo, "rev-parse", "HEAD"), incoming, rebased=rebased)
 
 
-def _rebase_own_commits(repo: git.Repo, upstream: str, ours: list[tuple[str, bool]], env: dict[str, str]) -> int:
-    """Put qrm's unpushed report commits on top of `upstream`; on a conflict drop them (the next
-    reconcile writes the reports again) rather than guess a merge of generated files."""
-    if not all(own for _, own in ours):
-        raise GitError("HEAD has commits that are not qrm report commits and are not on the upstream; "
-                       "qrm only fast-forwards: push or reset them by hand")
+def _rebase_own_commits(repo: git.Repo, upstream: str, ours: list[tuple[str, bool]], env: dict[str, str],
+                        writes: set[str] | None = None) -> int:
+    """Put qrm's unpushed commits (report commits, and the manifest commits of `writes`) on top of
+    `upstream`. On a conflict report commits are dropped (the next reconcile writes the reports again)
+    rather than guess a merge of generated files; a write's commit is never dropped: the rebase is
+    undone and the conflict is an error for the write to answer."""
+    writes = writes or set()
+    if not all(own or sha in writes for sha, own in ours):
+        raise GitError("HEAD has commits that are not qrm report commits (nor qrm's writes) and are not on the "
+                       "upstream; qrm only fast-forwards: push or reset them by hand")
     try:
         _run(repo, "rebase", "--quiet", upstream, env={**env, "GIT_EDITOR": "true"})
         return len(ours)
     except GitError as exc:
+        if writes:
+            repo.git.rebase("--abort", with_exceptions=False)
+            raise GitError(f"the upstream changed the same manifest: qrm's write cannot be put on top of it ({exc})") \
+                from None
         log.warning("could not rebase %d report commit(s) onto the upstream (%s); they are dropped and the "
                     "next reconcile writes the reports again", len(ours), exc)
         repo.git.rebase("--abort", with_exceptions=False)

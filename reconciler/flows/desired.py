@@ -88,7 +88,11 @@ def _read_bytes(path: Path) -> bytes | None:
 
 def load_desired(ws: Workspace) -> DesiredState:
     desired, problems = validate(ws)
-    desired = replace(desired, file_policies={str(k): str(v) for k, v in ws.settings.generated_policy.items()})
     if problems:
         raise ManifestError(problems)
-    return desired
+    return with_policies(ws, desired)
+
+
+def with_policies(ws: Workspace, desired: DesiredState) -> DesiredState:
+    """A validated desired state as apply needs it: with qrm.yaml's policies for generated files."""
+    return replace(desired, file_policies={str(k): str(v) for k, v in ws.settings.generated_policy.items()})

@@ -193,6 +193,11 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "env")
     out.qrm("render", "--project", "quantumblog", "--env", "prod", "--file", "quantum")
     out.qrm("files", "--json")
+    # Writes through git: a commit of a manifest, then an apply that writes the .env holding the canary.
+    out.qrm("ports", "allocate", "canary-check", "--type", "app", "--caller", "leak-test")
+    out.qrm("ports", "allocate", "canary-check", "--type", "app", "--json")
+    out.qrm("ports", "release", "canary-check", "--json")
+    out.qrm("ports", "release", "canary-check", expect=1)
     ws.write("app/components/login.q", """
         <q:component name="LoginPage" type="page">
           <q:query name="me" datasource="main">SELECT id FROM users WHERE id = :id</q:query>

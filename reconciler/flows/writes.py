@@ -1,0 +1,496 @@
+"""Writes that go through git: allocate a port for a service, or release it (`qrm ports allocate` /
+`release`, and the API's POST /resources/ports/allocate and /release).
+
+Each write is one manifest change, validated with the whole workspace, committed with a message that
+names its caller, then applied under the workspace lock; its answer is what the apply allocated. So
+git stays the source of truth: the registry only ever holds what some commit asked for.
+
+Writes are serialised per workspace by a write lock (a thread lock, then an flock on
+`.qrm/write.lock` for other processes), held from the first read to the answer. One write is one
+commit: its history says who asked for what, and a refused request (invalid, unknown, conflicting)
+leaves no file changed and no commit. The price is one validate + commit + apply per call (see
+README, Benchmarks); batching queued requests into one commit is the next step when that is too slow.
+
+Idempotency: allocating a service that exists on that host answers its port without a commit, and
+an Idempotency-Key replays the stored answer of its first success (`.qrm/idempotency.json`, kept 24 h).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.core import models
+from reconciler.core.errors import (
+    ConflictError,
+    ManifestError,
+    NotFoundError,
+    Problem,
+    QrmError,
+    RequestError,
+)
+from reconciler.core.escaping import one_line
+from reconciler.core.state import DesiredState
+from reconciler.core.summary import WRITE_TRAILER
+from reconciler.edges import files, git_repo, manifest_edit
+from reconciler.edges.locks import workspace_lock
+from reconciler.flows.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+SERVICES_DIR = "manifests/services"  # where a new service's document goes: one file per service
+WRITE_LOCK_TIMEOUT = 300.0  # seconds a write waits for the writes before it (100 queued calls take ~a minute)
+APPLY_LOCK_TIMEOUT = 30.0  # and then for an apply someone else runs (a watcher's, a person's)
+IDEMPOTENCY_FILE = "idempotency.json"  # under .qrm/: per workspace checkout, never committed
+JOURNAL_FILE = "write.journal"  # under .qrm/: the file a write is changing, until it is committed or put back
+IDEMPOTENCY_TTL = timedelta(hours=24)
+IDEMPOTENCY_MAX = 10_000  # the oldest keys go first beyond this
+MAX_KEY_LENGTH = 255
+MAX_CALLER_LENGTH = 200
+PROJECT_TAG = "project:"  # a Service has no project field: the API's `project` is kept as this tag
+_REQUEST_FIELDS = {"name": "service_name", "type": "port_type", "host": "host", "preferred_port": "preferred_port",
+                   "tags": "project"}
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The answer of an allocation; `created` is False when the service was already there (no commit)."""
+
+    success: bool
+    port: int
+    service: str
+    host: str
+    type: str
+    commit: str | None
+    created: bool
+    project: str | None = None
+    file: str | None = None  # the manifest that holds the service, relative to the workspace
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Release:
+    success: bool
+    service: str
+    host: str
+    port: int | None  # the port freed (None when the service had never been applied)
+    commit: str | None
+    file: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the write lock ---------------------------------------------------------------------------------
+
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_lock(ws: Workspace, timeout: float = WRITE_LOCK_TIMEOUT) -> Iterator[None]:
+    """One write at a time per workspace: threads of this process queue on a lock (rather than poll the
+    file), processes on the flock of .qrm/write.lock (released by the kernel if the holder dies)."""
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.setdefault(ws.root, threading.Lock())
+    started = time.monotonic()
+    if not lock.acquire(timeout=timeout):
+        raise QrmError(f"another write of this workspace held the write lock for more than {timeout:g} s")
+    try:
+        left = max(0.0, timeout - (time.monotonic() - started))
+        with workspace_lock(ws.state_dir / "write.lock", left, what="write"):
+            yield
+    finally:
+        lock.release()
+
+
+# --- allocate and release ---------------------------------------------------------------------------
+
+def allocate_service(ws: Workspace, service_name: str, port_type: str, host: str = models.LOCALHOST, *,
+                     project: str | None = None, preferred_port: int | None = None, caller: str = "qrm",
+                     idempotency_key: str | None = None, push: bool = False,
+                     lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Allocation:
+    """A port for a service: write its Service document, validate, commit, apply, answer the port.
+
+    An existing service of that name on that host answers its port (no commit); on another host, or as a
+    project's service, it is a ConflictError. A refused request is a RequestError naming the field and
+    changes nothing. With `push` the commit is pushed to the branch's upstream before it is applied
+    (rebased onto it and retried when it moved on; never forced)."""
+    request = {"service_name": service_name, "port_type": port_type, "host": host, "project": project,
+               "preferred_port": preferred_port}
+    with write_lock(ws, lock_timeout):
+        _recover(ws)
+        replayed = _replay(ws, "allocate", idempotency_key, request)
+        if replayed is not None:
+            return Allocation(**replayed)
+        answer = _allocate(ws, service_name, port_type, host, project, preferred_port, caller, push)
+        _remember(ws, "allocate", idempotency_key, request, answer.as_dict())
+        return answer
+
+
+def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHOST, *, caller: str = "qrm",
+                    idempotency_key: str | None = None, push: bool = False,
+                    lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Release:
+    """Remove a service's document (the rest of its file kept), validate, commit, apply: its port is freed.
+    An unknown service is a NotFoundError."""
+    request = {"service_name": service_name, "host": host}
+    with write_lock(ws, lock_timeout):
+        _recover(ws)
+        replayed = _replay(ws, "release", idempotency_key, request)
+        if replayed is not None:
+            return Release(**replayed)
+        answer = _release(ws, service_name, host, caller, push)
+        _remember(ws, "release", idempotency_key, request, answer.as_dict())
+        return answer
+
+
+def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str | None,
+              preferred_port: int | None, caller: str, push: bool) -> Allocation:
+    desired = _committed_desired(ws, "allocate")
+    _check_request(desired, name, project, preferred_port)
+    existing = desired.instances.get(name)
+    if existing is not None:
+        if existing.project is not None:
+            raise ConflictError(f"service_name: {name!r} is the {existing.environment} instance of project "
+                                f"{existing.project}'s service; choose another name", field="service_name")
+        if existing.host != host:
+            raise ConflictError(f"service_name: service {name!r} exists on host {existing.host!r} "
+                                f"({existing.source.file}), not {host!r}", field="service_name")
+        if existing.type != port_type:
+            raise ConflictError(f"port_type: service {name!r} exists with type {existing.type!r}, not {port_type!r} "
+                                f"({existing.source.file})", field="port_type")
+        port = _recorded_port(ws, name) or _apply(ws, name, desired)
+        tagged = next((tag.removeprefix(PROJECT_TAG) for tag in existing.tags if tag.startswith(PROJECT_TAG)), None)
+        return Allocation(True, port, name, host, existing.type, None, created=False, project=tagged,
+                          file=existing.source.file)
+    rel = f"{SERVICES_DIR}/{name}.yaml"
+    document: dict[str, Any] = {"kind": "Service", "name": name, "host": host, "type": port_type}
+    if preferred_port is not None:
+        document["preferred_port"] = preferred_port
+    if project is not None:
+        document["tags"] = [PROJECT_TAG + project]
+    before = files.read_inside_or_none(ws.root, ws.root / rel)
+    after = manifest_edit.appended(before or "", manifest_edit.render_document(document))
+    subject = f"qrm: allocate a port ({port_type}) for {name} on {host}"
+    sha, desired = _write_validate_commit(ws, rel, before, after, subject, caller, "allocate", name,
+                                          _has_range(host, port_type))
+    undo = f"qrm: undo the allocation for {name} on {host}"
+    sha = _publish(ws, push, sha, rel, before, after, undo, caller, name)
+    try:
+        port = _apply(ws, name, None if push else desired)  # a push may have brought in other changes
+    except QrmError as exc:
+        _undo(ws, rel, before, after, undo, caller, name, exc, push)
+        raise
+    log.info("allocated %s:%d for %s (%s) in %s", host, port, name, caller, sha[:12])
+    return Allocation(True, port, name, host, port_type, sha, created=True, project=project, file=rel)
+
+
+def _release(ws: Workspace, name: str, host: str, caller: str, push: bool) -> Release:
+    desired = _committed_desired(ws, "release")
+    instance = desired.instances.get(name)
+    if instance is None or instance.project is not None:
+        what = "a project's service (remove it from its Project)" if instance is not None else "no such service"
+        raise NotFoundError(f"service_name: {name!r}: {what}; a Service document of that name is in no manifest",
+                            field="service_name")
+    if instance.host != host:
+        raise NotFoundError(f"host: service {name!r} is on host {instance.host!r}, not {host!r}", field="host")
+    rel = instance.source.file
+    before = files.read_inside_or_none(ws.root, ws.root / rel)
+    if before is None:
+        raise QrmError(f"{rel}: cannot be read")
+    spans = [span for span in manifest_edit.documents(before, rel)
+             if isinstance(span.data, dict) and span.data.get("kind") == "Service" and span.data.get("name") == name]
+    if len(spans) != 1:
+        raise QrmError(f"{rel}: expected one Service document named {name!r}, found {len(spans)}")
+    after = manifest_edit.without(before, spans[0])
+    port = _recorded_port(ws, name)
+    sha, desired = _write_validate_commit(ws, rel, before, after or None, f"qrm: release {name} on {host}", caller,
+                                          "release", name)
+    sha = _publish(ws, push, sha, rel, before, after or None, f"qrm: undo the release of {name} on {host}", caller,
+                   name)
+    _apply(ws, None, None if push else desired)
+    log.info("released %s (%s:%s) for %s in %s", name, host, port, caller, sha[:12])
+    return Release(True, name, host, port, sha, file=rel)
+
+
+# --- the steps ----------------------------------------------------------------------------------------
+
+def _committed_desired(ws: Workspace, command: str) -> DesiredState:
+    """The desired state of a clean, valid, committed workspace (a write commits only its own change)."""
+    from reconciler.flows.desired import load_desired
+    from reconciler.flows.reconcile import uncommitted
+
+    if not git_repo.is_repository(ws.root):
+        raise QrmError(f"{command} writes through git: {ws.root} is not a git repository (run git init, or qrm init)")
+    dirty = uncommitted(ws)
+    if dirty:
+        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+        raise QrmError(f"{shown} differ(s) from HEAD (not committed); {command} commits only its own change: "
+                       "commit or stash yours first")
+    try:
+        return load_desired(ws)
+    except ManifestError as exc:
+        raise QrmError(f"the committed manifests are invalid ({exc.problems[0]}"
+                       f"{f'; and {len(exc.problems) - 1} more' if len(exc.problems) > 1 else ''}); "
+                       f"fix them before a {command}") from None
+
+
+def _check_request(desired: DesiredState, name: str, project: str | None, preferred_port: int | None) -> None:
+    """The request's fields that the workspace's validation does not see as such: the name (it names the
+    file written), the project (kept as a tag) and the port. Host and type are checked by validating the
+    workspace with the document written, as any manifest is."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(models.NAME_PATTERN, name) or len(name) > 63:
+        raise RequestError(f"service_name: {one_line(str(name))[:80]!r} is not "
+                           f"{models.PATTERN_HINTS[models.NAME_PATTERN]} (at most 63)", field="service_name")
+    if project is not None and project not in desired.projects:
+        raise RequestError(f"project: unknown project {one_line(str(project))[:80]!r}; known projects: "
+                           f"{', '.join(sorted(desired.projects)) or '(none)'}", field="project")
+    if preferred_port is not None and (isinstance(preferred_port, bool) or not isinstance(preferred_port, int)
+                                       or not 1 <= preferred_port <= 65535):
+        raise RequestError(f"preferred_port: {preferred_port!r} is not a port (1-65535)", field="preferred_port")
+
+
+def _has_range(host: str, port_type: str) -> Callable[[DesiredState], None]:
+    def check(desired: DesiredState) -> None:
+        if not desired.ranges_for(host, port_type):
+            ranges = [r.name for r in desired.ranges if r.port_type == port_type]
+            raise RequestError(f"port_type: no {port_type} range serves host {host!r}; the {port_type} range(s) "
+                               f"{', '.join(ranges)} are for other hosts", field="port_type")
+    return check
+
+
+def _write_validate_commit(ws: Workspace, rel: str, before: str | None, after: str | None, subject: str,
+                           caller: str, operation: str, name: str,
+                           check: Callable[[DesiredState], None] | None = None) -> tuple[str, DesiredState]:
+    """Write one manifest file (None: delete it), validate the whole workspace and commit it. Anything
+    refused or failing puts the file back as it was: no file changed, no commit. Returns the commit and
+    the desired state it holds (which the apply then needs not read again)."""
+    from reconciler.flows.desired import validate, with_policies
+    from reconciler.flows.reconcile import parse_author
+
+    path = ws.root / rel
+    _begin(ws, rel, before, after)
+    _put(ws, path, after)
+    try:
+        desired, problems = validate(ws)
+        if problems:
+            raise _refusal(rel, problems)
+        if check is not None:
+            check(desired)
+        message = commit_message(subject, caller, operation, name)
+        sha = git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
+        if sha is None:
+            raise QrmError(f"{rel}: nothing to commit (the write changed nothing)")
+        _end(ws)
+        return sha, with_policies(ws, desired)
+    except BaseException:
+        _put(ws, path, before)
+        with contextlib.suppress(QrmError):  # `git add` may have staged it before the commit failed
+            git_repo.unstage(ws.root, [rel])
+        _end(ws)
+        raise
+
+
+def _put(ws: Workspace, path: Path, text: str | None) -> None:
+    if text is None:
+        files.remove(path, root=ws.root)
+        with contextlib.suppress(OSError):  # the folder made for it, now empty (git keeps no empty folder)
+            if path.parent != ws.manifests:
+                path.parent.rmdir()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_atomic(path, text, root=ws.root)
+
+
+def _refusal(rel: str, problems: list[Problem]) -> RequestError:
+    """The workspace's problems after the write, as one refusal naming the request's field when the
+    problem is in the written document."""
+    first = problems[0]
+    field = None
+    if first.file == rel and first.path:
+        field = _REQUEST_FIELDS.get(str(first.path[0]))
+    more = f"; and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+    prefix = f"{field}: " if field else ""
+    return RequestError(f"{prefix}refused, nothing was written or committed: {first}{more}", field=field)
+
+
+def commit_message(subject: str, caller: str, operation: str, name: str) -> str:
+    """The commit of one write: what, for whom (the caller: a token's name, a user), and trailers a
+    script can grep (`git log --grep='^Qrm-Write:'`). Not a report commit: a watcher applies it."""
+    who = one_line(caller)[:MAX_CALLER_LENGTH] or "unknown"
+    return f"{subject} (requested by {who})\n\n{WRITE_TRAILER} {operation} {name}\nQrm-Caller: {who}\n"
+
+
+def _apply(ws: Workspace, name: str | None, desired: DesiredState | None) -> int:
+    """Apply the workspace (under its lock; `desired`: its state when already read); the port `name` has
+    then (0 when `name` is None)."""
+    from reconciler.flows.apply import apply_workspace
+
+    outcome = apply_workspace(ws, lock_timeout=APPLY_LOCK_TIMEOUT, desired=desired)
+    if name is None:
+        return 0
+    for change in outcome.plan.changes:  # the port this apply gave it, without reading the registry again
+        if change.address == f"service.{name}" and change.after is not None and change.action != "delete":
+            return int(change.after["port"])
+    port = _recorded_port(ws, name)
+    if port is None:
+        raise QrmError(f"the apply recorded no port for {name}")
+    return port
+
+
+def _recorded_port(ws: Workspace, name: str) -> int | None:
+    from reconciler.flows.recorded import recorded_state
+
+    recorded = recorded_state(ws).services.get(name)
+    return recorded.port if recorded is not None else None
+
+
+def _publish(ws: Workspace, push: bool, sha: str, rel: str, before: str | None, after: str | None, undo: str,
+             caller: str, name: str) -> str:
+    """With `push`: the write's commit on the upstream (rebased when it moved on, never forced), and its sha
+    there. A push that fails (a conflicting change upstream, the remote unreachable) undoes the write with a
+    local commit and is the write's error: nothing is applied."""
+    if not push:
+        return sha
+    from reconciler.flows.reconcile import parse_author
+
+    try:
+        git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+    except QrmError as exc:
+        _undo(ws, rel, before, after, undo, caller, name, exc)
+        raise QrmError(f"the push failed, the write was undone by a local commit and nothing was applied: {exc}") \
+            from None
+    return (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
+
+
+def _undo(ws: Workspace, rel: str, before: str | None, after: str | None, subject: str, caller: str, name: str,
+          cause: QrmError, push: bool = False) -> None:
+    """The apply of a committed write failed (an exhausted range, a pinned port held): a second commit puts
+    the file back (history is never rewritten), so HEAD holds no request that was not answered."""
+    from reconciler.flows.reconcile import parse_author
+
+    try:
+        _begin(ws, rel, after, before)
+        _put(ws, ws.root / rel, before)
+        message = commit_message(subject, caller, "undo", name) + f"Qrm-Reason: {one_line(str(cause))[:300]}\n"
+        git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
+        _end(ws)
+    except QrmError as exc:
+        log.warning("could not undo the write of %s after its apply failed: %s", rel, exc)
+        _put(ws, ws.root / rel, after)
+        _end(ws)
+        return
+    if push:
+        try:
+            git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+        except QrmError as exc:
+            log.warning("the undo of %s is committed but not pushed: %s", rel, exc)
+
+
+# --- the journal: a write killed between its file and its commit ----------------------------------------
+
+def _begin(ws: Workspace, rel: str, before: str | None, after: str | None) -> None:
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(ws.state_dir / JOURNAL_FILE, json.dumps({"file": rel, "before": before, "after": after}),
+                       root=ws.root)
+
+
+def _end(ws: Workspace) -> None:
+    files.remove(ws.state_dir / JOURNAL_FILE, root=ws.root)
+
+
+def _recover(ws: Workspace) -> None:
+    """A write that was killed (SIGKILL, a power cut) after changing its file and before committing it left
+    the file changed: put it back, so the next write does not find the workspace dirty. A file that holds
+    anything else than what that write wrote (a person's edit since) is left alone."""
+    text = files.read_inside_or_none(ws.root, ws.state_dir / JOURNAL_FILE)
+    if text is None:
+        return
+    try:
+        entry = json.loads(text)
+        rel, before, after = entry["file"], entry["before"], entry["after"]
+        if not (isinstance(rel, str) and rel.startswith("manifests/") and ".." not in rel.split("/")):
+            raise ValueError(rel)
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s is damaged; it is ignored", ws.state_dir / JOURNAL_FILE)
+        _end(ws)
+        return
+    git_repo.wait_for_index_lock(ws.root)  # the killed write's git commit may still be finishing
+    path = ws.root / rel
+    files.remove_stale_temps(path, root=ws.root)  # killed inside write_atomic: its temp file is untracked
+    if files.read_inside_or_none(ws.root, path) == after and git_repo.text_at_head(ws.root, rel) != after:
+        log.warning("a write to %s was interrupted before its commit; the file is put back", rel)
+        _put(ws, path, before)
+        git_repo.unstage(ws.root, [rel])  # killed after its `git add`: the index holds the file too
+    _end(ws)
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------------------
+
+def _store(ws: Workspace) -> Path:
+    return ws.state_dir / IDEMPOTENCY_FILE
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
+        raise RequestError(f"Idempotency-Key: expected 1-{MAX_KEY_LENGTH} printable ASCII characters",
+                           field="Idempotency-Key")
+
+
+def _entries(ws: Workspace) -> dict[str, Any]:
+    text = files.read_inside_or_none(ws.root, _store(ws))
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        log.warning("%s is not JSON; the stored Idempotency-Keys are forgotten", _store(ws))
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def _replay(ws: Workspace, operation: str, key: str | None, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored answer of the first success with this key; a key reused for another request is refused."""
+    if key is None:
+        return None
+    _check_key(key)
+    entry = _entries(ws).get(key)
+    if not isinstance(entry, dict) or _expired(entry):
+        return None
+    if entry.get("operation") != operation or entry.get("request") != request:
+        raise ConflictError("Idempotency-Key: this key was used for another request; use a new key",
+                            field="Idempotency-Key")
+    answer = entry.get("answer")
+    return answer if isinstance(answer, dict) else None
+
+
+def _expired(entry: dict[str, Any]) -> bool:
+    try:
+        return datetime.now(UTC) - datetime.fromisoformat(str(entry.get("at"))) > IDEMPOTENCY_TTL
+    except ValueError:
+        return True
+
+
+def _remember(ws: Workspace, operation: str, key: str | None, request: dict[str, Any], answer: dict[str, Any]) -> None:
+    if key is None:
+        return
+    entries = {k: v for k, v in _entries(ws).items() if isinstance(v, dict) and not _expired(v)}
+    entries[key] = {"operation": operation, "request": request, "answer": answer, "at": datetime.now(UTC).isoformat()}
+    if len(entries) > IDEMPOTENCY_MAX:
+        entries = dict(sorted(entries.items(), key=lambda item: str(item[1].get("at")))[-IDEMPOTENCY_MAX:])
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(_store(ws), json.dumps({"version": 1, "entries": entries}, indent=1, sort_keys=True) + "\n",
+                       root=ws.root)
