@@ -115,7 +115,8 @@ def hooked_workspace(base: Path, env: dict[str, str], extra_manifests: str = "")
 
 @contextmanager
 def hooked(base: Path, *args: str, extra_manifests: str = "", key: bool = True) -> Iterator[Hooked]:
-    """The served clone under `qrm serve ARGS` (without the age key when not `key`); stopped at the end."""
+    """The served clone under `qrm serve ARGS` (without the age key when not `key`); stopped at the end, when
+    no secret value (nor the read token) may be in its log."""
     env = api_server.environment(base / "home")
     origin, dev, served, token = hooked_workspace(base, env, extra_manifests)
     if not key:
@@ -125,3 +126,8 @@ def hooked(base: Path, *args: str, extra_manifests: str = "", key: bool = True) 
         yield Hooked(server, origin, dev, token)
     finally:
         server.stop()
+    leaked = [name for name, value in (("GitHub secret", GITHUB_SECRET), ("GitLab token", GITLAB_TOKEN),
+                                       ("generic secret", GENERIC_SECRET.removeprefix("whsec_")), ("token", token))
+              if value in server.log()]
+    assert not leaked, f"the server's log shows the {', '.join(leaked)}"
+    assert "Traceback" not in server.log(), server.log()
