@@ -15,11 +15,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.gated_suite import gated_manifests
-from tests.support.git_repos import services
+from tests.support.git_repos import git, services
 from tests.support.quantum_server import quantum_server
 from tests.support.webhooks import GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN, Hooked, hooked, shown, wait_for
 
@@ -94,6 +95,12 @@ def test_ping_a_replayed_delivery_and_other_branches_and_events(tmp_path: Path) 
         other = h.github("push", {**PUSH, "ref": "refs/heads/feature"})
         assert other.status_code == 200
         assert other.json() == {"ignored": "a push to refs/heads/feature, not to the watched branch main"}
+        not_json = h.post("/hooks/github", b"payload=%7B%7D", {
+            "X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": "sha256=" + hmac.new(GITHUB_SECRET.encode(), b"payload=%7B%7D",
+                                                        hashlib.sha256).hexdigest()})
+        assert (not_json.status_code, not_json.json()) == (400, {
+            "error": "the body is not a JSON object (set the webhook's content type to application/json)"})
         issue = h.github("issues", {"action": "opened"})
         assert issue.status_code == 200 and "not one qrm acts on" in issue.json()["ignored"]
         assert h.settled()["reconciles"] == 1  # the replay, the other branch and the issue did nothing
@@ -110,28 +117,44 @@ def test_a_burst_of_ten_pushes_gives_at_most_two_reconciles(tmp_path: Path) -> N
         assert len(reconcile_lines(h, "github push to main")) == found["reconciles"]
 
 
-def test_a_successful_deployment_runs_the_auto_run_suites_against_that_environment(tmp_path: Path) -> None:
+def deployment(h: Hooked, source: str, environment: str, state: str = "success") -> httpx.Response:
+    """A deployment of `environment` as each sender reports it."""
+    if source == "github":
+        return h.github("deployment_status", {"deployment_status": {"state": state, "environment": environment},
+                                              "deployment": {"environment": environment, "sha": "1" * 40}})
+    if source == "gitlab":
+        body = json.dumps({"object_kind": "deployment", "status": state, "environment": environment}).encode()
+        return h.post("/hooks/gitlab", body, {"X-Gitlab-Event": "Deployment Hook", "X-Gitlab-Token": GITLAB_TOKEN,
+                                              "X-Gitlab-Event-UUID": str(uuid.uuid4())})
+    text = json.dumps({"type": "deployment", "environment": environment})
+    return h.post("/hooks/generic", text.encode(), generic_headers(f"msg_{uuid.uuid4().hex}", datetime.now(UTC), text))
+
+
+@pytest.mark.parametrize(("source", "environment"), [("github", "development"), ("gitlab", "dev"),
+                                                     ("generic", "Development")])
+def test_a_successful_deployment_runs_the_auto_run_suites_against_that_environment(tmp_path: Path, source: str,
+                                                                                    environment: str) -> None:
     with quantum_server() as quantum, hooked(tmp_path, extra_manifests=gated_manifests(quantum.url,
                                                                                       blocking=False)) as h:
         h.settled()
         history = tmp_path / "served" / "reports" / "tests" / "gate" / "history.jsonl"
         before = history.read_text().count("\n") if history.exists() else 0
-        pending = h.github("deployment_status", {"deployment_status": {"state": "in_progress",
-                                                                       "environment": "development"}})
-        assert pending.status_code == 200 and "only success runs the tests" in pending.json()["ignored"]
-        unknown = h.github("deployment_status", {"deployment_status": {"state": "success", "environment": "moon"}})
+        if source != "generic":  # a Standard Webhooks body names only what happened
+            pending = deployment(h, source, environment, state="running")
+            assert pending.status_code == 200 and "only success runs the tests" in pending.json()["ignored"]
+        unknown = deployment(h, source, "moon")
         assert unknown.status_code == 200
         assert unknown.json() == {"ignored": "no qrm environment matches 'moon'; known: dev"}
 
-        answer = h.github("deployment_status", {"deployment_status": {"state": "success", "environment": "development"},
-                                                "deployment": {"environment": "development", "sha": "1" * 40}})
+        answer = deployment(h, source, environment)
         assert answer.status_code == 202, answer.text
         assert answer.json()["environment"] == "dev"
         assert h.settled(test_runs=1)["test_runs"] == 1
         assert history.read_text().count("\n") == before + 1
         report = (tmp_path / "served" / "reports" / "tests" / "gate" / "dev.yaml").read_text()
         assert f'base_url: "{quantum.url}"' in report and '"outcome": "failed"' in report
-        assert "tests (github deployment to development): suite gate on dev: 1 passed, 1 failed" in h.server.log()
+        assert (f"tests ({source} deployment to {environment}): suite gate on dev: 1 passed, 1 failed"
+                in h.server.log())
         wait_for("the report commit on origin", lambda: shown(h.origin, "reports/tests/gate/history.jsonl")
                  .count("\n") == before + 1, h.server)
 
@@ -222,6 +245,21 @@ def test_the_openapi_document_names_the_hooks_and_they_need_no_token(tmp_path: P
         assert all("security" not in paths[f"/hooks/{name}"]["post"] for name in ("github", "gitlab", "generic"))
         assert paths["/hooks/status"]["get"]["security"]  # what the worker did is read with a read token
         assert h.server.get("/hooks/status").status_code == 401
+
+
+def test_sigterm_right_after_a_push_hook_finishes_the_reconcile_in_hand_and_exits_0(tmp_path: Path) -> None:
+    with hooked(tmp_path) as h:
+        h.push(services("a", "b"), "add b")
+        assert h.github("push", PUSH).status_code == 202
+        h.server.process.send_signal(signal.SIGTERM)
+        assert h.server.process.wait(timeout=60) == 0
+        served = tmp_path / "served"
+        # Whether the worker had begun or not, nothing is half-written: no report left uncommitted, and a
+        # reconcile that began has its line and its pushed report commit.
+        assert git(served, "status", "--porcelain", "--untracked-files=all", "reports") == ""
+        if reconcile_lines(h, "github push to main"):
+            assert '"name": "b"' in allocated(h)
+            assert git(served, "rev-parse", "HEAD") == git(h.origin, "rev-parse", "main")
 
 
 # --- qrm serve --watch ------------------------------------------------------------------------------------
