@@ -37,13 +37,13 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
                watch_interval: float | None = None) -> FastAPI:
     """The API of the workspace at `workspace_root` (refused at once when it is not one); `registry`
     as --registry; `watch_interval` runs the watch loop in the server (`qrm serve --watch`). Settings (tokens
-    included) are read again on every request, so a revoked token is
-    refused from the next request on."""
+    included) are read again on every request, so a revoked token is refused from the next request on."""
     workspace = open_workspace(workspace_root, registry)
     app = FastAPI(title="qrm", version=_version(), docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   swagger_ui_oauth2_redirect_url=None,
                   description="The qrm workspace over HTTP: the same flows as the qrm command line. Every path "
-                              "but /health needs a token (`qrm token create NAME --scope read`), sent as "
+                              "but /health and the webhooks (signed instead) needs a token (`qrm token create NAME "
+                              "--scope read`), sent as "
                               "`Authorization: Bearer <token>` or `X-QRM-Token: <token>`.")
     app.state.workspace = workspace
     if logging.getLogger(ACCESS_LOG).level == logging.NOTSET:

@@ -19,10 +19,21 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from reconciler.edges.locks import workspace_lock
+from tests.support import api_server
 from tests.support.gated_suite import gated_manifests
 from tests.support.git_repos import git, services
 from tests.support.quantum_server import quantum_server
-from tests.support.webhooks import GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN, Hooked, hooked, shown, wait_for
+from tests.support.webhooks import (
+    GENERIC_SECRET,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    Hooked,
+    hooked,
+    hooked_workspace,
+    shown,
+    wait_for,
+)
 
 PUSH = {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40, "repository": {"full_name": "team/ws"}}
 
@@ -275,3 +286,18 @@ def test_serve_watch_applies_a_pushed_commit_without_any_hook_and_stops_on_sigte
         h.server.process.send_signal(signal.SIGTERM)
         assert h.server.process.wait(timeout=60) == 0
         assert "watch stopped" in h.server.log() and "Traceback" not in h.server.log()
+
+
+def test_serve_watch_while_a_qrm_watch_holds_the_workspace_serves_without_watching(tmp_path: Path) -> None:
+    env = api_server.environment(tmp_path / "home")
+    _origin, _dev, served, token = hooked_workspace(tmp_path, env)
+    with workspace_lock(served / ".qrm" / "watch.lock", what="watch"):  # as a running `qrm watch` holds it
+        server = api_server.start(served, env, "--watch", "--interval", "0.3")
+        try:
+            wait_for("the watch's refusal", lambda: "watch stopped: " in server.log(), server)
+            assert server.get("/hooks/status", token).status_code == 200  # still serving
+        finally:
+            assert server.stop() == 0
+    [line] = [line for line in server.log().splitlines() if "watch stopped: " in line]
+    assert "workspace is locked by pid" in line and "Traceback" not in server.log()
+
