@@ -2,7 +2,7 @@
 
 The CLI does not import the server (the two faces are independent siblings): `serve` checks the
 workspace and the address, then hands uvicorn the server's factory by name, with the workspace in
-the environment (QRM_SERVE_WORKSPACE, QRM_REGISTRY).
+the environment (QRM_SERVE_WORKSPACE, QRM_REGISTRY, and QRM_SERVE_WATCH for --watch).
 """
 
 from __future__ import annotations
@@ -20,13 +20,18 @@ FACTORY = "reconciler.server.app:app_from_environment"
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; beyond this machine only when a token exists (qrm token create).")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--watch", "watch", is_flag=True,
+              help="Also run the watch loop here (qrm watch --apply, with --pull when the clone tracks a branch).")
+@click.option("--interval", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True, metavar="SECONDS",
+              help="With --watch: how often to pull and re-check health and drift.")
 @click.pass_context
 @reports_errors
-def serve(ctx: click.Context, host: str, port: int) -> int:
+def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float) -> int:
     """The HTTP API over this workspace: the same answers as the commands, for tokens (qrm token).
 
     Docs at http://HOST:PORT/docs (served from here, no CDN). One JSON access-log line per request on
-    stderr. SIGTERM or Ctrl-C stops it cleanly (exit 0).
+    stderr. Webhooks in at /hooks/github, /hooks/gitlab and /hooks/generic (signed; no token). With
+    --watch, the watch loop runs in the same process. SIGTERM or Ctrl-C stops it cleanly (exit 0).
     """
     import logging
     import os
@@ -41,6 +46,8 @@ def serve(ctx: click.Context, host: str, port: int) -> int:
     os.environ["QRM_SERVE_WORKSPACE"] = str(ws.root)
     if ws.registry_override:
         os.environ["QRM_REGISTRY"] = ws.registry_override
+    if watch:
+        os.environ["QRM_SERVE_WATCH"] = repr(interval)
     # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again for the handler it found:
     # a no-op one here, so a stop by signal ends as a clean exit 0, not as "killed by SIGTERM".
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -259,6 +259,14 @@ def _upstream(repo: git.Repo) -> tuple[str, str]:
     return str(remote), str(merge).removeprefix("refs/heads/")
 
 
+def watched_branch(root: Path) -> str | None:
+    """The upstream branch HEAD tracks (what `watch --pull` fetches); None outside a repository or when detached."""
+    try:
+        return _upstream(_repo(root))[1]
+    except QrmError:
+        return None
+
+
 def _report_commits(repo: git.Repo, revisions: str) -> list[tuple[str, bool]]:
     out = _run(repo, "log", "--reverse", "--format=%H%x00%B%x1e", revisions)
     commits = []

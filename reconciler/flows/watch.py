@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,11 @@ def _describe(paths: list[str]) -> str:
     return f"changed: {shown}" + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
-def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Callable[[str], None]) -> None:
-    """Run until `stop` is set; each reconcile is finished before stopping. `emit` gets one line per step."""
+def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Callable[[str], None],
+          serialise: AbstractContextManager[object] | None = None) -> None:
+    """Run until `stop` is set; each reconcile is finished before stopping. `emit` gets one line per step.
+    `serialise` (a lock) is held around each pull and reconcile: `qrm serve --watch` shares it with its webhooks."""
+    guarded = serialise if serialise is not None else nullcontext()
     commit = options.commit and git_repo.is_repository(ws.root)
     if options.pull and not git_repo.is_repository(ws.root):
         raise QrmError(f"watch --pull needs a git repository; {ws.root} is not one")
@@ -87,17 +91,18 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
             nonlocal sources
             started = time.perf_counter()
             try:
-                result = reconcile_once(ws, trigger=trigger, apply=options.apply, commit=commit,
-                                        check_health=check_health, allow_dirty=options.allow_dirty)
+                with guarded:
+                    result = reconcile_once(ws, trigger=trigger, apply=options.apply, commit=commit,
+                                            check_health=check_health, allow_dirty=options.allow_dirty)
+                    if options.pull and result.commit is not None and result.commit.sha:
+                        push_reports(ws, result)
+                        result.seconds = time.perf_counter() - started
             except Exception as exc:  # a daemon outlives one bad step; the next change or interval retries
                 log.debug("reconcile (%s) failed", trigger, exc_info=True)
                 # One line, and never the exception's own message (it could quote a secret value).
                 reason = unexpected_error(exc, "--log-level debug shows the traceback")
                 emit(f"reconcile ({trigger}): failed: {reason}; retrying on the next change or interval")
                 return
-            if options.pull and result.commit is not None and result.commit.sha:
-                _push(ws, result)
-                result.seconds = time.perf_counter() - started
             emit(result.line())
             sources = source_folders(ws)
 
@@ -113,7 +118,8 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
                 watching = True
                 seen.update(content_shas(ws.root, changed))
                 if options.pull:
-                    _pull(ws, emit)
+                    with guarded:
+                        pull(ws, emit)
                 step("start", check_health=True)
                 next_tick = time.monotonic() + options.interval
                 continue
@@ -127,7 +133,8 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
                 break
             if time.monotonic() < next_tick:
                 continue
-            pulled = _pull(ws, emit) if options.pull else []
+            with guarded:
+                pulled = pull(ws, emit) if options.pull else []
             if pulled:  # reconcile now; the file events of the fast-forward then find nothing new
                 seen.update(content_shas(ws.root, pulled))
                 step(f"pulled: {_describe(pulled).removeprefix('changed: ')}", check_health=False)
@@ -138,7 +145,7 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
         emit("watch stopped")
 
 
-def _pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
+def pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     """Fetch and fast-forward, push what is unpushed; the relevant paths the pulled commits changed."""
     try:
         pulled = git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
@@ -163,7 +170,7 @@ def _pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     return changed
 
 
-def _push(ws: Workspace, result: ReconcileResult) -> None:
+def push_reports(ws: Workspace, result: ReconcileResult) -> None:
     try:
         result.pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author)).pushed
     except QrmError as exc:

@@ -24,24 +24,26 @@ from starlette.exceptions import HTTPException
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.escaping import one_line
 from reconciler.flows.workspace import open_workspace
-from reconciler.server import auth, routes, suites
+from reconciler.server import auth, hooks, routes, suites
 from reconciler.server.guard import ACCESS_LOG, BODY_LIMIT, Guard
 
 STATIC_URL = "/docs/static"
 # The environment `qrm serve` hands the factory (uvicorn imports the app by name: the faces do not import each other).
-ROOT_VARIABLE, REGISTRY_VARIABLE = "QRM_SERVE_WORKSPACE", "QRM_REGISTRY"
+ROOT_VARIABLE, REGISTRY_VARIABLE, WATCH_VARIABLE = "QRM_SERVE_WORKSPACE", "QRM_REGISTRY", "QRM_SERVE_WATCH"
 log = logging.getLogger(__name__)
 
 
-def create_app(workspace_root: Path, *, registry: str | None = None, body_limit: int = BODY_LIMIT) -> FastAPI:
+def create_app(workspace_root: Path, *, registry: str | None = None, body_limit: int = BODY_LIMIT,
+               watch_interval: float | None = None) -> FastAPI:
     """The API of the workspace at `workspace_root` (refused at once when it is not one); `registry`
-    as --registry. Settings (tokens included) are read again on every request, so a revoked token is
-    refused from the next request on."""
+    as --registry; `watch_interval` runs the watch loop in the server (`qrm serve --watch`). Settings (tokens
+    included) are read again on every request, so a revoked token is refused from the next request on."""
     workspace = open_workspace(workspace_root, registry)
     app = FastAPI(title="qrm", version=_version(), docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   swagger_ui_oauth2_redirect_url=None,
                   description="The qrm workspace over HTTP: the same flows as the qrm command line. Every path "
-                              "but /health needs a token (`qrm token create NAME --scope read`), sent as "
+                              "but /health and the webhooks (signed instead) needs a token (`qrm token create NAME "
+                              "--scope read`), sent as "
                               "`Authorization: Bearer <token>` or `X-QRM-Token: <token>`.")
     app.state.workspace = workspace
     if logging.getLogger(ACCESS_LOG).level == logging.NOTSET:
@@ -50,13 +52,16 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
     _docs(app)
     app.include_router(routes.router)
     app.include_router(suites.router)
+    hooks.install(app, watch_interval=watch_interval)
     app.add_middleware(Guard, body_limit=body_limit)
     return app
 
 
 def app_from_environment() -> FastAPI:
     """The factory `qrm serve` gives uvicorn: the workspace and registry the command was started with."""
-    return create_app(Path(os.environ[ROOT_VARIABLE]), registry=os.environ.get(REGISTRY_VARIABLE) or None)
+    watch = os.environ.get(WATCH_VARIABLE)
+    return create_app(Path(os.environ[ROOT_VARIABLE]), registry=os.environ.get(REGISTRY_VARIABLE) or None,
+                      watch_interval=float(watch) if watch else None)
 
 
 def _version() -> str:
