@@ -2,7 +2,7 @@
 
 The CLI does not import the server (the two faces are independent siblings): `serve` checks the
 workspace and the address, then hands uvicorn the server's factory by name, with the workspace in
-the environment (QRM_SERVE_WORKSPACE, QRM_REGISTRY).
+the environment (QRM_SERVE_WORKSPACE, QRM_REGISTRY, QRM_SERVE_PUSH).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ FACTORY = "reconciler.server.app:app_from_environment"
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; beyond this machine only when a token exists (qrm token create).")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--push", is_flag=True, help="Writes push their commit to the upstream before applying (rebased, "
+                                           "never forced).")
 @click.pass_context
 @reports_errors
-def serve(ctx: click.Context, host: str, port: int) -> int:
+def serve(ctx: click.Context, host: str, port: int, push: bool) -> int:
     """The HTTP API over this workspace: the same answers as the commands, for tokens (qrm token).
 
     Docs at http://HOST:PORT/docs (served from here, no CDN). One JSON access-log line per request on
@@ -41,6 +43,7 @@ def serve(ctx: click.Context, host: str, port: int) -> int:
     os.environ["QRM_SERVE_WORKSPACE"] = str(ws.root)
     if ws.registry_override:
         os.environ["QRM_REGISTRY"] = ws.registry_override
+    os.environ["QRM_SERVE_PUSH"] = "1" if push else "0"
     # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again for the handler it found:
     # a no-op one here, so a stop by signal ends as a clean exit 0, not as "killed by SIGTERM".
     for stop in (signal.SIGTERM, signal.SIGINT):
