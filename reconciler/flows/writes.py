@@ -1,5 +1,6 @@
 """Writes that go through git: allocate a port for a service, or release it (`qrm ports allocate` /
-`release`, and the API's POST /resources/ports/allocate and /release).
+`release`, and the API's POST /resources/ports/allocate and /release); for the API also a secret set
+and committed (POST /resources/secrets) and an apply of the committed workspace (POST /apply).
 
 Each write is one manifest change, validated with the whole workspace, committed with a message that
 names its caller, then applied under the workspace lock; its answer is what the apply allocated. So
@@ -541,7 +542,10 @@ def set_secret(ws: Workspace, name: str, project: str | None, environment: str |
                 git_repo.unstage(ws.root, [rel])
             raise
         if sha is not None and push:
-            git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+            try:
+                git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+            except QrmError as exc:
+                raise QrmError(f"{key} is set and committed ({sha[:12]}) but the push failed: {exc}") from None
             sha = (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
         return SecretSet(True, key, scope_label(key), sha)
 

@@ -350,5 +350,10 @@ def test_serve_push_pushes_each_write_to_the_upstream(tmp_path: Path) -> None:
         assert answer.status_code == 200, answer.text
         assert git(origin, "rev-parse", "main").strip() == answer.json()["commit"] == head(tmp_path / "ws")
         assert "for pushed on forge (requested by writer)" in git(origin, "log", "-1", "--format=%s", "main")
+        secret = post(server, "/resources/secrets", tokens["keeper"], {"key": "API_KEY", "value": CANARY})
+        assert secret.status_code == 200, secret.text
+        assert git(origin, "rev-parse", "main").strip() == secret.json()["commit"] == head(tmp_path / "ws")
+        subject = git(origin, "log", "-1", "--format=%s", "main").strip()
+        assert subject == "qrm: set secret API_KEY (requested by keeper)"
     finally:
         server.stop()
