@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import api_server, pgserver, suites_api
+from tests.support import api_server, pgserver, suites_api, writes_api
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
 
@@ -81,4 +81,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Serv
 def suites_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
     """tests/support/suites_api's workspace (two projects, shop's pages on a Quantum stand-in) served by `qrm serve`."""
     with suites_api.served(tmp_path_factory.mktemp("suites")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def writes_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
+    """tests/support/writes_api's workspace (a git repository; host forge with an app range) served by `qrm serve`."""
+    with writes_api.served(tmp_path_factory.mktemp("writes")) as server:
         yield server

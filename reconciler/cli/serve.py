@@ -2,7 +2,7 @@
 
 The CLI does not import the server (the two faces are independent siblings): `serve` checks the
 workspace and the address, then hands uvicorn the server's factory by name, with the workspace in
-the environment (QRM_SERVE_WORKSPACE, QRM_REGISTRY, and QRM_SERVE_WATCH for --watch).
+the environment (QRM_SERVE_WORKSPACE, QRM_REGISTRY, QRM_SERVE_WATCH for --watch, QRM_SERVE_PUSH).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ FACTORY = "reconciler.server.app:app_from_environment"
               help="Also run the watch loop here (qrm watch --apply, with --pull when the clone tracks a branch).")
 @click.option("--interval", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True, metavar="SECONDS",
               help="With --watch: how often to pull and re-check health and drift.")
+@click.option("--push", is_flag=True, help="Writes push their commit to the upstream before applying (rebased, "
+                                           "never forced).")
 @click.pass_context
 @reports_errors
-def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float) -> int:
+def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float, push: bool) -> int:
     """The HTTP API over this workspace: the same answers as the commands, for tokens (qrm token).
 
     Docs at http://HOST:PORT/docs (served from here, no CDN). One JSON access-log line per request on
@@ -48,6 +50,7 @@ def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float
         os.environ["QRM_REGISTRY"] = ws.registry_override
     if watch:
         os.environ["QRM_SERVE_WATCH"] = repr(interval)
+    os.environ["QRM_SERVE_PUSH"] = "1" if push else "0"
     # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again for the handler it found:
     # a no-op one here, so a stop by signal ends as a clean exit 0, not as "killed by SIGTERM".
     for stop in (signal.SIGTERM, signal.SIGINT):

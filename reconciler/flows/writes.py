@@ -1,5 +1,6 @@
 """Writes that go through git: allocate a port for a service, or release it (`qrm ports allocate` /
-`release`, and the API's POST /resources/ports/allocate and /release).
+`release`, and the API's POST /resources/ports/allocate and /release); for the API also a secret set
+and committed (POST /resources/secrets) and an apply of the committed workspace (POST /apply).
 
 Each write is one manifest change, validated with the whole workspace, committed with a message that
 names its caller, then applied under the workspace lock; its answer is what the apply allocated. So
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core import models
 from reconciler.core.errors import (
@@ -43,6 +44,10 @@ from reconciler.core.summary import WRITE_TRAILER
 from reconciler.edges import files, git_repo, manifest_edit
 from reconciler.edges.locks import workspace_lock
 from reconciler.flows.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reconciler.flows.apply import ApplyOutcome
+    from reconciler.flows.reconcile import CommitOutcome
 
 log = logging.getLogger(__name__)
 
@@ -494,3 +499,68 @@ def _remember(ws: Workspace, operation: str, key: str | None, request: dict[str,
     ws.state_dir.mkdir(parents=True, exist_ok=True)
     files.write_atomic(_store(ws), json.dumps({"version": 1, "entries": entries}, indent=1, sort_keys=True) + "\n",
                        root=ws.root)
+
+
+# --- secrets set, and apply, through git (the API's POST /resources/secrets and POST /apply) ----------------
+
+@dataclass(frozen=True)
+class SecretSet:
+    """The answer of setting a secret: its scoped key and scope, never its value."""
+
+    success: bool
+    key: str
+    scope: str
+    commit: str | None  # None when the workspace is not a git repository
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def set_secret(ws: Workspace, name: str, project: str | None, environment: str | None, value: str, *,
+               caller: str = "qrm", push: bool = False, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> SecretSet:
+    """`qrm secrets set` (flows/secrets), then, in a git repository, a commit of secrets.enc naming the caller
+    (its message names the key, never the value). Refused (nothing written) when secrets.enc already differs
+    from HEAD: the commit would carry someone else's change."""
+    from reconciler.core.secret_scope import scope_label
+    from reconciler.flows import secrets
+    from reconciler.flows.reconcile import parse_author
+
+    rel = ws.secrets_file.relative_to(ws.root).as_posix()
+    with write_lock(ws, lock_timeout):
+        in_git = git_repo.is_repository(ws.root)
+        if in_git and git_repo.changed_paths(ws.root, [rel]):
+            raise QrmError(f"{rel} differs from HEAD (not committed); a secret set over the API commits only its "
+                           "own change: commit or stash yours first")
+        key = secrets.set_secret(ws, name, project, environment, value)
+        if not in_git:
+            return SecretSet(True, key, scope_label(key), None)
+        message = commit_message(f"qrm: set secret {key}", caller, "secret", key)
+        try:
+            sha = git_repo.commit_paths(ws.root, [rel], message, parse_author(ws.settings.commit_author))
+        except QrmError:
+            with contextlib.suppress(QrmError):
+                git_repo.unstage(ws.root, [rel])
+            raise
+        if sha is not None and push:
+            try:
+                git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+            except QrmError as exc:
+                raise QrmError(f"{key} is set and committed ({sha[:12]}) but the push failed: {exc}") from None
+            sha = (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
+        return SecretSet(True, key, scope_label(key), sha)
+
+
+def apply_committed(ws: Workspace, *, refresh: bool = True,
+                    lock_timeout: float = APPLY_LOCK_TIMEOUT) -> tuple[ApplyOutcome, CommitOutcome]:
+    """`qrm apply --commit --yes --no-tests`: refused when manifests/, secrets.enc or qrm.yaml differ from HEAD
+    (or the workspace is not a git repository); applies, then commits the reports as --commit does."""
+    from reconciler.flows.apply import apply_workspace
+    from reconciler.flows.reconcile import commit_after_apply, require_committed
+
+    if not git_repo.is_repository(ws.root):
+        raise QrmError(f"apply over the API applies the committed workspace: {ws.root} is not a git repository")
+    with write_lock(ws):  # not between a write's commit and its own apply
+        require_committed(ws, "apply", allow_dirty=False)
+        outcome = apply_workspace(ws, refresh=refresh, lock_timeout=lock_timeout)
+        made = commit_after_apply(ws, outcome.plan, outcome.apply_id, outcome.applied, [])
+    return outcome, made

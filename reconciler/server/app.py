@@ -24,20 +24,22 @@ from starlette.exceptions import HTTPException
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.escaping import one_line
 from reconciler.flows.workspace import open_workspace
-from reconciler.server import auth, hooks, routes, suites
+from reconciler.server import auth, hooks, routes, suites, writes
 from reconciler.server.guard import ACCESS_LOG, BODY_LIMIT, Guard
 
 STATIC_URL = "/docs/static"
 # The environment `qrm serve` hands the factory (uvicorn imports the app by name: the faces do not import each other).
-ROOT_VARIABLE, REGISTRY_VARIABLE, WATCH_VARIABLE = "QRM_SERVE_WORKSPACE", "QRM_REGISTRY", "QRM_SERVE_WATCH"
+ROOT_VARIABLE, REGISTRY_VARIABLE = "QRM_SERVE_WORKSPACE", "QRM_REGISTRY"
+WATCH_VARIABLE, PUSH_VARIABLE = "QRM_SERVE_WATCH", "QRM_SERVE_PUSH"
 log = logging.getLogger(__name__)
 
 
 def create_app(workspace_root: Path, *, registry: str | None = None, body_limit: int = BODY_LIMIT,
-               watch_interval: float | None = None) -> FastAPI:
+               watch_interval: float | None = None, push: bool = False) -> FastAPI:
     """The API of the workspace at `workspace_root` (refused at once when it is not one); `registry`
-    as --registry; `watch_interval` runs the watch loop in the server (`qrm serve --watch`). Settings (tokens
-    included) are read again on every request, so a revoked token is refused from the next request on."""
+    as --registry; `watch_interval` runs the watch loop in the server (`qrm serve --watch`); `push`: writes
+    push their commits (serve --push). Settings (tokens included) are read again on every request, so a
+    revoked token is refused from the next request on."""
     workspace = open_workspace(workspace_root, registry)
     app = FastAPI(title="qrm", version=_version(), docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   swagger_ui_oauth2_redirect_url=None,
@@ -46,12 +48,14 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
                               "--scope read`), sent as "
                               "`Authorization: Bearer <token>` or `X-QRM-Token: <token>`.")
     app.state.workspace = workspace
+    app.state.push = push
     if logging.getLogger(ACCESS_LOG).level == logging.NOTSET:
         logging.getLogger(ACCESS_LOG).setLevel(logging.INFO)  # one line per request, whatever --log-level says
     _error_handlers(app)
     _docs(app)
     app.include_router(routes.router)
     app.include_router(suites.router)
+    app.include_router(writes.router)
     hooks.install(app, watch_interval=watch_interval)
     app.add_middleware(Guard, body_limit=body_limit)
     return app
@@ -61,7 +65,7 @@ def app_from_environment() -> FastAPI:
     """The factory `qrm serve` gives uvicorn: the workspace and registry the command was started with."""
     watch = os.environ.get(WATCH_VARIABLE)
     return create_app(Path(os.environ[ROOT_VARIABLE]), registry=os.environ.get(REGISTRY_VARIABLE) or None,
-                      watch_interval=float(watch) if watch else None)
+                      watch_interval=float(watch) if watch else None, push=os.environ.get(PUSH_VARIABLE) == "1")
 
 
 def _version() -> str:

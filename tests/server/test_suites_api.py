@@ -7,7 +7,6 @@ real `curl`, a run polled until it ends, and unknown names as 404s.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -388,7 +387,6 @@ def curl(server: Server, line: str, token: str) -> Any:
     return json.loads(done.stdout)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the curl lines need the curl binary")
 def test_the_plans_curl_lines_work_as_written(tmp_path: Path) -> None:
     with suites_api.served(tmp_path) as server:  # a server of its own: run 5 is the fifth run it starts
         token = server.tokens["everything"]

@@ -49,7 +49,7 @@ class Server:
         return httpx.get(self.url + path, headers={**headers, **kwargs.pop("headers", {})}, timeout=30, **kwargs)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=30, **kwargs)
+        return httpx.request(method, self.url + path, **{"timeout": 30, **kwargs})
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
@@ -73,13 +73,15 @@ def environment(home: Path) -> dict[str, str]:
             "SOPS_AGE_KEY_FILE": str(DEMO_KEY), "PYTHONPATH": str(REPO)}
 
 
-def start(root: Path, env: dict[str, str], *args: str, host: str = "127.0.0.1", wait: float = 60) -> Server:
+def start(root: Path, env: dict[str, str], *args: str, host: str = "127.0.0.1", wait: float = 60,
+          log_level: str = "warning") -> Server:
     """`qrm serve` in a process on a free port; returns once GET /health answers 200."""
     port = free_port()
     log_file = root.parent / f"serve-{port}.log"
     with log_file.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "reconciler", "-C", str(root), "serve", "--host", host,
-                                    "--port", str(port), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen([sys.executable, "-m", "reconciler", "-C", str(root), "--log-level", log_level,
+                                    "serve", "--host", host, "--port", str(port), *args],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(root, port, process, log_file)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
