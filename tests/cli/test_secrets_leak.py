@@ -106,7 +106,7 @@ class Outputs:
         """`qrm serve` at debug level: every read path with a read token, then the .env with a token that
         has the secrets scope (the one answer allowed to hold the value); its log and answers are looked at."""
         env = {**os.environ, "QRM_LOG_LEVEL": "debug"}
-        server = api_server.start(self.ws.root, env)
+        server = api_server.start(self.ws.root, env, log_level="debug")
         answers = []
         try:
             for path in ("/health", "/resources/ports", "/resources/ports/ranges", "/resources/ports/check/8000",

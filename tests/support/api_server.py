@@ -75,7 +75,8 @@ def environment(home: Path) -> dict[str, str]:
 
 def start(root: Path, env: dict[str, str], *args: str, host: str = "127.0.0.1", wait: float = 60,
           log_level: str = "warning") -> Server:
-    """`qrm serve` in a process on a free port; returns once GET /health answers 200."""
+    """`qrm serve` in a process on a free port; returns once GET /health answers 200. `log_level` is given as
+    --log-level, so it wins over QRM_LOG_LEVEL in `env`."""
     port = free_port()
     log_file = root.parent / f"serve-{port}.log"
     with log_file.open("wb") as log:
