@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.escaping import one_line
 from reconciler.flows.workspace import open_workspace
-from reconciler.server import auth, hooks, routes, suites, writes
+from reconciler.server import auth, events, hooks, routes, suites, writes
 from reconciler.server.guard import ACCESS_LOG, BODY_LIMIT, Guard
 
 STATIC_URL = "/docs/static"
@@ -49,6 +49,7 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
                               "`Authorization: Bearer <token>` or `X-QRM-Token: <token>`.")
     app.state.workspace = workspace
     app.state.push = push
+    app.state.events = events.EventBus()
     if logging.getLogger(ACCESS_LOG).level == logging.NOTSET:
         logging.getLogger(ACCESS_LOG).setLevel(logging.INFO)  # one line per request, whatever --log-level says
     _error_handlers(app)
@@ -56,6 +57,7 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
     app.include_router(routes.router)
     app.include_router(suites.router)
     app.include_router(writes.router)
+    app.include_router(events.router)
     hooks.install(app, watch_interval=watch_interval)
     app.add_middleware(Guard, body_limit=body_limit)
     return app

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -40,7 +40,13 @@ def install(app: FastAPI, *, watch_interval: float | None = None) -> None:
     if logging.getLogger(HOOKS_LOG).level == logging.NOTSET:
         logging.getLogger(HOOKS_LOG).setLevel(logging.INFO)  # the worker's lines, whatever --log-level says
     base: Workspace = app.state.workspace
-    worker = HookWorker(lambda: _current(base), log.info)
+    publish = app.state.events.publish
+
+    def say(line: str) -> None:  # the worker's and the watch loop's lines: logged, and on GET /events
+        log.info(line)
+        publish("reconcile", {"line": line})
+
+    worker = HookWorker(lambda: _current(base), say)
     app.state.hooks = worker
     app.state.recent_deliveries = webhooks.RecentIds()
     app.include_router(router)
@@ -52,7 +58,7 @@ def install(app: FastAPI, *, watch_interval: float | None = None) -> None:
         stop = threading.Event()
         watcher = None
         if watch_interval is not None:
-            watcher = threading.Thread(target=_watch, args=(base, worker, watch_interval, stop), name="qrm-watch",
+            watcher = threading.Thread(target=_watch, args=(base, worker, watch_interval, stop, say), name="qrm-watch",
                                        daemon=True)
             watcher.start()
         try:
@@ -73,13 +79,14 @@ def _current(base: Workspace) -> Workspace:
     return dataclasses.replace(base, settings=manifest_files.load_settings(base.root))
 
 
-def _watch(base: Workspace, worker: HookWorker, interval: float, stop: threading.Event) -> None:
+def _watch(base: Workspace, worker: HookWorker, interval: float, stop: threading.Event,
+           say: Callable[[str], None]) -> None:
     from reconciler.edges import git_repo
     from reconciler.flows.watch import WatchOptions, watch
 
     pull = git_repo.is_repository(base.root) and git_repo.watched_branch(base.root) is not None
     try:
-        watch(_current(base), WatchOptions(apply=True, interval=interval, pull=pull), stop, log.info,
+        watch(_current(base), WatchOptions(apply=True, interval=interval, pull=pull), stop, say,
               serialise=worker.lock)
     except Exception as exc:
         from reconciler.core.errors import QrmError, unexpected_error

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -182,20 +183,26 @@ class RunBook:
         # and rewriting it, and two at once would lose a line. Runs of different suites go at once.
         self.suite_locks: dict[str, threading.Lock] = {}
 
-    def start(self, ws: Workspace, suite: str, environment: str) -> Run:
+    def start(self, ws: Workspace, suite: str, environment: str,
+              publish: Callable[[str, dict[str, Any]], None] = lambda _name, _data: None) -> Run:
+        """Start the run in a thread; `publish` gets its `test-run` events (started, each case, finished)."""
         with self.lock:
             run = Run(next(self.ids), suite, environment)
             self.runs[run.id] = run
             self.suite_locks.setdefault(suite, threading.Lock())
-        threading.Thread(target=self._run, args=(ws, run), name=f"test-run-{run.id}", daemon=True).start()
+        threading.Thread(target=self._run, args=(ws, run, publish), name=f"test-run-{run.id}", daemon=True).start()
         return run
 
-    def _run(self, ws: Workspace, run: Run) -> None:
+    def _run(self, ws: Workspace, run: Run, publish: Callable[[str, dict[str, Any]], None]) -> None:
         from reconciler.flows.tests_run import run_tests
+
+        publish("test-run", {"run_id": run.id, "phase": "started", "suite": run.suite, "environment": run.environment})
 
         def seen(result: CaseResult) -> None:
             with self.lock:
                 run.results.append(result)
+            publish("test-run", {"run_id": run.id, "phase": "case", "id": result.case_id, "name": result.name,
+                                 "type": result.type, "outcome": result.outcome, "reason": result.reason})
 
         try:
             with self.suite_locks[run.suite]:
@@ -210,6 +217,9 @@ class RunBook:
         except Exception as exc:  # the run's answer says what broke; never its message (it could quote a secret)
             with self.lock:
                 run.status, run.error = "error", unexpected_error(exc)
+        with self.lock:
+            finished = {k: v for k, v in run.document().items() if k != "results"}
+        publish("test-run", {**finished, "phase": "finished"})
 
     def document(self, run_id: int) -> dict[str, Any]:
         with self.lock:
@@ -240,7 +250,7 @@ async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
             raise ApiError(422, "body.environment: Field required (the suite runs on "
                                 f"{', '.join(environments) or 'every environment of its project'}: name one)")
         given = environments[0]
-    started = _book(request).start(ws, name, environment_name(desired, name, given))
+    started = _book(request).start(ws, name, environment_name(desired, name, given), request.app.state.events.publish)
     return JSONResponse({"run_id": started.id, "status": started.status, "suite": started.suite,
                          "environment": started.environment}, status_code=202)
 

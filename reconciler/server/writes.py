@@ -143,13 +143,20 @@ async def set_secret(request: Request, ws: Ws, token: Keeper) -> Any:
 
 
 @router.post("/resources/services/health-check", tags=["services"])
-async def health_check(ws: Ws, _: Writer) -> Any:
+async def health_check(request: Request, ws: Ws, _: Writer) -> Any:
     """One health round over every registered service (`qrm services health --json`): it records the statuses
     and writes reports/health.yaml."""
-    from reconciler.flows.services import check_health
+    from reconciler.flows.services import check_health, list_services
+
+    publish = request.app.state.events.publish
 
     def work() -> dict[str, Any]:
+        before = {v.service.name: v.status for v in list_services(ws).services}
         outcome = check_health(ws)
+        for view in outcome.services:  # GET /events: each service whose status this round changed
+            if before.get(view.service.name) != view.status:
+                publish("health", {"service": view.service.name, "previous": before.get(view.service.name),
+                                   "status": view.status, "reason": view.reason})
         return {"checked_at": outcome.checked_at, "summary": outcome.counts(), "services": outcome.entries()}
 
     return await _answer(work)

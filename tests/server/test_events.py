@@ -1,0 +1,145 @@
+"""GET /events as a client sees it: a real `qrm serve` process, an httpx stream of Server-Sent Events while a
+test run (tests/support/suites_api's shop suite, 3 of 5 cases passing) and health rounds happen; the token
+matrix; a closed connection frees its subscription.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api_server import Server
+from tests.support.suites_api import FAILING, PASSING
+
+
+@dataclass
+class Event:
+    id: int
+    name: str
+    data: dict[str, Any]
+
+
+class Stream:
+    """An open GET /events: `until` reads events (skipping comments) until one matches."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.comments: list[str] = []
+
+    def next(self) -> Event:
+        fields: dict[str, str] = {}
+        for line in self.lines:
+            if line.startswith(":"):
+                self.comments.append(line)
+            elif line:
+                key, _, value = line.partition(": ")
+                fields[key] = value
+            elif fields:
+                return Event(int(fields["id"]), fields["event"], json.loads(fields["data"]))
+        raise AssertionError("the stream ended")
+
+    def until(self, done: Callable[[Event], bool]) -> list[Event]:
+        seen = [self.next()]
+        while not done(seen[-1]):
+            seen.append(self.next())
+        return seen
+
+
+@contextmanager
+def subscribed(server: Server, token: str) -> Iterator[Stream]:
+    with httpx.Client(timeout=httpx.Timeout(30, read=60)) as client, client.stream(
+            "GET", server.url + "/events", headers={"Authorization": f"Bearer {token}"}) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        lines = answer.iter_lines()
+        assert next(lines) == ": subscribed"  # from here on, what happens reaches this client
+        yield Stream(lines)
+
+
+def post(server: Server, path: str, token: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return server.request("POST", path, json=body or {}, headers={"Authorization": f"Bearer {token}"})
+
+
+def subscribers(server: Server, token: str) -> int:
+    count: int = server.get("/events/subscribers", token).json()["subscribers"]
+    return count
+
+
+def test_a_test_run_streams_its_start_each_case_and_its_counts(suites_served: Server) -> None:
+    tokens = suites_served.tokens
+    assert post(suites_served, "/projects/shop/test-suites/generate", tokens["writer"]).status_code == 200
+    with subscribed(suites_served, tokens["reader"]) as stream:
+        run_id = post(suites_served, "/test-suites/shop-auto/run", tokens["writer"], {"environment": "dev"}).json()[
+            "run_id"]
+        events = [e for e in stream.until(lambda e: e.data.get("run_id") == run_id and e.data["phase"] == "finished")
+                  if e.data.get("run_id") == run_id]
+    assert {e.name for e in events} == {"test-run"}
+    assert [e.data["phase"] for e in events] == ["started"] + ["case"] * (PASSING + FAILING) + ["finished"]
+    assert events[0].data == {"run_id": run_id, "phase": "started", "suite": "shop-auto", "environment": "dev"}
+    cases = [e.data["outcome"] for e in events[1:-1]]
+    assert (cases.count("passed"), cases.count("failed")) == (PASSING, FAILING)
+    finished = events[-1].data
+    assert (finished["status"], finished["passed"], finished["failed"]) == ("failed", PASSING, FAILING)
+    ids = [e.id for e in events]
+    assert ids == sorted(set(ids))  # increasing, none repeated
+    assert finished == {**{k: v for k, v in suites_served.get(f"/test-runs/{run_id}", tokens["reader"]).json()
+                           .items() if k != "results"}, "phase": "finished"}
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("qrm_not-a-token", 401), ("writer", 403),
+                                               ("reader", 200)])
+def test_events_need_a_token_with_the_read_scope(suites_served: Server, token: str | None, status: int) -> None:
+    presented = suites_served.tokens.get(token, token) if token is not None else None
+    headers = {"Authorization": f"Bearer {presented}"} if presented is not None else {}
+    with httpx.stream("GET", suites_served.url + "/events", headers=headers, timeout=30) as answer:
+        assert answer.status_code == status
+        if status != 200:
+            body = json.loads(answer.read())
+            assert set(body) == {"error"}
+            if presented is not None:
+                assert presented not in body["error"]
+
+
+def test_closing_the_connection_frees_the_subscription(suites_served: Server) -> None:
+    reader = suites_served.tokens["reader"]
+    before = subscribers(suites_served, reader)
+    with subscribed(suites_served, reader):
+        assert subscribers(suites_served, reader) == before + 1
+    deadline = time.monotonic() + 30
+    while subscribers(suites_served, reader) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert subscribers(suites_served, reader) == before
+
+
+def health_round(server: Server, stream: Stream) -> tuple[list[tuple[str, str | None, str]], list[Event]]:
+    """A health round; (service, status before, status after) for each service whose status changed, as GET
+    /resources/services and the round's answer show them, and the health events read until the last of them."""
+    tokens = server.tokens
+    before = {s["name"]: s["status"] for s in server.get("/resources/services", tokens["reader"]).json()["services"]}
+    answer = post(server, "/resources/services/health-check", tokens["writer"])
+    assert answer.status_code == 200, answer.text
+    changed = [(s["name"], before.get(s["name"]), s["status"]) for s in answer.json()["services"]
+               if before.get(s["name"]) != s["status"]]
+    assert changed
+    events = stream.until(lambda e: e.name == "health" and e.data["service"] == changed[-1][0])
+    return changed, [e for e in events if e.name == "health"]
+
+
+def test_a_health_round_streams_each_service_whose_status_changed(writes_served: Server) -> None:
+    tokens = writes_served.tokens
+    allocate = {"port_type": "app", "host": "forge"}
+    with subscribed(writes_served, tokens["reader"]) as stream:
+        for new in ("probed", "second"):
+            assert post(writes_served, "/resources/ports/allocate", tokens["writer"],
+                        {"service_name": new, **allocate}).status_code == 200
+            changed, events = health_round(writes_served, stream)
+            assert (new, "unknown") in [(name, previous) for name, previous, _ in changed]  # never checked before
+            assert [(e.data["service"], e.data["previous"], e.data["status"]) for e in events] == changed
+            assert all(set(e.data) == {"service", "previous", "status", "reason"} for e in events)
