@@ -10,13 +10,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.api_server import Server
+from tests.support.git_repos import services
 from tests.support.suites_api import FAILING, PASSING
+from tests.support.webhooks import GITHUB_SECRET, hooked
 
 
 @dataclass
@@ -143,3 +146,16 @@ def test_a_health_round_streams_each_service_whose_status_changed(writes_served:
             assert (new, "unknown") in [(name, previous) for name, previous, _ in changed]  # never checked before
             assert [(e.data["service"], e.data["previous"], e.data["status"]) for e in events] == changed
             assert all(set(e.data) == {"service", "previous", "status", "reason"} for e in events)
+
+
+def test_a_push_hook_streams_its_reconcile_line(tmp_path: Path) -> None:
+    push = {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40, "repository": {"full_name": "team/ws"}}
+    with hooked(tmp_path) as h, subscribed(h.server, h.token) as stream:
+        h.push(services("a", "b"), "add b")
+        assert h.github("push", push).status_code == 202
+        events = stream.until(lambda e: e.name == "reconcile" and e.data["line"].startswith(
+            "reconcile (github push to main)"))
+        line = events[-1].data["line"]
+        assert ": applied;" in line
+        assert line in h.server.log()  # the worker's log line, as it was logged
+        assert all(GITHUB_SECRET not in json.dumps(e.data) for e in events)
