@@ -5,7 +5,9 @@ matrix; a closed connection frees its subscription.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.server.events import EventBus
 from tests.support.api_server import Server
 from tests.support.git_repos import services
 from tests.support.suites_api import FAILING, PASSING
@@ -159,3 +162,21 @@ def test_a_push_hook_streams_its_reconcile_line(tmp_path: Path) -> None:
         assert ": applied;" in line
         assert line in h.server.log()  # the worker's log line, as it was logged
         assert all(GITHUB_SECRET not in json.dumps(e.data) for e in events)
+
+
+@pytest.mark.parametrize(("size", "published"), [(3, 5), (3, 3), (1, 4), (8, 20)])
+def test_a_subscriber_that_falls_behind_loses_its_oldest_events_and_producers_never_wait(size: int,
+                                                                                         published: int) -> None:
+    async def scenario() -> tuple[list[int], int]:
+        bus = EventBus(size)
+        subscriber = bus.subscribe()
+        producer = threading.Thread(target=lambda: [bus.publish("n", {"n": n}) for n in range(published)])
+        producer.start()
+        await asyncio.to_thread(producer.join)  # the thread publishes all while nobody reads
+        await asyncio.sleep(0)  # the loop runs the hand-overs the thread scheduled
+        frames = [subscriber.queue.get_nowait() for _ in range(subscriber.queue.qsize())]
+        return [json.loads(f.split("data: ", 1)[1])["n"] for f in frames], subscriber.dropped
+
+    kept, dropped = asyncio.run(scenario())
+    assert kept == list(range(published))[-size:]
+    assert dropped == max(0, published - size)
