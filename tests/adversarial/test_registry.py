@@ -22,25 +22,10 @@ from sqlalchemy import create_engine, inspect, text
 
 from reconciler.edges import machine_key, sops
 from tests.support.pgserver import PgDatabase
+from tests.support.secret_project import CANARY, PROJECT
 from tests.support.workspace import Workspace
 
-CANARY = "canary-Pa55w0rd-7f3c"
 CANDIDATES = ["password", "hunter2", "letmein", "Summer2026!", CANARY, "correct horse battery staple"]
-PROJECT = """\
-kind: Project
-name: quantumblog
-environments:
-  prod: {host: localhost}
-services:
-  db: {type: database}
-datasources:
-  main:
-    driver: postgresql
-    service: db
-    database: blog
-    username: blog
-    password: "secret:DB_PASSWORD"
-"""
 ENV = "generated/quantumblog/prod/.env"
 PLACEHOLDER = re.compile(r"<secret [^>]*>")
 

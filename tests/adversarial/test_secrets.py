@@ -12,24 +12,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.edges import sops
+from tests.support.secret_project import CANARY, PROJECT
 from tests.support.workspace import Workspace
 
-CANARY = "canary-Pa55w0rd-7f3c"
-PROJECT = """\
-kind: Project
-name: quantumblog
-environments:
-  prod: {host: localhost}
-services:
-  db: {type: database}
-datasources:
-  main:
-    driver: postgresql
-    service: db
-    database: blog
-    username: blog
-    password: "secret:DB_PASSWORD"
-"""
 SHADOW = "quantumblog/prod/DB_PASSWORD"  # resolved before quantumblog/DB_PASSWORD, the real secret
 
 
