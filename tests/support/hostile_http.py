@@ -2,8 +2,11 @@
 (aiohttp and Flask refuse to write most of them): a negative Content-Length, a negative chunk size, a chunk-size
 line over 64 KiB, a Location with port 99999 or a broken IPv6 host, a body that is not the gzip it claims...
 
-`ANSWERS` maps a path to what is written after the request head is read, and what happens next (`close`, or a
-`reset` with RST). The server runs on the asyncio loop of tests/support/healthservers.py.
+`ANSWERS` maps a path to what is written after the request head is read, and what happens next: `keep` (the
+connection stays open for the client's next request, as a keep-alive server's does), `close` (where the close is
+part of the answer: a body cut short, bytes with no framing) or a `reset` with RST. Closing right after an answer
+the client can frame would leave a closed connection in its pool, and the next case would race the FIN.
+The server runs on the asyncio loop of tests/support/healthservers.py.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tests.support.healthservers import Servers, running
 @dataclass(frozen=True)
 class Answer:
     data: bytes
-    then: str = "close"  # close | reset
+    then: str = "keep"  # keep | close | reset
 
 
 def _head(*lines: str) -> bytes:
@@ -43,16 +46,19 @@ ANSWERS: dict[str, Answer] = {
     "/location-not-utf8": Answer(b"HTTP/1.1 302 Found\r\nLocation: /caf\xe9\xff\r\nContent-Length: 0\r\n\r\n"),
     "/redirect-loop": Answer(_head("HTTP/1.1 302 Found", "Location: /redirect-loop", "Content-Length: 0")),
     "/garbage-status-line": Answer(_head("HTTP/1.1 abc OK", "Content-Length: 0")),
-    "/not-http": Answer(b"hello\r\n"),
+    "/not-http": Answer(b"hello\r\n", then="close"),
     "/header-without-colon": Answer(_head("HTTP/1.1 200 OK", "NoColonHere", "Content-Length: 5") + b"hello"),
     "/header-over-64k": Answer(_head("HTTP/1.1 200 OK", "X-Big: " + "a" * 70_000, "Content-Length: 5") + b"hello"),
     "/twenty-thousand-headers": Answer(_head("HTTP/1.1 200 OK", *["X-A: b"] * 20_000, "Content-Length: 5")
                                        + b"hello"),
-    "/content-length-overflow": Answer(_head("HTTP/1.1 200 OK", "Content-Length: " + "9" * 30) + b"hello"),
+    "/content-length-overflow": Answer(_head("HTTP/1.1 200 OK", "Content-Length: " + "9" * 30) + b"hello",
+                                      then="close"),
     "/two-content-lengths": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 7") + b"hello"),
-    "/body-longer-than-content-length": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 5") + b"hello world"),
-    "/body-shorter-then-closed": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 100") + b"hel"),
-    "/closed-mid-chunk": Answer(_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked") + b"100\r\nhel"),
+    "/body-longer-than-content-length": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 5")
+                                                     + b"hello world", then="close"),
+    "/body-shorter-then-closed": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 100") + b"hel", then="close"),
+    "/closed-mid-chunk": Answer(_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked") + b"100\r\nhel",
+                               then="close"),
     "/reset-mid-body": Answer(_head("HTTP/1.1 200 OK", "Content-Length: 100") + b"hel", then="reset"),
     "/gzip-that-is-not": Answer(_head("HTTP/1.1 200 OK", "Content-Encoding: gzip", "Content-Length: 10")
                                 + b"not gzip!!"),
@@ -69,22 +75,28 @@ ANSWERS: dict[str, Answer] = {
 }
 
 
+KEEP_ALIVE_SECONDS = 60  # longer than any round of cases; the servers stop with their test
+
+
 def serve_hostile(servers: Servers) -> int:
     """Serve ANSWERS on a free port of 127.0.0.1 (one answer per connection); the port."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
-            head = await reader.readuntil(b"\r\n\r\n")
-            path = head.split(b" ", 2)[1].decode("latin-1").split("?")[0]
-            answer = ANSWERS.get(path, Answer(_head("HTTP/1.1 404 Not Found", "Content-Length: 0")))
-            writer.write(answer.data)
-            await writer.drain()
-            if answer.then == "reset":
-                await asyncio.sleep(0.05)  # let the client read what was sent
-                sock = writer.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                writer.transport.abort()
-                return
+            while True:  # one answer per request until an answer ends the connection or the client hangs up
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), KEEP_ALIVE_SECONDS)
+                path = head.split(b" ", 2)[1].decode("latin-1").split("?")[0]
+                answer = ANSWERS.get(path, Answer(_head("HTTP/1.1 404 Not Found", "Content-Length: 0")))
+                writer.write(answer.data)
+                await writer.drain()
+                if answer.then == "reset":
+                    await asyncio.sleep(0.05)  # let the client read what was sent
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                if answer.then == "close":
+                    break
         writer.close()
 
     return servers.serve(handle)
