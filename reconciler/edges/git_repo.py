@@ -327,8 +327,11 @@ def _rebase_own_commits(repo: git.Repo, upstream: str, ours: list[tuple[str, boo
         return len(ours)
     except GitError as exc:
         if writes:
+            conflicted = repo.git.diff("--name-only", "--diff-filter=U", with_exceptions=False).split()
             repo.git.rebase("--abort", with_exceptions=False)
-            raise GitError(f"the upstream changed the same manifest: qrm's write cannot be put on top of it ({exc})") \
+            # the files, not git's hint lines: the reason is one line a client reads
+            raise GitError("the upstream changed the same file(s) since: "
+                           f"{', '.join(conflicted) or 'see git status'}; qrm's write cannot be put on top of it") \
                 from None
         log.warning("could not rebase %d report commit(s) onto the upstream (%s); they are dropped and the "
                     "next reconcile writes the reports again", len(ours), exc)
@@ -363,6 +366,19 @@ def push(root: Path, attempts: int = 3, author: tuple[str, str] | None = None) -
             pulled = fetch_fast_forward(root, author)
             rebased += pulled.rebased
     raise AssertionError("unreachable")
+
+
+def drop_last_commit(root: Path, sha: str) -> bool:
+    """Take commit `sha` back out of the branch when it is HEAD, or HEAD is `sha` rebased (`git reset --keep
+    HEAD~1`: its files go back, other work in the checkout is kept). For a commit that never left this clone
+    (a write whose push failed); False when HEAD is another commit."""
+    repo = _repo(root)
+    # a push that rebased it onto the upstream before failing left it as HEAD under another sha, same message
+    if _run(repo, "rev-parse", "HEAD") != sha and _run(repo, "log", "-1", "--format=%B", "HEAD") != _run(
+            repo, "log", "-1", "--format=%B", sha):
+        return False
+    _run(repo, "reset", "--quiet", "--keep", "HEAD~1")
+    return True
 
 
 def _has_ref(repo: git.Repo, ref: str) -> bool:

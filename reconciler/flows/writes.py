@@ -374,9 +374,18 @@ def _publish(ws: Workspace, push: bool, sha: str, rel: str, before: str | None, 
     try:
         git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
     except QrmError as exc:
-        _undo(ws, rel, before, after, undo, caller, name, exc)
-        raise QrmError(f"the push failed, the write was undone by a local commit and nothing was applied: {exc}") \
-            from None
+        # The commit never reached the upstream: take it back out, so the clone is as before the call. An undo
+        # commit on top would keep the refused change in the unpushed history, and every later push would try
+        # to rebase it onto the upstream again and fail the same way.
+        _begin(ws, rel, after, before)
+        try:
+            dropped = git_repo.drop_last_commit(ws.root, sha)
+        finally:
+            _end(ws)
+        if not dropped:
+            _undo(ws, rel, before, after, undo, caller, name, exc)
+        taken = "its commit was taken back" if dropped else "the write was undone by a local commit"
+        raise QrmError(f"the push failed, {taken} and nothing was applied: {exc}") from None
     return (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
 
 
@@ -544,7 +553,10 @@ def set_secret(ws: Workspace, name: str, project: str | None, environment: str |
         if sha is not None and push:
             try:
                 git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
-            except QrmError as exc:
+            except QrmError as exc:  # not on the upstream: take the commit (and so the new value) back out
+                if git_repo.drop_last_commit(ws.root, sha):
+                    raise QrmError(f"{key} was not set: the push failed and its commit was taken back: {exc}") \
+                        from None
                 raise QrmError(f"{key} is set and committed ({sha[:12]}) but the push failed: {exc}") from None
             sha = (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
         return SecretSet(True, key, scope_label(key), sha)

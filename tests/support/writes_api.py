@@ -69,3 +69,18 @@ def served(base: Path, *args: str) -> Iterator[api_server.Server]:
         yield server
     finally:
         server.stop()
+
+
+def with_origin(root: Path, origin: Path) -> Path:
+    """A bare repository at `origin` holding the workspace's main, which tracks it (for `qrm serve --push`);
+    returns `origin`."""
+    git(origin.parent, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(root, "remote", "add", "origin", str(origin))
+    git(root, "push", "-q", "-u", "origin", "main")
+    return origin
+
+
+def clone_of(origin: Path, into: Path) -> Path:
+    """Another person's clone of `origin`, to push from."""
+    git(origin.parent, "clone", "-q", str(origin), str(into))
+    return into
