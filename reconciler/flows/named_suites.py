@@ -7,6 +7,8 @@ A named suite is manifests/tests/<name>.yaml, one TestSuite document (the name a
 only: hand-written cases belong in the project's own suite, which `qrm tests generate` merges); a file
 at that path that this flow did not write is never overwritten. The
 workspace is validated after the write; a suite the manifests refuse is taken back and the error stands.
+With `push` (qrm serve --push) the commit is pushed as a write's is: rebased onto an upstream that moved on,
+never forced, taken back out when the push fails.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import yaml
 
 from reconciler.core import testgen
 from reconciler.core.errors import ManifestError, QrmError
+from reconciler.core.escaping import one_line
+from reconciler.core.summary import WRITE_TRAILER
 from reconciler.edges import files, git_repo
 from reconciler.flows.desired import load_desired
 from reconciler.flows.reconcile import parse_author
 from reconciler.flows.tests_generate import TESTS_DIR, generate_suite
 from reconciler.flows.workspace import Workspace
+from reconciler.flows.writes import MAX_CALLER_LENGTH, write_lock
 
 CASE_TYPES = ("smoke", "auth", "action", "form", "query", "endpoint", "custom")
 # The original plan's word for a test of the app's API: qrm's endpoint cases (q:function endpoints).
@@ -71,10 +76,16 @@ def case_types(types: Sequence[str]) -> list[str]:
 
 
 def generate_named_suite(ws: Workspace, project: str, name: str | None = None, types: Sequence[str] | None = None,
-                         *, caller: str = "qrm") -> NamedSuite:
+                         *, caller: str = "qrm", push: bool = False) -> NamedSuite:
     """Generate `project`'s suite (as `qrm tests generate`), and a suite `name` of `types` when asked; commit
-    what was written when the workspace is a git repository, with a message naming `caller`."""
+    what was written when the workspace is a git repository, with a message naming `caller`, and with `push`
+    push it (as the writes of flows/writes, whose write lock it holds: one commit at a time)."""
     kinds = case_types(types or [])
+    with write_lock(ws):
+        return _generate(ws, project, name, kinds, caller, push)
+
+
+def _generate(ws: Workspace, project: str, name: str | None, kinds: list[str], caller: str, push: bool) -> NamedSuite:
     generation = generate_suite(ws, project)
     written = [p for p, w in ((generation.path, generation.written), (generation.record, generation.record_written))
                if w]
@@ -116,9 +127,28 @@ def generate_named_suite(ws: Workspace, project: str, name: str | None = None, t
             raise
         result = NamedSuite(project, wanted, path, testgen.summary(cases), len(cases), types=kinds, written=written)
     if written and git_repo.is_repository(ws.root):
-        what = f"suite {result.suite}" + (f" ({', '.join(kinds)})" if kinds else "")
-        result.commit = git_repo.commit_paths(
-            ws.root, [str(p) for p in written],
-            f"qrm serve: generate test {what} of project {project}\n\nRequested by token {caller!r}.",
-            parse_author(ws.settings.commit_author))
+        result.commit = _commit(ws, result, kinds, caller, written, push)
     return result
+
+
+def _commit(ws: Workspace, made: NamedSuite, kinds: list[str], caller: str, written: list[Path],
+            push: bool) -> str | None:
+    """Commit what the generation wrote (trailers as flows/writes' commits, so a --push rebases it onto an
+    upstream that moved on like any write); with `push`, push it. A push that fails takes the commit back
+    out (it never left the clone: the files are as before the call) and is the generation's error."""
+    what = f"suite {made.suite}" + (f" ({', '.join(kinds)})" if kinds else "")
+    who = one_line(caller)[:MAX_CALLER_LENGTH] or "unknown"
+    message = (f"qrm serve: generate test {what} of project {made.project}\n\nRequested by token {caller!r}.\n\n"
+               f"{WRITE_TRAILER} generate-suite {made.suite}\nQrm-Caller: {who}\n")
+    author = parse_author(ws.settings.commit_author)
+    sha = git_repo.commit_paths(ws.root, [str(p) for p in written], message, author)
+    if sha is None or not push:
+        return sha
+    try:
+        git_repo.push(ws.root, author=author)
+    except QrmError as exc:
+        if git_repo.drop_last_commit(ws.root, sha):
+            raise QrmError(f"the push failed, the generated suite's commit was taken back (nothing was written): "
+                           f"{exc}") from None
+        raise QrmError(f"the generated suite is committed ({sha[:12]}) but the push failed: {exc}") from None
+    return (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")

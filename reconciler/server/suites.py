@@ -133,12 +133,13 @@ async def generate(request: Request, ws: Ws, token: Writer, project: str) -> dic
     from reconciler.flows.named_suites import UnknownCaseType, generate_named_suite
 
     body = await _body(request, GenerateBody)
+    push = bool(getattr(request.app.state, "push", False))  # qrm serve --push: pushed as the other writes
 
     def work() -> dict[str, Any]:
         name = project_name(load_desired(ws), project)
         try:
             with _generating:
-                made = generate_named_suite(ws, name, body.name, body.types, caller=token.name)
+                made = generate_named_suite(ws, name, body.name, body.types, caller=token.name, push=push)
         except UnknownCaseType as exc:
             raise ApiError(422, str(exc)) from None
         return {"project": made.project, "suite": made.suite, "path": made.path.relative_to(ws.root).as_posix(),

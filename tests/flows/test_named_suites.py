@@ -80,7 +80,8 @@ def test_without_a_name_or_types_it_is_the_clis_suite_and_in_git_it_is_committed
     assert (made.suite, made.path, made.types) == ("blog-auto", workspace.root / "manifests/tests/blog.yaml", [])
     assert made.commit is not None
     assert git(workspace.root, "log", "-1", "--format=%B", made.commit).strip() == (
-        "qrm serve: generate test suite blog-auto of project blog\n\nRequested by token 'ci'.")
+        "qrm serve: generate test suite blog-auto of project blog\n\nRequested by token 'ci'.\n\n"
+        "Qrm-Write: generate-suite blog-auto\nQrm-Caller: ci")
     assert git(workspace.root, "show", "--name-only", "--format=", made.commit).split() == [
         "manifests/tests/blog.yaml", "reports/generated-cases/blog.json"]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support import api_server
+from tests.support import api_server, writes_api
 from tests.support.git_repos import git
 from tests.support.quantum_server import quantum_server
 
@@ -64,12 +64,15 @@ def suites_workspace(root: Path, env: dict[str, str], quantum_url: str) -> dict[
 
 
 @contextmanager
-def served(base: Path) -> Iterator[api_server.Server]:
-    """The workspace in base/ws with its Quantum stand-in, served by `qrm serve` (a real process) on a free port."""
+def served(base: Path, *args: str, origin: Path | None = None) -> Iterator[api_server.Server]:
+    """The workspace in base/ws with its Quantum stand-in, served by `qrm serve ARGS` (a real process) on a free
+    port; with `origin`, a bare repository made there that the workspace tracks (for --push)."""
     env = api_server.environment(base / "home")
     with quantum_server() as quantum:
         tokens = suites_workspace(base / "ws", env, quantum.url)
-        server = api_server.start(base / "ws", env)
+        if origin is not None:
+            writes_api.with_origin(base / "ws", origin)
+        server = api_server.start(base / "ws", env, *args)
         server.tokens = tokens
         try:
             yield server
