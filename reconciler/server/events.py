@@ -21,6 +21,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from reconciler.core.models import ApiToken
+from reconciler.server import answers as a
+from reconciler.server.answers import answers
 from reconciler.server.auth import require
 
 KEEP_ALIVE = 15.0  # seconds without an event before a comment line, so proxies keep the connection open
@@ -97,7 +99,16 @@ async def _stream(events: EventBus, subscriber: Subscriber) -> AsyncIterator[str
         events.unsubscribe(subscriber)
 
 
-@router.get("/events")
+class EventStream(StreamingResponse):
+    """A stream of Server-Sent Events (its media type is what /openapi.json names for GET /events)."""
+
+    media_type = "text/event-stream"
+
+
+@router.get("/events", response_class=EventStream,
+            response_model=None, responses=answers(media="text/event-stream", errors=a.READ_ERRORS, description=(
+    "Server-Sent Events: `id:`, `event:` (reconcile, test-run, health, reset) and `data:` (one JSON object) "
+    "lines, then a blank line")))
 async def events(request: Request, _: Reader) -> StreamingResponse:
     """Server-Sent Events (text/event-stream): `reconcile` {"line"}, `test-run` {"run_id", "phase": started,
     case or finished, ...}, `health` {"service", "previous", "status", "reason"}; `id:` increases; a
@@ -108,7 +119,7 @@ async def events(request: Request, _: Reader) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/events/subscribers")
+@router.get("/events/subscribers", response_model=None, responses=answers(a.Subscribers, errors=a.READ_ERRORS))
 def subscribers(request: Request, _: Reader) -> dict[str, int]:
     """How many clients are subscribed to /events now."""
     return {"subscribers": bus(request).count()}

@@ -27,6 +27,7 @@ from reconciler.core.models import ApiToken
 from reconciler.edges import manifest_files
 from reconciler.flows.hooks import HookSecretMissing, HookWorker, hook_secret, watched_branch
 from reconciler.flows.workspace import Workspace
+from reconciler.server.answers import READ_ERRORS, HookStatus, answers, hook_answers
 from reconciler.server.auth import require
 
 HOOKS_LOG = "reconciler.server.hooks"
@@ -153,7 +154,7 @@ async def _deployed(request: Request, source: str, environment: Any, delivery: s
 
 # --- the hooks -------------------------------------------------------------------------------------------
 
-@router.post("/hooks/github")
+@router.post("/hooks/github", response_model=None, responses=hook_answers())
 async def github(request: Request) -> JSONResponse:
     """A GitHub webhook (content type application/json), signed with GITHUB_WEBHOOK_SECRET of secrets.enc:
     `ping`, `push` to the watched branch (fetch and reconcile), `deployment_status` success (the auto_run
@@ -190,7 +191,7 @@ async def github(request: Request) -> JSONResponse:
                                              "deployment_status)")})
 
 
-@router.post("/hooks/gitlab")
+@router.post("/hooks/gitlab", response_model=None, responses=hook_answers())
 async def gitlab(request: Request) -> JSONResponse:
     """A GitLab webhook whose secret token is GITLAB_WEBHOOK_TOKEN of secrets.enc: Push Hook (fetch and
     reconcile) and Deployment Hook with status success (the auto_run suites against that environment)."""
@@ -219,7 +220,7 @@ async def gitlab(request: Request) -> JSONResponse:
     return _answer(200, {"ignored": one_line(f"event {event!r} is not one qrm acts on (Push Hook, Deployment Hook)")})
 
 
-@router.post("/hooks/generic")
+@router.post("/hooks/generic", response_model=None, responses=hook_answers())
 async def generic(request: Request) -> JSONResponse:
     """A Standard Webhooks delivery (webhook-id, webhook-timestamp within 5 minutes, webhook-signature) signed
     with WEBHOOK_SECRET (whsec_…) of secrets.enc. {"type": "deployment", "environment": E} runs the auto_run
@@ -246,7 +247,7 @@ async def generic(request: Request) -> JSONResponse:
     return await _push(request, "generic", None, delivery)  # a generic hook names no branch: the watched one
 
 
-@router.get("/hooks/status")
+@router.get("/hooks/status", response_model=None, responses=answers(HookStatus, errors=READ_ERRORS))
 def status(request: Request, _: Reader) -> dict[str, Any]:
     """What the hooks' worker has done: reconciles and test runs started, whether one is running or waiting."""
     worker: HookWorker = request.app.state.hooks

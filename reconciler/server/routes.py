@@ -15,6 +15,8 @@ from reconciler.core.models import ApiToken
 from reconciler.core.state import DesiredState
 from reconciler.flows.desired import load_desired
 from reconciler.flows.workspace import Workspace
+from reconciler.server import answers as a
+from reconciler.server.answers import answers
 from reconciler.server.auth import ApiError, require, workspace
 
 router = APIRouter()
@@ -35,13 +37,14 @@ def _known(desired: DesiredState, *, host: str | None = None, project: str | Non
                             f"{', '.join(sorted(desired.projects[project].environments))}")
 
 
-@router.get("/health", tags=["server"])
+@router.get("/health", tags=["server"], response_model=None, responses=answers(a.Health, errors=(500,)))
 def health() -> dict[str, Any]:
     """Whether the server answers (no token needed)."""
     return {"status": "ok"}
 
 
-@router.get("/resources/ports", tags=["ports"])
+@router.get("/resources/ports", tags=["ports"],
+            response_model=None, responses=answers(a.PortPage, errors=a.PATH_ERRORS))
 def ports(ws: Ws, _: Reader, host: str | None = None, project: str | None = None,
           type: Annotated[str | None, Query(description="port type, e.g. app or database")] = None,
           limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -57,7 +60,8 @@ def ports(ws: Ws, _: Reader, host: str | None = None, project: str | None = None
             "offset": offset, "allocations": rows[offset:offset + limit]}
 
 
-@router.get("/resources/ports/ranges", tags=["ports"])
+@router.get("/resources/ports/ranges", tags=["ports"],
+            response_model=None, responses=answers(a.Ranges, errors=a.READ_ERRORS))
 def port_ranges(ws: Ws, _: Reader) -> dict[str, Any]:
     """Use of every port range on every host (`qrm ports ranges --json`)."""
     from reconciler.flows.ports import port_ranges as ranges
@@ -67,7 +71,8 @@ def port_ranges(ws: Ws, _: Reader) -> dict[str, Any]:
                        for r in ranges(ws)]}
 
 
-@router.get("/resources/ports/check/{port}", tags=["ports"])
+@router.get("/resources/ports/check/{port}", tags=["ports"],
+            response_model=None, responses=answers(a.PortCheck, errors=a.PATH_ERRORS))
 def port_check(ws: Ws, _: Reader, port: Annotated[int, Path(ge=1, le=65535)],
                host: str = "localhost") -> dict[str, Any]:
     """Whether `port` is free on `host`, and the reasons it is not (`qrm ports check --json`)."""
@@ -79,7 +84,8 @@ def port_check(ws: Ws, _: Reader, port: Annotated[int, Path(ge=1, le=65535)],
             "range": status.range}
 
 
-@router.get("/resources/services", tags=["services"])
+@router.get("/resources/services", tags=["services"],
+            response_model=None, responses=answers(a.Services, errors=a.PATH_ERRORS))
 def services(ws: Ws, _: Reader, service_type: str | None = None, project: str | None = None) -> dict[str, Any]:
     """Every registered service with its last health (`qrm services list --json`)."""
     from reconciler.flows.services import list_services
@@ -91,7 +97,8 @@ def services(ws: Ws, _: Reader, service_type: str | None = None, project: str | 
     return {"source": found.origin, "total": len(rows), "services": rows}
 
 
-@router.get("/resources/secrets", tags=["secrets"])
+@router.get("/resources/secrets", tags=["secrets"],
+            response_model=None, responses=answers(a.Secrets, errors=a.READ_ERRORS))
 def secrets(ws: Ws, _: Reader) -> dict[str, Any]:
     """Names, scopes and when each secret was last set; never a value (`qrm secrets list --json`)."""
     from reconciler.flows.secrets import list_secrets
@@ -101,7 +108,7 @@ def secrets(ws: Ws, _: Reader) -> dict[str, Any]:
                                                 "changed_at": i.changed_at} for i in infos]}
 
 
-@router.get("/plan", tags=["plan"])
+@router.get("/plan", tags=["plan"], response_model=None, responses=answers(a.Plan, errors=a.READ_ERRORS))
 def plan(ws: Ws, _: Reader, refresh: Annotated[bool, Query(description="read live listeners")] = True,
          ) -> dict[str, Any]:
     """The plan, secrets masked: the document of `qrm plan --json`."""
@@ -122,13 +129,15 @@ def _generated(ws: Workspace, project: str, environment: str, name: str, *, with
             "content": render_file(ws, project, environment, name, with_values=with_values)}
 
 
-@router.get("/resources/generate/env/{project}", tags=["generated files"])
+@router.get("/resources/generate/env/{project}", tags=["generated files"],
+            response_model=None, responses=answers(a.GeneratedFile, errors=a.PATH_ERRORS))
 def generate_env(ws: Ws, token: Reader, project: str, environment: str) -> dict[str, Any]:
     """The project's .env for `environment`: secret values masked, unless the token has the secrets scope."""
     return _generated(ws, project, environment, ".env", with_values="secrets" in token.scopes)
 
 
-@router.get("/resources/generate/docker-compose/{project}", tags=["generated files"])
+@router.get("/resources/generate/docker-compose/{project}", tags=["generated files"],
+            response_model=None, responses=answers(a.GeneratedFile, errors=a.PATH_ERRORS))
 def generate_compose(ws: Ws, _: Reader, project: str, environment: str) -> dict[str, Any]:
     """The project's docker-compose.yml for `environment` (it refers to .env, so it holds no secret)."""
     return _generated(ws, project, environment, "docker-compose.yml", with_values=False)

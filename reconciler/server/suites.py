@@ -33,6 +33,8 @@ from reconciler.core.state import DesiredState
 from reconciler.core.test_results import ERROR, FAILED, PASSED, CaseResult
 from reconciler.flows.desired import load_desired
 from reconciler.flows.workspace import Workspace
+from reconciler.server import answers as a
+from reconciler.server.answers import answers
 from reconciler.server.auth import ApiError, require, workspace
 
 router = APIRouter()
@@ -105,7 +107,8 @@ def environment_name(desired: DesiredState, suite: str, value: str | int) -> str
 
 # --- components --------------------------------------------------------------------------------------
 
-@router.post("/projects/{project}/components/scan", tags=["components"])
+@router.post("/projects/{project}/components/scan", tags=["components"],
+             response_model=None, responses=answers(a.Scan, errors=a.WRITE_ERRORS))
 def scan(ws: Ws, _: Writer, project: str) -> dict[str, Any]:
     """Scan the project's .q components (incrementally, as `qrm scan PROJECT --json`); `stats` is its totals,
     `report` the file it wrote, in the workspace."""
@@ -116,7 +119,8 @@ def scan(ws: Ws, _: Writer, project: str) -> dict[str, Any]:
     return {**found.to_dict(), "report": found.report.relative_to(ws.root).as_posix(), "stats": found.totals}
 
 
-@router.get("/projects/{project}/components", tags=["components"])
+@router.get("/projects/{project}/components", tags=["components"],
+            response_model=None, responses=answers(a.Components, errors=a.PATH_ERRORS))
 def components(ws: Ws, _: Reader, project: str) -> dict[str, Any]:
     """The project's components as its last scan recorded them (nothing is read or parsed)."""
     from reconciler.flows.scan import last_scan
@@ -126,7 +130,8 @@ def components(ws: Ws, _: Reader, project: str) -> dict[str, Any]:
 
 # --- suites ------------------------------------------------------------------------------------------
 
-@router.post("/projects/{project}/test-suites/generate", tags=["test suites"], openapi_extra=_schema(GenerateBody))
+@router.post("/projects/{project}/test-suites/generate", tags=["test suites"], openapi_extra=_schema(GenerateBody),
+             response_model=None, responses=answers(a.GeneratedSuite, errors=a.WRITE_ERRORS))
 async def generate(request: Request, ws: Ws, token: Writer, project: str) -> dict[str, Any]:
     """Generate the project's suite (as `qrm tests generate`) and, with a name or types, a suite of that name
     with the generated cases of those types (`api` = endpoint); commit what was written, naming the token."""
@@ -238,7 +243,8 @@ def _book(request: Request) -> RunBook:
     return book
 
 
-@router.post("/test-suites/{suite}/run", tags=["test suites"], status_code=202, openapi_extra=_schema(RunBody))
+@router.post("/test-suites/{suite}/run", tags=["test suites"], status_code=202, openapi_extra=_schema(RunBody),
+             response_model=None, responses=answers(a.RunStarted, 202, errors=a.WRITE_ERRORS))
 async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
     """Start the suite on one environment (`environment`, or its alias `environment_id`); 202 with the run's id."""
     body = await _body(request, RunBody)
@@ -256,7 +262,8 @@ async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
                          "environment": started.environment}, status_code=202)
 
 
-@router.get("/test-runs/{run_id}", tags=["test suites"])
+@router.get("/test-runs/{run_id}", tags=["test suites"],
+            response_model=None, responses=answers(a.TestRun, errors=a.PATH_ERRORS))
 async def test_run(request: Request, _: Reader, run_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
     """A run's status (running, passed, failed or error), its counts and each case's outcome and reason."""
     return _book(request).document(run_id)

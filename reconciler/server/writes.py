@@ -27,6 +27,8 @@ from reconciler.core.errors import ConflictError, NotFoundError, RequestError, S
 from reconciler.core.escaping import one_line
 from reconciler.core.models import ApiToken
 from reconciler.flows.workspace import Workspace
+from reconciler.server import answers as a
+from reconciler.server.answers import answers
 from reconciler.server.auth import require, workspace
 from reconciler.server.suites import _body, _schema
 
@@ -83,7 +85,8 @@ async def _answer(work: Callable[[], Answer]) -> Answer | JSONResponse:
         return JSONResponse({"error": one_line(str(exc)), "field": exc.field}, status_code=status)
 
 
-@router.post("/resources/ports/allocate", tags=["ports"], openapi_extra=_schema(AllocateBody))
+@router.post("/resources/ports/allocate", tags=["ports"], openapi_extra=_schema(AllocateBody),
+             response_model=None, responses=answers(a.Allocated, errors=a.WRITE_ERRORS))
 async def allocate(request: Request, ws: Ws, token: Writer, idempotency_key: IdempotencyKey = None) -> Any:
     """A port for a service (`qrm ports allocate`): a Service document under manifests/services, validated,
     committed naming the token, applied; the port it got. The same service on the same host again answers its
@@ -101,7 +104,8 @@ async def allocate(request: Request, ws: Ws, token: Writer, idempotency_key: Ide
     return await _answer(work)
 
 
-@router.post("/resources/ports/release", tags=["ports"], openapi_extra=_schema(ReleaseBody))
+@router.post("/resources/ports/release", tags=["ports"], openapi_extra=_schema(ReleaseBody),
+             response_model=None, responses=answers(a.Released, errors=a.WRITE_ERRORS))
 async def release(request: Request, ws: Ws, token: Writer, idempotency_key: IdempotencyKey = None) -> Any:
     """Remove a service's document (the rest of its file kept), commit naming the token, apply: its port is free."""
     from reconciler.flows.writes import release_service
@@ -116,7 +120,8 @@ async def release(request: Request, ws: Ws, token: Writer, idempotency_key: Idem
     return await _answer(work)
 
 
-@router.post("/resources/secrets", tags=["secrets"], openapi_extra=_schema(SecretBody))
+@router.post("/resources/secrets", tags=["secrets"], openapi_extra=_schema(SecretBody),
+             response_model=None, responses=answers(a.SecretSet, errors=a.WRITE_ERRORS))
 async def set_secret(request: Request, ws: Ws, token: Keeper) -> Any:
     """Set a secret in secrets.enc (`qrm secrets set`), committed naming the token when the workspace is a git
     repository; answers its key and scope, never the value."""
@@ -142,7 +147,8 @@ async def set_secret(request: Request, ws: Ws, token: Keeper) -> Any:
     return await _answer(work)
 
 
-@router.post("/resources/services/health-check", tags=["services"])
+@router.post("/resources/services/health-check", tags=["services"],
+             response_model=None, responses=answers(a.HealthRound, errors=a.WRITE_ERRORS))
 async def health_check(request: Request, ws: Ws, _: Writer) -> Any:
     """One health round over every registered service (`qrm services health --json`): it records the statuses
     and writes reports/health.yaml."""
@@ -162,7 +168,8 @@ async def health_check(request: Request, ws: Ws, _: Writer) -> Any:
     return await _answer(work)
 
 
-@router.post("/apply", tags=["plan"], openapi_extra=_schema(ApplyBody))
+@router.post("/apply", tags=["plan"], openapi_extra=_schema(ApplyBody),
+             response_model=None, responses=answers(a.Applied, errors=a.WRITE_ERRORS))
 async def apply(request: Request, ws: Ws, _: Writer) -> Any:
     """Apply the committed workspace (`qrm apply --commit --yes --no-tests`): 409 when manifests/, secrets.enc
     or qrm.yaml differ from HEAD; the applied plan (secrets masked), then the report commit."""
