@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from reconciler.server.events import EventBus
+from tests.support import api_server, suites_api
 from tests.support.api_server import Server
 from tests.support.git_repos import services
 from tests.support.suites_api import FAILING, PASSING
@@ -59,9 +60,11 @@ class Stream:
 
 
 @contextmanager
-def subscribed(server: Server, token: str) -> Iterator[Stream]:
+def subscribed(server: Server, token: str, last_event_id: str | int | None = None) -> Iterator[Stream]:
+    headers = {"Authorization": f"Bearer {token}",
+               **({"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {})}
     with httpx.Client(timeout=httpx.Timeout(30, read=60)) as client, client.stream(
-            "GET", server.url + "/events", headers={"Authorization": f"Bearer {token}"}) as answer:
+            "GET", server.url + "/events", headers=headers) as answer:
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/event-stream")
         lines = answer.iter_lines()
@@ -180,3 +183,111 @@ def test_a_subscriber_that_falls_behind_loses_its_oldest_events_and_producers_ne
     kept, dropped = asyncio.run(scenario())
     assert kept == list(range(published))[-size:]
     assert dropped == max(0, published - size)
+
+
+# --- reconnecting with Last-Event-ID ------------------------------------------------------------------------
+
+def a_run(server: Server) -> int:
+    """Start the shop suite on dev (7 events: started, 5 cases, finished); its run id."""
+    answer = post(server, "/test-suites/shop-auto/run", server.tokens["writer"], {"environment": "dev"})
+    assert answer.status_code == 202, answer.text
+    run_id: int = answer.json()["run_id"]
+    return run_id
+
+
+def finished(server: Server, run_id: int) -> None:
+    """Wait until the run is over (all its events are published by then)."""
+    deadline = time.monotonic() + 120
+    while server.get(f"/test-runs/{run_id}", server.tokens["reader"]).json()["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def run_over(run_id: int) -> Callable[[Event], bool]:
+    return lambda e: e.data.get("run_id") == run_id and e.data.get("phase") == "finished"
+
+
+def test_a_client_that_reconnects_with_last_event_id_gets_what_it_missed_then_what_follows(
+        suites_served: Server) -> None:
+    tokens = suites_served.tokens
+    assert post(suites_served, "/projects/shop/test-suites/generate", tokens["writer"]).status_code == 200
+    with subscribed(suites_served, tokens["reader"]) as stream:
+        first = a_run(suites_served)
+        seen = stream.until(run_over(first))
+    # disconnected: a second run happens meanwhile, all its events published while nobody listens
+    second = a_run(suites_served)
+    finished(suites_served, second)
+    resume_after = seen[2]  # as if the connection broke after the third event of the first run
+    with subscribed(suites_served, tokens["reader"], resume_after.id) as stream:
+        missed = stream.until(run_over(second))
+        third = a_run(suites_served)
+        live = stream.until(run_over(third))
+    assert [(e.id, e.name, e.data) for e in missed[:len(seen) - 3]] == [(e.id, e.name, e.data) for e in seen[3:]]
+    of_second = missed[len(seen) - 3:]
+    assert [e.data["phase"] for e in of_second] == ["started"] + ["case"] * (PASSING + FAILING) + ["finished"]
+    assert {e.data["run_id"] for e in of_second} == {second}
+    ids = [e.id for e in missed + live]
+    assert ids == list(range(resume_after.id + 1, resume_after.id + 1 + len(ids)))  # none lost, none twice
+    assert {e.data["run_id"] for e in live} == {third}
+
+
+@pytest.mark.parametrize("last_event_id", ["1", "0", "not-an-id", "99999999999999999"],
+                         ids=["before-this-server", "zero", "not-a-number", "from-the-future"])
+def test_an_id_this_server_does_not_have_gets_a_reset_then_the_events_that_follow(
+        suites_served: Server, last_event_id: str) -> None:
+    tokens = suites_served.tokens
+    assert post(suites_served, "/projects/shop/test-suites/generate", tokens["writer"]).status_code == 200
+    with subscribed(suites_served, tokens["reader"], last_event_id) as stream:
+        reset = stream.next()
+        run_id = a_run(suites_served)
+        after = stream.until(run_over(run_id))
+    assert reset.name == "reset"
+    assert reset.data["last_event_id"] == last_event_id and "some events were missed" in reset.data["reason"]
+    assert ("is from before this server started" if last_event_id.isdigit() and int(last_event_id) < 10**13
+            else "is not one of this server's") in reset.data["reason"]
+    assert after[0].id == reset.id + 1 and after[0].data["phase"] == "started"  # the reset's id: the newest one
+
+
+def test_a_restarted_server_answers_an_id_of_the_one_before_with_a_reset(tmp_path: Path) -> None:
+    with suites_api.served(tmp_path) as before:
+        assert post(before, "/projects/shop/test-suites/generate", before.tokens["writer"]).status_code == 200
+        with subscribed(before, before.tokens["reader"]) as stream:
+            last = stream.until(run_over(a_run(before)))[-1]
+        assert before.stop() == 0
+        after = api_server.start(before.root, api_server.environment(tmp_path / "home"))
+        after.tokens = before.tokens
+        try:
+            with subscribed(after, after.tokens["reader"], last.id) as stream:
+                reset = stream.next()
+                run_id = a_run(after)  # the new server's run 1 again: the run ids are per server
+                following = stream.until(run_over(run_id))
+        finally:
+            after.stop()
+    assert reset.name == "reset" and reset.data["oldest"] > last.id  # the new server's ids start after the old's
+    assert f"event {last.id} is from before this server started" in reset.data["reason"]
+    assert [e.id for e in following] == list(range(reset.id + 1, reset.id + 1 + len(following)))
+    assert following[0].id > last.id
+
+
+@pytest.mark.parametrize(("history", "published", "last", "replayed"), [
+    (5, 3, None, []),  # no Last-Event-ID: from now on only
+    (5, 3, 0, [1, 2]),
+    (5, 3, 2, []),  # up to date
+    (3, 5, 1, [2, 3, 4]),  # the oldest kept is 2: the next one it wants
+    (3, 5, 0, "reset"),  # 1 was dropped from the ring
+    (3, 5, 4, []),
+    (3, 5, 5, "reset"),  # never issued
+])
+def test_the_ring_replays_what_it_still_has_and_resets_otherwise(history: int, published: int, last: int | None,
+                                                                 replayed: list[int] | str) -> None:
+    async def scenario() -> list[str]:
+        bus = EventBus(history=history, start=0)
+        for n in range(published):
+            bus.publish("n", {"n": n})
+        return bus.subscribe(None if last is None else str(last)).backlog
+
+    backlog = asyncio.run(scenario())
+    if replayed == "reset":
+        assert len(backlog) == 1 and "event: reset" in backlog[0] and f"id: {published - 1}\n" in backlog[0]
+    else:
+        assert [int(f.split("\n")[0].removeprefix("id: ")) for f in backlog] == replayed
