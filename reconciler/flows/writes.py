@@ -174,6 +174,8 @@ def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str 
         if existing.type != port_type:
             raise ConflictError(f"port_type: service {name!r} exists with type {existing.type!r}, not {port_type!r} "
                                 f"({existing.source.file})", field="port_type")
+        if push:
+            _push_pending(ws)
         port = _recorded_port(ws, name) or _apply(ws, name, desired)
         tagged = next((tag.removeprefix(PROJECT_TAG) for tag in existing.tags if tag.startswith(PROJECT_TAG)), None)
         return Allocation(True, port, name, host, existing.type, None, created=False, project=tagged,
@@ -387,6 +389,17 @@ def _publish(ws: Workspace, push: bool, sha: str, rel: str, before: str | None, 
         taken = "its commit was taken back" if dropped else "the write was undone by a local commit"
         raise QrmError(f"the push failed, {taken} and nothing was applied: {exc}") from None
     return (git_repo.head_revision(ws.root) or sha).removesuffix("+dirty")
+
+
+def _push_pending(ws: Workspace) -> None:
+    """With --push, a call that makes no commit still sends the commits not yet on the upstream (none, unless a
+    write was killed between its commit and its push: its retry finds the service and must finish the job)."""
+    from reconciler.flows.reconcile import parse_author
+
+    try:
+        git_repo.push(ws.root, author=parse_author(ws.settings.commit_author))
+    except QrmError as exc:
+        raise QrmError(f"the push of the commits not yet on the upstream failed: {exc}") from None
 
 
 def _undo(ws: Workspace, rel: str, before: str | None, after: str | None, subject: str, caller: str, name: str,

@@ -8,7 +8,9 @@ or pushes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import time
@@ -224,3 +226,54 @@ def test_a_secret_the_origin_conflicts_with_is_a_409_and_is_not_set(tmp_path: Pa
     assert git(origin, "show", "main:secrets.enc") == theirs
     assert "OTHER_KEY" not in server.get("/resources/secrets", server.tokens["reader"]).text
     assert SECRET not in answer.text + server.log()
+
+
+# --- killed outright: SIGKILL to the server and its git, in the middle of a push ------------------------
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process under it (the server, its git push, the origin's receive-pack and hook)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+def test_a_write_killed_with_its_git_mid_push_is_finished_by_its_retry(tmp_path: Path) -> None:
+    """An OOM kill of the container, say: the commit is made, its push dies half-way, no answer. The retry on a
+    restarted server finds the service committed, pushes that commit and applies it: then all of it is there."""
+    env = api_server.environment(tmp_path / "home")
+    root = tmp_path / "ws"
+    tokens = writes_api.writes_workspace(root, env)
+    origin = writes_api.with_origin(root, tmp_path / "origin.git")
+    gate = Gate.install(origin, "pre-receive", tmp_path / "gate")
+    on_origin = git(origin, "rev-parse", "main").strip()
+    with serving(root, env, tokens, "--push") as server, ThreadPoolExecutor(1) as pool:
+        gate.arm()
+        pending = pool.submit(allocate, server, "killed")
+        gate.wait_until_reached()
+        for pid in process_tree(server.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert server.process.wait(timeout=60) == -signal.SIGKILL
+        with pytest.raises(httpx.TransportError):
+            pending.result(timeout=60)
+    assert git(origin, "rev-parse", "main").strip() == on_origin  # the push never landed
+    committed = head(root)
+    assert git(root, "log", "-1", "--format=%s").startswith("qrm: allocate a port (app) for killed on forge")
+    assert clean(root)
+    with serving(root, env, tokens, "--push") as again:
+        assert "killed" not in allocations(again)  # not applied yet
+        retry = allocate(again, "killed")
+        assert retry.status_code == 200, retry.text
+        assert (retry.json()["created"], retry.json()["port"] in FORGE_RANGE) == (False, True)
+        assert allocations(again)["killed"] == retry.json()["port"]
+    assert git(origin, "rev-parse", "main").strip() == committed == head(root)  # the retry pushed it
+    assert clean(root)
