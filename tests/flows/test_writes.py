@@ -330,7 +330,7 @@ def test_push_puts_the_write_on_the_origin_on_top_of_what_moved_there(tmp_path: 
     assert released.commit == git(origin, "rev-parse", "main").strip()
 
 
-def test_a_push_that_conflicts_undoes_the_write_and_leaves_the_origin_alone(tmp_path: Path) -> None:
+def test_a_push_that_conflicts_takes_the_write_back_out_and_leaves_the_origin_alone(tmp_path: Path) -> None:
     origin, dev, writer = _origin_and_clones(tmp_path)
     (dev / "manifests" / "services").mkdir()
     (dev / "manifests" / "services" / "myapp.yaml").write_text(services("myapp").replace("type: app", "type: web"))
