@@ -798,7 +798,9 @@ def _insert_or_nothing(conn: Connection, table: Table, row: dict[str, Any]) -> b
         from sqlalchemy.dialects.postgresql import insert as upsert
     else:
         from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-    return bool(conn.execute(upsert(table).values(**row).on_conflict_do_nothing()).rowcount == 1)
+    # RETURNING, not rowcount: psycopg's rowcount of this statement is -1 under SQLAlchemy
+    key = next(iter(table.primary_key.columns))
+    return conn.execute(upsert(table).values(**row).on_conflict_do_nothing().returning(key)).first() is not None
 
 
 def _read_health(conn: Connection, where: ColumnElement[bool]) -> dict[str, HealthRecord]:
