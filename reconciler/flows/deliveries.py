@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from reconciler.flows.recorded import open_registry
+from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace
 
 DELIVERY_WINDOW = timedelta(hours=24)
@@ -24,10 +24,6 @@ def first_delivery(ws: Workspace, source: str, delivery: str) -> bool:
     from reconciler.edges.registry import stamp
 
     now = datetime.now(UTC)
-    registry = open_registry(ws, create=True)
-    assert registry is not None
-    try:
+    with kept_registry(ws) as registry:
         return registry.first_delivery(source, delivery[:MAX_DELIVERY_LENGTH], now=stamp(now),
                                        expired_before=stamp(now - DELIVERY_WINDOW))
-    finally:
-        registry.close()

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.core.errors import ConflictError, QrmError, RequestError
-from reconciler.flows.recorded import open_registry
+from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,10 @@ def idempotent(ws: Workspace, operation: str, key: str | None, request: dict[str
     from reconciler.edges.registry import stamp
 
     now = datetime.now(UTC)
-    registry = open_registry(ws, create=True)
-    assert registry is not None
-    try:
+    with kept_registry(ws) as registry:
         taken, answer = registry.claim_idempotency_key(
             key, fingerprint(operation, request), now=stamp(now), expired_before=stamp(now - IDEMPOTENCY_TTL),
             stale_before=stamp(now - CLAIM_TIMEOUT))
-    finally:
-        registry.close()
     if taken == "conflict":
         raise ConflictError(f"{FIELD}: this key was used for another request; use a new key", field=FIELD)
     if taken == "busy":
@@ -88,21 +84,13 @@ def idempotent(ws: Workspace, operation: str, key: str | None, request: dict[str
     if slot.answer is None:
         _give_back(ws, key)
         return
-    registry = open_registry(ws, create=True)
-    assert registry is not None
     try:
-        registry.store_idempotency_answer(key, json.dumps(slot.answer, sort_keys=True))
+        with kept_registry(ws) as registry:
+            registry.store_idempotency_answer(key, json.dumps(slot.answer, sort_keys=True))
     except QrmError as exc:  # the write is done: answer it; a retry after CLAIM_TIMEOUT finds it done (no commit)
         log.warning("the answer to Idempotency-Key %r was not stored: %s", key, exc)
-    finally:
-        registry.close()
 
 
 def _give_back(ws: Workspace, key: str) -> None:
-    with contextlib.suppress(QrmError):  # else it is given up after CLAIM_TIMEOUT
-        registry = open_registry(ws, create=True)
-        assert registry is not None
-        try:
-            registry.release_idempotency_key(key)
-        finally:
-            registry.close()
+    with contextlib.suppress(QrmError), kept_registry(ws) as registry:  # else it is given up after CLAIM_TIMEOUT
+        registry.release_idempotency_key(key)

@@ -18,7 +18,7 @@ from typing import Any
 
 from reconciler.core.errors import QrmError
 from reconciler.core.test_results import ERROR, FAILED, PASSED, CaseResult, TestsOutcome
-from reconciler.flows.recorded import open_registry
+from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace
 
 RUN_LEASE = 60.0  # seconds; renewed every RUN_LEASE / 3
@@ -83,22 +83,14 @@ def live_document(run_id: int, suite: str, environment: str, results: Sequence[C
 
 def start_run(ws: Workspace, suite: str, environment: str, lease: float) -> int:
     """The registry row of a run about to start (status running, its lease); its id."""
-    registry = open_registry(ws, create=True)
-    assert registry is not None
-    try:
+    with kept_registry(ws) as registry:
         return registry.start_test_run(suite, environment, started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                                        lease_until=_until(lease))
-    finally:
-        registry.close()
 
 
 def renew_runs(ws: Workspace, run_ids: Sequence[int], lease: float) -> None:
-    registry = open_registry(ws, create=True)
-    assert registry is not None
-    try:
+    with kept_registry(ws) as registry:
         registry.renew_test_runs(run_ids, _until(lease))
-    finally:
-        registry.close()
 
 
 def execute_run(ws: Workspace, run_id: int, suite: str, environment: str,
@@ -112,37 +104,26 @@ def execute_run(ws: Workspace, run_id: int, suite: str, environment: str,
 
 def end_run(ws: Workspace, run_id: int, status: str, error: str) -> None:
     """A run that ended without results (`error`: it could not run; `interrupted`: its server stopped)."""
-    registry = open_registry(ws, create=True)
-    assert registry is not None
-    try:
+    with kept_registry(ws) as registry:
         if status == INTERRUPTED:
             registry.interrupt_test_runs(error, run_ids=[run_id])
         else:
             registry.record_test_runs([({"id": run_id, "status": status, "error": error,
                                          "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}, [])])
-    finally:
-        registry.close()
 
 
 def interrupt_runs(ws: Workspace, run_ids: Sequence[int], reason: str = STOPPED) -> list[int]:
     """Mark these runs interrupted if they still run (a server that stops marks its own)."""
     if not run_ids:
         return []
-    registry = open_registry(ws, create=True)
-    assert registry is not None
-    try:
+    with kept_registry(ws) as registry:
         return registry.interrupt_test_runs(reason, run_ids=run_ids)
-    finally:
-        registry.close()
 
 
 def read_run(ws: Workspace, run_id: int) -> RunDocument | None:
     """A run of this workspace from the registry (None when there is none of that id); a running run whose
     lease ran out is marked interrupted first."""
-    registry = open_registry(ws, create=False)
-    if registry is None:
-        return None
-    try:
+    with kept_registry(ws) as registry:
         row = registry.test_run_row(run_id)
         if row is None:
             return None
@@ -151,8 +132,6 @@ def read_run(ws: Workspace, run_id: int) -> RunDocument | None:
             registry.interrupt_test_runs(DIED, run_ids=[run_id], lease_before=now)
             row = registry.test_run_row(run_id) or row
         results = sorted(registry.test_result_rows([run_id]), key=lambda r: r["case_id"])
-    finally:
-        registry.close()
     return RunDocument(run_id, row["suite"], row["environment"], row["status"], row["passed"], row["failed"],
                        row["skipped"], [{"id": r["case_id"], "name": r["name"], "type": r["type"],
                                          "outcome": r["outcome"], "reason": r["reason"]} for r in results],
@@ -161,10 +140,5 @@ def read_run(ws: Workspace, run_id: int) -> RunDocument | None:
 
 def last_run_id(ws: Workspace) -> int:
     """The highest run id of this workspace (0 when none): for a 404's message."""
-    registry = open_registry(ws, create=False)
-    if registry is None:
-        return 0
-    try:
+    with kept_registry(ws) as registry:
         return registry.last_test_run_id()
-    finally:
-        registry.close()

@@ -33,6 +33,7 @@ from reconciler.core.state import DesiredState
 from reconciler.core.test_results import ERROR, FAILED, PASSED, CaseResult
 from reconciler.flows import test_runs
 from reconciler.flows.desired import load_desired
+from reconciler.flows.open_registries import close_all
 from reconciler.flows.workspace import Workspace
 from reconciler.server.auth import ApiError, require, workspace
 
@@ -43,6 +44,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     book: RunBook | None = getattr(app.state, "test_runs", None)
     if book is not None:  # SIGTERM: the runs this server was running will not end; say so at once
         await run_in_threadpool(book.close, app.state.workspace)
+    await run_in_threadpool(close_all)
 
 
 router = APIRouter(lifespan=_lifespan)
