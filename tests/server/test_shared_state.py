@@ -6,6 +6,8 @@ and take a webhook delivery once."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -51,6 +53,14 @@ def until(server: Server, run_id: int, done: Callable[[dict[str, Any]], bool], w
         time.sleep(0.1)
         document = read_run(server, run_id)
     return document
+
+
+def ping(server: Server, delivery: str) -> httpx.Response:
+    """A GitHub `ping` delivery, signed as GitHub signs it."""
+    body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "ping", "X-GitHub-Delivery": delivery,
+               "X-Hub-Signature-256": "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    return httpx.post(server.url + "/hooks/github", content=body, headers=headers, timeout=30)
 
 
 def ended(document: dict[str, Any]) -> bool:
@@ -155,15 +165,23 @@ def test_an_idempotent_retry_to_the_other_replica_answers_the_same_with_one_comm
 
 
 def test_a_delivery_replayed_to_the_other_replica_is_a_duplicate(replicated: Replicas) -> None:
-    import hashlib
-    import hmac
-
-    body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": "ping", "X-GitHub-Delivery": "delivery-ping-1",
-               "X-Hub-Signature-256": "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()}
-    answers = [httpx.post(server.url + "/hooks/github", content=body, headers=headers, timeout=30)
-               for server in (replicated.first, replicated.second, replicated.first)]
+    answers = [ping(server, "delivery-ping-1") for server in (replicated.first, replicated.second, replicated.first)]
     assert [(a.status_code, a.json()) for a in answers] == [
         (200, {"pong": True, "delivery": "delivery-ping-1"}),
         (200, {"duplicate": True, "delivery": "delivery-ping-1"}),
         (200, {"duplicate": True, "delivery": "delivery-ping-1"})]
+
+
+def test_while_the_registry_is_unreachable_a_server_takes_each_delivery_once_itself(tmp_path: Path) -> None:
+    from tests.support.webhooks import hooked_workspace
+
+    env = api_server.environment(tmp_path / "home")
+    served = hooked_workspace(tmp_path, env)[2]
+    gone = f"postgresql+psycopg://qrm@127.0.0.1:{api_server.free_port()}/qrm"  # nothing listens there
+    server = api_server.start(served, {**env, "QRM_REGISTRY": gone})
+    try:
+        answers = [ping(server, "offline-1").json() for _ in range(2)]
+    finally:
+        server.stop()
+    assert answers == [{"pong": True, "delivery": "offline-1"}, {"duplicate": True, "delivery": "offline-1"}]
+    assert "delivery ids are kept by this server alone until the registry answers" in server.log()
