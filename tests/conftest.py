@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import api_server, pgserver, suites_api, writes_api
+from tests.support import api_server, pgserver, replicas, suites_api, writes_api
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
 
@@ -60,6 +60,15 @@ def pg_database(pg_server: pgserver.PgServer, monkeypatch: pytest.MonkeyPatch) -
     pg_server.drop_database(name)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A registry's URL on each backend: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    database: PgDatabase = request.getfixturevalue("pg_database")
+    return database.url
+
+
 # --- qrm serve: the bundled example served by a real process, once per test module -------------------
 
 @pytest.fixture(scope="module")
@@ -89,3 +98,15 @@ def writes_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_serv
     """tests/support/writes_api's workspace (a git repository; host forge with an app range) served by `qrm serve`."""
     with writes_api.served(tmp_path_factory.mktemp("writes")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory, pg_server: pgserver.PgServer) -> Iterator[replicas.Replicas]:
+    """Two clones of one workspace, each served by `qrm serve --push`, against one PostgreSQL registry."""
+    name = pg_server.create_database()
+    base = tmp_path_factory.mktemp("replicas")
+    try:
+        with replicas.replicated(base, pg_server.url(name, with_password=True)) as both:
+            yield both
+    finally:
+        pg_server.drop_database(name)

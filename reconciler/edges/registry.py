@@ -1,4 +1,6 @@
-"""The registry (the SQLAlchemy edge): allocations, services and apply history.
+"""The registry (the SQLAlchemy edge): allocations, services and apply history; and the state `qrm serve`
+shares between its replicas and keeps over a restart: test runs while they run, Idempotency-Keys of writes,
+webhook delivery ids.
 
 SQLAlchemy Core, not the ORM: bulk inserts of 10,000 rows cost ~40 ms instead of ~540 ms,
 and every read is one query. The schema is versioned in the `meta` table and upgraded in
@@ -34,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
     create_engine,
     delete,
     event,
@@ -50,7 +53,8 @@ from reconciler.core.errors import AllocationRaceError, NoRegistryError, Registr
 from reconciler.core.health import HealthRecord
 from reconciler.core.state import RecordedFile, RecordedService
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
+FINISHED = ("passed", "failed")  # the statuses of a run that history and compare count
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
 metadata = MetaData()
@@ -154,6 +158,11 @@ test_runs = Table(
     Column("duration_ms", Float, nullable=False),
     Column("revision", String(64)),
     _owner(),
+    # Version 9: a run `qrm serve` started has a row while it runs (finished_at "" until it ends).
+    # running | passed | failed | error | interrupted; "passed"/"failed" for every finished `qrm tests run`.
+    Column("status", String(16), nullable=False, server_default=""),
+    Column("error", Text),  # why a run ended in error or was interrupted (one line, never a secret)
+    Column("lease_until", String(32)),  # a running run whose lease passed was cut off (its server died)
     Index("ix_test_runs_suite", "suite", "id"),
 )
 test_results = Table(
@@ -164,7 +173,25 @@ test_results = Table(
     Column("attempts", Integer, nullable=False),
     Column("duration_ms", Float, nullable=False),
     Column("reason", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),  # version 9: what GET /test-runs/{id} shows
+    Column("type", String(16), nullable=False, server_default=""),
     Index("ix_test_results_run", "run_id"),
+)
+idempotency_keys = Table(  # version 9: the Idempotency-Keys of the API's writes, kept IDEMPOTENCY_TTL
+    "idempotency_keys", metadata,
+    Column("owner", String(200), primary_key=True, server_default=""),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the operation and request
+    Column("answer", Text),  # the first success's answer as JSON; NULL while its request is in progress
+    Column("created_at", String(32), nullable=False),
+    Column("claimed_at", String(32), nullable=False),  # when the request in progress took the key
+)
+webhook_deliveries = Table(  # version 9: the delivery ids of webhooks in, kept a window (flows/hooks)
+    "webhook_deliveries", metadata,
+    Column("owner", String(200), primary_key=True, server_default=""),
+    Column("source", String(16), primary_key=True),  # github | gitlab | generic
+    Column("delivery", String(200), primary_key=True),
+    Column("received_at", String(32), nullable=False),
 )
 
 
@@ -241,12 +268,37 @@ def _v8(conn: Connection, owner: str) -> None:
             conn.execute(table.update().values(owner=owner))
 
 
+# Columns that version 9 adds: (table, column, its DDL type and default).
+_V9_COLUMNS = ((test_runs, "status", "VARCHAR(16) NOT NULL DEFAULT ''"), (test_runs, "error", "TEXT"),
+               (test_runs, "lease_until", "VARCHAR(32)"), (test_results, "name", "TEXT NOT NULL DEFAULT ''"),
+               (test_results, "type", "VARCHAR(16) NOT NULL DEFAULT ''"))
+
+
+def _v9(conn: Connection) -> None:
+    """Version 9: what `qrm serve` shares between replicas: a test run's row from its start (status, error,
+    lease; its cases' names and types), the Idempotency-Keys of writes and the webhook delivery ids. Runs
+    recorded before were finished: passed, or failed when a case failed."""
+    inspector = inspect(conn)
+    for table, column, ddl in _V9_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table.name)}:  # else made by today's definition
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl}")
+    conn.execute(test_runs.update().where(test_runs.c.status == "").values(
+        status=case((test_runs.c.failed > 0, "failed"), else_="passed")))
+    idempotency_keys.create(conn, checkfirst=True)
+    webhook_deliveries.create(conn, checkfirst=True)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 9: _v9}
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp(datetime.now(UTC))
+
+
+def stamp(moment: datetime) -> str:
+    """A time as the registry stores it (UTC, fixed width, so text order is time order)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -345,7 +397,7 @@ class Registry:
                     f"registry {display_url(self.url)} has schema version {current}, newer than this qrm "
                     f"understands ({SCHEMA_VERSION}); upgrade qrm")
             for version in range(current + 1, target + 1):
-                if version == 8:
+                if version == 8:  # the only step that needs the owner
                     _v8(conn, self.owner)
                 else:
                     MIGRATIONS[version](conn)
@@ -603,25 +655,127 @@ class Registry:
 
     def record_test_runs(self, runs: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[int]:
         """Record test runs (a test_runs row without id, and its test_results rows without run_id):
-        all in one transaction, the results of each run in one bulk insert; returns the run ids."""
+        all in one transaction, the results of each run in one bulk insert; returns the run ids. A row
+        with an `id` finishes that run (start_test_run made it): its row is updated, whatever its status
+        (a run that ends after its lease was taken for cut off did end)."""
         ids = []
         with self._write() as conn:
-            for run, results in runs:
-                result = conn.execute(insert(test_runs).values(**{"owner": self.owner, **run}))
-                run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            for given, results in runs:
+                run = {"status": "failed" if given.get("failed") else "passed", **given}
+                if "id" in run:
+                    run_id = int(run["id"])
+                    conn.execute(test_runs.update().where(test_runs.c.id == run_id, self._mine(test_runs)).values(
+                        **{k: v for k, v in run.items() if k != "id"}, lease_until=None))
+                    conn.execute(delete(test_results).where(test_results.c.run_id == run_id))
+                else:
+                    result = conn.execute(insert(test_runs).values(**{"owner": self.owner, **run}))
+                    run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
                 ids.append(run_id)
                 if results:
                     _bulk_insert(conn, test_results, [{"run_id": run_id, **r} for r in results])
         return ids
 
+    def start_test_run(self, suite: str, environment: str, *, started_at: str, lease_until: str) -> int:
+        """A running run's row (its id is the run's id everywhere: the API, history); no counts yet."""
+        with self._write() as conn:
+            result = conn.execute(insert(test_runs).values(
+                suite=suite, environment=environment, started_at=started_at, finished_at="", passed=0, failed=0,
+                skipped=0, flaky=0, duration_ms=0.0, revision=None, owner=self.owner, status="running",
+                error=None, lease_until=lease_until))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def renew_test_runs(self, run_ids: Sequence[int], lease_until: str) -> None:
+        """Extend the lease of these runs while they still run."""
+        if not run_ids:
+            return
+        with self._write() as conn:
+            conn.execute(test_runs.update().where(test_runs.c.id.in_(list(run_ids)), test_runs.c.status == "running",
+                                                  self._mine(test_runs)).values(lease_until=lease_until))
+
+    def interrupt_test_runs(self, error: str, *, run_ids: Sequence[int] | None = None,
+                            lease_before: str | None = None, finished_at: str = "") -> list[int]:
+        """Mark running runs interrupted: these `run_ids`, or those whose lease ended before `lease_before`;
+        the ids marked."""
+        where = [test_runs.c.status == "running", self._mine(test_runs)]
+        if run_ids is not None:
+            where.append(test_runs.c.id.in_(list(run_ids)))
+        if lease_before is not None:
+            where.append(test_runs.c.lease_until < lease_before)
+        with self._write() as conn:
+            marked = [int(i) for (i,) in conn.execute(select(test_runs.c.id).where(*where))]
+            if marked:
+                conn.execute(test_runs.update().where(test_runs.c.id.in_(marked), test_runs.c.status == "running")
+                             .values(status="interrupted", error=error, finished_at=finished_at or _now(),
+                                     lease_until=None))
+        return marked
+
+    def test_run_row(self, run_id: int) -> dict[str, Any] | None:
+        """One run of this workspace, whatever its status; None when there is none of that id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(test_runs).where(test_runs.c.id == run_id, self._mine(test_runs))).first()
+        return dict(row._mapping) if row is not None else None
+
+    def last_test_run_id(self) -> int:
+        """The highest run id of this workspace; 0 when it has none."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(test_runs.c.id)).where(self._mine(test_runs))).scalar() or 0)
+
     def test_run_rows(self, suite: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """The runs of a suite, newest first."""
-        query = select(test_runs).where(test_runs.c.suite == suite, self._mine(test_runs)).order_by(
-            test_runs.c.id.desc())
+        """The finished runs of a suite (passed or failed: not running, cut off or in error), newest first."""
+        query = select(test_runs).where(test_runs.c.suite == suite, self._mine(test_runs),
+                                        test_runs.c.status.in_(FINISHED)).order_by(test_runs.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- Idempotency-Keys and webhook deliveries (what `qrm serve`'s replicas share) ---------------------
+
+    def claim_idempotency_key(self, key: str, fingerprint: str, *, now: str, expired_before: str,
+                              stale_before: str) -> tuple[str, str | None]:
+        """Take `key` for a request, in one transaction: ("claimed", None) when it is new (or expired, or its
+        request in progress claimed it before `stale_before`: its process died), ("replay", answer JSON) when
+        a request with this fingerprint succeeded, ("conflict", None) when it was used for another request,
+        ("busy", None) while the same request is in progress elsewhere. Expired keys are deleted."""
+        table = idempotency_keys
+        with self._write() as conn:
+            conn.execute(delete(table).where(table.c.created_at < expired_before, self._mine(table)))
+            if _insert_or_nothing(conn, table, {"owner": self.owner, "key": key, "fingerprint": fingerprint,
+                                                "answer": None, "created_at": now, "claimed_at": now}):
+                return "claimed", None
+            query = select(table.c.fingerprint, table.c.answer, table.c.claimed_at).where(
+                table.c.owner == self.owner, table.c.key == key)
+            row = conn.execute(query.with_for_update() if conn.dialect.name == "postgresql" else query).one()
+            if row.fingerprint != fingerprint:
+                return "conflict", None
+            if row.answer is not None:
+                return "replay", str(row.answer)
+            if row.claimed_at >= stale_before:
+                return "busy", None
+            conn.execute(table.update().where(table.c.owner == self.owner, table.c.key == key).values(claimed_at=now))
+            return "claimed", None
+
+    def store_idempotency_answer(self, key: str, answer: str) -> None:
+        """The answer of the request that claimed `key`: what a retry with it gets."""
+        with self._write() as conn:
+            conn.execute(idempotency_keys.update().where(idempotency_keys.c.owner == self.owner,
+                                                         idempotency_keys.c.key == key).values(answer=answer))
+
+    def release_idempotency_key(self, key: str) -> None:
+        """Give back a key whose request failed (a retry does it again)."""
+        with self._write() as conn:
+            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.owner == self.owner,
+                                                        idempotency_keys.c.key == key,
+                                                        idempotency_keys.c.answer.is_(None)))
+
+    def first_delivery(self, source: str, delivery: str, *, now: str, expired_before: str) -> bool:
+        """Whether this webhook delivery id is new (and remember it), in one transaction; ids received before
+        `expired_before` are forgotten."""
+        table = webhook_deliveries
+        with self._write() as conn:
+            conn.execute(delete(table).where(table.c.received_at < expired_before, self._mine(table)))
+            return _insert_or_nothing(conn, table, {"owner": self.owner, "source": source, "delivery": delivery,
+                                                    "received_at": now})
 
     def test_result_rows(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -635,6 +789,18 @@ class Registry:
     def count_applies(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(applies).where(self._mine(applies))).scalar_one())
+
+
+def _insert_or_nothing(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """Insert `row` unless its primary key exists (INSERT ... ON CONFLICT DO NOTHING: a concurrent insert of
+    the same key waits for the other and then does nothing); whether it was inserted."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    # RETURNING, not rowcount: psycopg's rowcount of this statement is -1 under SQLAlchemy
+    key = next(iter(table.primary_key.columns))
+    return conn.execute(upsert(table).values(**row).on_conflict_do_nothing().returning(key)).first() is not None
 
 
 def _read_health(conn: Connection, where: ColumnElement[bool]) -> dict[str, HealthRecord]:

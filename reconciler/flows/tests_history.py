@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,23 +47,29 @@ def _finished_at(started_at: str, duration_s: float) -> str:
         return started_at
 
 
-def record_runs(ws: Workspace, runs: Sequence[SuiteRun]) -> list[int]:
+def record_runs(ws: Workspace, runs: Sequence[SuiteRun], started: Mapping[tuple[str, str], int] | None = None
+                ) -> list[int]:
     """Record each suite run on each environment (a test_runs row and its test_results rows) in the
-    registry: all in one transaction. Returns the run ids."""
+    registry: all in one transaction. Returns the run ids. `started`: (suite, environment) -> the id of the
+    row made when that run started (flows/test_runs), which is finished instead of a new one."""
     revision = git_repo.head_revision(ws.root)
     rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     for run in runs:
         for target in run.targets:
             results = [r for r in run.results if r.environment == target.environment]
             counts = run.counts(target.environment)
+            known = (started or {}).get((run.suite.name, target.environment))
             rows.append(({
+                **({"id": known} if known is not None else {}),
+                "status": FAILED if counts[FAILED] + counts[ERROR] else PASSED, "error": None,
                 "suite": run.suite.name, "environment": target.environment, "started_at": run.started_at,
                 "finished_at": _finished_at(run.started_at, run.duration_s), "passed": counts[PASSED],
                 "failed": counts[FAILED] + counts[ERROR], "skipped": counts[SKIPPED],
                 "flaky": sum(1 for r in results if r.flaky), "duration_ms": round(run.duration_s * 1000, 1),
                 "revision": revision,
             }, [{"case_id": r.case_id, "outcome": r.outcome, "attempts": len(r.attempts),
-                 "duration_ms": round(r.duration_ms, 1), "reason": r.reason} for r in results]))
+                 "duration_ms": round(r.duration_ms, 1), "reason": r.reason, "name": r.name, "type": r.type}
+                for r in results]))
     if not rows:
         return []
     registry = open_registry(ws, create=True)

@@ -11,7 +11,7 @@ import functools
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,10 @@ def _targets(desired: DesiredState, recorded: Callable[[], RecordedState], suite
 def run_tests(
     ws: Workspace, suite_name: str | None, environments: Sequence[str], *, junit: Path | None = None,
     concurrency: int = tests_http.DEFAULT_CONCURRENCY, on_result: Callable[[CaseResult], None] | None = None,
+    started: Mapping[tuple[str, str], int] | None = None,
 ) -> TestsOutcome:
+    """Run the suites on the environments, write the reports and record the runs in the registry; `started`:
+    (suite, environment) -> the registry row of a run already started (flows/test_runs), which is finished."""
     desired = load_desired(ws)
 
     @functools.cache
@@ -145,7 +148,7 @@ def run_tests(
         files.write_atomic(junit, junit_xml(runs), root=files.within(ws.root, junit))
         outcome.reports.append(junit)
 
-    record_runs(ws, runs)
+    record_runs(ws, runs, started)
     return outcome
 
 

@@ -13,7 +13,8 @@ leaves no file changed and no commit. The price is one validate + commit + apply
 README, Benchmarks); batching queued requests into one commit is the next step when that is too slow.
 
 Idempotency: allocating a service that exists on that host answers its port without a commit, and
-an Idempotency-Key replays the stored answer of its first success (`.qrm/idempotency.json`, kept 24 h).
+an Idempotency-Key replays the stored answer of its first success (in the registry, kept 24 h: shared by
+the replicas of the workspace; flows/idempotency).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from reconciler.core.state import DesiredState
 from reconciler.core.summary import WRITE_TRAILER
 from reconciler.edges import files, git_repo, manifest_edit
 from reconciler.edges.locks import workspace_lock
+from reconciler.flows.idempotency import idempotent
 from reconciler.flows.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -54,11 +55,7 @@ log = logging.getLogger(__name__)
 SERVICES_DIR = "manifests/services"  # where a new service's document goes: one file per service
 WRITE_LOCK_TIMEOUT = 300.0  # seconds a write waits for the writes before it (100 queued calls take ~a minute)
 APPLY_LOCK_TIMEOUT = 30.0  # and then for an apply someone else runs (a watcher's, a person's)
-IDEMPOTENCY_FILE = "idempotency.json"  # under .qrm/: per workspace checkout, never committed
 JOURNAL_FILE = "write.journal"  # under .qrm/: the file a write is changing, until it is committed or put back
-IDEMPOTENCY_TTL = timedelta(hours=24)
-IDEMPOTENCY_MAX = 10_000  # the oldest keys go first beyond this
-MAX_KEY_LENGTH = 255
 MAX_CALLER_LENGTH = 200
 PROJECT_TAG = "project:"  # a Service has no project field: the API's `project` is kept as this tag
 _REQUEST_FIELDS = {"name": "service_name", "type": "port_type", "host": "host", "preferred_port": "preferred_port",
@@ -135,12 +132,12 @@ def allocate_service(ws: Workspace, service_name: str, port_type: str, host: str
                "preferred_port": preferred_port}
     with write_lock(ws, lock_timeout):
         _recover(ws)
-        replayed = _replay(ws, "allocate", idempotency_key, request)
-        if replayed is not None:
-            return Allocation(**replayed)
-        answer = _allocate(ws, service_name, port_type, host, project, preferred_port, caller, push)
-        _remember(ws, "allocate", idempotency_key, request, answer.as_dict())
-        return answer
+        with idempotent(ws, "allocate", idempotency_key, request) as slot:
+            if slot.replayed is not None:
+                return Allocation(**slot.replayed)
+            answer = _allocate(ws, service_name, port_type, host, project, preferred_port, caller, push)
+            slot.answer = answer.as_dict()
+            return answer
 
 
 def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHOST, *, caller: str = "qrm",
@@ -151,12 +148,12 @@ def release_service(ws: Workspace, service_name: str, host: str = models.LOCALHO
     request = {"service_name": service_name, "host": host}
     with write_lock(ws, lock_timeout):
         _recover(ws)
-        replayed = _replay(ws, "release", idempotency_key, request)
-        if replayed is not None:
-            return Release(**replayed)
-        answer = _release(ws, service_name, host, caller, push)
-        _remember(ws, "release", idempotency_key, request, answer.as_dict())
-        return answer
+        with idempotent(ws, "release", idempotency_key, request) as slot:
+            if slot.replayed is not None:
+                return Release(**slot.replayed)
+            answer = _release(ws, service_name, host, caller, push)
+            slot.answer = answer.as_dict()
+            return answer
 
 
 def _allocate(ws: Workspace, name: str, port_type: str, host: str, project: str | None,
@@ -462,65 +459,6 @@ def _recover(ws: Workspace) -> None:
         _put(ws, path, before)
         git_repo.unstage(ws.root, [rel])  # killed after its `git add`: the index holds the file too
     _end(ws)
-
-
-# --- Idempotency-Key ------------------------------------------------------------------------------------
-
-def _store(ws: Workspace) -> Path:
-    return ws.state_dir / IDEMPOTENCY_FILE
-
-
-def _check_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
-        raise RequestError(f"Idempotency-Key: expected 1-{MAX_KEY_LENGTH} printable ASCII characters",
-                           field="Idempotency-Key")
-
-
-def _entries(ws: Workspace) -> dict[str, Any]:
-    text = files.read_inside_or_none(ws.root, _store(ws))
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        log.warning("%s is not JSON; the stored Idempotency-Keys are forgotten", _store(ws))
-        return {}
-    entries = data.get("entries") if isinstance(data, dict) else None
-    return entries if isinstance(entries, dict) else {}
-
-
-def _replay(ws: Workspace, operation: str, key: str | None, request: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored answer of the first success with this key; a key reused for another request is refused."""
-    if key is None:
-        return None
-    _check_key(key)
-    entry = _entries(ws).get(key)
-    if not isinstance(entry, dict) or _expired(entry):
-        return None
-    if entry.get("operation") != operation or entry.get("request") != request:
-        raise ConflictError("Idempotency-Key: this key was used for another request; use a new key",
-                            field="Idempotency-Key")
-    answer = entry.get("answer")
-    return answer if isinstance(answer, dict) else None
-
-
-def _expired(entry: dict[str, Any]) -> bool:
-    try:
-        return datetime.now(UTC) - datetime.fromisoformat(str(entry.get("at"))) > IDEMPOTENCY_TTL
-    except ValueError:
-        return True
-
-
-def _remember(ws: Workspace, operation: str, key: str | None, request: dict[str, Any], answer: dict[str, Any]) -> None:
-    if key is None:
-        return
-    entries = {k: v for k, v in _entries(ws).items() if isinstance(v, dict) and not _expired(v)}
-    entries[key] = {"operation": operation, "request": request, "answer": answer, "at": datetime.now(UTC).isoformat()}
-    if len(entries) > IDEMPOTENCY_MAX:
-        entries = dict(sorted(entries.items(), key=lambda item: str(item[1].get("at")))[-IDEMPOTENCY_MAX:])
-    ws.state_dir.mkdir(parents=True, exist_ok=True)
-    files.write_atomic(_store(ws), json.dumps({"version": 1, "entries": entries}, indent=1, sort_keys=True) + "\n",
-                       root=ws.root)
 
 
 # --- secrets set, and apply, through git (the API's POST /resources/secrets and POST /apply) ----------------

@@ -293,7 +293,7 @@ class TestRun(Answer):
     run_id: int
     suite: str
     environment: str
-    status: str = Field(description="running, passed, failed or error")
+    status: str = Field(description="running, passed, failed, error or interrupted (its server stopped or died)")
     passed: int
     failed: int
     skipped: int

@@ -120,9 +120,21 @@ def _parse(body: bytes) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _first_time(request: Request, delivery: str | None) -> bool:
-    recent: webhooks.RecentIds = request.app.state.recent_deliveries
-    return delivery is None or recent.first_time(delivery)
+async def _first_time(request: Request, delivery: str | None) -> bool:
+    """Whether the delivery is new to every replica within 24 hours (the registry: flows/deliveries); while the
+    registry cannot be reached, new to this server."""
+    from reconciler.core.errors import QrmError
+    from reconciler.flows.deliveries import first_delivery
+
+    if delivery is None:
+        return True
+    try:
+        return await run_in_threadpool(first_delivery, request.app.state.workspace,
+                                       request.url.path.rsplit("/", 1)[-1], delivery)
+    except QrmError as exc:
+        log.warning("delivery ids are kept by this server alone until the registry answers: %s", one_line(str(exc)))
+        recent: webhooks.RecentIds = request.app.state.recent_deliveries
+        return recent.first_time(delivery)
 
 
 async def _push(request: Request, source: str, ref: Any, delivery: str | None) -> JSONResponse:
@@ -168,7 +180,7 @@ async def github(request: Request) -> JSONResponse:
     except webhooks.SignatureError as exc:
         return _refused(401, str(exc))
     delivery = request.headers.get("x-github-delivery")
-    if not _first_time(request, delivery):
+    if not await _first_time(request, delivery):
         return _answer(200, {"duplicate": True, "delivery": delivery})
     event = request.headers.get("x-github-event", "")
     payload = _parse(body)
@@ -204,7 +216,7 @@ async def gitlab(request: Request) -> JSONResponse:
     except webhooks.SignatureError as exc:
         return _refused(401, str(exc))
     delivery = request.headers.get("x-gitlab-event-uuid") or request.headers.get("idempotency-key")
-    if not _first_time(request, delivery):
+    if not await _first_time(request, delivery):
         return _answer(200, {"duplicate": True, "delivery": delivery})
     event = request.headers.get("x-gitlab-event", "")
     payload = _parse(body)
@@ -239,7 +251,7 @@ async def generic(request: Request) -> JSONResponse:
                                 request.headers.get("webhook-signature"), time.time())
     except webhooks.SignatureError as exc:
         return _refused(401, str(exc))
-    if not _first_time(request, delivery):
+    if not await _first_time(request, delivery):
         return _answer(200, {"duplicate": True, "delivery": delivery})
     payload = _parse(body) or {}
     if payload.get("type") == "deployment":

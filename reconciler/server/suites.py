@@ -4,9 +4,8 @@ scan, generate a suite, run one in the background and read the run.
 Ids are names, as everywhere in qrm; the original plan's curl lines use numbers (`projects/2`,
 `test-suites/1`, `{"environment_id": 2}`), so a path or body value made of digits that is not a name
 is a 1-based position: projects and a project's environments in manifest order (files by path,
-documents in file order), suites by name. Run ids are this server's own (1, 2, ...; kept in memory,
-so a restarted server forgets them): the registry records each finished run (`qrm tests history`),
-but only once it has finished, and a 202 names the run before that.
+documents in file order), suites by name. Run ids are the registry's (flows/test_runs): a run has its row
+from its start, so GET /test-runs/{id} answers from every replica of the workspace and after a restart.
 
 Bodies are JSON whatever their Content-Type (curl -d sends application/x-www-form-urlencoded); a body
 that is not a JSON object, or a field of the wrong type, is 422.
@@ -14,14 +13,15 @@ that is not a JSON object, or a field of the wrong type, is 422.
 
 from __future__ import annotations
 
-import itertools
 import json
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import JSONResponse
@@ -31,13 +31,26 @@ from reconciler.core.escaping import one_line
 from reconciler.core.models import ApiToken
 from reconciler.core.state import DesiredState
 from reconciler.core.test_results import ERROR, FAILED, PASSED, CaseResult
+from reconciler.flows import test_runs
 from reconciler.flows.desired import load_desired
+from reconciler.flows.open_registries import close_all
 from reconciler.flows.workspace import Workspace
 from reconciler.server import answers as a
 from reconciler.server.answers import answers
 from reconciler.server.auth import ApiError, require, workspace
 
-router = APIRouter()
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    book: RunBook | None = getattr(app.state, "test_runs", None)
+    if book is not None:  # SIGTERM: the runs this server was running will not end; say so at once
+        await run_in_threadpool(book.close, app.state.workspace)
+    await run_in_threadpool(close_all)
+
+
+router = APIRouter(lifespan=_lifespan)
+log = logging.getLogger(__name__)
 Reader = Annotated[ApiToken, Depends(require("read"))]
 Writer = Annotated[ApiToken, Depends(require("write"))]
 Ws = Annotated[Workspace, Depends(workspace)]
@@ -156,52 +169,54 @@ async def generate(request: Request, ws: Ws, token: Writer, project: str) -> dic
 
 @dataclass
 class Run:
-    """A run of one suite on one environment, as GET /test-runs/{id} shows it."""
+    """A run this server is running: its registry id, and its cases so far (GET /test-runs/{id} on this server
+    shows them while it runs; the registry has them once it ends)."""
 
     id: int
     suite: str
     environment: str
-    status: str = "running"
     results: list[CaseResult] = field(default_factory=list)
-    error: str | None = None
-
-    def document(self) -> dict[str, Any]:
-        counts = {PASSED: 0, FAILED: 0}
-        for r in self.results:
-            if r.outcome in (PASSED, FAILED, ERROR):
-                counts[PASSED if r.outcome == PASSED else FAILED] += 1
-        return {"run_id": self.id, "suite": self.suite, "environment": self.environment, "status": self.status,
-                "passed": counts[PASSED], "failed": counts[FAILED],
-                "skipped": sum(1 for r in self.results if r.outcome not in (PASSED, FAILED, ERROR)),
-                "results": [{"id": r.case_id, "name": r.name, "type": r.type, "outcome": r.outcome,
-                             "reason": r.reason} for r in sorted(self.results, key=lambda r: r.case_id)],
-                **({"error": self.error} if self.error is not None else {})}
 
 
 class RunBook:
-    """The runs this server started, by id (in memory); each runs in a thread of its own."""
+    """The runs this server is running, each in a thread of its own; a thread renews their leases. Their
+    record, and the runs of other replicas and of earlier lives of this server, are in the registry
+    (flows/test_runs)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.runs: dict[int, Run] = {}
-        self.ids = itertools.count(1)
+        self.running: dict[int, Run] = {}
+        self.lease = test_runs.run_lease()
+        self.stopping = threading.Event()
+        self.renewer: threading.Thread | None = None
         # Runs of one suite go one after the other: each appends to reports/tests/SUITE/history.jsonl by reading
         # and rewriting it, and two at once would lose a line. Runs of different suites go at once.
         self.suite_locks: dict[str, threading.Lock] = {}
 
     def start(self, ws: Workspace, suite: str, environment: str,
               publish: Callable[[str, dict[str, Any]], None] = lambda _name, _data: None) -> Run:
-        """Start the run in a thread; `publish` gets its `test-run` events (started, each case, finished)."""
+        """Record the run as running (blocking: the registry), start it in a thread; `publish` gets its
+        `test-run` events (started, each case, finished)."""
+        run = Run(test_runs.start_run(ws, suite, environment, self.lease), suite, environment)
         with self.lock:
-            run = Run(next(self.ids), suite, environment)
-            self.runs[run.id] = run
+            self.running[run.id] = run
             self.suite_locks.setdefault(suite, threading.Lock())
+            if self.renewer is None:
+                self.renewer = threading.Thread(target=self._renew, args=(ws,), name="test-run-leases", daemon=True)
+                self.renewer.start()
         threading.Thread(target=self._run, args=(ws, run, publish), name=f"test-run-{run.id}", daemon=True).start()
         return run
 
-    def _run(self, ws: Workspace, run: Run, publish: Callable[[str, dict[str, Any]], None]) -> None:
-        from reconciler.flows.tests_run import run_tests
+    def _renew(self, ws: Workspace) -> None:
+        while not self.stopping.wait(self.lease / 3):
+            with self.lock:
+                ids = sorted(self.running)
+            try:
+                test_runs.renew_runs(ws, ids, self.lease)
+            except QrmError as exc:  # the registry is down: the next round tries again
+                log.warning("could not renew the leases of test runs %s: %s", ids, one_line(str(exc)))
 
+    def _run(self, ws: Workspace, run: Run, publish: Callable[[str, dict[str, Any]], None]) -> None:
         publish("test-run", {"run_id": run.id, "phase": "started", "suite": run.suite, "environment": run.environment})
 
         def seen(result: CaseResult) -> None:
@@ -210,30 +225,52 @@ class RunBook:
             publish("test-run", {"run_id": run.id, "phase": "case", "id": result.case_id, "name": result.name,
                                  "type": result.type, "outcome": result.outcome, "reason": result.reason})
 
+        document = None
         try:
             with self.suite_locks[run.suite]:
-                outcome = run_tests(ws, run.suite, [run.environment], on_result=seen)
+                outcome = test_runs.execute_run(ws, run.id, run.suite, run.environment, seen)
             results = [r for r in outcome.runs[0].results if r.environment == run.environment]
-            with self.lock:
-                run.results = results
-                run.status = FAILED if any(r.outcome in (FAILED, ERROR) for r in results) else PASSED
+            document = test_runs.live_document(run.id, run.suite, run.environment, results)
+            document.status = FAILED if any(r.outcome in (FAILED, ERROR) for r in results) else PASSED
         except QrmError as exc:
-            with self.lock:
-                run.status, run.error = "error", one_line(str(exc))
+            document = self._ended(ws, run, one_line(str(exc)))
         except Exception as exc:  # the run's answer says what broke; never its message (it could quote a secret)
+            document = self._ended(ws, run, unexpected_error(exc))
+        finally:
             with self.lock:
-                run.status, run.error = "error", unexpected_error(exc)
-        with self.lock:
-            finished = {k: v for k, v in run.document().items() if k != "results"}
-        publish("test-run", {**finished, "phase": "finished"})
+                self.running.pop(run.id, None)
+        publish("test-run", {**{k: v for k, v in document.as_dict().items() if k != "results"}, "phase": "finished"})
 
-    def document(self, run_id: int) -> dict[str, Any]:
+    @staticmethod
+    def _ended(ws: Workspace, run: Run, error: str) -> test_runs.RunDocument:
+        try:
+            test_runs.end_run(ws, run.id, "error", error)
+        except QrmError as exc:
+            log.warning("could not record the end of test run %d: %s", run.id, one_line(str(exc)))
+        return test_runs.RunDocument(run.id, run.suite, run.environment, "error", error=error)
+
+    def document(self, ws: Workspace, run_id: int) -> dict[str, Any]:
+        """The run as this server runs it, else as the registry has it (blocking)."""
         with self.lock:
-            run = self.runs.get(run_id)
-            if run is None:
-                raise ApiError(404, f"unknown test run {run_id} (this server's runs are 1 to {len(self.runs)}; "
-                                    "a restarted server forgets its runs: qrm tests history SUITE lists them)")
-            return run.document()
+            run = self.running.get(run_id)
+            if run is not None:
+                return test_runs.live_document(run.id, run.suite, run.environment, list(run.results)).as_dict()
+        found = test_runs.read_run(ws, run_id)
+        if found is None:
+            last = test_runs.last_run_id(ws)
+            raise ApiError(404, f"unknown test run {run_id} (this workspace's runs are "
+                                f"{f'1 to {last}' if last else 'none yet'}: qrm tests history SUITE lists them)")
+        return found.as_dict()
+
+    def close(self, ws: Workspace) -> None:
+        """The server stops: the runs still running are marked interrupted (their threads die with it)."""
+        self.stopping.set()
+        with self.lock:
+            ids = sorted(self.running)
+        try:
+            test_runs.interrupt_runs(ws, ids)
+        except QrmError as exc:  # their leases run out instead
+            log.warning("could not mark test runs %s interrupted: %s", ids, one_line(str(exc)))
 
 
 def _book(request: Request) -> RunBook:
@@ -257,13 +294,15 @@ async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
             raise ApiError(422, "body.environment: Field required (the suite runs on "
                                 f"{', '.join(environments) or 'every environment of its project'}: name one)")
         given = environments[0]
-    started = _book(request).start(ws, name, environment_name(desired, name, given), request.app.state.events.publish)
-    return JSONResponse({"run_id": started.id, "status": started.status, "suite": started.suite,
+    started = await run_in_threadpool(_book(request).start, ws, name, environment_name(desired, name, given),
+                                      request.app.state.events.publish)
+    return JSONResponse({"run_id": started.id, "status": test_runs.RUNNING, "suite": started.suite,
                          "environment": started.environment}, status_code=202)
 
 
 @router.get("/test-runs/{run_id}", tags=["test suites"],
             response_model=None, responses=answers(a.TestRun, errors=a.PATH_ERRORS))
-async def test_run(request: Request, _: Reader, run_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
-    """A run's status (running, passed, failed or error), its counts and each case's outcome and reason."""
-    return _book(request).document(run_id)
+async def test_run(request: Request, ws: Ws, _: Reader, run_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+    """A run's status (running, passed, failed, error or interrupted), its counts and each case's outcome and
+    reason; any run of the workspace, whichever replica started it."""
+    return await run_in_threadpool(_book(request).document, ws, run_id)

@@ -25,7 +25,7 @@ from tests.support.workspace import Workspace
 
 AGE_KEY = REPO / "examples" / "demo-age-key.txt"
 TABLES = {"meta", "allocations", "services", "secrets", "health", "generated_files", "component_files",
-          "applies", "test_runs", "test_results"}
+          "applies", "test_runs", "test_results", "idempotency_keys", "webhook_deliveries"}
 
 
 def example(root: Path) -> Path:

@@ -155,6 +155,24 @@ def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_request
         allocate_service(ws, "other", "app", "localhost", idempotency_key="bad\nkey")
 
 
+def test_a_refused_request_gives_its_idempotency_key_back_and_the_key_is_in_the_registry(repo: Workspace) -> None:
+    from reconciler.edges.registry import Registry
+
+    ws = open_workspace(repo.root)
+    with pytest.raises(RequestError, match="port_type"):
+        allocate_service(ws, "myapp", "gpu", "localhost", idempotency_key="req-2")
+    fixed = allocate_service(ws, "myapp", "app", "localhost", idempotency_key="req-2")  # the key was given back
+    assert fixed.created is True
+    assert not (repo.root / ".qrm" / "idempotency.json").exists()
+    registry = Registry(ws.registry_url(), owner=ws.name)
+    try:  # what a replica of this workspace finds: the answer, under the key
+        taken, answer = registry.claim_idempotency_key("req-2", "another request", now="9", expired_before="0",
+                                                       stale_before="0")
+    finally:
+        registry.close()
+    assert (taken, answer) == ("conflict", None)
+
+
 @pytest.mark.parametrize(("kwargs", "field", "message"), [
     ({"service_name": "My App"}, "service_name", "'My App' is not a name of lower-case letters"),
     ({"service_name": "../../etc/x"}, "service_name", "is not a name"),
