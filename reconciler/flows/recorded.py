@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from reconciler.edges.registry import Registry
 
 
-def open_registry(ws: Workspace, create: bool) -> Registry | None:
-    """The registry, or None when it does not exist yet and may not be created (plan never creates one)."""
+def open_registry(ws: Workspace, create: bool, *, pooled: bool = True) -> Registry | None:
+    """The registry, or None when it does not exist yet and may not be created (plan never creates one);
+    `pooled` as Registry's."""
     url = ws.registry_url()
     path = sqlite_path(url)
     if not create and path is not None and not path.exists():
@@ -28,7 +29,8 @@ def open_registry(ws: Workspace, create: bool) -> Registry | None:
     from reconciler.edges.registry import Registry  # here: SQLAlchemy costs ~0.25 s of a start, not every use needs it
 
     try:
-        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create, rebuild=rebuild_hint(ws))
+        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create, rebuild=rebuild_hint(ws),
+                        pooled=pooled)
     except NoRegistryError:
         return None  # an empty server database: read-only commands leave it empty
 
