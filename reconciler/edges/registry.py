@@ -48,7 +48,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
-from sqlalchemy.pool import NullPool
 
 from reconciler.core.errors import AllocationRaceError, NoRegistryError, RegistryError
 from reconciler.core.health import HealthRecord
@@ -287,11 +286,9 @@ class Registry:
     A workspace's private registry is not scoped: all its rows are its own, whatever its name was."""
 
     def __init__(self, url: str, *, owner: str = "", scoped: bool = False, upgrade_to: int = SCHEMA_VERSION,
-                 create: bool = True, rebuild: str = "", pooled: bool = True):
+                 create: bool = True, rebuild: str = ""):
         """`rebuild` says how a damaged SQLite file is replaced ("run qrm apply, which rebuilds it from
-        ..."), after "move it away and "; every error names the file and that fix, on one line.
-        `pooled=False` (a registry kept open by a server): a SQLite file is opened again by every connection,
-        so a registry deleted and made again is the one read, never the old file a pooled connection holds."""
+        ..."), after "move it away and "; every error names the file and that fix, on one line."""
         self.url = url
         self.owner = owner
         self.scoped = scoped
@@ -308,8 +305,7 @@ class Registry:
             except OSError as exc:
                 raise RegistryError(_folder_problem(self.file, exc)) from None
         try:
-            unpooled = not pooled and self.file is not None
-            self.engine: Engine = create_engine(url, poolclass=NullPool) if unpooled else create_engine(url)
+            self.engine: Engine = create_engine(url)
         except Exception as exc:
             raise RegistryError(f"cannot open registry {display_url(url)}: {exc}") from None
         # Every driver error of every statement (and of connecting) becomes one line naming the

@@ -36,9 +36,7 @@ ANSWER_BYTES = 64 * 1024 * 1024  # and at most this many bytes of them
 
 @dataclass(frozen=True)
 class _Opened:
-    url: str
-    owner: str
-    scoped: bool
+    identity: tuple[str, str, bool, tuple[int, int] | None]  # URL, owner, shared, SQLite file's device and inode
     registry: Registry
 
 
@@ -57,21 +55,24 @@ class Reads:
 
     def registry(self, ws: Workspace) -> Registry | None:
         """The workspace's registry, opened once and kept (None while there is none: plan and the reads never
-        make one). A SQLite registry is opened unpooled: each request reads the file now at its path."""
+        make one). A SQLite file that is no longer the one at its path (deleted, rebuilt) is opened again: its
+        device and inode tell, since a file a kept connection holds open cannot lend its inode to a new one."""
         url = ws.registry_url()
         path = sqlite_path(url)
+        identity = (url, ws.name, not ws.private_registry, _file_id(path) if path is not None else None)
         with self._lock:
             opened = self._opened
-            if opened is not None and (opened.url, opened.owner, opened.scoped) == (
-                    url, ws.name, not ws.private_registry) and (path is None or path.exists()):
+            if opened is not None and opened.identity == identity:
                 return opened.registry
             self._opened = None
         if opened is not None:
             opened.registry.close()
-        registry = open_registry(ws, create=False, pooled=False)
+        if path is not None and identity[3] is None:
+            return None  # no file (yet): reads never make one
+        registry = open_registry(ws, create=False)
         if registry is not None:
             with self._lock:
-                self._opened = _Opened(url, ws.name, not ws.private_registry, registry)
+                self._opened = _Opened(identity, registry)
         return registry
 
     def close(self) -> None:
@@ -132,6 +133,14 @@ class Reads:
                 _, (_, freed) = self._answers.popitem(last=False)
                 self._bytes -= freed
         return value
+
+
+def _file_id(path: os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _file_mark(path: os.PathLike[str]) -> tuple[int, int, int, int] | None:

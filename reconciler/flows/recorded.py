@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     from reconciler.edges.registry import Registry
 
 
-def open_registry(ws: Workspace, create: bool, *, pooled: bool = True) -> Registry | None:
-    """The registry, or None when it does not exist yet and may not be created (plan never creates one);
-    `pooled` as Registry's."""
+def open_registry(ws: Workspace, create: bool) -> Registry | None:
+    """The registry, or None when it does not exist yet and may not be created (plan never creates one)."""
     url = ws.registry_url()
     path = sqlite_path(url)
     if not create and path is not None and not path.exists():
@@ -29,8 +28,7 @@ def open_registry(ws: Workspace, create: bool, *, pooled: bool = True) -> Regist
     from reconciler.edges.registry import Registry  # here: SQLAlchemy costs ~0.25 s of a start, not every use needs it
 
     try:
-        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create, rebuild=rebuild_hint(ws),
-                        pooled=pooled)
+        return Registry(url, owner=ws.name, scoped=not ws.private_registry, create=create, rebuild=rebuild_hint(ws))
     except NoRegistryError:
         return None  # an empty server database: read-only commands leave it empty
 

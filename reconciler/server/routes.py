@@ -111,7 +111,8 @@ def port_check(request: Request, ws: Ws, _: Reader, port: Annotated[int, Path(ge
     desired = reads.desired(ws)
     _known(desired, host=host)
     registry = reads.registry(ws)
-    places = reads.answer(("places", reads.mark(ws, registry)), lambda: recorded_places(ws, registry))
+    places = reads.answer(("places", reads.mark(ws, registry)), lambda: recorded_places(ws, registry),
+                          lambda kept: 200 * len(kept))  # bytes, roughly: a name and a tuple per service
     status = port_status(desired, places, port, host)  # listeners are probed now: never kept
     return {"host": status.host, "port": status.port, "free": status.free, "reasons": status.reasons,
             "range": status.range}
@@ -133,7 +134,8 @@ def services(request: Request, ws: Ws, _: Reader, service_type: str | None = Non
     mark = reads.mark(ws, registry, health=True)
 
     def answer() -> bytes:
-        found = reads.answer(("catalog", mark), lambda: list_services(ws))
+        found = reads.answer(("catalog", mark), lambda: list_services(ws),
+                             lambda kept: 1000 * len(kept.services))  # bytes, roughly: a service and its health
         rows = [v for v in health.select(found.services, type=service_type)
                 if project is None or v.service.project == project]
         document: dict[str, Any] = {"source": found.origin, "total": len(rows)}
