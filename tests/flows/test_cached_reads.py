@@ -15,6 +15,7 @@ from reconciler.flows.cached_reads import Reads
 from reconciler.flows.ports import port_page
 from reconciler.flows.workspace import Workspace as Ws
 from reconciler.flows.workspace import open_workspace
+from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
 
 
@@ -91,8 +92,14 @@ def test_answers_beyond_the_bounds_go_least_recently_used_first(answers: int, an
     assert found == kept
 
 
-def test_another_workspaces_apply_in_a_shared_registry_shows_in_the_next_read(tmp_path: Path) -> None:
-    shared = f"sqlite:///{tmp_path / 'shared' / 'registry.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_another_workspaces_apply_in_a_shared_registry_shows_in_the_next_read(
+        tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "sqlite":
+        shared = f"sqlite:///{tmp_path / 'shared' / 'registry.db'}"
+    else:
+        database: PgDatabase = request.getfixturevalue("pg_database")
+        shared = database.url
     a, b = team(tmp_path, "team-a", "a-web"), team(tmp_path, "team-b", "b-web")
     applied(a, "--registry", shared)
     ws, reads = open_workspace(a.root, shared), Reads()
