@@ -7,8 +7,9 @@ real server (`python -m reconciler serve`, uvicorn, in a process: tests/support/
 p50, p99 (target: p99 under 50 ms).
 
 Yardstick, in the same run and with the same client: a bare uvicorn + Starlette process answering the same
-page (the bytes qrm answered) from memory. The ratio is qrm's own cost per request (token check, reading
-the recorded state, sorting, paging, the JSON).
+page (the bytes qrm answered) from memory. The ratio is qrm's own cost per request (token check, the
+registry's revision, the kept page: routes and flows.cached_reads). At `--concurrency` N a request waits for
+the N-1 ahead of it, so p50 is about N / (requests/s) for both: `--concurrency 1` shows a request's own cost.
 
 With `--allocations N` (0 to skip) it also sends N concurrent POST /resources/ports/allocate with a write
 token (each writes a Service document, validates, commits and applies: bench/allocate.py end to end).

@@ -43,8 +43,11 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
+    null,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
@@ -431,24 +434,78 @@ class Registry:
                                             (self.owner,)).all()
             else:
                 rows = conn.exec_driver_sql(sql).all()
-        # Thousands of services share a few health checks and tag lists: parse each text once.
         parsed: dict[str, Any] = {}
+        return {name: _recorded(name, host, port, type_, protocol, pinned, health, tags, project, environment, parsed)
+                for name, host, port, type_, protocol, pinned, health, tags, project, environment in rows}
 
-        def from_json(text: str | None) -> Any:
-            if text is None:
-                return None
-            value = parsed.get(text)
-            if value is None:
-                value = parsed[text] = json.loads(text)
-            return value
+    def revision(self) -> str:
+        """A mark that changes whenever any workspace's services or allocations change: the id and finish
+        time of the newest apply of any owner (every write of services records one in the same transaction;
+        the first apply of a rebuilt registry has a new time). "" before the first apply."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(applies.c.id, applies.c.finished_at).order_by(applies.c.id.desc())
+                               .limit(1)).first()
+        return "" if row is None else f"{row[0]}@{row[1]}"
 
-        return {
-            name: RecordedService(
-                name=name, host=host, port=port, type=type_, protocol=protocol, pinned=bool(pinned),
-                health=from_json(health), tags=tuple(from_json(tags) or ()), project=project, environment=environment,
-            )
-            for name, host, port, type_, protocol, pinned, health, tags, project, environment in rows
-        }
+    def health_revision(self) -> str:
+        """A mark that changes whenever a health round changes this workspace's records: their count, newest
+        check time and the sums of their counters and latencies (one scan of the table, no row decoded)."""
+        h = health_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(func.count(), func.max(h.checked_at), func.sum(h.successes),
+                                      func.sum(h.failures), func.sum(h.latency_ms)).where(
+                self._mine(health_table))).one()
+        return "/".join(str(v) for v in row)
+
+    def has_records(self) -> bool:
+        """Whether this workspace recorded anything here (a service, a secret or a generated file); when not,
+        its committed reports are its record (flows.recorded)."""
+        with self.engine.connect() as conn:
+            return any(conn.execute(select(literal(1)).select_from(table).where(self._mine(table)).limit(1)).first()
+                       for table in (services, secrets_table, generated_files))
+
+    def service_places(self) -> list[tuple[str, str, int]]:
+        """(name, host, port) of this workspace's services: what port ranges and checks need, no JSON."""
+        with self.engine.connect() as conn:
+            return [(n, h, p) for n, h, p in conn.execute(
+                select(services.c.name, services.c.host, services.c.port).where(self._mine(services)))]
+
+    def port_rows(self, *, host: str | None = None, type: str | None = None, project: str | None = None,
+                  foreign: bool = True, limit: int | None = None, offset: int = 0,
+                  ) -> tuple[int, int, list[RecordedService | ForeignRow]]:
+        """One page of the allocations `qrm ports list` shows, filtered, sorted by host, port and name in the
+        database: (this workspace's services in all, the rows that match, the page). A row of the page is
+        this workspace's service, or (with `foreign`, in a shared registry) another workspace's allocation as
+        a ForeignRow. A `project` filter leaves the other workspaces' out: their allocations have no project."""
+        s, a = services.c, allocations.c
+        own_filters = [self._mine(services)]
+        own_filters += [s.host == host] if host is not None else []
+        own_filters += [s.type == type] if type is not None else []
+        own_filters += [s.project == project] if project is not None else []
+        parts = [select(s.name, s.host, s.port, s.type, s.protocol, s.pinned, s.health, s.tags, s.project,
+                        s.environment, literal("", String).label("owner"), literal(1).label("own")).where(*own_filters)]
+        if foreign and self.scoped and project is None:
+            others = [a.owner != self.owner]
+            others += [a.host == host] if host is not None else []
+            others += [a.type == type] if type is not None else []
+            parts.append(select(a.service, a.host, a.port, a.type, null(), null(), null(), null(), null(), null(),
+                                a.owner, literal(0)).where(*others))
+        rows = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+        # Python's order (code points), which PostgreSQL gives only with the C collation.
+        by_host = rows.c.host.collate("C") if self.engine.dialect.name == "postgresql" else rows.c.host
+        page = select(rows).order_by(by_host, rows.c.port, rows.c.name).offset(offset)
+        if limit is not None:
+            page = page.limit(limit)
+        with self.engine.connect() as conn:
+            own = int(conn.execute(select(func.count()).select_from(services).where(self._mine(services)))
+                      .scalar_one())
+            total = int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
+            found = conn.execute(page).all()
+        parsed: dict[str, Any] = {}
+        return own, total, [
+            _recorded(name, host_, port, type_, protocol, pinned, health, tags, project_, environment, parsed) if mine
+            else (name, host_, port, type_, owner)
+            for name, host_, port, type_, protocol, pinned, health, tags, project_, environment, owner, mine in found]
 
     def recorded_secrets(self) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -801,6 +858,29 @@ def _insert_or_nothing(conn: Connection, table: Table, row: dict[str, Any]) -> b
     # RETURNING, not rowcount: psycopg's rowcount of this statement is -1 under SQLAlchemy
     key = next(iter(table.primary_key.columns))
     return conn.execute(upsert(table).values(**row).on_conflict_do_nothing().returning(key)).first() is not None
+
+
+# Another workspace's allocation in a shared registry: (service, host, port, type, owner).
+ForeignRow = tuple[str, str, int, str, str]
+
+
+def _recorded(name: str, host: str, port: int, type_: str, protocol: str, pinned: Any, health: str | None,
+              tags: str | None, project: str | None, environment: str | None, parsed: dict[str, Any],
+              ) -> RecordedService:
+    """A services row as a RecordedService. Thousands of services share a few health checks and tag lists:
+    `parsed` keeps each JSON text's value, so each is parsed once per read."""
+
+    def from_json(text: str | None) -> Any:
+        if text is None:
+            return None
+        value = parsed.get(text)
+        if value is None:
+            value = parsed[text] = json.loads(text)
+        return value
+
+    return RecordedService(name=name, host=host, port=port, type=type_, protocol=protocol, pinned=bool(pinned),
+                           health=from_json(health), tags=tuple(from_json(tags) or ()), project=project,
+                           environment=environment)
 
 
 def _read_health(conn: Connection, where: ColumnElement[bool]) -> dict[str, HealthRecord]:

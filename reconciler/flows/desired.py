@@ -32,11 +32,7 @@ _STATE_CODE = state_cache.code_fingerprint([models, crosscheck, state, manifest_
 
 def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     """The desired state and every problem with the manifests (none when the state is usable)."""
-    files = manifest_files.manifest_digests(ws.root, ws.manifests)
-    secrets_text = _read_bytes(ws.secrets_file)
-    secrets_digest = hashlib.sha256(secrets_text).hexdigest() if secrets_text is not None else "none"
-    manifests_digest = digest(sorted(files.items()))
-    key = f"{manifests_digest}-{secrets_digest}-{_STATE_CODE}"
+    files, secrets_text, key = _inputs(ws)
     secret = state_cache.machine_key()  # signs both caches: a planted cache file is a miss
     cached = state_cache.read(ws.state_cache_file, key, secret)
     if isinstance(cached, DesiredState):
@@ -63,6 +59,19 @@ def validate(ws: Workspace) -> tuple[DesiredState, list[Problem]]:
     if not located and loaded.files == files:
         state_cache.write(ws.state_cache_file, key, desired, secret)
     return desired, located
+
+
+def state_key(ws: Workspace) -> str:
+    """A key that changes whenever the desired state `validate` gives may change: the digests of the manifests
+    and secrets.enc, and of the code that reads them (~3 ms for 10,000 services in 10 files)."""
+    return _inputs(ws)[2]
+
+
+def _inputs(ws: Workspace) -> tuple[dict[str, str], bytes | None, str]:
+    files = manifest_files.manifest_digests(ws.root, ws.manifests)
+    secrets_text = _read_bytes(ws.secrets_file)
+    secrets_digest = hashlib.sha256(secrets_text).hexdigest() if secrets_text is not None else "none"
+    return files, secrets_text, f"{digest(sorted(files.items()))}-{secrets_digest}-{_STATE_CODE}"
 
 
 def _secrets_problem(exc: SecretsError) -> Problem:

@@ -3,16 +3,21 @@ port is free (and why not)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core.errors import QrmError
 from reconciler.core.models import LOCALHOST
-from reconciler.core.state import DesiredState, RecordedState, service_to_dict
+from reconciler.core.state import DesiredState, RecordedService, service_to_dict
 from reconciler.edges import probes
 from reconciler.flows.desired import load_desired
-from reconciler.flows.recorded import recorded_state
+from reconciler.flows.recorded import open_registry, read_recorded
 from reconciler.flows.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reconciler.edges.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,17 +28,61 @@ class PortList:
     own: int  # this workspace's allocations before the filters; 0 until it is applied
 
 
+@dataclass(frozen=True)
+class PortPage:
+    origin: str  # as PortList's
+    workspace: str
+    total: int  # the allocations that match the filters, on every page
+    allocations: list[dict[str, Any]]  # this page of them, sorted by host, port and name, each with its "owner"
+    own: int  # as PortList's
+
+
+@contextmanager
+def _opened(ws: Workspace) -> Iterator[Registry | None]:
+    registry = open_registry(ws, create=False)
+    try:
+        yield registry
+    finally:
+        if registry is not None:
+            registry.close()
+
+
 def list_ports(ws: Workspace, *, host: str | None = None, type: str | None = None, mine: bool = False) -> PortList:
     """Every allocated port: this workspace's, and unless `mine` the other workspaces' in a shared registry;
     only those on `host` and of port `type` when given."""
-    recorded = recorded_state(ws)
-    rows: list[dict[str, Any]] = [{**service_to_dict(s), "owner": ws.name} for s in recorded.services.values()]
+    with _opened(ws) as registry:
+        page = port_page(ws, registry, host=host, type=type, mine=mine)
+    return PortList(page.origin, page.workspace, page.allocations, page.own)
+
+
+def port_page(ws: Workspace, registry: Registry | None, *, host: str | None = None, type: str | None = None,
+              project: str | None = None, mine: bool = False, limit: int | None = None, offset: int = 0) -> PortPage:
+    """One page of `list_ports` (`limit` None: all from `offset` on), also filtered by `project`. From a
+    registry that holds this workspace's record, the database filters, sorts and pages, and only the page
+    becomes dictionaries; else the committed reports are the record (a fresh clone), read whole."""
+    if registry is not None and registry.has_records():
+        own, total, rows = registry.port_rows(host=host, type=type, project=project, foreign=not mine,
+                                              limit=limit, offset=offset)
+        return PortPage("registry", ws.name, total, [
+            {**service_to_dict(r), "owner": ws.name} if isinstance(r, RecordedService) else
+            {"name": r[0], "host": r[1], "port": r[2], "type": r[3], "owner": r[4]} for r in rows], own)
+    recorded = read_recorded(ws, registry)
+    found: list[dict[str, Any]] = [{**service_to_dict(s), "owner": ws.name} for s in recorded.services.values()]
     if not mine:
-        rows += [{"name": f.service, "host": f.host, "port": f.port, "type": f.type, "owner": f.owner}
-                 for f in recorded.foreign]
-    rows = sorted((r for r in rows if host in (None, r["host"]) and type in (None, r["type"])),
-                  key=lambda r: (r["host"], r["port"]))
-    return PortList(recorded.origin, ws.name, rows, len(recorded.services))
+        found += [{"name": f.service, "host": f.host, "port": f.port, "type": f.type, "owner": f.owner}
+                  for f in recorded.foreign]
+    found = sorted((r for r in found if host in (None, r["host"]) and type in (None, r["type"])
+                    and project in (None, r.get("project"))), key=lambda r: (r["host"], r["port"], r["name"]))
+    end = None if limit is None else offset + limit
+    return PortPage(recorded.origin, ws.name, len(found), found[offset:end], len(recorded.services))
+
+
+def recorded_places(ws: Workspace, registry: Registry | None) -> dict[str, tuple[str, int]]:
+    """Service name -> (host, port) of this workspace's recorded services (the registry, else the committed
+    reports): what the range use and a port's check need, read without decoding the services."""
+    if registry is not None and registry.has_records():
+        return {name: (host, port) for name, host, port in registry.service_places()}
+    return {s.name: (s.host, s.port) for s in read_recorded(ws, registry).services.values()}
 
 
 @dataclass(frozen=True)
@@ -56,11 +105,13 @@ class RangeUse:
         return self.size - self.used - self.reserved - self.unavailable
 
 
-def range_usage(desired: DesiredState, recorded: RecordedState, ephemeral: tuple[int, int] | None) -> list[RangeUse]:
+def range_usage(desired: DesiredState, places: dict[str, tuple[str, int]], ephemeral: tuple[int, int] | None,
+                ) -> list[RangeUse]:
+    """The use of every range of every host, given the recorded services' places (`recorded_places`)."""
     reserved = desired.reserved_ports()
     by_host: dict[str, set[int]] = {}
-    for svc in recorded.services.values():
-        by_host.setdefault(svc.host, set()).add(svc.port)
+    for host, port in places.values():
+        by_host.setdefault(host, set()).add(port)
     rows = []
     for host in desired.host_names():
         used_ports = by_host.get(host, set())
@@ -79,7 +130,10 @@ def range_usage(desired: DesiredState, recorded: RecordedState, ephemeral: tuple
 
 def port_ranges(ws: Workspace) -> list[RangeUse]:
     """The use of every port range on every host, this machine's ephemeral range counted as unavailable."""
-    return range_usage(load_desired(ws), recorded_state(ws), probes.ephemeral_range())
+    desired = load_desired(ws)
+    with _opened(ws) as registry:
+        places = recorded_places(ws, registry)
+    return range_usage(desired, places, probes.ephemeral_range())
 
 
 @dataclass(frozen=True)
@@ -93,15 +147,19 @@ class PortStatus:
 
 def check_port(ws: Workspace, port: int, host: str) -> PortStatus:
     desired = load_desired(ws)
+    with _opened(ws) as registry:
+        places = recorded_places(ws, registry)
+    return port_status(desired, places, port, host)
+
+
+def port_status(desired: DesiredState, places: dict[str, tuple[str, int]], port: int, host: str) -> PortStatus:
+    """Whether `port` is free on `host` and why not, given the recorded services' places (`recorded_places`);
+    whether a process listens on it is probed now."""
     if host not in desired.hosts:
         raise QrmError(f"unknown host {host!r}; known hosts: {', '.join(desired.host_names())}")
-    recorded = recorded_state(ws)
-    reasons = []
-    for svc in recorded.services.values():
-        if svc.host == host and svc.port == port:
-            reasons.append(f"allocated to {svc.name}")
+    reasons = [f"allocated to {name}" for name, place in places.items() if place == (host, port)]
     for inst in desired.instances.values():
-        if inst.host == host and inst.pinned == port and inst.name not in recorded.services:
+        if inst.host == host and inst.pinned == port and inst.name not in places:
             reasons.append(f"pinned by {inst.name} in {inst.source.file} (not applied yet)")
     reason = desired.reserved_ports().get(host, {}).get(port)
     if reason is not None:

@@ -164,7 +164,9 @@ class Services(Answer):
     """The registered services (`qrm services list --json`)."""
 
     source: str
-    total: int
+    total: int = Field(description="how many services match, on every page")
+    limit: int | None = Field(None, description="with ?limit=: the page size asked for")
+    offset: int | None = Field(None, description="with ?limit=: where this page starts")
     services: list[ServiceEntry]
 
 

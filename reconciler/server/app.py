@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.escaping import one_line
+from reconciler.flows.cached_reads import Reads
 from reconciler.flows.workspace import open_workspace
 from reconciler.server import auth, events, hooks, routes, suites, writes
 from reconciler.server.guard import ACCESS_LOG, BODY_LIMIT, Guard
@@ -50,6 +51,7 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
     app.state.workspace = workspace
     app.state.push = push
     app.state.events = events.EventBus()
+    app.state.reads = Reads()  # the registry, desired state and answers the read endpoints reuse (routes)
     if logging.getLogger(ACCESS_LOG).level == logging.NOTSET:
         logging.getLogger(ACCESS_LOG).setLevel(logging.INFO)  # one line per request, whatever --log-level says
     _error_handlers(app)
