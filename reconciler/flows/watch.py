@@ -74,10 +74,19 @@ def _describe(paths: list[str]) -> str:
 
 
 def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Callable[[str], None],
-          serialise: AbstractContextManager[object] | None = None) -> None:
+          serialise: AbstractContextManager[object] | None = None, lead: Callable[[], bool] | None = None) -> None:
     """Run until `stop` is set; each reconcile is finished before stopping. `emit` gets one line per step.
-    `serialise` (a lock) is held around each pull and reconcile: `qrm serve --watch` shares it with its webhooks."""
+    `serialise` (a lock) is held around each pull and reconcile: `qrm serve --watch` shares it with its webhooks.
+    `lead` (replicas: flows/leader) is asked before each reconcile: a follower only pulls, and the first
+    interval on which it leads reconciles at once, whatever changed while it followed."""
     guarded = serialise if serialise is not None else nullcontext()
+    leading = False
+
+    def leads() -> bool:
+        nonlocal leading
+        leading = lead is None or lead()
+        return leading
+
     commit = options.commit and git_repo.is_repository(ws.root)
     if options.pull and not git_repo.is_repository(ws.root):
         raise QrmError(f"watch --pull needs a git repository; {ws.root} is not one")
@@ -89,6 +98,8 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
 
         def step(trigger: str, check_health: bool) -> None:
             nonlocal sources
+            if not leads():
+                return
             started = time.perf_counter()
             try:
                 with guarded:
@@ -133,10 +144,14 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
                 break
             if time.monotonic() < next_tick:
                 continue
+            was_leading = leading
             with guarded:
                 pulled = pull(ws, emit) if options.pull else []
-            if pulled:  # reconcile now; the file events of the fast-forward then find nothing new
+            if pulled:  # the file events of the fast-forward then find nothing new
                 seen.update(content_shas(ws.root, pulled))
+            if lead is not None and not was_leading:  # a follower, or one that has just taken the lease
+                step("took the leader lease", check_health=True)
+            elif pulled:  # reconcile now
                 step(f"pulled: {_describe(pulled).removeprefix('changed: ')}", check_health=False)
             else:
                 step("interval", check_health=True)
