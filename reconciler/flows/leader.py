@@ -81,12 +81,14 @@ class Leadership:
     def state(self) -> LeaderState:
         """This replica's role as the last check left it, and who leads (asked of the registry)."""
         with self._lock:
-            lease = self._lease
-            if lease is None:
-                return LeaderState(False, None, "not open")
+            try:
+                lease = self._open()
+            except Exception as exc:
+                reason = str(exc) if isinstance(exc, QrmError) else unexpected_error(exc, DEBUG_HINT)
+                return LeaderState(False, None, f"cannot be opened: {reason}")
             try:
                 holder = lease.holder()
-            except Exception:
+            except Exception:  # the registry is away: who leads is not known from here
                 holder = None
             return LeaderState(self._leading, holder, lease.describe())
 

@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.git_repos import services
-from tests.support.replicas import Replicas, kill, replicas, wait_until
+from tests.support.replicas import Replicas, kill, replicas, shared_registry, wait_until
+from tests.support.webhooks import Hooked
 
-
-def registry_of(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
-    """The registry URL the replicas share, and the environment they need for it (PostgreSQL's password)."""
-    if kind == "postgresql":
-        database = request.getfixturevalue("pg_database")
-        return database.url, {"PGPASSWORD": database.password}
-    return f"sqlite:///{tmp_path / 'shared' / 'registry.db'}", {}
+PUSH = {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40, "repository": {"full_name": "team/ws"}}
 
 
 def reads_answer(group: Replicas) -> list[int]:
@@ -29,7 +24,7 @@ def reads_answer(group: Replicas) -> list[int]:
 @pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
 def test_one_replica_leads_and_another_takes_over_when_it_is_killed(kind: str, request: pytest.FixtureRequest,
                                                                      tmp_path: Path) -> None:
-    url, env = registry_of(kind, request, tmp_path)
+    url, env = shared_registry(kind, request, tmp_path)
     with replicas(tmp_path, url, env) as group:
         leader = group.one_leader()
         followers = [server for server in group.servers if server is not leader]
@@ -41,7 +36,12 @@ def test_one_replica_leads_and_another_takes_over_when_it_is_killed(kind: str, r
         assert f" pid {leader.process.pid}" in str(holder)
 
         group.push(services("a", "b"), "add b")
+        # A push hook that reaches a follower is accepted; the follower pulls, and the leader applies.
+        hook = Hooked(followers[0], group.origin, group.dev, group.token).github("push", PUSH)
+        assert hook.status_code == 202, hook.text
         wait_until("b's allocation on origin", lambda: '"name": "b"' in group.allocated(), group)
+        wait_until("the follower's answer to the hook", lambda: "reconcile (github push to main): not here: this "
+                   "replica follows; the leader applies it on its next interval" in followers[0].log(), group)
         assert reads_answer(group) == [200, 200, 200]
         for follower in followers:
             assert group.reconciles(follower) == [], follower.log()
@@ -61,4 +61,7 @@ def test_one_replica_leads_and_another_takes_over_when_it_is_killed(kind: str, r
         for server in group.alive():
             listed = server.get("/resources/ports", group.token).json()
             assert {"a", "b", "c"} <= {port["name"] for port in listed["allocations"]}, listed
+        # A replica stopped cleanly (SIGTERM) lets go of the lease at once: the last one takes it.
+        assert successor.stop() == 0
+        assert group.one_leader() is bystander
     assert "Traceback" not in group.logs()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import api_server
 from tests.support.git_repos import git
@@ -23,6 +24,15 @@ from tests.support.webhooks import hooked_workspace, shown
 DEADLINE = 90.0
 # A reconcile step of the watch loop or of the hooks' worker (not a follower's "not here" line).
 RECONCILE = re.compile(r"reconcile \([^)]*\): (?!not here)")
+
+
+def shared_registry(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The registry URL replicas share ("postgresql": a fresh database of the session's server; "sqlite": a file
+    beside the clones), and the environment they need for it (PostgreSQL's password)."""
+    if kind == "postgresql":
+        database = request.getfixturevalue("pg_database")
+        return str(database.url), {"PGPASSWORD": str(database.password)}
+    return f"sqlite:///{tmp_path / 'shared' / 'registry.db'}", {}
 
 
 @dataclass
