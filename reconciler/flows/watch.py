@@ -21,7 +21,7 @@ from pathlib import Path
 from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.edges import file_watch, git_repo
 from reconciler.edges.locks import workspace_lock
-from reconciler.flows.reconcile import ReconcileResult, parse_author, reconcile_once
+from reconciler.flows.reconcile import COMMITTED_DIRS, ReconcileResult, commit_reports, parse_author, reconcile_once
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,15 @@ def pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     try:
         pulled = git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
     except QrmError as exc:
-        emit(f"pull failed: {exc}")
-        return []
+        failure = exc
+        try:
+            retried = _pull_past_leftovers(ws, emit)
+        except QrmError as again:
+            failure, retried = again, None
+        if retried is None:
+            emit(f"pull failed: {failure}")
+            return []
+        pulled = retried
     changed: list[str] = []
     if pulled.changed:
         sources = source_folders(ws)
@@ -183,6 +190,27 @@ def pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     if pushed.pushed:
         emit("pushed report commits")
     return changed
+
+
+def _pull_past_leftovers(ws: Workspace, emit: Callable[[str], None]) -> git_repo.PullResult | None:
+    """A pull that failed on reports/ or generated/ files left uncommitted (a replica killed between its
+    reconcile's writes and their commit, a write's apply): commit them as the reconcile would have (a report
+    commit, which the fast-forward then rebases, or drops when the upstream changed the same files: the next
+    reconcile writes them again) and pull once more. None when that was not the cause, or it did not help."""
+    if not git_repo.changed_paths(ws.root, COMMITTED_DIRS):
+        return None
+    committed = commit_reports(ws, "reports left uncommitted")
+    if committed.sha:
+        emit(f"committed {len(committed.paths)} report file(s) left uncommitted "
+             f"({_describe(committed.paths).removeprefix('changed: ')}) to pull past them")
+    # What a report commit leaves out on purpose (a health report whose statuses did not change): the
+    # committed text, under reports/ only (generated/ holds deployed files); the next reconcile rewrites it.
+    stale = [path for path in git_repo.changed_paths(ws.root, ["reports"])
+             if git_repo.text_at_head(ws.root, path) is not None]
+    git_repo.restore(ws.root, stale)
+    if not committed.sha and not stale:
+        return None
+    return git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
 
 
 def push_reports(ws: Workspace, result: ReconcileResult) -> None:

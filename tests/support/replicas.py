@@ -41,6 +41,14 @@ class Replicas:
     dev: Path
     servers: list[api_server.Server]
     token: str  # read scope
+    env: dict[str, str]  # the replicas' environment (the registry's URL and password)
+    interval: float
+
+    def restart(self, server: api_server.Server) -> api_server.Server:
+        """A new replica in the clone of `server` (dead or stopped), in its place in `servers`."""
+        fresh = api_server.start(server.root, self.env, "--watch", "--interval", str(self.interval))
+        self.servers[self.servers.index(server)] = fresh
+        return fresh
 
     def alive(self) -> list[api_server.Server]:
         return [server for server in self.servers if server.process.poll() is None]
@@ -112,7 +120,7 @@ def replicas(base: Path, registry: str, env_extra: dict[str, str], count: int = 
     try:
         for clone in clones:
             servers.append(api_server.start(clone, env, "--watch", "--interval", str(interval)))
-        yield Replicas(origin, dev, servers, token)
+        yield Replicas(origin, dev, servers, token, env, interval)  # restart() replaces entries of this same list
     finally:
         for server in servers:
             if server.process.poll() is None:
