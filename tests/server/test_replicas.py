@@ -1,15 +1,18 @@
 """Several replicas: three `qrm serve --watch` processes, each in its own clone of one origin, against one
 registry (a real PostgreSQL server, or one SQLite file the clones share). Exactly one holds the leader lease
 and reconciles; all three answer reads; when the leader is SIGKILLed another takes the lease and applies a
-change pushed afterwards; the survivors still answer reads."""
+change pushed afterwards; the survivors still answer reads. Writes sent to followers (`--push`) take turns on
+the registry's allocation locks, reach the origin, and every replica then serves them."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support.git_repos import services
+from tests.support.git_repos import git, services
 from tests.support.replicas import Replicas, kill, replicas, shared_registry, wait_until
 from tests.support.webhooks import Hooked
 
@@ -64,4 +67,37 @@ def test_one_replica_leads_and_another_takes_over_when_it_is_killed(kind: str, r
         # A replica stopped cleanly (SIGTERM) lets go of the lease at once: the last one takes it.
         assert successor.stop() == 0
         assert group.one_leader() is bystander
+    assert "Traceback" not in group.logs()
+
+
+def test_followers_take_writes_that_every_replica_then_serves(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url, env = shared_registry("postgresql", request, tmp_path)
+    with replicas(tmp_path, url, env, extra=("--push",)) as group:
+        leader = group.one_leader()
+        followers = [server for server in group.servers if server is not leader]
+        wait_until("the leader's first reconcile", lambda: bool(group.reconciles(leader)), group)
+
+        def allocate(server_and_name: tuple[object, str]) -> httpx.Response:
+            server, name = server_and_name
+            assert isinstance(server, type(leader))
+            return httpx.post(server.url + "/resources/ports/allocate", timeout=60,
+                              headers={"Authorization": f"Bearer {group.writer}"},
+                              json={"service_name": name, "port_type": "app", "host": "localhost"})
+
+        with ThreadPoolExecutor(2) as pool:  # both followers at once: the allocation locks take turns
+            answers = list(pool.map(allocate, [(followers[0], "w1"), (followers[1], "w2")]))
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        ports = {a.json()["service"]: a.json()["port"] for a in answers}
+        assert len(set(ports.values())) == 2
+        # Each write's commit is on the origin (--push); the leader pulls it and records it in its reports.
+        subjects = git(group.origin, "log", "--format=%s", "main").splitlines()
+        for name in ports:
+            assert f"qrm: allocate a port (app) for {name} on localhost (requested by deployer)" in subjects, subjects
+        wait_until("both writes in the leader's report on origin",
+                   lambda: all(f'"name": "{name}"' in group.allocated() for name in ports), group)
+        for server in group.servers:
+            listed = server.get("/resources/ports", group.token).json()["allocations"]
+            assert {row["name"]: row["port"] for row in listed if row["name"] in ports} == ports, server.log()
+        for follower in followers:
+            assert group.reconciles(follower) == [], follower.log()
     assert "Traceback" not in group.logs()

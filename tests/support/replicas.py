@@ -41,12 +41,13 @@ class Replicas:
     dev: Path
     servers: list[api_server.Server]
     token: str  # read scope
+    writer: str  # read and write scopes
     env: dict[str, str]  # the replicas' environment (the registry's URL and password)
-    interval: float
+    args: list[str]  # of `qrm serve`
 
     def restart(self, server: api_server.Server) -> api_server.Server:
         """A new replica in the clone of `server` (dead or stopped), in its place in `servers`."""
-        fresh = api_server.start(server.root, self.env, "--watch", "--interval", str(self.interval))
+        fresh = api_server.start(server.root, self.env, *self.args)
         self.servers[self.servers.index(server)] = fresh
         return fresh
 
@@ -105,12 +106,17 @@ def wait_until(what: str, condition: Callable[[], bool], replicas: Replicas, dea
 
 
 @contextmanager
-def replicas(base: Path, registry: str, env_extra: dict[str, str], count: int = 3,
-             interval: float = 0.5) -> Iterator[Replicas]:
-    """`count` clones of one origin, each under `qrm serve --watch --interval INTERVAL` with QRM_REGISTRY=`registry`;
-    each stopped (SIGTERM) at the end unless already dead."""
+def replicas(base: Path, registry: str, env_extra: dict[str, str], count: int = 3, interval: float = 0.5,
+             extra: tuple[str, ...] = ()) -> Iterator[Replicas]:
+    """`count` clones of one origin, each under `qrm serve --watch --interval INTERVAL EXTRA` with
+    QRM_REGISTRY=`registry`; each stopped (SIGTERM) at the end unless already dead."""
     env = {**api_server.environment(base / "home"), **env_extra, "QRM_REGISTRY": registry}
     origin, dev, first, token = hooked_workspace(base, env)
+    writer = api_server.qrm(dev, env, "token", "create", "deployer", "--scope", "read", "--scope", "write").strip()
+    git(dev, "commit", "-qam", "a write token")
+    git(dev, "push", "-q", "origin", "main")
+    git(first, "pull", "-q", "--ff-only")
+    args = ["--watch", "--interval", str(interval), *extra]
     clones = [first]
     for number in range(2, count + 1):
         clone = base / f"served{number}"
@@ -119,8 +125,8 @@ def replicas(base: Path, registry: str, env_extra: dict[str, str], count: int = 
     servers: list[api_server.Server] = []
     try:
         for clone in clones:
-            servers.append(api_server.start(clone, env, "--watch", "--interval", str(interval)))
-        yield Replicas(origin, dev, servers, token, env, interval)  # restart() replaces entries of this same list
+            servers.append(api_server.start(clone, env, *args))
+        yield Replicas(origin, dev, servers, token, writer, env, args)  # restart() replaces entries of this same list
     finally:
         for server in servers:
             if server.process.poll() is None:
