@@ -160,8 +160,26 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
         emit("watch stopped")
 
 
+# How long a pull or a report push waits for the writes of the same clone (a write holds the lock from its
+# first read through its commit, push and apply).
+GIT_TURN_TIMEOUT = 120.0
+
+
 def pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
-    """Fetch and fast-forward, push what is unpushed; the relevant paths the pulled commits changed."""
+    """Fetch and fast-forward, push what is unpushed; the relevant paths the pulled commits changed. Under the
+    clone's write lock: a write's own fetch, rebase and push (`serve --push`) in the same clone at the same
+    moment would race on FETCH_HEAD and the branch."""
+    from reconciler.flows.writes import write_lock
+
+    try:
+        with write_lock(ws, GIT_TURN_TIMEOUT):
+            return _pull(ws, emit)
+    except QrmError as exc:  # the lock: a write held it too long
+        emit(f"pull failed: {exc}")
+        return []
+
+
+def _pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     try:
         pulled = git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
     except QrmError as exc:
@@ -214,7 +232,10 @@ def _pull_past_leftovers(ws: Workspace, emit: Callable[[str], None]) -> git_repo
 
 
 def push_reports(ws: Workspace, result: ReconcileResult) -> None:
+    from reconciler.flows.writes import write_lock
+
     try:
-        result.pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author)).pushed
+        with write_lock(ws, GIT_TURN_TIMEOUT):  # as pull
+            result.pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author)).pushed
     except QrmError as exc:
         result.problems.append(f"push failed: {exc}")

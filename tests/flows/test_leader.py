@@ -1,6 +1,7 @@
 """flows/leader: a replica's role, said once per change: two replicas of one workspace on one shared SQLite
-registry (one leads, the other follows and names it; a close hands over), and a registry that cannot be
-reached (a follower with the reason, no password, no exception; retried on the next ask)."""
+registry (one leads, the other follows and names it; a close hands over), a registry that cannot be
+reached (a follower with the reason, no password, no exception; retried on the next ask), and a leader whose
+PostgreSQL session was ended (the lease lost, said, and taken again)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from reconciler.flows.leader import Leadership
 from reconciler.flows.workspace import open_workspace
-from tests.support.pgserver import free_port
+from tests.support.pgserver import PgDatabase, free_port
 from tests.support.workspace import Workspace
 
 
@@ -50,3 +51,23 @@ def test_a_registry_that_cannot_be_reached_makes_a_follower_that_says_why_once(w
     assert line.endswith("; retrying on the next interval") and "hunter2" not in line
     state = leadership.state()
     assert (state.leader, state.holder) == (False, None) and "hunter2" not in state.lease
+
+
+def test_a_leader_whose_postgresql_session_was_ended_says_so_and_takes_the_lease_again(
+        workspace: Workspace, pg_database: PgDatabase) -> None:
+    workspace.write("qrm.yaml", "name: fleet\n")
+    leadership, said = replica(workspace.root, pg_database.url, "alpha pid 1")
+    try:
+        assert leadership.check()
+        # An administrator (or a failover) ends the lease's session: the lock went with it.
+        pg_database.server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = 'qrm leader alpha pid 1'")
+        assert leadership.check()  # nobody else wants it: lost, then taken again on the same ask
+        lease = leadership.state().lease
+        assert lease == f"advisory lock 'leader:fleet' on {pg_database.url}"
+        assert said == [f"leader: this replica (alpha pid 1) holds the leader lease ({lease}) and reconciles",
+                        f"leader lease lost ({lease}): this replica stops reconciling and tries again on each "
+                        "interval",
+                        f"leader: this replica (alpha pid 1) holds the leader lease ({lease}) and reconciles"]
+    finally:
+        leadership.close()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.git_repos import git, services
 from tests.support.replicas import Replicas, kill, replicas, shared_registry, wait_until
-from tests.support.webhooks import Hooked
+from tests.support.webhooks import Hooked, hooked
 
 PUSH = {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40, "repository": {"full_name": "team/ws"}}
 
@@ -37,6 +37,9 @@ def test_one_replica_leads_and_another_takes_over_when_it_is_killed(kind: str, r
         assert [role.get("leader") for role in roles] == [server is leader for server in group.servers]
         [holder] = {role.get("holder") for role in roles}
         assert f" pid {leader.process.pid}" in str(holder)
+        [lease] = {role.get("lease") for role in roles}
+        assert str(lease).startswith("advisory lock 'leader:hooked' on postgresql" if kind == "postgresql" else
+                                     f"flock of {tmp_path / 'shared' / 'registry.db'}.leader-"), lease
 
         group.push(services("a", "b"), "add b")
         # A push hook that reaches a follower is accepted; the follower pulls, and the leader applies.
@@ -101,3 +104,9 @@ def test_followers_take_writes_that_every_replica_then_serves(request: pytest.Fi
         for follower in followers:
             assert group.reconciles(follower) == [], follower.log()
     assert "Traceback" not in group.logs()
+
+
+def test_a_server_without_watch_takes_no_lease_and_says_so(tmp_path: Path) -> None:
+    with hooked(tmp_path) as h:
+        assert h.status()["leader"] is None
+        assert "leader" not in h.server.log()
