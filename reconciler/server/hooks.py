@@ -61,8 +61,12 @@ def install(app: FastAPI, *, watch_interval: float | None = None) -> None:
         stop = threading.Event()
         watcher = None
         if watch_interval is not None:
-            watcher = threading.Thread(target=_watch, args=(base, worker, watch_interval, stop, say, worker.lead),
-                                       name="qrm-watch", daemon=True)
+            def watching(interval: float) -> None:
+                _watch(base, worker, interval, stop, say, worker.lead)
+                if not stop.is_set():  # the loop could not run (another watcher holds this folder)
+                    replicas.retire(app, worker)
+
+            watcher = threading.Thread(target=watching, args=(watch_interval,), name="qrm-watch", daemon=True)
             watcher.start()
         try:
             async with inner(application) as state:

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from reconciler.flows.hooks import HookWorker
 from reconciler.flows.leader import Leadership, replica_name
 from reconciler.flows.workspace import Workspace
 
@@ -17,6 +18,16 @@ def leadership(app: FastAPI, workspace: Callable[[], Workspace], say: Callable[[
     found = Leadership(workspace, say, replica_name())
     app.state.leadership = found
     return found
+
+
+def retire(app: FastAPI, worker: HookWorker) -> None:
+    """The watch loop ended without being asked to (another watcher holds this folder): this server lets go
+    of the lease and no longer asks for it, so it never leads without the loop that would apply on each
+    interval; its hooks' worker leaves pushes to the leader."""
+    found: Leadership | None = getattr(app.state, "leadership", None)
+    if found is not None:
+        worker.lead = lambda: False
+        found.close()
 
 
 def state(app: FastAPI) -> dict[str, Any] | None:

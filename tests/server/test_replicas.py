@@ -12,9 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.edges.locks import workspace_lock
+from reconciler.edges.registry import Registry
+from tests.support import api_server
 from tests.support.git_repos import git, services
 from tests.support.replicas import Replicas, kill, replicas, shared_registry, wait_until
-from tests.support.webhooks import Hooked, hooked
+from tests.support.webhooks import Hooked, hooked, hooked_workspace
 
 PUSH = {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40, "repository": {"full_name": "team/ws"}}
 
@@ -110,3 +113,29 @@ def test_a_server_without_watch_takes_no_lease_and_says_so(tmp_path: Path) -> No
     with hooked(tmp_path) as h:
         assert h.status()["leader"] is None
         assert "leader" not in h.server.log()
+
+
+def test_a_server_whose_watch_cannot_run_never_takes_the_lease(tmp_path: Path) -> None:
+    """Two servers in one folder are not replicas: the second one's watch loop stops on the folder's watch lock,
+    and that server must not then lead (on a push) without the loop that applies on each interval."""
+    env = api_server.environment(tmp_path / "home")
+    origin, dev, served, token = hooked_workspace(tmp_path, env)
+    with workspace_lock(served / ".qrm" / "watch.lock", what="watch"):  # as another watcher of the folder holds it
+        server = api_server.start(served, env, "--watch", "--interval", "0.3")
+        try:
+            wait_until("the watch's refusal", lambda: "watch stopped: " in server.log(),
+                       Replicas(origin, dev, [server], token, token, env, []))
+            hook = Hooked(server, origin, dev, token)
+            assert hook.github("push", PUSH).status_code == 202
+            hook.settled(reconciles=1)
+            assert "reconcile (github push to main): not here" in server.log()
+            assert hook.status()["leader"]["leader"] is False
+            registry = Registry(f"sqlite:///{served / '.qrm' / 'registry.db'}")
+            try:  # the lease is free for a replica that can watch
+                lease = registry.leader_lease("hooked", "a replica that watches")
+                assert lease.try_acquire()
+                lease.release()
+            finally:
+                registry.close()
+        finally:
+            assert server.stop() == 0
