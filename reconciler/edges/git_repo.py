@@ -170,6 +170,12 @@ def unstage(root: Path, paths: list[str]) -> None:
     _run(repo, "reset", "--quiet", "--", *paths)
 
 
+def restore(root: Path, paths: list[str]) -> None:
+    """`paths` (tracked files) back to HEAD's content, index and working tree."""
+    if paths:
+        _run(_repo(root), "checkout", "--quiet", "HEAD", "--", *paths)
+
+
 def changed_paths(root: Path, pathspecs: list[str]) -> list[str]:
     """Paths under `pathspecs` that differ from HEAD (modified, new or deleted), ignored files excluded."""
     repo = _repo(root)

@@ -10,7 +10,9 @@ version bump, so a crash mid-upgrade leaves the previous version whole.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -570,6 +572,11 @@ class Registry:
         finally:
             os.close(fd)
 
+    def leader_lease(self, name: str, holder: str) -> LeaderLease:
+        """The leader lease of workspace `name` among the replicas that share this registry (not yet taken);
+        `holder` names this replica to the others (host and pid)."""
+        return LeaderLease(self, name, holder)
+
     def write(
         self,
         removed: Sequence[str],
@@ -990,6 +997,144 @@ def _sqlite_problem(file: Path, error: str, rebuild: str) -> str:
 # The first key of qrm's advisory locks (the second is hashtext(host)), so they never collide with
 # another application's locks on the same PostgreSQL.
 _LOCK_SPACE = 0x51524D  # "QRM"
+_LEASE_SPACE = _LOCK_SPACE + 1  # the leader leases (the second key is hashtext(workspace name))
+# A leader whose machine vanishes (no FIN, no RST) is dropped by PostgreSQL after about idle + interval * count
+# seconds of silence: keepalives of the lease's own session (user-settable), not of the whole server.
+_LEASE_KEEPALIVES = (("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", "5"), ("tcp_keepalives_count", "3"))
+
+
+class LeaderLease:
+    """Which replica of a workspace reconciles: whoever holds this lease, for as long as its process lives.
+
+    PostgreSQL: a session advisory lock (pg_try_advisory_lock) on a connection of its own, kept open while
+    held; when the holder dies, even by SIGKILL, the kernel closes its socket, PostgreSQL ends the session
+    and the lock is free. The lock's keys are qrm's lease space and hashtext(workspace name), so two
+    workspaces sharing one database never block each other; the connection's application_name names the
+    holder for the others. SQLite: an flock on a file beside the database (one machine), named by a digest
+    of the workspace name, holding the holder's name."""
+
+    def __init__(self, registry: Registry, name: str, holder: str) -> None:
+        self.registry = registry
+        self.name = name
+        self.holder_name = holder[:60]  # application_name keeps 63 bytes
+        self._conn: Connection | None = None
+        self._fd: int | None = None
+        self._memory = False  # an in-memory registry: one process, which leads
+        self.file = (registry.file.with_name(f"{registry.file.name}.leader-"
+                                             f"{hashlib.sha256(name.encode()).hexdigest()[:16]}")
+                     if registry.file is not None else None)
+
+    @property
+    def postgresql(self) -> bool:
+        return self.registry.engine.dialect.name == "postgresql"
+
+    def describe(self) -> str:
+        """What the lease is, for messages: the lock or the file (never a password)."""
+        if self.postgresql:
+            return f"advisory lock 'leader:{self.name}' on {display_url(self.registry.url)}"
+        return f"flock of {_shown(self.file)}" if self.file is not None else "in-memory registry (one process)"
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None or self._fd is not None or self._memory
+
+    def try_acquire(self) -> bool:
+        """Take the lease when nobody holds it; True when this replica holds it (now or already)."""
+        if self.held:
+            return True
+        if self.postgresql:
+            conn = self.registry.engine.connect()
+            try:
+                got = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(CAST(%s AS integer), hashtext(%s))",
+                                                (_LEASE_SPACE, f"leader:{self.name}")).scalar())
+                if got:
+                    conn.exec_driver_sql("SELECT set_config('application_name', %s, false)",
+                                         (f"qrm leader {self.holder_name}",))
+                    for setting, value in _LEASE_KEEPALIVES:
+                        conn.exec_driver_sql("SELECT set_config(%s, %s, false)", (setting, value))
+                conn.commit()
+            except BaseException:
+                conn.invalidate()
+                conn.close()
+                raise
+            if not got:
+                conn.close()
+                return False
+            self._conn = conn
+            return True
+        if self.file is None:
+            self._memory = True
+            return True
+        try:
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RegistryError(f"cannot create the leader lease {_shown(self.file)} beside the registry: "
+                                f"{exc.strerror}: {_elsewhere(self.file.parent)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        with contextlib.suppress(OSError):  # the name only serves holder(): the lease holds without it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{self.holder_name}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def still_held(self) -> bool:
+        """Whether the lease is still this replica's: on PostgreSQL its session must still answer (a
+        restarted server, or a session ended by an administrator, frees the lock); False lets go of it."""
+        if self._conn is None:
+            return self.held
+        try:
+            self._conn.exec_driver_sql("SELECT 1")
+            self._conn.commit()
+            return True
+        except Exception:
+            self._drop()
+            return False
+
+    def holder(self) -> str | None:
+        """Who holds the lease now, as its holder named itself (None when free or not known)."""
+        if self.held:
+            return self.holder_name
+        if self.postgresql:
+            with self.registry.engine.connect() as conn:
+                name = conn.exec_driver_sql(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND l.classid = CAST(%s AS oid) AND l.objid = CAST(hashtext(%s) AS oid) AND l.objsubid = 2",
+                    (_LEASE_SPACE, f"leader:{self.name}")).scalar()
+            return str(name).removeprefix("qrm leader ") if name else None
+        if self.file is None:
+            return None
+        try:
+            return self.file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        """Let go (a replica that stops): the next replica's try takes it."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.exec_driver_sql("SELECT pg_advisory_unlock(CAST(%s AS integer), hashtext(%s))",
+                                           (_LEASE_SPACE, f"leader:{self.name}"))
+                self._conn.commit()
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()  # the session ends with it: no lock or application_name back in the pool
+                self._conn.close()
+            self._conn = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+        self._memory = False
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -1013,4 +1158,4 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("qrm_write") else "BEGIN")
 
 
-__all__ = ["SCHEMA_VERSION", "ApplyRecord", "Registry", "default_url", "display_url"]
+__all__ = ["SCHEMA_VERSION", "ApplyRecord", "LeaderLease", "Registry", "default_url", "display_url"]

@@ -86,6 +86,8 @@ class HookWorker:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._status = WorkerStatus()
+        # Replicas (`qrm serve --watch`, flows/leader): asked before each reconcile; a follower only pulls.
+        self.lead: Callable[[], bool] | None = None
 
     def start(self) -> None:
         with self._wake:
@@ -146,6 +148,9 @@ class HookWorker:
         with self._wake:
             self._status.reconciles += 1
         try:
+            if self.lead is not None and not self.lead():
+                self.emit(follow_pulled(self.workspace(), trigger, self.emit))
+                return
             self.emit(reconcile_pulled(self.workspace(), trigger, self.emit))
         except Exception as exc:  # the worker outlives one bad job; the next hook retries
             log.debug("reconcile (%s) failed", trigger, exc_info=True)
@@ -175,6 +180,14 @@ def reconcile_pulled(ws: Workspace, trigger: str, emit: Callable[[str], None]) -
         push_reports(ws, result)
     result.seconds = time.perf_counter() - started
     return result.line()
+
+
+def follow_pulled(ws: Workspace, trigger: str, emit: Callable[[str], None]) -> str:
+    """A follower's answer to a push: fetch and fast-forward its clone (its reads and writes start from the
+    pushed commit), and leave the apply to the leader's next interval; returns its one line."""
+    if git_repo.is_repository(ws.root) and git_repo.watched_branch(ws.root) is not None:
+        pull(ws, emit)
+    return f"reconcile ({trigger}): not here: this replica follows; the leader applies it on its next interval"
 
 
 def post_deploy_tests(ws: Workspace, environment: str, trigger: str) -> list[str]:

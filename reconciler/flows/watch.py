@@ -21,7 +21,7 @@ from pathlib import Path
 from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.edges import file_watch, git_repo
 from reconciler.edges.locks import workspace_lock
-from reconciler.flows.reconcile import ReconcileResult, parse_author, reconcile_once
+from reconciler.flows.reconcile import COMMITTED_DIRS, ReconcileResult, commit_reports, parse_author, reconcile_once
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,19 @@ def _describe(paths: list[str]) -> str:
 
 
 def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Callable[[str], None],
-          serialise: AbstractContextManager[object] | None = None) -> None:
+          serialise: AbstractContextManager[object] | None = None, lead: Callable[[], bool] | None = None) -> None:
     """Run until `stop` is set; each reconcile is finished before stopping. `emit` gets one line per step.
-    `serialise` (a lock) is held around each pull and reconcile: `qrm serve --watch` shares it with its webhooks."""
+    `serialise` (a lock) is held around each pull and reconcile: `qrm serve --watch` shares it with its webhooks.
+    `lead` (replicas: flows/leader) is asked before each reconcile: a follower only pulls, and the first
+    interval on which it leads reconciles at once, whatever changed while it followed."""
     guarded = serialise if serialise is not None else nullcontext()
+    leading = False
+
+    def leads() -> bool:
+        nonlocal leading
+        leading = lead is None or lead()
+        return leading
+
     commit = options.commit and git_repo.is_repository(ws.root)
     if options.pull and not git_repo.is_repository(ws.root):
         raise QrmError(f"watch --pull needs a git repository; {ws.root} is not one")
@@ -89,6 +98,8 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
 
         def step(trigger: str, check_health: bool) -> None:
             nonlocal sources
+            if not leads():
+                return
             started = time.perf_counter()
             try:
                 with guarded:
@@ -133,10 +144,14 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
                 break
             if time.monotonic() < next_tick:
                 continue
+            was_leading = leading
             with guarded:
                 pulled = pull(ws, emit) if options.pull else []
-            if pulled:  # reconcile now; the file events of the fast-forward then find nothing new
+            if pulled:  # the file events of the fast-forward then find nothing new
                 seen.update(content_shas(ws.root, pulled))
+            if lead is not None and not was_leading:  # a follower, or one that has just taken the lease
+                step("took the leader lease", check_health=True)
+            elif pulled:  # reconcile now
                 step(f"pulled: {_describe(pulled).removeprefix('changed: ')}", check_health=False)
             else:
                 step("interval", check_health=True)
@@ -145,13 +160,38 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
         emit("watch stopped")
 
 
+# How long a pull or a report push waits for the writes of the same clone (a write holds the lock from its
+# first read through its commit, push and apply).
+GIT_TURN_TIMEOUT = 120.0
+
+
 def pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
-    """Fetch and fast-forward, push what is unpushed; the relevant paths the pulled commits changed."""
+    """Fetch and fast-forward, push what is unpushed; the relevant paths the pulled commits changed. Under the
+    clone's write lock: a write's own fetch, rebase and push (`serve --push`) in the same clone at the same
+    moment would race on FETCH_HEAD and the branch."""
+    from reconciler.flows.writes import write_lock
+
+    try:
+        with write_lock(ws, GIT_TURN_TIMEOUT):
+            return _pull(ws, emit)
+    except QrmError as exc:  # the lock: a write held it too long
+        emit(f"pull failed: {exc}")
+        return []
+
+
+def _pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     try:
         pulled = git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
     except QrmError as exc:
-        emit(f"pull failed: {exc}")
-        return []
+        failure = exc
+        try:
+            retried = _pull_past_leftovers(ws, emit)
+        except QrmError as again:
+            failure, retried = again, None
+        if retried is None:
+            emit(f"pull failed: {failure}")
+            return []
+        pulled = retried
     changed: list[str] = []
     if pulled.changed:
         sources = source_folders(ws)
@@ -170,8 +210,32 @@ def pull(ws: Workspace, emit: Callable[[str], None]) -> list[str]:
     return changed
 
 
+def _pull_past_leftovers(ws: Workspace, emit: Callable[[str], None]) -> git_repo.PullResult | None:
+    """A pull that failed on reports/ or generated/ files left uncommitted (a replica killed between its
+    reconcile's writes and their commit, a write's apply): commit them as the reconcile would have (a report
+    commit, which the fast-forward then rebases, or drops when the upstream changed the same files: the next
+    reconcile writes them again) and pull once more. None when that was not the cause, or it did not help."""
+    if not git_repo.changed_paths(ws.root, COMMITTED_DIRS):
+        return None
+    committed = commit_reports(ws, "reports left uncommitted")
+    if committed.sha:
+        emit(f"committed {len(committed.paths)} report file(s) left uncommitted "
+             f"({_describe(committed.paths).removeprefix('changed: ')}) to pull past them")
+    # What a report commit leaves out on purpose (a health report whose statuses did not change): the
+    # committed text, under reports/ only (generated/ holds deployed files); the next reconcile rewrites it.
+    stale = [path for path in git_repo.changed_paths(ws.root, ["reports"])
+             if git_repo.text_at_head(ws.root, path) is not None]
+    git_repo.restore(ws.root, stale)
+    if not committed.sha and not stale:
+        return None
+    return git_repo.fetch_fast_forward(ws.root, parse_author(ws.settings.commit_author))
+
+
 def push_reports(ws: Workspace, result: ReconcileResult) -> None:
+    from reconciler.flows.writes import write_lock
+
     try:
-        result.pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author)).pushed
+        with write_lock(ws, GIT_TURN_TIMEOUT):  # as pull
+            result.pushed = git_repo.push(ws.root, author=parse_author(ws.settings.commit_author)).pushed
     except QrmError as exc:
         result.problems.append(f"push failed: {exc}")

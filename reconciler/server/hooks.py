@@ -27,6 +27,7 @@ from reconciler.core.models import ApiToken
 from reconciler.edges import manifest_files
 from reconciler.flows.hooks import HookSecretMissing, HookWorker, hook_secret, watched_branch
 from reconciler.flows.workspace import Workspace
+from reconciler.server import replicas
 from reconciler.server.answers import READ_ERRORS, HookStatus, answers, hook_answers
 from reconciler.server.auth import require
 
@@ -49,6 +50,8 @@ def install(app: FastAPI, *, watch_interval: float | None = None) -> None:
 
     worker = HookWorker(lambda: _current(base), say)
     app.state.hooks = worker
+    leadership = replicas.leadership(app, lambda: _current(base), say) if watch_interval is not None else None
+    worker.lead = leadership.check if leadership is not None else None
     app.state.recent_deliveries = webhooks.RecentIds()
     app.include_router(router)
     inner = app.router.lifespan_context
@@ -59,8 +62,12 @@ def install(app: FastAPI, *, watch_interval: float | None = None) -> None:
         stop = threading.Event()
         watcher = None
         if watch_interval is not None:
-            watcher = threading.Thread(target=_watch, args=(base, worker, watch_interval, stop, say), name="qrm-watch",
-                                       daemon=True)
+            def watching(interval: float) -> None:
+                _watch(base, worker, interval, stop, say, worker.lead)
+                if not stop.is_set():  # the loop could not run (another watcher holds this folder)
+                    replicas.retire(app, worker)
+
+            watcher = threading.Thread(target=watching, args=(watch_interval,), name="qrm-watch", daemon=True)
             watcher.start()
         try:
             async with inner(application) as state:
@@ -70,6 +77,8 @@ def install(app: FastAPI, *, watch_interval: float | None = None) -> None:
             if watcher is not None:
                 await run_in_threadpool(watcher.join, 120)
             await run_in_threadpool(worker.stop)
+            if leadership is not None:
+                await run_in_threadpool(leadership.close)  # a clean stop hands the lease over at once
 
     app.router.lifespan_context = lifespan
 
@@ -81,14 +90,14 @@ def _current(base: Workspace) -> Workspace:
 
 
 def _watch(base: Workspace, worker: HookWorker, interval: float, stop: threading.Event,
-           say: Callable[[str], None]) -> None:
+           say: Callable[[str], None], lead: Callable[[], bool] | None = None) -> None:
     from reconciler.edges import git_repo
     from reconciler.flows.watch import WatchOptions, watch
 
     pull = git_repo.is_repository(base.root) and git_repo.watched_branch(base.root) is not None
     try:
         watch(_current(base), WatchOptions(apply=True, interval=interval, pull=pull), stop, say,
-              serialise=worker.lock)
+              serialise=worker.lock, lead=lead)
     except Exception as exc:
         from reconciler.core.errors import QrmError, unexpected_error
 
@@ -265,5 +274,5 @@ def status(request: Request, _: Reader) -> dict[str, Any]:
     worker: HookWorker = request.app.state.hooks
     found = worker.status()
     return {"reconciles": found.reconciles, "test_runs": found.test_runs, "busy": found.busy,
-            "pending": found.pending, "queued_tests": found.queued_tests}
+            "pending": found.pending, "queued_tests": found.queued_tests, "leader": replicas.state(request.app)}
 

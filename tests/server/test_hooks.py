@@ -285,7 +285,9 @@ def test_serve_watch_applies_a_pushed_commit_without_any_hook_and_stops_on_sigte
         assert '"name": "b"' not in allocated(h)
         h.push(services("a", "b"), "add b")
         wait_for("b's allocation on origin", lambda: '"name": "b"' in allocated(h), h.server)
-        assert any("reconcile (pulled: manifests/svc.yaml): applied" in line for line in h.server.log().splitlines())
+        # The line is logged just after the push that put b on origin: wait for it too.
+        wait_for("the pulled reconcile's line", lambda: any("reconcile (pulled: manifests/svc.yaml): applied" in line
+                                                            for line in h.server.log().splitlines()), h.server)
         assert h.status()["reconciles"] == 0  # the watch loop did it, no hook
         h.server.process.send_signal(signal.SIGTERM)
         assert h.server.process.wait(timeout=60) == 0
