@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
 from tests.support import api_server, pgserver, replicas, suites_api, writes_api
+from tests.support.browser import chromium
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
 
@@ -84,6 +86,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Serv
     finally:
         server.stop()
 
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium under playwright, headless, for the dashboard's tests (tests/support/browser.py)."""
+    with chromium() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float
     """
     import logging
     import os
+    import secrets
     import signal
 
     import uvicorn
@@ -51,6 +52,12 @@ def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float
     if watch:
         os.environ["QRM_SERVE_WATCH"] = repr(interval)
     os.environ["QRM_SERVE_PUSH"] = "1" if push else "0"
+    ticket = secrets.token_urlsafe(24)
+    os.environ["QRM_SERVE_TICKET"] = ticket
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+    # like a freshly made token, shown once to whoever started the server; good once, for ten minutes
+    click.echo(f"Dashboard: http://{shown}:{port}/ui/login/{ticket} (a one-time login link, good for 10 minutes)",
+               err=True)
     # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again for the handler it found:
     # a no-op one here, so a stop by signal ends as a clean exit 0, not as "killed by SIGTERM".
     for stop in (signal.SIGTERM, signal.SIGINT):

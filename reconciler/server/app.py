@@ -25,22 +25,23 @@ from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.escaping import one_line
 from reconciler.flows.cached_reads import Reads
 from reconciler.flows.workspace import open_workspace
-from reconciler.server import auth, events, hooks, routes, suites, writes
+from reconciler.server import auth, dashboard, events, hooks, routes, suites, writes
 from reconciler.server.guard import ACCESS_LOG, BODY_LIMIT, Guard
 
 STATIC_URL = "/docs/static"
 # The environment `qrm serve` hands the factory (uvicorn imports the app by name: the faces do not import each other).
 ROOT_VARIABLE, REGISTRY_VARIABLE = "QRM_SERVE_WORKSPACE", "QRM_REGISTRY"
 WATCH_VARIABLE, PUSH_VARIABLE = "QRM_SERVE_WATCH", "QRM_SERVE_PUSH"
+TICKET_VARIABLE = "QRM_SERVE_TICKET"  # the dashboard's one-time login ticket, printed by qrm serve
 log = logging.getLogger(__name__)
 
 
 def create_app(workspace_root: Path, *, registry: str | None = None, body_limit: int = BODY_LIMIT,
-               watch_interval: float | None = None, push: bool = False) -> FastAPI:
+               watch_interval: float | None = None, push: bool = False, ticket: str | None = None) -> FastAPI:
     """The API of the workspace at `workspace_root` (refused at once when it is not one); `registry`
     as --registry; `watch_interval` runs the watch loop in the server (`qrm serve --watch`); `push`: writes
-    push their commits (serve --push). Settings (tokens included) are read again on every request, so a
-    revoked token is refused from the next request on."""
+    push their commits (serve --push); `ticket` opens one dashboard session (the login link). Settings
+    (tokens included) are read again on every request, so a revoked token is refused from the next request on."""
     workspace = open_workspace(workspace_root, registry)
     app = FastAPI(title="qrm", version=_version(), docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   swagger_ui_oauth2_redirect_url=None,
@@ -60,6 +61,7 @@ def create_app(workspace_root: Path, *, registry: str | None = None, body_limit:
     app.include_router(suites.router)
     app.include_router(writes.router)
     app.include_router(events.router)
+    dashboard.install(app, ticket=ticket)
     hooks.install(app, watch_interval=watch_interval)
     app.add_middleware(Guard, body_limit=body_limit)
     return app
@@ -69,7 +71,8 @@ def app_from_environment() -> FastAPI:
     """The factory `qrm serve` gives uvicorn: the workspace and registry the command was started with."""
     watch = os.environ.get(WATCH_VARIABLE)
     return create_app(Path(os.environ[ROOT_VARIABLE]), registry=os.environ.get(REGISTRY_VARIABLE) or None,
-                      watch_interval=float(watch) if watch else None, push=os.environ.get(PUSH_VARIABLE) == "1")
+                      watch_interval=float(watch) if watch else None, push=os.environ.get(PUSH_VARIABLE) == "1",
+                      ticket=os.environ.pop(TICKET_VARIABLE, None))
 
 
 def _version() -> str:

@@ -1,0 +1,27 @@
+"""The dashboard's pages as HTML: Jinja2 templates (autoescaped) under dashboard/templates, each extending
+base.html, which carries the navigation, the viewer and the CSRF token htmx sends with every post."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from reconciler.server.dashboard.sessions import Viewer
+
+# (path, label) of the navigation, in order; a page module adds its path here by name only.
+NAVIGATION = (("/ui/", "Overview"), ("/ui/ports", "Ports"), ("/ui/services", "Services"),
+              ("/ui/components", "Components"), ("/ui/tests", "Tests"), ("/ui/plan", "Plan"),
+              ("/ui/secrets", "Secrets"), ("/ui/history", "History"))
+
+templates = Jinja2Templates(directory=str(resources.files("reconciler.server.dashboard") / "templates"))
+
+
+def page(request: Request, template: str, viewer: Viewer | None, status: int = 200, **context: Any) -> HTMLResponse:
+    """`template` filled with `context`, the viewer (None on the sign-in page) and the navigation."""
+    return templates.TemplateResponse(request, template, {"viewer": viewer, "navigation": NAVIGATION,
+                                                          "current": request.url.path, **context},
+                                      status_code=status, headers={"Cache-Control": "no-store"})
