@@ -1,5 +1,5 @@
 """`qrm serve` as a process: it refuses to listen beyond this machine without a token, stops cleanly on
-SIGTERM (exit 0, nothing but INFO lines in its log), serves its docs without any other host, and turns
+SIGTERM (exit 0, nothing but INFO lines in its log after the dashboard's login link), serves its docs without any other host, and turns
 an error no layer anticipated into a 500 with one line; the ASGI guard in-process for the cases a read
 endpoint cannot reach (a chunked body over the cap, a bug's message)."""
 
@@ -95,7 +95,8 @@ def test_a_stop_signal_ends_it_cleanly_with_exit_code_0(running: Server, stop: s
     assert running.get("/resources/ports", running.tokens["ops"]).status_code == 200
     running.process.send_signal(stop)
     assert running.process.wait(timeout=30) == 0
-    lines = running.log().splitlines()
+    login, *lines = running.log().splitlines()
+    assert login.startswith("Dashboard: http://127.0.0.1:") and "/ui/login/" in login  # printed once, at the start
     assert lines and all(" INFO " in line for line in lines), lines
     assert any("Finished server process" in line for line in lines)
     assert "Traceback" not in running.log() and running.tokens["ops"] not in running.log()
