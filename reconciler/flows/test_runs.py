@@ -167,11 +167,13 @@ def reported_attempts(ws: Workspace, suite: str, environment: str, started_at: s
     report is of the run that started at `started_at` (the report keeps only an environment's latest run; the
     registry keeps each attempt's count, not its messages); {} otherwise or when the report cannot be read."""
     import json
+    import re
 
-    from reconciler.flows.tests_history import check_suite_name
+    from reconciler.core.models import NAME_PATTERN
 
-    check_suite_name(suite)
-    check_suite_name(environment)
+    for name, kind in ((suite, "a suite"), (environment, "an environment")):  # names, never paths
+        if len(name) > 63 or re.fullmatch(NAME_PATTERN, name) is None:
+            raise QrmError(f"{kind.split()[1]} {name!r} is not {kind} name")
     path = ws.reports / "tests" / suite / f"{environment}.yaml"
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
