@@ -3,8 +3,8 @@ environments on two Quantum stand-ins, dev on variant v1 and staging on v2, and 
 
 shop-smoke (dev and staging) has one case of each outcome: `home` passes where the page says v1 (dev) and fails
 where it says v2 (staging), so the environments differ; `about` passes; `flaky` passes on its second attempt
-(the stand-in's /flaky answers 500 every other time); `missing` fails (404); `slow` errors when its 2 s timeout
-ends (so a run lasts about two seconds: long enough to watch it finish); `signed-in` is skipped. Both
+(the stand-in's /flaky answers 500 every other time); `missing` fails (404); `slow` errors when its 3 s timeout
+ends (so a run lasts about three seconds: long enough to watch it finish); `signed-in` is skipped. Both
 environments have run once (`qrm tests run`) before the server starts. shop-pages (dev, blocking) never ran.
 """
 
@@ -47,7 +47,7 @@ cases:
   - {id: about, name: About loads, type: smoke, request: {path: /about}, expect: [{status: 200}]}
   - {id: flaky, name: Flaky page, type: custom, retries: 1, request: {path: /flaky}, expect: [{status: 200}]}
   - {id: missing, name: Missing page, type: smoke, request: {path: /missing}, expect: [{status: 200}]}
-  - {id: slow, name: Slow page, type: endpoint, timeout: 2s, request: {path: /slow}, expect: [{status: 200}]}
+  - {id: slow, name: Slow page, type: endpoint, timeout: 3s, request: {path: /slow}, expect: [{status: 200}]}
   - {id: signed-in, name: Admin page, type: auth, skip: needs a signed-in user, request: {path: /admin}}
 ---
 kind: TestSuite
