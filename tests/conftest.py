@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.support import api_server, pgserver, replicas, suites_api, writes_api
+from tests.support import api_server, pgserver, replicas, suites_api, tests_pages, writes_api
 from tests.support.browser import chromium
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
@@ -99,6 +99,13 @@ def browser() -> Iterator[Browser]:
 def suites_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
     """tests/support/suites_api's workspace (two projects, shop's pages on a Quantum stand-in) served by `qrm serve`."""
     with suites_api.served(tmp_path_factory.mktemp("suites")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tests_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
+    """tests/support/tests_pages's workspace (shop's dev and staging on two Quantum stand-ins, both run once)."""
+    with tests_pages.served(tmp_path_factory.mktemp("tests-pages")) as server:
         yield server
 
 

@@ -142,3 +142,59 @@ def last_run_id(ws: Workspace) -> int:
     """The highest run id of this workspace (0 when none): for a 404's message."""
     with kept_registry(ws) as registry:
         return registry.last_test_run_id()
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """When a run started and ended, and how long it took (for the dashboard's run page)."""
+
+    started_at: str
+    finished_at: str
+    duration_ms: float
+
+
+def run_times(ws: Workspace, run_id: int) -> RunTimes | None:
+    """The run's start, end and duration as the registry has them; None when there is no such run."""
+    with kept_registry(ws) as registry:
+        row = registry.test_run_row(run_id)
+    if row is None:
+        return None
+    return RunTimes(row["started_at"] or "", row["finished_at"] or "", float(row["duration_ms"] or 0.0))
+
+
+def reported_attempts(ws: Workspace, suite: str, environment: str, started_at: str) -> dict[str, list[dict[str, Any]]]:
+    """Case id -> its attempts (status, ms, passed, failures) as reports/tests/SUITE/ENV.yaml has them, when that
+    report is of the run that started at `started_at` (the report keeps only an environment's latest run; the
+    registry keeps each attempt's count, not its messages); {} otherwise or when the report cannot be read."""
+    import json
+    import re
+
+    from reconciler.core.models import NAME_PATTERN
+
+    for name, kind in ((suite, "a suite"), (environment, "an environment")):  # names, never paths
+        if len(name) > 63 or re.fullmatch(NAME_PATTERN, name) is None:
+            raise QrmError(f"{kind.split()[1]} {name!r} is not {kind} name")
+    path = ws.reports / "tests" / suite / f"{environment}.yaml"
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return {}
+    # The report is a header of `key: JSON` lines, then one JSON flow mapping per case (tests_run.environment_report).
+    header = next((line for line in lines if line.startswith("started_at: ")), None)
+    try:
+        if header is None or json.loads(header.removeprefix("started_at: ")) != started_at:
+            return {}
+    except ValueError:
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if not line.startswith("- {"):
+            continue
+        try:
+            case = json.loads(line[2:])
+        except ValueError:
+            continue  # a damaged line: that case shows without its attempts
+        attempts = case.get("attempts") if isinstance(case, dict) else None
+        if isinstance(case.get("id"), str) and isinstance(attempts, list):
+            found[case["id"]] = [a for a in attempts if isinstance(a, dict)]
+    return found

@@ -154,6 +154,7 @@ class Comparison:
     latest: dict[str, RunSummary] = field(default_factory=dict)  # environment -> its latest run
     # case -> environment -> outcome, for the cases that fail in one environment and pass in another
     differing: dict[str, dict[str, str]] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, str]] = field(default_factory=dict)  # every case's, of those latest runs
     problems: list[str] = field(default_factory=list)  # damaged reports skipped: "FILE[:LINE]: why"
 
 
@@ -341,6 +342,7 @@ def compare(ws: Workspace, suite: str) -> Comparison:
             for case_id, outcome in by_case.items():
                 outcomes.setdefault(case_id, {})[env] = outcome
     comparison.latest = dict(sorted(comparison.latest.items()))
+    comparison.outcomes = dict(sorted(outcomes.items()))
     comparison.differing = _differing(outcomes)
     return comparison
 
