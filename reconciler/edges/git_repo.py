@@ -407,3 +407,45 @@ def last_change_revision(root: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found.stdout.strip() or None if found.returncode == 0 else None
+
+
+# --- what the dashboard's history shows ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoggedCommit:
+    sha: str
+    author: str
+    when: str  # ISO 8601, the author date
+    subject: str
+
+
+def _log(root: Path, *args: str) -> list[LoggedCommit] | None:
+    try:
+        found = subprocess.run(["git", "-C", str(root), "log", "--format=%H%x00%an%x00%aI%x00%s%x1e", *args],
+                               capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if found.returncode != 0:
+        return None
+    commits = []
+    for record in found.stdout.split("\x1e"):
+        parts = record.strip("\n").split("\0")
+        if len(parts) == 4:
+            commits.append(LoggedCommit(*parts))
+    return commits
+
+
+def report_log(root: Path, limit: int = 50) -> list[LoggedCommit] | None:
+    """The newest `limit` report commits qrm made (trailer Qrm-Report) reachable from HEAD; None outside git
+    or before the first commit."""
+    return _log(root, "-n", str(limit), f"--grep=^{REPORT_TRAILER}$", "HEAD")
+
+
+def commit_authors(root: Path, shas: list[str]) -> dict[str, str]:
+    """The author's name of each commit of `shas` this repository has (unknown ones are left out)."""
+    out = {}
+    for sha in dict.fromkeys(shas):
+        found = _log(root, "-n", "1", "--no-walk", sha, "--")
+        if found:
+            out[sha] = found[0].author
+    return out

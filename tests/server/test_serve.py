@@ -1,7 +1,7 @@
 """`qrm serve` as a process: it refuses to listen beyond this machine without a token, stops cleanly on
-SIGTERM (exit 0, nothing but INFO lines in its log after the dashboard's login link), serves its docs without any other host, and turns
-an error no layer anticipated into a 500 with one line; the ASGI guard in-process for the cases a read
-endpoint cannot reach (a chunked body over the cap, a bug's message)."""
+SIGTERM (exit 0, nothing but INFO lines in its log after the dashboard's login link), serves its docs
+without any other host, and turns an error no layer anticipated into a 500 with one line; the ASGI guard
+in-process for the cases a read endpoint cannot reach (a chunked body over the cap, a bug's message)."""
 
 from __future__ import annotations
 
