@@ -15,8 +15,20 @@ from tests.support.browser import screenshot
 from tests.support.git_repos import git
 from tests.support.suites_api import PAGES
 
-# line 2: a bare & (escaped), line 3: an unclosed <br> (closed): both repaired, both reported
-MENU = '<q:component name="Menu" type="page">\n<h1>Fish & chips</h1>\n<p>Open<br>late</p>\n</q:component>\n'
+# line 2: a bare & (escaped), line 3: an unclosed <br> (closed): both repaired, both reported; one action, one
+# form, two queries (one of them the action's)
+MENU = """\
+<q:component name="Menu" type="page">
+<h1>Fish & chips</h1>
+<p>Open<br>late</p>
+<q:query name="dishes" datasource="shop-db">SELECT id, name FROM dishes</q:query>
+<q:action name="order" method="POST">
+  <q:param name="dish" type="string" required="true" />
+  <q:query name="addOrder" datasource="shop-db" type="insert">INSERT INTO orders (dish) VALUES (:dish)</q:query>
+</q:action>
+<form method="POST"><input name="dish" required></form>
+</q:component>
+"""
 
 
 def signed_in(server: api_server.Server, browser: Browser, token: str, **options: object) -> tuple[BrowserContext,
@@ -42,11 +54,14 @@ def test_rescan_shows_the_components_totals_and_the_problems_of_repaired_files(s
     expect(shop.get_by_role("heading", name="shop")).to_be_visible()
     page.evaluate("window.qrmNotReloaded = true")
     shop.get_by_role("button", name="Rescan shop").click()
-    expect(shop.get_by_role("status")).to_contain_text(f"Rescanned shop: {len(PAGES) + 1} components | 0 actions")
+    expect(shop.get_by_role("status")).to_have_text(
+        f"Rescanned shop: {len(PAGES) + 1} components | 1 actions | 1 forms | 2 queries ({len(PAGES) + 1} added)")
     rows = shop.locator("table").first.locator("tbody tr")
     expect(rows).to_have_count(len(PAGES) + 1)
-    expect(rows.filter(has_text="menu.q")).to_contain_text("Menu")
-    expect(shop.locator("tfoot")).to_contain_text(f"{len(PAGES) + 1} components")
+    expect(rows.filter(has_text="menu.q").locator("td")).to_have_text(["Menu", "page", "/menu", "1", "1", "2",
+                                                                       "repaired"])
+    expect(rows.filter(has_text="index.q").locator("td")).to_have_text(["Home", "page", "/", "0", "0", "0", "xml"])
+    expect(shop.locator("tfoot td")).to_have_text([f"{len(PAGES) + 1} components", "1", "1", "2", ""])
     expect(shop.get_by_role("heading", name="Problems of repaired files")).to_be_visible()
     problems = shop.locator("table").nth(1).locator("tbody tr")
     expect(problems.filter(has_text="bare &").locator("td")).to_have_text(
@@ -106,3 +121,22 @@ def test_an_unknown_project_is_refused(suites_served: api_server.Server) -> None
                         headers={"Authorization": f"Bearer {suites_served.tokens['writer']}"})
     assert answer.status_code == 404
     assert "unknown project 'nowhere'" in answer.text
+
+
+def test_a_project_without_source_says_why_it_cannot_be_scanned(suites_served: api_server.Server,
+                                                                 browser: Browser) -> None:
+    context, page = signed_in(suites_served, browser, "everything")
+    page.goto(suites_served.url + "/ui/components")
+    blog = page.locator("#project-blog")
+    blog.get_by_role("button", name="Rescan blog").click()
+    expect(blog.get_by_role("alert")).to_have_text("project 'blog' has no source: folder to scan")
+    expect(blog).to_contain_text("Not scanned yet")
+    expect(page.locator("#project-shop").get_by_role("alert")).to_have_count(0)
+    context.close()
+
+
+def test_without_javascript_a_refused_action_answers_409_with_the_reason(suites_served: api_server.Server) -> None:
+    answer = httpx.post(suites_served.url + "/ui/components/blog/scan", timeout=30,
+                        headers={"Authorization": f"Bearer {suites_served.tokens['writer']}"})
+    assert answer.status_code == 409
+    assert "project &#39;blog&#39; has no source: folder to scan" in answer.text

@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from reconciler.server.dashboard.services import ago
-from tests.support import api_server
+from reconciler.server.dashboard.services import PAGE_SIZE, ago
+from tests.support import api_server, health_fleet
 from tests.support.browser import screenshot
 from tests.support.health_fleet import Fleet
 
@@ -180,3 +181,35 @@ NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 ])
 def test_the_last_check_reads_as_a_relative_time(when: str | None, shown: str) -> None:
     assert ago(when, NOW) == shown
+
+
+def test_many_services_come_a_page_at_a_time(tmp_path: Path, browser: Browser) -> None:
+    with health_fleet.many(tmp_path, PAGE_SIZE + 30) as server:
+        context, page = signed_in(server, browser, "reader")
+        page.goto(server.url + "/ui/services?type=app")
+        expect(page.locator("#services-table caption")).to_have_text(f"Services 1 to {PAGE_SIZE} of {PAGE_SIZE + 30}")
+        expect(page.locator("#services-table tbody tr")).to_have_count(PAGE_SIZE)
+        expect(page.locator("#services-table tbody th").first).to_have_text("svc-000")
+        page.get_by_role("link", name="Next →").click()
+        expect(page).to_have_url(server.url + f"/ui/services?type=app&offset={PAGE_SIZE}")
+        expect(page.locator("#services-table tbody tr")).to_have_count(30)
+        expect(page.locator("#services-table tbody th").first).to_have_text(f"svc-{PAGE_SIZE:03d}")
+        expect(page.get_by_role("link", name="Next →")).to_have_count(0)
+        page.get_by_role("link", name="← Previous").click()
+        expect(page.locator("#services-table tbody th").first).to_have_text("svc-000")
+        context.close()
+
+
+def test_the_button_is_reachable_from_the_keyboard(fleet_served: Fleet, browser: Browser) -> None:
+    server = fleet_served.server
+    context, page = signed_in(server, browser, "everything")
+    page.goto(server.url + "/ui/services")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Run health check":
+            break
+    else:
+        pytest.fail("Tab never reached the Run health check button")
+    page.keyboard.press("Enter")
+    expect(row(page, "cache").locator(".status")).to_have_text("✖ critical")
+    context.close()

@@ -33,17 +33,37 @@ class Fleet:
     switches: dict[str, Switch] = field(default_factory=dict)  # the HTTP services' answers, by service
 
 
-@contextmanager
-def served(base: Path) -> Iterator[Fleet]:
-    env = api_server.environment(base / "home")
-    root = base / "ws"
+def applied(root: Path, env: dict[str, str], manifest: str) -> dict[str, str]:
+    """A workspace in `root` with `manifest` applied and TOKENS; returns name -> token."""
     (root / "manifests").mkdir(parents=True)
-    (root / "manifests" / "fleet.yaml").write_text(fleet({name: api_server.free_port() for name in SERVICES}))
+    (root / "manifests" / "fleet.yaml").write_text(manifest)
     (root / "qrm.yaml").write_text("name: health-fleet\n")
     tokens = {name: api_server.qrm(root, env, "token", "create", name,
                                    *[a for s in scopes for a in ("--scope", s)]).strip()
               for name, scopes in TOKENS.items()}
     api_server.qrm(root, env, "apply", "--yes")
+    return tokens
+
+
+@contextmanager
+def many(base: Path, count: int) -> Iterator[api_server.Server]:
+    """`count` app services svc-000, svc-001, ... (never checked: nothing needs to listen) served by `qrm serve`."""
+    env = api_server.environment(base / "home")
+    manifest = "---\n".join(f"kind: Service\nname: svc-{i:03d}\ntype: app\n" for i in range(count))
+    tokens = applied(base / "ws", env, manifest)
+    server = api_server.start(base / "ws", env)
+    server.tokens = tokens
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def served(base: Path) -> Iterator[Fleet]:
+    env = api_server.environment(base / "home")
+    root = base / "ws"
+    tokens = applied(root, env, fleet({name: api_server.free_port() for name in SERVICES}))
     registry = Registry(f"sqlite:///{root / '.qrm' / 'registry.db'}")
     try:
         ports = {name: s.port for name, s in registry.recorded_services().items()}

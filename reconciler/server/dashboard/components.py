@@ -94,14 +94,13 @@ async def _act(request: Request, seen: Viewer, project: str, action: str) -> HTM
             done = await run_in_threadpool(_generate, ws, project, seen.name, push)
     except QrmError as exc:
         problem = one_line(str(exc))
-    status = 200 if problem is None else 409
     outcome = {"project": project, "done": done, "problem": problem}
-    if request.headers.get("hx-request") == "true":
+    if request.headers.get("hx-request") == "true":  # 200 either way: htmx swaps only a 2xx answer in
         [section] = await run_in_threadpool(_projects, ws, project)
         return templates.TemplateResponse(request, "components_project.html",
                                           {"viewer": seen, "project": section, "outcome": outcome},
-                                          status_code=status, headers={"Cache-Control": "no-store"})
-    return page(request, "components.html", seen, status=status, outcome=outcome,
+                                          headers={"Cache-Control": "no-store"})
+    return page(request, "components.html", seen, status=200 if problem is None else 409, outcome=outcome,
                 projects=await run_in_threadpool(_projects, ws))
 
 
