@@ -17,7 +17,6 @@ from starlette.responses import StreamingResponse
 from reconciler.core.errors import QrmError
 from reconciler.core.escaping import one_line
 from reconciler.core.health import ServiceHealth
-from reconciler.flows.workspace import Workspace
 from reconciler.server import events
 from reconciler.server.auth import workspace
 from reconciler.server.dashboard.render import page, templates
@@ -51,11 +50,18 @@ def _row(view: ServiceHealth, now: datetime) -> dict[str, Any]:
             "ago": ago(view.checked_at, now), "reason": view.reason if view.status != "passing" else ""}
 
 
-def _table(ws: Workspace, type_: str, project: str, offset: int) -> dict[str, Any]:
-    """What the page and its table fragment show: the filters' choices, a page of rows and the pager."""
+def _table(request: Request, type_: str, project: str, offset: int) -> dict[str, Any]:
+    """What the page and its table fragment show: the filters' choices, a page of rows and the pager. The
+    services are GET /resources/services' catalog, kept under the same key until the registry or its health
+    changes (flows/cached_reads): a page of 10,000 services does not read them all again."""
+    from reconciler.flows.cached_reads import Reads
     from reconciler.flows.services import list_services
 
-    every = list_services(ws).services
+    ws = workspace(request)
+    reads: Reads = request.app.state.reads
+    mark = reads.mark(ws, reads.registry(ws), health=True)
+    every = reads.answer(("catalog", mark), lambda: list_services(ws),
+                         lambda kept: 1000 * len(kept.services)).services  # as routes.services sizes it
     rows = [v for v in every
             if (not type_ or v.service.type == type_) and (not project or v.service.project == project)]
     now = datetime.now(UTC)
@@ -80,7 +86,7 @@ Offset = Annotated[int, Query(ge=0)]
 @router.get("/ui/services")
 async def services(request: Request, seen: Annotated[Viewer, require_page("read")], type_: Type = "",
                    project: Project = "", offset: Offset = 0) -> HTMLResponse:
-    found = await run_in_threadpool(_table, workspace(request), type_, project, offset)
+    found = await run_in_threadpool(_table, request, type_, project, offset)
     return page(request, "services.html", seen, **found)
 
 
@@ -88,7 +94,7 @@ async def services(request: Request, seen: Annotated[Viewer, require_page("read"
 async def table(request: Request, seen: Annotated[Viewer, require_page("read")], type_: Type = "",
                 project: Project = "", offset: Offset = 0) -> HTMLResponse:
     """The table alone, for htmx to swap in when a health event arrives."""
-    found = await run_in_threadpool(_table, workspace(request), type_, project, offset)
+    found = await run_in_threadpool(_table, request, type_, project, offset)
     return _fragment(request, seen, found)
 
 
@@ -117,11 +123,11 @@ async def health_check(request: Request, seen: Annotated[Viewer, require_page("w
         done, problem = None, one_line(str(exc))
     if request.headers.get("hx-request") != "true":
         if problem is not None:  # nothing to go back to: the page, with why
-            found = await run_in_threadpool(_table, ws, type_, project, 0)
+            found = await run_in_threadpool(_table, request, type_, project, 0)
             return page(request, "services.html", seen, status=409, problem=problem, **found)
         query = urlencode({k: v for k, v in (("type", type_), ("project", project)) if v})
         return RedirectResponse("/ui/services" + ("?" + query if query else ""), status_code=303)
-    found = await run_in_threadpool(_table, ws, type_, project, 0)
+    found = await run_in_threadpool(_table, request, type_, project, 0)
     return _fragment(request, seen, found, done=done, problem=problem)
 
 
