@@ -10,6 +10,8 @@ import re
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from reconciler.flows.desired import load_desired
+from reconciler.flows.workspace import open_workspace
 from tests.support import api_server
 from tests.support.browser import screenshot
 from tests.support.git_repos import git
@@ -140,3 +142,15 @@ def test_without_javascript_a_refused_action_answers_409_with_the_reason(suites_
                         headers={"Authorization": f"Bearer {suites_served.tokens['writer']}"})
     assert answer.status_code == 409
     assert "project &#39;blog&#39; has no source: folder to scan" in answer.text
+
+
+def test_the_example_workspace_s_components_page_never_shows_a_secret(served: api_server.Server,
+                                                                       browser: Browser) -> None:
+    context, page = signed_in(served, browser, "everything")
+    page.goto(served.url + "/ui/components")
+    expect(page.get_by_role("heading", name="Components", exact=True)).to_be_visible()
+    names = list(load_desired(open_workspace(served.root)).projects)
+    assert names
+    expect(page.locator("main h2")).to_have_text(names)  # every project, in manifest order
+    assert api_server.CANARY not in page.content()
+    context.close()

@@ -213,3 +213,19 @@ def test_the_button_is_reachable_from_the_keyboard(fleet_served: Fleet, browser:
     page.keyboard.press("Enter")
     expect(row(page, "cache").locator(".status")).to_have_text("✖ critical")
     context.close()
+
+
+def test_the_project_filter_shows_what_the_api_lists_for_that_project(served: api_server.Server,
+                                                                      browser: Browser) -> None:
+    every = served.get("/resources/services", served.tokens["reader"]).json()["services"]
+    projects = sorted({s["project"] for s in every if s["project"]})
+    assert projects  # the example has project services, or this test shows nothing
+    context, page = signed_in(served, browser, "reader")
+    for project in projects:
+        page.goto(served.url + "/ui/services")
+        page.get_by_label("Project").select_option(project)
+        page.get_by_role("button", name="Filter").click()
+        expect(page).to_have_url(served.url + f"/ui/services?type=&project={project}")
+        listed = served.get(f"/resources/services?project={project}", served.tokens["reader"]).json()["services"]
+        expect(page.locator("#services-table tbody th")).to_have_text([s["name"] for s in listed])
+    context.close()
