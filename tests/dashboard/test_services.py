@@ -78,6 +78,14 @@ def test_run_health_check_updates_the_table_in_place(fleet_served: Fleet, browse
     expect(page).to_have_url(server.url + "/ui/services")
     screenshot(page, "services")
 
+    # the swapped-in table still follows the events: another client's round shows up in it
+    fleet_served.switches["api"].status = 503
+    assert httpx.post(server.url + "/resources/services/health-check", timeout=30,
+                      headers={"Authorization": f"Bearer {server.tokens['writer']}"}).status_code == 200
+    expect(row(page, "api").locator(".status")).to_have_text("✖ critical")
+    expect(row(page, "api").locator(".reason")).to_have_text("HTTP 503")
+    assert not_reloaded(page)
+
     page.set_viewport_size({"width": 375, "height": 800})
     expect(row(page, "cache")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
