@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.support import api_server, pgserver, replicas, suites_api, tests_pages, writes_api
+from tests.support import api_server, health_fleet, pgserver, replicas, suites_api, tests_pages, writes_api
 from tests.support.browser import chromium
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
@@ -100,6 +100,14 @@ def suites_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_serv
     """tests/support/suites_api's workspace (two projects, shop's pages on a Quantum stand-in) served by `qrm serve`."""
     with suites_api.served(tmp_path_factory.mktemp("suites")) as server:
         yield server
+
+
+@pytest.fixture
+def fleet_served(tmp_path: Path) -> Iterator[health_fleet.Fleet]:
+    """tests/support/health_fleet's services (two HTTP servers, a listener, a refused port) served by `qrm serve`,
+    never checked yet."""
+    with health_fleet.served(tmp_path) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="module")

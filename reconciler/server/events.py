@@ -167,6 +167,11 @@ async def events(request: Request, _: Reader,
     case or finished, ...}, `health` {"service", "previous", "status", "reason"}; `id:` increases; a
     `: keep-alive` comment every 15 seconds without events. With Last-Event-ID the missed events come first,
     or `reset` {"last_event_id", "oldest", "reason"} when they are no longer kept (the last 1,000 are)."""
+    return stream(request, last_event_id)
+
+
+def stream(request: Request, last_event_id: str | None) -> StreamingResponse:
+    """The bus as a text/event-stream answer (GET /events, and the dashboard's GET /ui/events with its session)."""
     events = bus(request)
     subscriber = events.subscribe(last_event_id)
     return StreamingResponse(_stream(events, subscriber), media_type="text/event-stream",

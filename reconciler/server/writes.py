@@ -16,7 +16,7 @@ value is never in an answer, a log line or a commit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +31,9 @@ from reconciler.server import answers as a
 from reconciler.server.answers import answers
 from reconciler.server.auth import require, workspace
 from reconciler.server.suites import _body, _schema
+
+if TYPE_CHECKING:
+    from reconciler.flows.services import HealthRound
 
 router = APIRouter()
 Writer = Annotated[ApiToken, Depends(require("write"))]
@@ -152,20 +155,27 @@ async def set_secret(request: Request, ws: Ws, token: Keeper) -> Any:
 async def health_check(request: Request, ws: Ws, _: Writer) -> Any:
     """One health round over every registered service (`qrm services health --json`): it records the statuses
     and writes reports/health.yaml."""
-    from reconciler.flows.services import check_health, list_services
-
     publish = request.app.state.events.publish
 
     def work() -> dict[str, Any]:
-        before = {v.service.name: v.status for v in list_services(ws).services}
-        outcome = check_health(ws)
-        for view in outcome.services:  # GET /events: each service whose status this round changed
-            if before.get(view.service.name) != view.status:
-                publish("health", {"service": view.service.name, "previous": before.get(view.service.name),
-                                   "status": view.status, "reason": view.reason})
+        outcome = health_round(ws, publish)
         return {"checked_at": outcome.checked_at, "summary": outcome.counts(), "services": outcome.entries()}
 
     return await _answer(work)
+
+
+def health_round(ws: Workspace, publish: Callable[[str, dict[str, Any]], None]) -> HealthRound:
+    """One health round (flows/services.check_health), publishing a `health` event for each service whose status
+    it changed (GET /events); the API's POST and the dashboard's Run health check button both run it."""
+    from reconciler.flows.services import check_health, list_services
+
+    before = {v.service.name: v.status for v in list_services(ws).services}
+    outcome = check_health(ws)
+    for view in outcome.services:
+        if before.get(view.service.name) != view.status:
+            publish("health", {"service": view.service.name, "previous": before.get(view.service.name),
+                               "status": view.status, "reason": view.reason})
+    return outcome
 
 
 @router.post("/apply", tags=["plan"], openapi_extra=_schema(ApplyBody),
