@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from reconciler.server.dashboard import overview, signin
+from reconciler.server.dashboard import overview, ports, signin
 from reconciler.server.dashboard.render import page
 from reconciler.server.dashboard.sessions import Forbidden, Sessions, SignInNeeded
 
@@ -24,6 +24,7 @@ def install(app: FastAPI, *, ticket: str | None = None) -> None:
               name="ui-static")
     app.include_router(signin.router)
     app.include_router(overview.router)
+    app.include_router(ports.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:
