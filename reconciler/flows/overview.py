@@ -13,7 +13,7 @@ from reconciler.edges import git_repo
 from reconciler.flows.workspace import Workspace
 
 IN_SYNC, PENDING, DRIFT, BLOCKED, INVALID = "in sync", "pending", "drift", "blocked", "invalid"
-SHOWN = 20  # failing suites and services listed on the card; the rest are counted
+SHOWN = 8  # failing services listed on the card; the rest are counted
 
 
 @dataclass(frozen=True)

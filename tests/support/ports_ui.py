@@ -6,13 +6,15 @@ health round (nothing listens on the services' ports: each is critical), the sui
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from click.testing import CliRunner
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from reconciler.cli import cli
 from tests.support import api_server
 from tests.support.git_repos import git
 from tests.support.quantum_server import quantum_server
@@ -69,8 +71,10 @@ def services() -> str:
 
 
 def _qrm(root: Path, env: dict[str, str], *args: str) -> int:
-    result = CliRunner().invoke(cli, ["-C", str(root), *args], env=env, catch_exceptions=False)
-    return result.exit_code
+    """qrm in a process (a health round and a test run start their own event loop, which playwright's would
+    refuse in this one); its exit code."""
+    return subprocess.run([sys.executable, "-m", "reconciler", "-C", str(root), *args], env=env,
+                          capture_output=True, timeout=300, check=False).returncode
 
 
 def ports_workspace(root: Path, env: dict[str, str]) -> dict[str, str]:
@@ -107,3 +111,19 @@ def served(base: Path) -> Iterator[api_server.Server]:
         yield server
     finally:
         server.stop()
+
+
+def sign_in(browser: Browser, server: api_server.Server, token: str, **context: Any) -> tuple[BrowserContext, Page]:
+    """A new browser context signed in with the token named `token` through the sign-in form."""
+    opened = browser.new_context(**context)
+    page = opened.new_page()
+    page.goto(server.url + "/ui/login")
+    page.get_by_label("API token").fill(server.tokens[token])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/ui/")
+    return opened, page
+
+
+def overflows(page: Page) -> bool:
+    """Whether the page scrolls sideways (wider than the window)."""
+    return bool(page.evaluate("document.documentElement.scrollWidth > window.innerWidth"))
