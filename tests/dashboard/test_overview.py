@@ -83,3 +83,13 @@ def test_the_overview_fits_a_phone(ports_served: api_server.Server, browser: Bro
     assert not overflows(page)
     screenshot(page, "overview-phone")
     context.close()
+
+
+@pytest.mark.parametrize("path", ["/ui/", "/ui/ports"])
+def test_no_secret_value_is_on_the_pages(served: api_server.Server, browser: Browser, path: str) -> None:
+    """The example's prod database password (CANARY) is in its secrets.enc and .env files, never on a page."""
+    context, page = sign_in(browser, served, "everything")
+    page.goto(served.url + path)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview" if path == "/ui/" else "Ports")
+    assert api_server.CANARY not in page.content()
+    context.close()
