@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.support import api_server, health_fleet, pgserver, replicas, suites_api, tests_pages, writes_api
+from tests.support import api_server, health_fleet, pgserver, ports_ui, replicas, suites_api, tests_pages, writes_api
 from tests.support.browser import chromium
 from tests.support.pgserver import PgDatabase
 from tests.support.workspace import Workspace
@@ -121,6 +121,14 @@ def tests_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_serve
 def writes_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
     """tests/support/writes_api's workspace (a git repository; host forge with an app range) served by `qrm serve`."""
     with writes_api.served(tmp_path_factory.mktemp("writes")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ports_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Server]:
+    """tests/support/ports_ui's workspace (120 services on two hosts, a reservation, a failing suite, every service
+    critical; a git repository) served by `qrm serve`."""
+    with ports_ui.served(tmp_path_factory.mktemp("ports-ui")) as server:
         yield server
 
 

@@ -449,3 +449,21 @@ def commit_authors(root: Path, shas: list[str]) -> dict[str, str]:
         if found:
             out[sha] = found[0].author
     return out
+
+
+def commit_author(root: Path, revision: str) -> str | None:
+    """Who made `revision` (a sha, "+dirty" allowed): its author's name, and the Qrm-Caller of a write
+    commit ("qrm serve, requested by alice"); None outside git or for a revision git does not know."""
+    sha = revision.removesuffix("+dirty")
+    if not re.fullmatch(r"[0-9a-f]{4,64}", sha):
+        return None
+    try:
+        found = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%an%x00%(trailers:key=Qrm-Caller,"
+                                "valueonly,separator=%x2c)", sha, "--"], capture_output=True, text=True, timeout=30,
+                               check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if found.returncode != 0 or not found.stdout.strip():
+        return None
+    author, _, caller = found.stdout.strip().partition("\0")
+    return f"{author}, requested by {caller.strip()}" if caller.strip() else author

@@ -47,6 +47,7 @@ from sqlalchemy import (
     inspect,
     literal,
     null,
+    or_,
     select,
     true,
     union_all,
@@ -317,6 +318,12 @@ class ApplyRecord:
     error: str | None
 
 
+def _search(name: Column[str], port: Column[int], text: str) -> ColumnElement[bool]:
+    """A row whose name holds `text` (LIKE, its wildcards escaped), or whose port is `text` when it is a number."""
+    found = name.contains(text, autoescape=True)
+    return or_(found, port == int(text)) if text.isdigit() and len(text) <= 5 else found
+
+
 def default_url(workspace_root: Path) -> str:
     # URL.create quotes the path: a folder named with `?`, `#` or `%41` stays the folder it is.
     return URL.create("sqlite", database=str(workspace_root / ".qrm" / "registry.db")).render_as_string()
@@ -473,14 +480,16 @@ class Registry:
                 select(services.c.name, services.c.host, services.c.port).where(self._mine(services)))]
 
     def port_rows(self, *, host: str | None = None, type: str | None = None, project: str | None = None,
-                  foreign: bool = True, limit: int | None = None, offset: int = 0,
+                  foreign: bool = True, limit: int | None = None, offset: int = 0, search: str | None = None,
                   ) -> tuple[int, int, list[RecordedService | ForeignRow]]:
         """One page of the allocations `qrm ports list` shows, filtered, sorted by host, port and name in the
         database: (this workspace's services in all, the rows that match, the page). A row of the page is
         this workspace's service, or (with `foreign`, in a shared registry) another workspace's allocation as
-        a ForeignRow. A `project` filter leaves the other workspaces' out: their allocations have no project."""
+        a ForeignRow. A `project` filter leaves the other workspaces' out: their allocations have no project.
+        `search`: the rows whose name holds it, or whose port it is (digits)."""
         s, a = services.c, allocations.c
         own_filters = [self._mine(services)]
+        own_filters += [_search(s.name, s.port, search)] if search else []
         own_filters += [s.host == host] if host is not None else []
         own_filters += [s.type == type] if type is not None else []
         own_filters += [s.project == project] if project is not None else []
@@ -488,6 +497,7 @@ class Registry:
                         s.environment, literal("", String).label("owner"), literal(1).label("own")).where(*own_filters)]
         if foreign and self.scoped and project is None:
             others = [a.owner != self.owner]
+            others += [_search(a.service, a.port, search)] if search else []
             others += [a.host == host] if host is not None else []
             others += [a.type == type] if type is not None else []
             parts.append(select(a.service, a.host, a.port, a.type, null(), null(), null(), null(), null(), null(),

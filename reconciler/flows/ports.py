@@ -56,13 +56,15 @@ def list_ports(ws: Workspace, *, host: str | None = None, type: str | None = Non
 
 
 def port_page(ws: Workspace, registry: Registry | None, *, host: str | None = None, type: str | None = None,
-              project: str | None = None, mine: bool = False, limit: int | None = None, offset: int = 0) -> PortPage:
-    """One page of `list_ports` (`limit` None: all from `offset` on), also filtered by `project`. From a
+              project: str | None = None, mine: bool = False, limit: int | None = None, offset: int = 0,
+              search: str | None = None) -> PortPage:
+    """One page of `list_ports` (`limit` None: all from `offset` on), also filtered by `project` and by `search`
+    (a part of the name, or the port). From a
     registry that holds this workspace's record, the database filters, sorts and pages, and only the page
     becomes dictionaries; else the committed reports are the record (a fresh clone), read whole."""
     if registry is not None and registry.has_records():
         own, total, rows = registry.port_rows(host=host, type=type, project=project, foreign=not mine,
-                                              limit=limit, offset=offset)
+                                              limit=limit, offset=offset, search=search)
         return PortPage("registry", ws.name, total, [
             {**service_to_dict(r), "owner": ws.name} if isinstance(r, RecordedService) else
             {"name": r[0], "host": r[1], "port": r[2], "type": r[3], "owner": r[4]} for r in rows], own)
@@ -72,9 +74,14 @@ def port_page(ws: Workspace, registry: Registry | None, *, host: str | None = No
         found += [{"name": f.service, "host": f.host, "port": f.port, "type": f.type, "owner": f.owner}
                   for f in recorded.foreign]
     found = sorted((r for r in found if host in (None, r["host"]) and type in (None, r["type"])
-                    and project in (None, r.get("project"))), key=lambda r: (r["host"], r["port"], r["name"]))
+                    and project in (None, r.get("project")) and _matches(r, search)),
+                   key=lambda r: (r["host"], r["port"], r["name"]))
     end = None if limit is None else offset + limit
     return PortPage(recorded.origin, ws.name, len(found), found[offset:end], len(recorded.services))
+
+
+def _matches(row: dict[str, Any], search: str | None) -> bool:
+    return not search or search in row["name"] or (search.isdigit() and int(search) == row["port"])
 
 
 def recorded_places(ws: Workspace, registry: Registry | None) -> dict[str, tuple[str, int]]:

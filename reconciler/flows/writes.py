@@ -1,5 +1,6 @@
 """Writes that go through git: allocate a port for a service, or release it (`qrm ports allocate` /
-`release`, and the API's POST /resources/ports/allocate and /release); for the API also a secret set
+`release`, and the API's POST /resources/ports/allocate and /release); reserve a port (the dashboard's
+Reserve Port form: a Reservation document); for the API also a secret set
 and committed (POST /resources/secrets) and an apply of the committed workspace (POST /apply).
 
 Each write is one manifest change, validated with the whole workspace, committed with a message that
@@ -225,6 +226,100 @@ def _release(ws: Workspace, name: str, host: str, caller: str, push: bool) -> Re
     _apply(ws, None, None if push else desired)
     log.info("released %s (%s:%s) for %s in %s", name, host, port, caller, sha[:12])
     return Release(True, name, host, port, sha, file=rel)
+
+
+# --- reserve a port ----------------------------------------------------------------------------------
+
+RESERVATIONS_DIR = "manifests/reservations"  # where a new Reservation goes: one file per reservation
+MAX_REASON_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """The answer of a reservation: the port held back on the host, and the commit that holds it."""
+
+    success: bool
+    name: str
+    host: str
+    port: int
+    reason: str
+    commit: str
+    file: str  # the manifest that holds the reservation, relative to the workspace
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reserve_port(ws: Workspace, host: str, port: int, reason: str, name: str | None = None, *, caller: str = "qrm",
+                 push: bool = False, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Reserved:
+    """Hold `port` on `host` back from allocation: a Reservation document under manifests/reservations,
+    validated, committed naming the caller, applied (as an allocation is). Refused with nothing written: a
+    port that is not 1-65535, an unknown host, an empty reason, a port already reserved, allocated or pinned
+    on that host (ConflictError), a name taken."""
+    with write_lock(ws, lock_timeout):
+        _recover(ws)
+        desired = _committed_desired(ws, "reserve")
+        name = _check_reservation(ws, desired, host, port, reason, name)
+        reason = one_line(reason.strip())
+        rel = f"{RESERVATIONS_DIR}/{name}.yaml"
+        document: dict[str, Any] = {"kind": "Reservation", "name": name, "host": host, "ports": [port],
+                                    "reason": reason}
+        before = files.read_inside_or_none(ws.root, ws.root / rel)
+        after = manifest_edit.appended(before or "", manifest_edit.render_document(document))
+        subject = f"qrm: reserve port {port} on {host}"
+        sha, desired = _write_validate_commit(ws, rel, before, after, subject, caller, "reserve", name)
+        undo = f"qrm: undo the reservation of port {port} on {host}"
+        sha = _publish(ws, push, sha, rel, before, after, undo, caller, name)
+        try:
+            _apply(ws, None, None if push else desired)
+        except QrmError as exc:
+            _undo(ws, rel, before, after, undo, caller, name, exc, push)
+            raise
+        log.info("reserved %s:%d (%s) for %s in %s", host, port, name, caller, sha[:12])
+        return Reserved(True, name, host, port, reason, sha, rel)
+
+
+def _check_reservation(ws: Workspace, desired: DesiredState, host: str, port: int, reason: str,
+                       name: str | None) -> str:
+    """The request's fields, checked before anything is written; the reservation's name (given, or
+    reserved-HOST-PORT)."""
+    import re
+
+    from reconciler.flows.ports import recorded_places
+    from reconciler.flows.recorded import open_registry
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise RequestError(f"port: {one_line(str(port))[:20]!r} is not a port (1-65535)", field="port")
+    if host not in desired.hosts:
+        raise RequestError(f"host: unknown host {one_line(str(host))[:80]!r}; known hosts: "
+                           f"{', '.join(desired.host_names())}", field="host")
+    if not reason.strip():
+        raise RequestError("reason: say why the port is held back (the Reservation's reason)", field="reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise RequestError(f"reason: at most {MAX_REASON_LENGTH} characters", field="reason")
+    name = (name or "").strip() or f"reserved-{host}-{port}".lower()
+    if not re.fullmatch(models.NAME_PATTERN, name) or len(name) > 63:
+        raise RequestError(f"name: {one_line(name)[:80]!r} is not {models.PATTERN_HINTS[models.NAME_PATTERN]} "
+                           "(at most 63)", field="name")
+    if any(r.name == name for r in desired.reservations):
+        raise ConflictError(f"name: a reservation named {name!r} exists already; choose another name", field="name")
+    held = desired.reserved_ports().get(host, {}).get(port)
+    if held is not None:
+        raise ConflictError(f"port: {host}:{port} is reserved already ({held})", field="port")
+    for instance in desired.instances.values():
+        if instance.host == host and instance.pinned == port:
+            raise ConflictError(f"port: {host}:{port} is pinned by {instance.name} ({instance.source.file})",
+                                field="port")
+    registry = open_registry(ws, create=False)
+    try:
+        places = recorded_places(ws, registry)
+    finally:
+        if registry is not None:
+            registry.close()
+    for service, place in places.items():
+        if place == (host, port):
+            raise ConflictError(f"port: {host}:{port} is allocated to {service}; release it first", field="port")
+    return name
 
 
 # --- the steps ----------------------------------------------------------------------------------------

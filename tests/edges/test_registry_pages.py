@@ -68,7 +68,12 @@ def expected(filters: dict[str, str], foreign: bool) -> list[dict[str, Any]]:
         service = r.get("service")
         return getattr(service, "project", None) if key == "project" else r[key]
 
-    rows = [r for r in rows if all(value(r, k) == v for k, v in filters.items())]
+    def kept(r: dict[str, Any], key: str, wanted: str) -> bool:
+        if key == "search":  # a part of the name, or the port
+            return wanted in r["name"] or (wanted.isdigit() and int(wanted) == r["port"])
+        return bool(value(r, key) == wanted)
+
+    rows = [r for r in rows if all(kept(r, k, v) for k, v in filters.items())]
     return sorted(rows, key=lambda r: (r["host"], r["port"], r["name"]))
 
 
@@ -88,8 +93,15 @@ def expected(filters: dict[str, str], foreign: bool) -> list[dict[str, Any]]:
     ({"project": "shop"}, True, None, 0),  # a project: the other workspaces' rows have none
     ({"project": "shop", "type": "app"}, True, 1, 1),
     ({"host": "nowhere"}, True, 10, 0),
+    ({"search": "web"}, True, None, 0),  # a part of the name, theirs too
+    ({"search": "their", "host": "ab"}, True, None, 0),
+    ({"search": "8002"}, True, None, 0),  # the port
+    ({"search": "%"}, True, None, 0),  # LIKE's wildcards are letters here: no name holds them
+    ({"search": "_"}, True, None, 0),
+    ({"search": "e", "type": "app"}, False, 1, 1),
 ], ids=["all", "mine", "page-1", "page-2", "last-page", "offset-at-end", "offset-far", "host", "host-paged",
-        "type-paged", "host-and-type", "project", "project-type-paged", "no-match"])
+        "type-paged", "host-and-type", "project", "project-type-paged", "no-match", "search-name", "search-host",
+        "search-port", "search-percent", "search-underscore", "search-type-paged"])
 def test_port_rows_page_in_the_database_as_python_sorts_the_whole_list(
         backend: str, filters: dict[str, str], foreign: bool, limit: int | None, offset: int, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from reconciler.server.dashboard import components, history, overview, plan, secrets, services, signin, suites
+from reconciler.server.dashboard import components, history, overview, plan, ports, secrets, services, signin, suites
 from reconciler.server.dashboard.render import page
 from reconciler.server.dashboard.sessions import Forbidden, Sessions, SignInNeeded
 
@@ -30,6 +30,7 @@ def install(app: FastAPI, *, ticket: str | None = None) -> None:
     app.include_router(history.router)
     app.include_router(services.router)
     app.include_router(components.router)
+    app.include_router(ports.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:
