@@ -88,9 +88,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Serv
 
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's chromium under playwright, headless, for the dashboard's tests (tests/support/browser.py)."""
+    """Debian's chromium under playwright, headless, for the dashboard's tests (tests/support/browser.py). Per
+    module, not per session: playwright's sync API keeps its event loop running in this thread while it is
+    open, and every later test that calls asyncio.run() (qrm's runner and health checks do) would fail."""
     with chromium() as started:
         yield started
 
