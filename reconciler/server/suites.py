@@ -273,7 +273,7 @@ class RunBook:
             log.warning("could not mark test runs %s interrupted: %s", ids, one_line(str(exc)))
 
 
-def _book(request: Request) -> RunBook:
+def run_book(request: Request) -> RunBook:
     book: RunBook | None = getattr(request.app.state, "test_runs", None)
     if book is None:
         book = request.app.state.test_runs = RunBook()
@@ -294,7 +294,7 @@ async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
             raise ApiError(422, "body.environment: Field required (the suite runs on "
                                 f"{', '.join(environments) or 'every environment of its project'}: name one)")
         given = environments[0]
-    started = await run_in_threadpool(_book(request).start, ws, name, environment_name(desired, name, given),
+    started = await run_in_threadpool(run_book(request).start, ws, name, environment_name(desired, name, given),
                                       request.app.state.events.publish)
     return JSONResponse({"run_id": started.id, "status": test_runs.RUNNING, "suite": started.suite,
                          "environment": started.environment}, status_code=202)
@@ -305,4 +305,4 @@ async def run(request: Request, ws: Ws, _: Writer, suite: str) -> JSONResponse:
 async def test_run(request: Request, ws: Ws, _: Reader, run_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
     """A run's status (running, passed, failed, error or interrupted), its counts and each case's outcome and
     reason; any run of the workspace, whichever replica started it."""
-    return await run_in_threadpool(_book(request).document, ws, run_id)
+    return await run_in_threadpool(run_book(request).document, ws, run_id)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 
 import httpx
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, expect
 
 from reconciler.flows.desired import load_desired
 from reconciler.flows.workspace import open_workspace
 from tests.support import api_server
 from tests.support.browser import screenshot
+from tests.support.dashboard_session import signed_in
 from tests.support.git_repos import git
 from tests.support.suites_api import PAGES
 
@@ -31,17 +32,6 @@ MENU = """\
 <form method="POST"><input name="dish" required></form>
 </q:component>
 """
-
-
-def signed_in(server: api_server.Server, browser: Browser, token: str, **options: object) -> tuple[BrowserContext,
-                                                                                                     Page]:
-    context = browser.new_context(**options)  # type: ignore[arg-type]
-    page = context.new_page()
-    page.goto(server.url + "/ui/login")
-    page.get_by_label("API token").fill(server.tokens[token])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(server.url + "/ui/")
-    return context, page
 
 
 def test_rescan_shows_the_components_totals_and_the_problems_of_repaired_files(suites_served: api_server.Server,

@@ -12,25 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from reconciler.server.dashboard.services import PAGE_SIZE, ago
 from tests.support import api_server, health_fleet
 from tests.support.browser import screenshot
+from tests.support.dashboard_session import signed_in
 from tests.support.health_fleet import Fleet
 
 STATUS_CELL = re.compile(r"^(● passing|▲ warning|✖ critical|○ unknown)$")
-
-
-def signed_in(server: api_server.Server, browser: Browser, token: str, **options: object) -> tuple[BrowserContext,
-                                                                                                     Page]:
-    context = browser.new_context(**options)  # type: ignore[arg-type]
-    page = context.new_page()
-    page.goto(server.url + "/ui/login")
-    page.get_by_label("API token").fill(server.tokens[token])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(server.url + "/ui/")
-    return context, page
 
 
 def row(page: Page, service: str) -> Locator:

@@ -10,10 +10,11 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, expect
 
 from tests.support import api_server
 from tests.support.browser import login_link, screenshot
+from tests.support.dashboard_session import signed_in
 
 
 def test_the_login_link_signs_in_once_with_an_httponly_strict_cookie(served: api_server.Server,
@@ -89,16 +90,6 @@ def other_site(html: str) -> Iterator[str]:
         yield f"http://localhost:{server.server_address[1]}/"
     finally:
         server.shutdown()
-
-
-def signed_in(served: api_server.Server, browser: Browser, token: str) -> tuple[BrowserContext, Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(served.url + "/ui/login")
-    page.get_by_label("API token").fill(served.tokens[token])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(served.url + "/ui/")
-    return context, page
 
 
 def test_a_form_posted_from_another_site_reaches_the_dashboard_without_the_session(

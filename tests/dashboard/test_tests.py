@@ -8,13 +8,13 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support import api_server
 from tests.support.browser import screenshot
+from tests.support.dashboard_session import signed_in as sign_in
 from tests.support.tests_pages import OUTCOMES
 
 WORDS = {"passed": "✔ passed", "failed": "✖ failed", "error": "⚠ error", "skipped": "○ skipped",
@@ -22,16 +22,6 @@ WORDS = {"passed": "✔ passed", "failed": "✖ failed", "error": "⚠ error", "
 RUN_URL = re.compile(r".*/ui/test-runs/(\d+)$")
 DEV_COUNTS = "3 passed, 2 failed, 1 skipped of 6"  # home, about, flaky pass; missing fails, slow errors
 PHONE = {"width": 375, "height": 740}
-
-
-def sign_in(server: api_server.Server, browser: Browser, token: str, **options: Any) -> tuple[BrowserContext, Page]:
-    context = browser.new_context(**options)
-    page = context.new_page()
-    page.goto(server.url + "/ui/login")
-    page.get_by_label("API token").fill(server.tokens[token])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(server.url + "/ui/")
-    return context, page
 
 
 @pytest.fixture

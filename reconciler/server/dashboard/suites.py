@@ -28,7 +28,7 @@ from reconciler.flows.workspace import Workspace
 from reconciler.server.auth import ApiError, workspace
 from reconciler.server.dashboard.render import page
 from reconciler.server.dashboard.sessions import Viewer, check_post, require_page
-from reconciler.server.suites import RunBook, _book
+from reconciler.server.suites import RunBook, run_book
 
 router = APIRouter(include_in_schema=False)
 Ws = Annotated[Workspace, Depends(workspace)]
@@ -124,7 +124,7 @@ def _suite_context(request: Request, ws: Workspace, name: str) -> dict[str, Any]
             "history": history.runs if history is not None else [],
             "problems": (history.problems if history is not None else []) + (
                 comparison.problems if comparison is not None else []),
-            "running": _running(_book(request), name)}
+            "running": _running(run_book(request), name)}
 
 
 def _missing(request: Request, seen: Viewer, what: str) -> HTMLResponse:
@@ -153,7 +153,7 @@ async def run_suite(request: Request, ws: Ws, seen: Writer, suite: str) -> Respo
     if not isinstance(chosen, str) or chosen not in envs:
         return page(request, "tests_missing.html", seen, status=422,
                     problem=f"choose one of the environments of {suite}: {', '.join(envs) or '(none)'}")
-    started = await run_in_threadpool(_book(request).start, ws, suite, chosen, request.app.state.events.publish)
+    started = await run_in_threadpool(run_book(request).start, ws, suite, chosen, request.app.state.events.publish)
     return RedirectResponse(f"/ui/test-runs/{started.id}", status_code=303)
 
 
@@ -164,7 +164,7 @@ def _attempt(a: Attempt) -> dict[str, Any]:
 
 def _run_context(request: Request, ws: Workspace, run_id: int) -> dict[str, Any] | None:
     """The run as GET /test-runs/{id} shows it, with its times and each case's attempts, failures first."""
-    book = _book(request)
+    book = run_book(request)
     live: dict[str, list[dict[str, Any]]] = {}
     with book.lock:
         running = book.running.get(run_id)
