@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -37,7 +38,11 @@ def test_every_reader_sees_names_scopes_and_last_set_but_no_value(served: api_se
                                              ["BLOG_DB_PASSWORD", "environment quantumblog/prod"]]
     rows = page.locator("tbody tr")
     expect(rows).to_have_count(3)
-    assert [[cell.inner_text() for cell in row.locator("td").all()] for row in rows.all()] == expected
+    shown = [[cell.inner_text() for cell in row.locator("td").all()] for row in rows.all()]
+    assert [row[:2] for row in shown] == [row[:2] for row in expected]
+    # when: relative to now ("5 min ago"), the exact time the API gives in the <time> element
+    assert all(re.fullmatch(r"\d+ (s|min|h|d) ago", row[2]) for row in shown), shown
+    assert [row.locator("time").get_attribute("datetime") for row in rows.all()] == [row[2] for row in expected]
     expect(page.get_by_role("table")).to_contain_text("3 secret(s)")
     content = page.content()
     assert api_server.CANARY not in content and GLOBAL_VALUE not in content

@@ -3,6 +3,7 @@ base.html, which carries the navigation, the viewer and the CSRF token htmx send
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -18,6 +19,29 @@ NAVIGATION = (("/ui/", "Overview"), ("/ui/ports", "Ports"), ("/ui/services", "Se
               ("/ui/secrets", "Secrets"), ("/ui/history", "History"))
 
 templates = Jinja2Templates(directory=str(resources.files("reconciler.server.dashboard") / "templates"))
+
+
+def ago(when: str | None, now: datetime) -> str:
+    """'30 s ago', '5 min ago', '3 h ago', '2 d ago' for an ISO 8601 time; 'never' for none."""
+    if not when:
+        return "never"
+    try:
+        then = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return when
+    seconds = max(0, int((now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _ago_now(when: str | None) -> str:
+    """The `ago` filter of the templates: a time relative to the moment the page is rendered."""
+    return ago(when, datetime.now(UTC))
+
+
+templates.env.filters["ago"] = _ago_now
 
 
 def page(request: Request, template: str, viewer: Viewer | None, status: int = 200, **context: Any) -> HTMLResponse:

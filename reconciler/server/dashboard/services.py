@@ -19,27 +19,12 @@ from reconciler.core.escaping import one_line
 from reconciler.core.health import ServiceHealth
 from reconciler.server import events
 from reconciler.server.auth import workspace
-from reconciler.server.dashboard.render import page, templates
+from reconciler.server.dashboard.render import ago, page, templates
 from reconciler.server.dashboard.sessions import Viewer, check_post, require_page
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100  # rows a page: 10,000 services are paged on the server, never sent at once
 GLYPHS = {"passing": "●", "warning": "▲", "critical": "✖", "unknown": "○"}  # with the word: never colour alone
-
-
-def ago(when: str | None, now: datetime) -> str:
-    """'30 s ago', '5 min ago', '3 h ago', '2 d ago' for an ISO 8601 time; 'never' for none."""
-    if not when:
-        return "never"
-    try:
-        then = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    except ValueError:
-        return when
-    seconds = max(0, int((now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
 
 
 def _row(view: ServiceHealth, now: datetime) -> dict[str, Any]:
