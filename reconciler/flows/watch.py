@@ -115,7 +115,10 @@ def watch(ws: Workspace, options: WatchOptions, stop: threading.Event, emit: Cal
                 emit(f"reconcile ({trigger}): failed: {reason}; retrying on the next change or interval")
                 return
             emit(result.line())
-            sources = source_folders(ws)
+            try:
+                sources = source_folders(ws)
+            except Exception:  # broken since the reconcile read it (a file replaced by a folder): the next step says
+                log.debug("the source folders were not read again", exc_info=True)
 
         seen: dict[str, str | None] = {}  # content of each relevant file at the last reconcile
         tick_ms = max(50, min(1000, int(options.interval * 1000)))
