@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, inspect, text
 from tests.support.pgserver import PgDatabase
 
 FILES, PER_FILE = 5, 200  # 1,000 services
-KILLS = 20
+KILLS = 12  # at least 6 of them during an apply; each costs an apply of 1,000 services
 RANGES = """kind: PortRange
 name: app
 start: 20000
