@@ -4,9 +4,11 @@ page (/ui/test-runs/{id}) with its failures first and each case's attempts.
 
 The data is the API's: flows/tests_history (compare, suite_history: the registry, else the committed reports)
 and the RunBook of server/suites.py, which the Run button starts runs through exactly as POST
-/test-suites/{suite}/run does, so their `test-run` events reach GET /events too. A running run's page polls
-its own fragment (/ui/test-runs/{id}/progress) every second with htmx, and the fragment of a finished run has
-no trigger, so polling stops; without JavaScript the page reloads itself (a meta refresh) while it runs.
+/test-suites/{suite}/run does, so their `test-run` events reach GET /events too. A running run's page follows
+them on GET /ui/events: when an event of its run arrives (`test-run-N`, dashboard/live.py) it fetches its
+progress (/ui/test-runs/{id}/progress), nothing in between, and it stops listening when its run has finished; a
+suite's page refetches its runs, cards and history when any run finishes. Without JavaScript the run page
+reloads itself (a meta refresh) while it runs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from reconciler.flows.desired import load_desired
 from reconciler.flows.tests_history import Comparison, History, compare, suite_history
 from reconciler.flows.workspace import Workspace
 from reconciler.server.auth import ApiError, workspace
+from reconciler.server.dashboard import live
 from reconciler.server.dashboard.render import page
 from reconciler.server.dashboard.sessions import Viewer, check_post, require_page
 from reconciler.server.suites import RunBook, run_book
@@ -133,10 +136,11 @@ def _missing(request: Request, seen: Viewer, what: str) -> HTMLResponse:
 
 @router.get("/ui/tests/{suite}")
 def suite_page(request: Request, ws: Ws, seen: Reader, suite: str) -> HTMLResponse:
+    after = live.after(request)  # before reading: an event in between is sent to the page, never lost
     context = _suite_context(request, ws, suite)
     if context is None:
         return _missing(request, seen, f"there is no test suite {suite!r}")
-    return page(request, "suite.html", seen, **context)
+    return page(request, "suite.html", seen, after=after, **context)
 
 
 @router.post("/ui/tests/{suite}/run")
@@ -188,15 +192,16 @@ def _run_context(request: Request, ws: Workspace, run_id: int) -> dict[str, Any]
 
 @router.get("/ui/test-runs/{run_id}")
 def run_page(request: Request, ws: Ws, seen: Reader, run_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
+    after = live.after(request)  # before reading the run: its events from here on reach the page
     context = _run_context(request, ws, run_id)
     if context is None:
         return _missing(request, seen, f"there is no test run {run_id}")
-    return page(request, "test_run.html", seen, **context)
+    return page(request, "test_run.html", seen, after=after, **context)
 
 
 @router.get("/ui/test-runs/{run_id}/progress")
 def run_progress(request: Request, ws: Ws, seen: Reader, run_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
-    """The live part of a run page, which htmx fetches every second while the run runs."""
+    """The inside of a run page's #run-progress, which htmx fetches when an event of the run arrives."""
     context = _run_context(request, ws, run_id)
     if context is None:
         return _missing(request, seen, f"there is no test run {run_id}")
