@@ -12,6 +12,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from reconciler.flows import test_runs
+from reconciler.flows.workspace import open_workspace
+from reconciler.server.dashboard.suites import ELSEWHERE_EVERY
 from tests.support import api_server
 from tests.support.browser import screenshot
 from tests.support.dashboard_session import signed_in as sign_in
@@ -165,6 +168,27 @@ def test_a_suites_page_shows_a_run_started_elsewhere_in_its_history_when_it_fini
     newest = [" ".join(t.split()) for t in history.first.locator("td").all_inner_texts()]
     assert newest[:2] == [f"run {run_id}", "staging"]
     assert everything.evaluate("window.stillThisPage") is True
+
+
+def test_the_page_of_a_run_another_replica_runs_reads_it_again_until_it_ends_and_then_stops(
+        everything: Page, tests_served: api_server.Server) -> None:
+    """A run in the registry that this server does not run (as another replica's): its events never reach this
+    server's bus, so its page reads it every few seconds, and stops once it has ended."""
+    ws = open_workspace(tests_served.root)
+    run_id = test_runs.start_run(ws, "shop-smoke", "dev", lease=120)
+    fetches: list[str] = []
+    everything.on("request", lambda r: fetches.append(r.url) if r.url.endswith("/progress") else None)
+    everything.goto(f"{tests_served.url}/ui/test-runs/{run_id}")
+    summary = everything.locator(".run-summary")
+    expect(summary).to_contain_text("◌ running")
+    everything.evaluate("window.stillThisPage = true")
+    test_runs.end_run(ws, run_id, "error", "its replica stopped")
+    expect(summary).to_contain_text("⚠ error", timeout=20_000)
+    expect(everything.locator("#run-progress .problem")).to_contain_text("its replica stopped")
+    assert everything.evaluate("window.stillThisPage") is True
+    ended = len(fetches)
+    everything.wait_for_timeout((ELSEWHERE_EVERY + 2) * 1000)  # a poll's interval and more: none comes (286)
+    assert len(fetches) == ended, fetches
 
 
 def test_without_javascript_a_keyboard_starts_a_run_whose_page_reloads_itself_until_it_has_finished(
