@@ -789,6 +789,16 @@ class Registry:
             row = conn.execute(select(test_runs).where(test_runs.c.id == run_id, self._mine(test_runs))).first()
         return dict(row._mapping) if row is not None else None
 
+    def test_runs_revision(self) -> str:
+        """A mark that changes whenever this workspace's test runs change: a run starts (a new id) or ends (one
+        fewer running, and the newest finished_at), in one query."""
+        t = test_runs.c
+        running = func.sum(case((t.status == "running", 1), else_=0))
+        with self.engine.connect() as conn:
+            row = conn.execute(select(func.count(), func.max(t.id), running, func.max(t.finished_at)).where(
+                self._mine(test_runs))).one()
+        return f"{row[0]}:{row[1] or 0}:{row[2] or 0}:{row[3] or ''}"
+
     def last_test_run_id(self) -> int:
         """The highest run id of this workspace; 0 when it has none."""
         with self.engine.connect() as conn:

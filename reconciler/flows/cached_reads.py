@@ -95,7 +95,7 @@ class Reads:
     def mark(self, ws: Workspace, registry: Registry | None, *, health: bool = False) -> tuple[Hashable, ...]:
         """What the recorded state read now depends on: the registry's revision (and health revision), and the
         committed reports it falls back on."""
-        reports = tuple(_file_mark(ws.root / path) for path in (LOCKFILE_PATH, STATE_PATH))
+        reports = tuple(file_mark(ws.root / path) for path in (LOCKFILE_PATH, STATE_PATH))
         if registry is None:
             return ("no registry", ws.name, *reports)
         return (registry.url, ws.name, registry.revision(), registry.health_revision() if health else "", *reports)
@@ -143,7 +143,7 @@ def _file_id(path: os.PathLike[str]) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-def _file_mark(path: os.PathLike[str]) -> tuple[int, int, int, int] | None:
+def file_mark(path: os.PathLike[str]) -> tuple[int, int, int, int] | None:
     """(inode, size, mtime, ctime) of a file, None when it is missing: a rewrite changes it."""
     try:
         found = os.stat(path)

@@ -1,19 +1,31 @@
 """The dashboard's overview in one read: whether the workspace is in sync (the plan, as `qrm plan` and GET /plan
 make it), the last apply the registry recorded (when, revision, who made that revision, outcome), the suites
 whose latest run failed in some environment (`qrm tests compare`), and the services whose last health check
-did not pass (`qrm services list`)."""
+did not pass (`qrm services list`); and that read kept for a long-running server (kept_overview)."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.health import ServiceHealth
 from reconciler.edges import git_repo
+from reconciler.flows.cached_reads import Reads, file_mark
+from reconciler.flows.desired import state_key
 from reconciler.flows.workspace import Workspace
 
 IN_SYNC, PENDING, DRIFT, BLOCKED, INVALID = "in sync", "pending", "drift", "blocked", "invalid"
 SHOWN = 8  # failing services listed on the card; the rest are counted
+# Seconds an overview is reused while nothing it is marked by changed: the plan also reads what no mark shows,
+# the listeners on the machine (a port another program took or freed) and the generated files on disk (drift by
+# hand), so a change of those shows within this; short enough for a person, long enough that a burst of loads
+# and the refetches of several open pages after one event plan once.
+FRESH_FOR = 3.0
+OVERVIEW_BYTES = 16 * 1024  # what a kept overview counts against the kept answers' bytes (at most SHOWN services)
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,35 @@ def failing_suites(ws: Workspace, suites: list[str]) -> tuple[list[FailingSuite]
         failing += [FailingSuite(suite, env, run.failed, run.passed + run.failed, run.started_at)
                     for env, run in comparison.latest.items() if run.failed]
     return failing, ran
+
+
+def overview_mark(ws: Workspace, reads: Reads) -> tuple[Hashable, ...]:
+    """What an overview read now depends on, as flows.cached_reads marks its answers: the manifests and
+    secrets.enc (their state key), the registry's revision and health revision with the committed reports, and
+    the test runs (the registry's runs, and the suites' committed history files it falls back on). Not in it:
+    the listeners the plan probes and the generated files it compares (kept_overview's FRESH_FOR bounds them)."""
+    registry = reads.registry(ws)
+    tests = registry.test_runs_revision() if registry is not None else ""
+    return (state_key(ws), reads.mark(ws, registry, health=True), tests, _history_marks(ws))
+
+
+def _history_marks(ws: Workspace) -> tuple[tuple[str, tuple[int, int, int, int] | None], ...]:
+    """(path, inode, size and times) of each file of each suite folder under reports/tests: the committed reports
+    and history the test cards read when the registry has no runs (flows.tests_history)."""
+    folder = ws.reports / "tests"
+    try:
+        suites = sorted(entry.path for entry in os.scandir(folder) if entry.is_dir())
+        files = sorted(entry.path for suite in suites for entry in os.scandir(suite) if entry.is_file())
+    except (FileNotFoundError, NotADirectoryError):  # no runs yet, or a folder removed while it is read
+        return ()
+    return tuple((path, file_mark(Path(path))) for path in files)
+
+
+def kept_overview(ws: Workspace, reads: Reads, clock: Callable[[], float] = time.monotonic) -> Overview:
+    """`overview(ws)`, kept in `reads` while its mark (overview_mark) is the same, and at most FRESH_FOR seconds:
+    a burst of page loads (or a few pages open on a live Overview) plans once."""
+    key = ("overview", *overview_mark(ws, reads), int(clock() // FRESH_FOR))
+    return reads.answer(key, lambda: overview(ws), lambda _: OVERVIEW_BYTES)
 
 
 def overview(ws: Workspace, refresh: bool = True) -> Overview:

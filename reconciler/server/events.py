@@ -21,7 +21,7 @@ import collections
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -111,6 +111,13 @@ class EventBus:
         with self._lock:
             return len(self._subscribers)
 
+    def last_id(self) -> int:
+        """The id of the newest event published (one less than the first before any): a page rendered now
+        subscribes with it as its Last-Event-ID, so what happens between its render and its subscription reaches
+        it too."""
+        with self._lock:
+            return self._next - 1
+
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Send event `name` with `data` (JSON) to every subscriber; from any thread, without waiting."""
         with self._lock:
@@ -134,15 +141,15 @@ def bus(request: Request) -> EventBus:
     return found
 
 
-async def _stream(events: EventBus, subscriber: Subscriber) -> AsyncIterator[str]:
+async def _stream(events: EventBus, subscriber: Subscriber, shown: Callable[[str], str]) -> AsyncIterator[str]:
     try:
         yield ": subscribed\n\n"  # at once, so a client knows it will see what happens from now on
         for frame in subscriber.backlog:  # what it missed since its Last-Event-ID, or a reset
-            yield frame
+            yield shown(frame)
         subscriber.backlog = []
         while True:
             try:
-                yield await asyncio.wait_for(subscriber.queue.get(), KEEP_ALIVE)
+                yield shown(await asyncio.wait_for(subscriber.queue.get(), KEEP_ALIVE))
             except TimeoutError:
                 yield ": keep-alive\n\n"
     finally:  # the client went away (Starlette cancels the stream) or the server stops: free the queue
@@ -170,11 +177,13 @@ async def events(request: Request, _: Reader,
     return stream(request, last_event_id)
 
 
-def stream(request: Request, last_event_id: str | None) -> StreamingResponse:
-    """The bus as a text/event-stream answer (GET /events, and the dashboard's GET /ui/events with its session)."""
+def stream(request: Request, last_event_id: str | None,
+           shown: Callable[[str], str] = lambda frame: frame) -> StreamingResponse:
+    """The bus as a text/event-stream answer (GET /events, and the dashboard's GET /ui/events with its session);
+    `shown` may add frames after each event (the dashboard's names for it: server/dashboard/live.py)."""
     events = bus(request)
     subscriber = events.subscribe(last_event_id)
-    return StreamingResponse(_stream(events, subscriber), media_type="text/event-stream",
+    return StreamingResponse(_stream(events, subscriber, shown), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

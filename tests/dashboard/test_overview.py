@@ -12,8 +12,11 @@ from playwright.sync_api import Browser, expect
 
 from tests.support import api_server
 from tests.support.browser import screenshot
+from tests.support.dashboard_session import signed_in
 from tests.support.git_repos import git
+from tests.support.health_fleet import Fleet
 from tests.support.ports_ui import overflows, sign_in
+from tests.support.webhooks import hooked, services, wait_for
 
 
 def test_the_cards_say_in_sync_the_last_apply_the_failing_suite_and_the_critical_services(
@@ -74,6 +77,48 @@ def test_a_change_since_the_apply_shows_on_the_sync_card(ports_served: api_serve
         undo()
     page.reload()
     expect(page.locator("#sync")).to_contain_text("● in sync")
+    context.close()
+
+
+def test_a_reconcile_of_the_watch_loop_shows_on_the_overview_without_reloading(tmp_path: Path,
+                                                                              browser: Browser) -> None:
+    """A developer pushes a commit; `qrm serve --watch` pulls and applies it, and its `reconcile` lines make the
+    open page fetch its cards: the last apply is the pushed revision, the workspace in sync, the page the same."""
+    with hooked(tmp_path, "--watch", "--interval", "0.3") as h:
+        wait_for("the start reconcile", lambda: "reconcile (start): applied" in h.server.log(), h.server)
+        h.server.tokens = {"ops": h.token}
+        context, page = signed_in(h.server, browser, "ops")
+        fetches: list[str] = []
+        page.on("request", lambda r: fetches.append(r.url) if "/ui/overview/cards" in r.url else None)
+        first = git(h.dev, "rev-parse", "HEAD").strip()
+        expect(page.locator("#last-apply")).to_contain_text(first[:12])
+        page.evaluate("window.stillThisPage = true")  # gone if the page reloads
+        assert fetches == []  # nothing happened yet, so nothing was fetched
+
+        pushed = h.push(services("a", "b"), "add b")
+        expect(page.locator("#last-apply")).to_contain_text(pushed[:12], timeout=60_000)
+        expect(page.locator("#sync")).to_contain_text("● in sync")
+        assert page.evaluate("window.stillThisPage") is True
+        assert fetches, "the cards changed without a fetch of /ui/overview/cards"
+        context.close()
+
+
+def test_a_health_round_run_elsewhere_shows_on_the_services_card_without_reloading(fleet_served: Fleet,
+                                                                                    browser: Browser) -> None:
+    """Nothing listens on `cache`: a health round started through the API makes it critical, and its `health`
+    event makes the open Overview fetch its cards."""
+    server = fleet_served.server
+    context, page = signed_in(server, browser, "reader")
+    card = page.locator("#unhealthy")
+    expect(card).to_contain_text("4 services, 4 not checked yet")
+    page.evaluate("window.stillThisPage = true")
+    answer = server.request("POST", "/resources/services/health-check",
+                            headers={"Authorization": f"Bearer {server.tokens['writer']}"})
+    assert answer.status_code == 200, answer.text
+    expect(card).to_contain_text("✖ 1 not passing", timeout=30_000)
+    expect(card.locator("li")).to_contain_text("cache")
+    expect(card).to_contain_text("4 services.")  # every one checked now
+    assert page.evaluate("window.stillThisPage") is True
     context.close()
 
 

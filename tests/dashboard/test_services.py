@@ -87,8 +87,12 @@ def test_a_health_change_another_client_causes_arrives_live(fleet_served: Fleet,
     server = fleet_served.server
     assert server.request("POST", "/resources/services/health-check",
                           headers={"Authorization": f"Bearer {server.tokens['writer']}"}).status_code == 200
+    before = subscribers(server)  # no page open yet
     context, page = signed_in(server, browser, "reader")
-    before = subscribers(server)
+    page.goto(server.url + "/ui/plan")  # the Overview it lands on is live too: leave it, and its stream closes
+    deadline = time.monotonic() + 30
+    while subscribers(server) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
     page.goto(server.url + "/ui/services")
     expect(row(page, "admin").locator(".status")).to_have_text("● passing")
     deadline = time.monotonic() + 30

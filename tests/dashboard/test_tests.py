@@ -12,6 +12,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from reconciler.flows import test_runs
+from reconciler.flows.workspace import open_workspace
+from reconciler.server.dashboard.suites import ELSEWHERE_EVERY
 from tests.support import api_server
 from tests.support.browser import screenshot
 from tests.support.dashboard_session import signed_in as sign_in
@@ -81,8 +84,26 @@ def test_the_comparison_cards_give_each_environments_pass_rate_and_the_cases_tha
         "home", WORDS["passed"], WORDS["failed"]]
 
 
-def test_the_run_button_opens_a_run_page_that_follows_the_run_to_its_end_without_reloading(
+# In every page of the browser: how many server-sent events made htmx act (htmx:sseMessage: on a run page only
+# its own run's and `reset`), the count at each fetch of a run's progress, and why its event stream closed. The
+# count is read in a microtask: htmx counts an event (htmx:sseMessage) just after the fetch it triggers starts.
+SSE_RECORDER = """
+window.sseMessages = 0; window.progressFetches = []; window.sseClosed = null;
+document.addEventListener("htmx:sseMessage", () => { window.sseMessages += 1; });
+document.addEventListener("htmx:beforeRequest", (e) => {
+  if (e.detail.pathInfo.requestPath.endsWith("/progress")) {
+    queueMicrotask(() => window.progressFetches.push(window.sseMessages));
+  }
+});
+document.addEventListener("htmx:sseClose", (e) => { window.sseClosed = e.detail.type; });
+"""
+
+
+def test_the_run_button_opens_a_run_page_that_follows_the_run_by_its_events_to_its_end_without_reloading(
         everything: Page, tests_served: api_server.Server) -> None:
+    everything.add_init_script(SSE_RECORDER)
+    progress_requests: list[str] = []
+    everything.on("request", lambda r: progress_requests.append(r.url) if r.url.endswith("/progress") else None)
     everything.goto(tests_served.url + "/ui/tests/shop-smoke")
     before = everything.locator("table.history tbody tr").count()
     everything.get_by_label("Environment").select_option("dev")
@@ -92,12 +113,23 @@ def test_the_run_button_opens_a_run_page_that_follows_the_run_to_its_end_without
     run_id = RUN_URL.match(url).group(1)  # type: ignore[union-attr]
     expect(everything.get_by_role("heading", name=f"Run {run_id}: shop-smoke on dev")).to_be_visible()
     summary = everything.locator(".run-summary")
-    expect(summary).to_contain_text("◌ running")  # the slow case keeps it running for three seconds
     everything.evaluate("window.stillThisPage = true")  # gone if the page reloads
+    # the slow case keeps it running for three seconds: the cases that ended before it appear while it runs
+    expect(everything.locator("table.run-cases tbody tr").first).to_be_visible(timeout=20_000)
+    expect(summary).to_contain_text(re.compile(r"◌ running\s+\d+ passed, \d+ failed, \d+ skipped so far"))
     expect(summary).to_contain_text("✖ failed", timeout=20_000)
     expect(summary).to_contain_text(DEV_COUNTS)
     assert everything.url == url
     assert everything.evaluate("window.stillThisPage") is True
+
+    # every fetch of the progress came after a new event of this run, none in between (the three seconds of the
+    # slow case had no event: a poll would fetch there), and the page stopped listening when the run finished
+    fetched_after = everything.evaluate("window.progressFetches")
+    assert fetched_after, "the page never fetched its progress"
+    assert fetched_after == sorted(set(fetched_after)) and fetched_after[0] >= 1, fetched_after
+    assert len(progress_requests) == len(fetched_after)
+    assert everything.evaluate("window.sseClosed") == "message"
+    assert all(f"/ui/test-runs/{run_id}/progress" in u for u in progress_requests), progress_requests
 
     # failures first, each with its reason; every case with its attempts and their messages
     headings = everything.locator("#run-progress h2").all_inner_texts()
@@ -120,6 +152,43 @@ def test_the_run_button_opens_a_run_page_that_follows_the_run_to_its_end_without
     newest = [" ".join(t.split()) for t in history.first.locator("td").all_inner_texts()]
     assert newest[:2] == [f"run {run_id}", "dev"]
     assert newest[3] == "✖ failed 3/6"
+
+
+def test_a_suites_page_shows_a_run_started_elsewhere_in_its_history_when_it_finishes_without_reloading(
+        everything: Page, tests_served: api_server.Server) -> None:
+    everything.goto(tests_served.url + "/ui/tests/shop-smoke")
+    history = everything.locator("table.history tbody tr")
+    before = history.count()
+    everything.evaluate("window.stillThisPage = true")
+    started = tests_served.request("POST", "/test-suites/shop-smoke/run", json={"environment": "staging"},
+                                   headers={"Authorization": f"Bearer {tests_served.tokens['everything']}"})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    expect(history).to_have_count(before + 1, timeout=20_000)
+    newest = [" ".join(t.split()) for t in history.first.locator("td").all_inner_texts()]
+    assert newest[:2] == [f"run {run_id}", "staging"]
+    assert everything.evaluate("window.stillThisPage") is True
+
+
+def test_the_page_of_a_run_another_replica_runs_reads_it_again_until_it_ends_and_then_stops(
+        everything: Page, tests_served: api_server.Server) -> None:
+    """A run in the registry that this server does not run (as another replica's): its events never reach this
+    server's bus, so its page reads it every few seconds, and stops once it has ended."""
+    ws = open_workspace(tests_served.root)
+    run_id = test_runs.start_run(ws, "shop-smoke", "dev", lease=120)
+    fetches: list[str] = []
+    everything.on("request", lambda r: fetches.append(r.url) if r.url.endswith("/progress") else None)
+    everything.goto(f"{tests_served.url}/ui/test-runs/{run_id}")
+    summary = everything.locator(".run-summary")
+    expect(summary).to_contain_text("◌ running")
+    everything.evaluate("window.stillThisPage = true")
+    test_runs.end_run(ws, run_id, "error", "its replica stopped")
+    expect(summary).to_contain_text("⚠ error", timeout=20_000)
+    expect(everything.locator("#run-progress .problem")).to_contain_text("its replica stopped")
+    assert everything.evaluate("window.stillThisPage") is True
+    ended = len(fetches)
+    everything.wait_for_timeout((ELSEWHERE_EVERY + 2) * 1000)  # a poll's interval and more: none comes (286)
+    assert len(fetches) == ended, fetches
 
 
 def test_without_javascript_a_keyboard_starts_a_run_whose_page_reloads_itself_until_it_has_finished(

@@ -363,3 +363,29 @@ def test_a_password_in_the_registry_url_never_shows(tmp_path: Path, pg_database:
             assert not leaks(path.read_text(errors="replace")), path
     ok(ws, "--registry", url, "plan", "--no-refresh", "--detailed-exitcode")
     assert registry_module.display_url(url) == pg_database.url.replace("qrm@", "qrm:***@")
+
+
+def test_the_test_runs_mark_changes_when_a_run_of_its_workspace_starts_or_ends(backend: str) -> None:
+    """Registry.test_runs_revision, which the dashboard's kept Overview is keyed by: a run of this workspace
+    starting or ending changes it, a run of another workspace sharing the registry does not."""
+    mine, theirs = (Registry(backend, owner=owner, scoped=True) for owner in ("team-a", "team-b"))
+    try:
+        marks = [mine.test_runs_revision()]
+        mine.record_test_runs([({"suite": "smoke", "environment": "staging", "started_at": "2026-12-02T06:00:01+00:00",
+                                 "finished_at": "2026-12-02T06:00:09+00:00", "passed": 1, "failed": 0, "skipped": 0,
+                                 "flaky": 0, "duration_ms": 8000.0, "revision": None}, [])])
+        marks.append(mine.test_runs_revision())
+        run = mine.start_test_run("smoke", "dev", started_at="2026-12-02T06:00:00+00:00",
+                                  lease_until="2026-12-02T07:00:00+00:00")
+        marks.append(mine.test_runs_revision())
+        other = theirs.start_test_run("smoke", "dev", started_at="2026-12-02T06:00:00+00:00",
+                                      lease_until="2026-12-02T07:00:00+00:00")
+        theirs.record_test_runs([({"id": other, "status": "passed", "finished_at": "2026-12-02T06:00:05+00:00"}, [])])
+        assert mine.test_runs_revision() == marks[-1]
+        # ends before the newest finished_at (its clock, or the same second): the mark still changes (one fewer running)
+        mine.record_test_runs([({"id": run, "status": "failed", "finished_at": "2026-12-02T06:00:00+00:00"}, [])])
+        marks.append(mine.test_runs_revision())
+        assert len(set(marks)) == 4, marks
+    finally:
+        mine.close()
+        theirs.close()

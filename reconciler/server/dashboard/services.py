@@ -117,6 +117,12 @@ async def health_check(request: Request, seen: Annotated[Viewer, require_page("w
 
 
 @router.get("/ui/events")
-async def live(request: Request, _: Annotated[Viewer, require_page("read")]) -> StreamingResponse:
-    """The events of GET /events for the dashboard's pages, with the page's session instead of a token."""
-    return events.stream(request, request.headers.get("last-event-id"))
+async def live(request: Request, _: Annotated[Viewer, require_page("read")],
+               after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
+    """The events of GET /events for the dashboard's pages, with the page's session instead of a token, and the
+    names the pages listen for (dashboard/live.py). `after`: the bus's newest id when the page was rendered, the
+    Last-Event-ID of its first connection (a reconnect's header wins: it is newer)."""
+    from reconciler.server.dashboard.live import page_frames
+
+    last = request.headers.get("last-event-id") or (None if after is None else str(after))
+    return events.stream(request, last, page_frames)

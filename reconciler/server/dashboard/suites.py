@@ -4,9 +4,12 @@ page (/ui/test-runs/{id}) with its failures first and each case's attempts.
 
 The data is the API's: flows/tests_history (compare, suite_history: the registry, else the committed reports)
 and the RunBook of server/suites.py, which the Run button starts runs through exactly as POST
-/test-suites/{suite}/run does, so their `test-run` events reach GET /events too. A running run's page polls
-its own fragment (/ui/test-runs/{id}/progress) every second with htmx, and the fragment of a finished run has
-no trigger, so polling stops; without JavaScript the page reloads itself (a meta refresh) while it runs.
+/test-suites/{suite}/run does, so their `test-run` events reach GET /events too. A running run's page follows
+them on GET /ui/events: when an event of its run arrives (`test-run-N`, dashboard/live.py) it fetches its
+progress (/ui/test-runs/{id}/progress), nothing in between, and it stops listening when its run has finished; a
+suite's page refetches its runs, cards and history when any run finishes. A run another replica runs is read
+again every ELSEWHERE_EVERY seconds until it ends (its events are on that server's bus). Without JavaScript the
+run page reloads itself (a meta refresh) while it runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from reconciler.flows.desired import load_desired
 from reconciler.flows.tests_history import Comparison, History, compare, suite_history
 from reconciler.flows.workspace import Workspace
 from reconciler.server.auth import ApiError, workspace
+from reconciler.server.dashboard import live
 from reconciler.server.dashboard.render import page
 from reconciler.server.dashboard.sessions import Viewer, check_post, require_page
 from reconciler.server.suites import RunBook, run_book
@@ -37,6 +41,7 @@ Writer = Annotated[Viewer, require_page("write")]
 HISTORY_LIMIT = 20
 NOT_RUN = "not run"
 ORDER = {FAILED: 0, ERROR: 0, SKIPPED: 2, PASSED: 3}  # a run page lists the failures first
+ELSEWHERE_EVERY = 2  # seconds between two reads of a run another replica runs (its events never reach this server)
 
 
 def environments(ws: Workspace, suite: TestSuite) -> list[str]:
@@ -133,10 +138,11 @@ def _missing(request: Request, seen: Viewer, what: str) -> HTMLResponse:
 
 @router.get("/ui/tests/{suite}")
 def suite_page(request: Request, ws: Ws, seen: Reader, suite: str) -> HTMLResponse:
+    after = live.after(request)  # before reading: an event in between is sent to the page, never lost
     context = _suite_context(request, ws, suite)
     if context is None:
         return _missing(request, seen, f"there is no test suite {suite!r}")
-    return page(request, "suite.html", seen, **context)
+    return page(request, "suite.html", seen, after=after, **context)
 
 
 @router.post("/ui/tests/{suite}/run")
@@ -170,6 +176,7 @@ def _run_context(request: Request, ws: Workspace, run_id: int) -> dict[str, Any]
         running = book.running.get(run_id)
         if running is not None:
             live = {r.case_id: [_attempt(a) for a in r.attempts] for r in running.results}
+    here = running is not None
     try:
         document = book.document(ws, run_id)
     except ApiError:
@@ -180,7 +187,10 @@ def _run_context(request: Request, ws: Workspace, run_id: int) -> dict[str, Any]
     if finished and times is not None:
         attempts = test_runs.reported_attempts(ws, document["suite"], document["environment"], times.started_at)
     results = sorted(document["results"], key=lambda r: (ORDER.get(r["outcome"], 1), r["id"]))
-    return {"run": document, "times": times, "finished": finished, "attempts": attempts,
+    # a run another replica runs publishes its events on that server's bus, never this one's: its page reads it
+    # again every few seconds instead (ELSEWHERE_EVERY), as GET /test-runs/{id} would
+    return {"run": document, "times": times, "finished": finished, "elsewhere": not finished and not here,
+            "elsewhere_every": ELSEWHERE_EVERY, "attempts": attempts,
             "failures": [r for r in results if r["outcome"] in (FAILED, ERROR)],
             "others": [r for r in results if r["outcome"] not in (FAILED, ERROR)],
             "total": document["passed"] + document["failed"] + document["skipped"]}
@@ -188,16 +198,20 @@ def _run_context(request: Request, ws: Workspace, run_id: int) -> dict[str, Any]
 
 @router.get("/ui/test-runs/{run_id}")
 def run_page(request: Request, ws: Ws, seen: Reader, run_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
+    after = live.after(request)  # before reading the run: its events from here on reach the page
     context = _run_context(request, ws, run_id)
     if context is None:
         return _missing(request, seen, f"there is no test run {run_id}")
-    return page(request, "test_run.html", seen, **context)
+    return page(request, "test_run.html", seen, after=after, **context)
 
 
 @router.get("/ui/test-runs/{run_id}/progress")
 def run_progress(request: Request, ws: Ws, seen: Reader, run_id: Annotated[int, Path(ge=1)]) -> HTMLResponse:
-    """The live part of a run page, which htmx fetches every second while the run runs."""
+    """The inside of a run page's #run-progress, which htmx fetches when an event of the run arrives (or every
+    few seconds, for a run another replica runs). A finished run's answers htmx with 286, htmx's "stop polling",
+    so a page that was reading a run of another replica stops."""
     context = _run_context(request, ws, run_id)
     if context is None:
         return _missing(request, seen, f"there is no test run {run_id}")
-    return page(request, "_run_progress.html", seen, **context)
+    stop = context["finished"] and request.headers.get("hx-request") == "true"
+    return page(request, "_run_progress.html", seen, status=286 if stop else 200, **context)
