@@ -1,0 +1,473 @@
+"""Notifications: emit an event into the outbox, and deliver the outbox to the notifiers.
+
+emit() only writes the registry: for each Alert that takes the event, one outbox row per notifier (not
+disabled, and not the same dedupe key within the notifier's window unless a recovery). It never sends and
+never waits on a network, so a notifier that is down cannot slow an apply or a health round.
+
+deliver_due() sends what is due, concurrently, each send under a timeout and the whole pass under a budget:
+a delivery that fails transiently is retried after BACKOFF_SECONDS (or the receiver's Retry-After when
+longer) and fails after the last; a 410 disables its notifier (with a warning) until its manifest changes
+or `qrm notify enable NAME`. The notifier's address and credentials (`secret:NAME`, global scope) are
+resolved at send time and held in memory only: the outbox stores the event, never where it goes.
+
+Who delivers: `qrm watch` and `qrm serve` run a DeliveryLoop (a thread); a one-shot command that emitted makes
+one bounded pass (ONE_SHOT_BUDGET) when it ends (deliver_after_command, called by the CLI); `qrm notify
+deliver` flushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from reconciler.core.durations import parse_duration
+from reconciler.core.errors import QrmError
+from reconciler.core.notifications import (
+    BACKOFF_SECONDS,
+    Event,
+    Outcome,
+    Target,
+    dedupe_key,
+    matches,
+    next_attempt_delay,
+)
+from reconciler.core.secret_scope import reference_name
+from reconciler.edges import notify_webhook
+from reconciler.flows.open_registries import kept_registry
+from reconciler.flows.workspace import Workspace
+
+if TYPE_CHECKING:
+    from reconciler.core.models import Notifier
+    from reconciler.core.state import DesiredState
+    from reconciler.edges.registry import Registry
+
+log = logging.getLogger(__name__)
+
+SendFunction = Callable[[Target, Event, str, float], Awaitable[Outcome]]
+# provider -> its edge's send(target, event, delivery_id, timeout)
+PROVIDERS: dict[str, SendFunction] = {
+    "webhook": notify_webhook.send,
+}
+# How many sends to one notifier run at once (Slack allows about one message a second per webhook).
+CONCURRENCY: dict[str, int] = {"slack": 1}
+DEFAULT_CONCURRENCY = 8
+SEND_TIMEOUT = 10.0  # seconds for one send (connect, request, answer)
+ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets rotate) spends delivering at its end
+LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
+LOOP_BUDGET = 10.0
+PASS_LIMIT = 200  # rows one pass takes at most (the rest wait for the next)
+ATTEMPTS = len(BACKOFF_SECONDS) + 1
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one delivery attempt came to. status: delivered | retry (scheduled at next_attempt_at) | gone
+    (the notifier is disabled) | failed (permanent, or the last attempt) | skipped (the pass ran out of time)."""
+
+    id: int
+    notifier: str
+    kind: str
+    status: str
+    reason: str = ""
+    attempts: int = 0
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One outbox row as `qrm notify log` shows it (times ISO UTC, "" when not applicable)."""
+
+    id: int
+    notifier: str
+    kind: str
+    severity: str
+    where: str
+    summary: str
+    status: str
+    attempts: int
+    last_error: str
+    created_at: str
+    delivered_at: str
+    next_attempt_at: str
+
+
+@dataclass(frozen=True)
+class DisabledNotifier:
+    name: str
+    reason: str
+    since: str
+
+
+# Workspaces that emitted in this process, by registry and identity: a one-shot command delivers them at its end.
+_emitted: dict[tuple[str, str], Workspace] = {}
+_looped: set[tuple[str, str]] = set()  # ...unless a DeliveryLoop of this process delivers them
+_emitted_lock = threading.Lock()
+
+
+def _ws_key(ws: Workspace) -> tuple[str, str]:
+    return ws.registry_url(), ws.name
+
+
+def _iso(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _state(ws: Workspace) -> DesiredState:
+    """The notifiers and alerts of the manifests; a workspace whose manifests have problems still notifies
+    through the documents that are valid (an apply that failed on a bad manifest is worth hearing about)."""
+    from reconciler.flows.desired import validate
+
+    desired, problems = validate(ws)
+    if problems:
+        log.debug("notifications: the manifests have %d problem(s); using the valid documents", len(problems))
+    return desired
+
+
+def manifest_digest(notifier: Notifier) -> str:
+    """Fingerprint of a notifier's manifest: a disabled notifier whose manifest changes is enabled again."""
+    return hashlib.sha256(notifier.model_dump_json().encode()).hexdigest()
+
+
+def _disabled(registry: Registry, desired: DesiredState) -> dict[str, str]:
+    """The disabled notifiers (name -> reason), after enabling those whose manifest changed since."""
+    disabled: dict[str, str] = {}
+    for name, (reason, digest, _) in registry.disabled_notifiers().items():
+        notifier = desired.notifiers.get(name)
+        if notifier is not None and manifest_digest(notifier) != digest:
+            registry.enable_notifier(name)
+            log.info("notifier %s is enabled again: its manifest changed since it was disabled", name)
+            continue
+        disabled[name] = reason
+    return disabled
+
+
+def _windows(desired: DesiredState) -> dict[str, float]:
+    return {name: parse_duration(n.dedupe_window) for name, n in desired.notifiers.items()}
+
+
+def emit(ws: Workspace, event: Event, *, desired: DesiredState | None = None, now: float | None = None) -> int:
+    """Enqueue `event` for every notifier of every Alert that takes it; how many rows were enqueued. Only the
+    registry is written (never a network); a problem is a warning, never an exception: a notification
+    must not fail what it reports on. `desired`: the caller's validated state (saves reading the manifests)."""
+    try:
+        state = desired if desired is not None else _state(ws)
+        notifiers: list[str] = []
+        for name in sorted(state.alerts):
+            alert = state.alerts[name]
+            if not matches(alert, event):
+                continue
+            for notifier in alert.notifiers:
+                if notifier not in state.notifiers:
+                    log.warning("alert %s names notifier %s, which is not declared; skipped", name, notifier)
+                elif notifier not in notifiers:
+                    notifiers.append(notifier)
+        if not notifiers:
+            return 0
+        moment = time.time() if now is None else now
+        if not event.occurred_at:
+            event = replace(event, occurred_at=_iso(moment))
+        from reconciler.edges.registry import NotificationRow
+
+        with kept_registry(ws) as registry:
+            disabled = _disabled(registry, state)
+            payload = json.dumps(event.as_payload(), sort_keys=True)
+            key = dedupe_key(event)
+            rows = [NotificationRow(notifier=n, kind=event.kind, dedupe_key=key, payload=payload,
+                                    recovery=event.recovery) for n in notifiers if n not in disabled]
+            for name in notifiers:
+                if name in disabled:
+                    log.warning("notifier %s is disabled (%s); %s not sent to it", name, disabled[name], event.kind)
+            added = len(registry.enqueue_notifications(rows, now=moment, windows=_windows(state)))
+        if added:
+            with _emitted_lock:
+                _emitted[_ws_key(ws)] = ws
+        return added
+    except (QrmError, OSError, ValueError) as exc:
+        log.warning("notification %s not enqueued: %s", event.kind, exc)
+        return 0
+
+
+def _resolve(ws: Workspace, notifier: Notifier, values: dict[str, str]) -> Target:
+    """The notifier with its secret references replaced by their values (global scope). `values` caches the
+    values resolved in this pass. QrmError naming the secret (never its value) when one does not resolve."""
+    from reconciler.flows.secrets import resolve_secret
+
+    def value(reference: str | None) -> str:
+        name = reference_name(reference or "")
+        if name is None:
+            return ""
+        if name not in values:
+            values[name] = resolve_secret(ws, name, None, None)[1]
+        return values[name]
+
+    return Target(
+        notifier=notifier.name, provider=notifier.provider, url=value(notifier.url),
+        signing_secret=value(notifier.signing_secret), smtp_host=notifier.smtp_host or "",
+        smtp_port=notifier.smtp_port, username=notifier.username or "", password=value(notifier.password),
+        sender=notifier.sender or "", to=tuple(notifier.to), starttls=notifier.starttls,
+    )
+
+
+def _scrubbed(text: str, secrets: Sequence[str]) -> str:
+    """A reason with every secret value masked (a provider edge should never quote one; this makes sure)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass
+class _Send:
+    row: dict[str, Any]
+    event: Event
+    target: Target | None
+    problem: Outcome | None = None
+    outcome: Outcome | None = None
+
+
+def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0,
+                ids: Sequence[int] | None = None, retry: bool = True,
+                desired: DesiredState | None = None) -> list[DeliveryResult]:
+    """Send the outbox rows that are due (`ids`: only these), concurrently, each send under SEND_TIMEOUT and
+    the pass under `budget` seconds; record each outcome and schedule retries. `now` (epoch seconds) is the
+    pass's time (tests step it through the backoff instead of sleeping); `retry=False` fails a delivery
+    that does not go through at once (`qrm notify test`)."""
+    moment = time.time() if now is None else now
+    with kept_registry(ws) as registry:
+        rows = registry.due_notifications(moment, PASS_LIMIT, ids)
+        if not rows:
+            return []
+        state = desired if desired is not None else _state(ws)
+        disabled = _disabled(registry, state)
+        lease = moment + budget + SEND_TIMEOUT
+        sends: list[_Send] = []
+        values: dict[str, str] = {}
+        targets: dict[str, Target | Outcome] = {}
+        for row in rows:
+            if not registry.claim_notification(row["id"], row["next_attempt_at"], lease):
+                continue  # another sender took it
+            event = Event.from_payload(json.loads(row["payload"]))
+            name = row["notifier"]
+            if name not in targets:
+                targets[name] = _target_or_problem(ws, state, disabled, name, values)
+            found = targets[name]
+            if isinstance(found, Outcome):
+                sends.append(_Send(row, event, None, problem=found))
+            else:
+                sends.append(_Send(row, event, found))
+        secrets = list(values.values())
+        _send_all([s for s in sends if s.target is not None], min(budget, SEND_TIMEOUT), budget)
+        return [_record(registry, state, send, moment, secrets, retry) for send in sends]
+
+
+def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, str], name: str,
+                       values: dict[str, str]) -> Target | Outcome:
+    notifier = state.notifiers.get(name)
+    if notifier is None:
+        return Outcome("failed", f"notifier {name} is no longer declared in the manifests")
+    if name in disabled:
+        return Outcome("gone", f"notifier {name} is disabled: {disabled[name]}")
+    if notifier.provider not in PROVIDERS:
+        return Outcome("failed", f"provider {notifier.provider} is not available in this qrm")
+    try:
+        return _resolve(ws, notifier, values)
+    except QrmError as exc:  # a secret that does not resolve (yet): transient, it may be set meanwhile
+        return Outcome("retry", str(exc))
+
+
+def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
+    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds; a send
+    still running then gets no outcome (its row is due again at once)."""
+    if not sends:
+        return
+
+    async def run() -> None:
+        limits: dict[str, asyncio.Semaphore] = {}
+
+        async def one(send: _Send) -> None:
+            assert send.target is not None
+            limit = limits.setdefault(send.target.notifier, asyncio.Semaphore(
+                CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
+            async with limit:
+                try:
+                    send.outcome = await asyncio.wait_for(
+                        PROVIDERS[send.target.provider](send.target, send.event, _delivery_id(send.row), timeout),
+                        timeout + 1)
+                except TimeoutError:
+                    send.outcome = Outcome("retry", f"no answer within {timeout:g} s")
+                except Exception as exc:  # a provider that broke its promise never to raise
+                    send.outcome = Outcome("retry", f"the {send.target.provider} provider failed: "
+                                                    f"{type(exc).__name__}")
+
+        tasks = [asyncio.ensure_future(one(send)) for send in sends]
+        _, pending = await asyncio.wait(tasks, timeout=budget)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+def _delivery_id(row: dict[str, Any]) -> str:
+    """The webhook-id of a delivery: the same on every retry, so a receiver can drop a repeat."""
+    return f"msg_qrm_{row['id']}_{row['dedupe_key'][:12]}"
+
+
+def _record(registry: Registry, state: DesiredState, send: _Send, moment: float, secrets: list[str],
+            retry: bool) -> DeliveryResult:
+    row = send.row
+    outcome = send.problem or send.outcome
+    base = {"id": row["id"], "notifier": row["notifier"], "kind": row["kind"]}
+    if outcome is None:  # the budget ran out before it was sent: due again at once, no attempt counted
+        registry.finish_notification(row["id"], status="pending", attempts=row["attempts"],
+                                     next_attempt_at=moment, last_error=row["last_error"])
+        return DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
+                              attempts=row["attempts"], next_attempt_at=moment)
+    attempts = row["attempts"] + (0 if send.problem is not None and send.problem.status == "gone" else 1)
+    reason = _scrubbed(outcome.reason, secrets)
+    if outcome.status == "delivered":
+        registry.finish_notification(row["id"], status="delivered", attempts=attempts, next_attempt_at=moment,
+                                     last_error="", delivered_at=moment)
+        return DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts)
+    if outcome.status == "gone":
+        notifier = state.notifiers.get(row["notifier"])
+        if send.problem is None and notifier is not None:
+            registry.disable_notifier(row["notifier"], reason, manifest_digest(notifier), moment)
+            log.warning("notifier %s is disabled: %s; it gets nothing until its manifest changes or "
+                        "`qrm notify enable %s`", row["notifier"], reason, row["notifier"])
+        registry.finish_notification(row["id"], status="gone", attempts=attempts, next_attempt_at=moment,
+                                     last_error=reason)
+        return DeliveryResult(**base, status="gone", reason=reason, attempts=attempts)
+    delay = next_attempt_delay(attempts, outcome.retry_after) if outcome.status == "retry" and retry else None
+    if delay is None:
+        if outcome.status == "retry" and retry:
+            reason = f"gave up after {attempts} attempts: {reason}"
+        registry.finish_notification(row["id"], status="failed", attempts=attempts, next_attempt_at=moment,
+                                     last_error=reason)
+        log.warning("notification %s to %s failed: %s", row["kind"], row["notifier"], reason)
+        return DeliveryResult(**base, status="failed", reason=reason, attempts=attempts)
+    registry.finish_notification(row["id"], status="pending", attempts=attempts, next_attempt_at=moment + delay,
+                                 last_error=reason)
+    return DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay)
+
+
+def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) -> DeliveryResult:
+    """Send a notify.test event to one notifier, now, through the outbox like every delivery (no alert, no
+    dedupe; a disabled notifier too, to check it); no retry: the outcome is the answer."""
+    state = _state(ws)
+    notifier = state.notifiers.get(notifier_name)
+    if notifier is None:
+        raise QrmError(f"unknown notifier {notifier_name!r}; known notifiers: "
+                       f"{', '.join(sorted(state.notifiers)) or '(none: add a Notifier manifest)'}")
+    from reconciler.edges.registry import NotificationRow
+
+    moment = time.time() if now is None else now
+    link = f"{ws.settings.public_url.rstrip('/')}/ui" if ws.settings.public_url else ""
+    event = Event(kind="notify.test", summary=f"test notification from qrm workspace {ws.name} to {notifier_name}",
+                  link=link, occurred_at=_iso(moment), key=f"notify.test:{moment}")
+    with kept_registry(ws) as registry:
+        ids = registry.enqueue_notifications(
+            [NotificationRow(notifier=notifier_name, kind=event.kind, dedupe_key=dedupe_key(event),
+                             payload=json.dumps(event.as_payload(), sort_keys=True))], now=moment, windows={})
+        disabled = registry.disabled_notifiers()
+        if notifier_name in disabled:
+            registry.enable_notifier(notifier_name)  # for this one send; disabled again below unless it went through
+    results = deliver_due(ws, now=moment, budget=SEND_TIMEOUT, ids=ids, retry=False, desired=state)
+    result = results[0] if results else DeliveryResult(ids[0], notifier_name, event.kind, "skipped",
+                                                       "another sender took it")
+    if notifier_name in disabled and result.status != "delivered":
+        with kept_registry(ws) as registry:
+            reason, digest, since = disabled[notifier_name]
+            registry.disable_notifier(notifier_name, reason, digest, since)
+    return result
+
+
+def notify_log(ws: Workspace, limit: int = 50) -> list[LogEntry]:
+    """The newest deliveries and failures, newest first."""
+    with kept_registry(ws) as registry:
+        rows = registry.notification_rows(limit)
+    entries = []
+    for row in rows:
+        event = Event.from_payload(json.loads(row["payload"]))
+        entries.append(LogEntry(
+            id=row["id"], notifier=row["notifier"], kind=row["kind"], severity=event.severity, where=event.where,
+            summary=event.summary, status=row["status"], attempts=row["attempts"], last_error=row["last_error"],
+            created_at=_iso(row["created_at"]), delivered_at=_iso(row["delivered_at"]),
+            next_attempt_at=_iso(row["next_attempt_at"]) if row["status"] == "pending" else ""))
+    return entries
+
+
+def disabled_notifiers(ws: Workspace) -> list[DisabledNotifier]:
+    with kept_registry(ws) as registry:
+        found = registry.disabled_notifiers()
+    return [DisabledNotifier(name, reason, _iso(since)) for name, (reason, _, since) in sorted(found.items())]
+
+
+def enable(ws: Workspace, notifier_name: str) -> bool:
+    """Enable a notifier a 410 disabled; whether it was disabled."""
+    with kept_registry(ws) as registry:
+        return registry.enable_notifier(notifier_name)
+
+
+def deliver_after_command(budget: float = ONE_SHOT_BUDGET) -> list[DeliveryResult]:
+    """One bounded delivery pass for each workspace that emitted in this process (a one-shot command, at its
+    end): what does not go through in `budget` stays in the outbox for the next command or the watcher."""
+    with _emitted_lock:
+        pending = [ws for key, ws in _emitted.items() if key not in _looped]
+        _emitted.clear()
+    results: list[DeliveryResult] = []
+    deadline = time.monotonic() + budget
+    for ws in pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            results += deliver_due(ws, budget=left)
+        except QrmError as exc:
+            log.warning("notifications not delivered: %s", exc)
+    return results
+
+
+class DeliveryLoop:
+    """deliver_due every `interval` seconds in a daemon thread (`qrm watch`, `qrm serve`): sends never run in
+    the thread of an apply or a health round. stop() ends it after the pass in progress."""
+
+    def __init__(self, ws: Workspace, interval: float = LOOP_INTERVAL, budget: float = LOOP_BUDGET) -> None:
+        self.ws = ws
+        self.interval = interval
+        self.budget = budget
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qrm-notify", daemon=True)
+
+    def start(self) -> DeliveryLoop:
+        with _emitted_lock:
+            _looped.add(_ws_key(self.ws))
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                deliver_due(self.ws, budget=self.budget)
+            except Exception as exc:  # a registry that is away for a moment: the next pass tries again
+                log.warning("notification delivery pass failed: %s", exc)
+            self.passes += 1
+            self._stop.wait(self.interval)
+
+    def stop(self, timeout: float = LOOP_BUDGET + SEND_TIMEOUT) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with _emitted_lock:
+            _looped.discard(_ws_key(self.ws))
