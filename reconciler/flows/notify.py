@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.durations import parse_duration
-from reconciler.core.errors import QrmError
+from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.core.notifications import (
     BACKOFF_SECONDS,
     Event,
@@ -42,7 +42,7 @@ from reconciler.core.notifications import (
 from reconciler.core.secret_scope import reference_name
 from reconciler.edges import notify_webhook
 from reconciler.flows.open_registries import kept_registry
-from reconciler.flows.workspace import Workspace
+from reconciler.flows.workspace import Workspace, sqlite_path
 
 if TYPE_CHECKING:
     from reconciler.core.models import Notifier
@@ -63,6 +63,7 @@ SEND_TIMEOUT = 10.0  # seconds for one send (connect, request, answer)
 ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets rotate) spends delivering at its end
 LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
 LOOP_BUDGET = 10.0
+STOP_WAIT = 2.0  # seconds `qrm watch` and `qrm serve` wait for a delivery pass in progress when they stop
 PASS_LIMIT = 200  # rows one pass takes at most (the rest wait for the next)
 ATTEMPTS = len(BACKOFF_SECONDS) + 1
 
@@ -244,6 +245,9 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
     pass's time (tests step it through the backoff instead of sleeping); `retry=False` fails a delivery
     that does not go through at once and says so at info level: the caller reports it (`qrm notify test`)."""
     moment = time.time() if now is None else now
+    path = sqlite_path(ws.registry_url())
+    if path is not None and not path.exists():
+        return []  # no registry yet: nothing was ever emitted (and a delivery loop does not make one)
     with kept_registry(ws) as registry:
         rows = registry.due_notifications(moment, PASS_LIMIT, ids)
         if not rows:
@@ -469,15 +473,22 @@ class DeliveryLoop:
         return self
 
     def _run(self) -> None:
+        said = ""
         while not self._stop.is_set():
             try:
                 deliver_due(self.ws, budget=self.budget)
+                said = ""
             except Exception as exc:  # a registry that is away for a moment: the next pass tries again
-                log.warning("notification delivery pass failed: %s", exc)
+                message = unexpected_error(exc) if not isinstance(exc, QrmError) else str(exc)
+                if message != said:  # once, not every second
+                    log.warning("notification delivery pass failed: %s", message)
+                said = message
             self.passes += 1
             self._stop.wait(self.interval)
 
-    def stop(self, timeout: float = LOOP_BUDGET + SEND_TIMEOUT) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Stop after the pass in progress, waiting for it at most `timeout` seconds (a send cut off is retried
+        by the next sender once its claim runs out)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
