@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -249,18 +250,16 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
     if path is not None and not path.exists():
         return []  # no registry yet: nothing was ever emitted (and a delivery loop does not make one)
     with kept_registry(ws) as registry:
-        rows = registry.due_notifications(moment, PASS_LIMIT, ids)
-        if not rows:
+        if not registry.due_notifications(moment, 1, ids):
             return []
         state = desired if desired is not None else _state(ws)
         disabled = _disabled(registry, state)
-        lease = moment + budget + SEND_TIMEOUT
+        # claimed until the pass is surely over; a sender that dies leaves its rows due again then
+        rows = registry.claim_notifications(moment, moment + budget + SEND_TIMEOUT, uuid.uuid4().hex, PASS_LIMIT, ids)
         sends: list[_Send] = []
         values: dict[str, str] = {}
         targets: dict[str, Target | Outcome] = {}
         for row in rows:
-            if not registry.claim_notification(row["id"], row["next_attempt_at"], lease):
-                continue  # another sender took it
             event = Event.from_payload(json.loads(row["payload"]))
             name = row["notifier"]
             if name not in targets:
@@ -272,7 +271,9 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
                 sends.append(_Send(row, event, found))
         secrets = list(values.values())
         _send_all([s for s in sends if s.target is not None], min(budget, SEND_TIMEOUT), budget)
-        return [_record(registry, state, send, moment, secrets, retry) for send in sends]
+        recorded = [_record(registry, state, send, moment, secrets, retry) for send in sends]
+        registry.finish_notifications([update for _, update in recorded])
+        return [result for result, _ in recorded]
 
 
 def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, str], name: str,
@@ -339,42 +340,44 @@ def _delivery_id(row: dict[str, Any]) -> str:
 
 
 def _record(registry: Registry, state: DesiredState, send: _Send, moment: float, secrets: list[str],
-            retry: bool) -> DeliveryResult:
+            retry: bool) -> tuple[DeliveryResult, dict[str, Any]]:
+    """The result of one send and the update of its row (the pass writes them all in one transaction)."""
     row = send.row
     outcome = send.problem or send.outcome
     base = {"id": row["id"], "notifier": row["notifier"], "kind": row["kind"]}
     if outcome is None:  # the budget ran out before it was sent: due again at once, no attempt counted
-        registry.finish_notification(row["id"], status="pending", attempts=row["attempts"],
-                                     next_attempt_at=moment, last_error=row["last_error"])
-        return DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
-                              attempts=row["attempts"], next_attempt_at=moment)
+        return (DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
+                               attempts=row["attempts"], next_attempt_at=moment),
+                _update(row, "pending", row["attempts"], moment, row["last_error"]))
     attempts = row["attempts"] + (0 if send.problem is not None and send.problem.status == "gone" else 1)
     reason = _scrubbed(outcome.reason, secrets)
     if outcome.status == "delivered":
-        registry.finish_notification(row["id"], status="delivered", attempts=attempts, next_attempt_at=moment,
-                                     last_error="", delivered_at=moment)
-        return DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts)
+        return (DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts),
+                _update(row, "delivered", attempts, moment, "", delivered_at=moment))
     if outcome.status == "gone":
         notifier = state.notifiers.get(row["notifier"])
         if send.problem is None and notifier is not None:
             registry.disable_notifier(row["notifier"], reason, manifest_digest(notifier), moment)
-            level = logging.WARNING if retry else logging.INFO
-            log.log(level, "notifier %s is disabled: %s; it gets nothing until its manifest changes or "
-                    "`qrm notify enable %s`", row["notifier"], reason, row["notifier"])
-        registry.finish_notification(row["id"], status="gone", attempts=attempts, next_attempt_at=moment,
-                                     last_error=reason)
-        return DeliveryResult(**base, status="gone", reason=reason, attempts=attempts)
+            log.log(logging.WARNING if retry else logging.INFO, "notifier %s is disabled: %s; it gets nothing "
+                    "until its manifest changes or `qrm notify enable %s`", row["notifier"], reason, row["notifier"])
+        return (DeliveryResult(**base, status="gone", reason=reason, attempts=attempts),
+                _update(row, "gone", attempts, moment, reason))
     delay = next_attempt_delay(attempts, outcome.retry_after) if outcome.status == "retry" and retry else None
     if delay is None:
         if outcome.status == "retry" and retry:
             reason = f"gave up after {attempts} attempts: {reason}"
-        registry.finish_notification(row["id"], status="failed", attempts=attempts, next_attempt_at=moment,
-                                     last_error=reason)
-        (log.warning if retry else log.info)("notification %s to %s failed: %s", row["kind"], row["notifier"], reason)
-        return DeliveryResult(**base, status="failed", reason=reason, attempts=attempts)
-    registry.finish_notification(row["id"], status="pending", attempts=attempts, next_attempt_at=moment + delay,
-                                 last_error=reason)
-    return DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay)
+        log.log(logging.WARNING if retry else logging.INFO, "notification %s to %s failed: %s", row["kind"],
+                row["notifier"], reason)
+        return (DeliveryResult(**base, status="failed", reason=reason, attempts=attempts),
+                _update(row, "failed", attempts, moment, reason))
+    return (DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay),
+            _update(row, "pending", attempts, moment + delay, reason))
+
+
+def _update(row: dict[str, Any], status: str, attempts: int, next_attempt_at: float, last_error: str, *,
+            delivered_at: float | None = None) -> dict[str, Any]:
+    return {"id": row["id"], "status": status, "attempts": attempts, "next_attempt_at": next_attempt_at,
+            "last_error": last_error, "delivered_at": delivered_at}
 
 
 def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) -> DeliveryResult:
