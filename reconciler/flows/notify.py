@@ -380,6 +380,14 @@ def _update(row: dict[str, Any], status: str, attempts: int, next_attempt_at: fl
             "last_error": last_error, "delivered_at": delivered_at}
 
 
+def dashboard_link(ws: Workspace, path: str) -> str:
+    """The dashboard page `path` (e.g. /ui/tests/shop-auto) under qrm.yaml's public_url, for Event.link; "" when
+    no public URL is configured (a link to 127.0.0.1 would point at the reader's own machine)."""
+    if not ws.settings.public_url:
+        return ""
+    return ws.settings.public_url.rstrip("/") + "/" + path.lstrip("/")
+
+
 def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) -> DeliveryResult:
     """Send a notify.test event to one notifier, now, through the outbox like every delivery (no alert, no
     dedupe; a disabled notifier too, to check it); no retry: the outcome is the answer."""
@@ -391,7 +399,7 @@ def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) ->
     from reconciler.edges.registry import NotificationRow
 
     moment = time.time() if now is None else now
-    link = f"{ws.settings.public_url.rstrip('/')}/ui" if ws.settings.public_url else ""
+    link = dashboard_link(ws, "/ui")
     event = Event(kind="notify.test", summary=f"test notification from qrm workspace {ws.name} to {notifier_name}",
                   link=link, occurred_at=_iso(moment), key=f"notify.test:{moment}")
     with kept_registry(ws) as registry:

@@ -6,6 +6,7 @@ the last. Time is stepped with `now=` through the backoff, never slept through."
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -211,3 +212,32 @@ def test_send_test_to_a_receiver_that_is_down_fails_at_once(ws: Ws, hook: Receiv
     result = notify.send_test(ws, "ops")
     assert result.status == "failed" and "cannot connect" in result.reason
     assert notify.deliver_due(ws, now=10 ** 10) == []  # a test is not retried later
+
+
+def test_two_senders_at_once_deliver_each_event_once(ws: Ws, hook: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two delivery passes running together (two replicas, or a watcher and a command) on one registry; a pass
+    takes 3 rows, so the two keep meeting over the same due rows."""
+    monkeypatch.setattr(notify, "PASS_LIMIT", 3)
+    for n in range(30):
+        notify.emit(ws, Event("tests.failed", f"suite {n} failed", "shop", "prod"), now=T0)
+    results: list[notify.DeliveryResult] = []
+
+    def sender() -> None:
+        while found := notify.deliver_due(ws, now=T0):
+            results.extend(found)
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]  # each with its own event loop
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.id for r in results) == sorted(e.id for e in notify.notify_log(ws))  # each once
+    assert {r.status for r in results} == {"delivered"}
+    assert len(hook.verified) == 30
+    assert len({d.headers["webhook-id"] for d in hook.received}) == 30
+
+
+def test_a_dashboard_link_needs_a_public_url(ws: Ws) -> None:
+    assert notify.dashboard_link(ws, "/ui/tests/shop-auto") == ""
+    public = replace(ws, settings=ws.settings.model_copy(update={"public_url": "https://qrm.example.com/"}))
+    assert notify.dashboard_link(public, "/ui/tests/shop-auto") == "https://qrm.example.com/ui/tests/shop-auto"
