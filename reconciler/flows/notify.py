@@ -194,8 +194,11 @@ def emit(ws: Workspace, event: Event, *, desired: DesiredState | None = None, no
             with _emitted_lock:
                 _emitted[_ws_key(ws)] = ws
         return added
-    except (QrmError, OSError, ValueError) as exc:
+    except QrmError as exc:
         log.warning("notification %s not enqueued: %s", event.kind, exc)
+        return 0
+    except Exception as exc:  # never fail what the event reports on; the message could quote a value: not shown
+        log.warning("notification %s not enqueued: %s", event.kind, unexpected_error(exc))
         return 0
 
 
@@ -246,9 +249,8 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
     pass's time (tests step it through the backoff instead of sleeping); `retry=False` fails a delivery
     that does not go through at once and says so at info level: the caller reports it (`qrm notify test`)."""
     moment = time.time() if now is None else now
-    path = sqlite_path(ws.registry_url())
-    if path is not None and not path.exists():
-        return []  # no registry yet: nothing was ever emitted (and a delivery loop does not make one)
+    if _no_registry(ws):
+        return []  # nothing was ever emitted (and a delivery loop does not make a registry)
     with kept_registry(ws) as registry:
         if not registry.due_notifications(moment, 1, ids):
             return []
@@ -274,6 +276,12 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
         recorded = [_record(registry, state, send, moment, secrets, retry) for send in sends]
         registry.finish_notifications([update for _, update in recorded])
         return [result for result, _ in recorded]
+
+
+def _no_registry(ws: Workspace) -> bool:
+    """The workspace's SQLite registry does not exist yet: nothing was emitted, nothing is to be read."""
+    path = sqlite_path(ws.registry_url())
+    return path is not None and not path.exists()
 
 
 def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, str], name: str,
@@ -421,6 +429,8 @@ def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) ->
 
 def notify_log(ws: Workspace, limit: int = 50) -> list[LogEntry]:
     """The newest deliveries and failures, newest first."""
+    if _no_registry(ws):
+        return []
     with kept_registry(ws) as registry:
         rows = registry.notification_rows(limit)
     entries = []
@@ -435,6 +445,8 @@ def notify_log(ws: Workspace, limit: int = 50) -> list[LogEntry]:
 
 
 def disabled_notifiers(ws: Workspace) -> list[DisabledNotifier]:
+    if _no_registry(ws):
+        return []
     with kept_registry(ws) as registry:
         found = registry.disabled_notifiers()
     return [DisabledNotifier(name, reason, _iso(since)) for name, (reason, _, since) in sorted(found.items())]
@@ -442,6 +454,8 @@ def disabled_notifiers(ws: Workspace) -> list[DisabledNotifier]:
 
 def enable(ws: Workspace, notifier_name: str) -> bool:
     """Enable a notifier a 410 disabled; whether it was disabled."""
+    if _no_registry(ws):
+        return False
     with kept_registry(ws) as registry:
         return registry.enable_notifier(notifier_name)
 

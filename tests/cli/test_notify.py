@@ -78,6 +78,7 @@ def test_notify_test_of_an_unknown_notifier(workspace: Workspace, ws: Ws) -> Non
 def test_notify_log_shows_deliveries_failures_and_disabled_notifiers(workspace: Workspace, ws: Ws,
                                                                       hook: Receiver) -> None:
     assert workspace.qrm("notify", "log").stdout.strip() == "No notifications yet."
+    assert not (workspace.root / ".qrm" / "registry.db").exists()  # reading the log makes no registry
     notify.emit(ws, FAILED)
     assert workspace.qrm("notify", "deliver").stdout.strip() == "1 delivered."
     hook.answers = [(410, {})]
