@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from reconciler.core.durations import parse_duration
 from reconciler.core.errors import QrmError, unexpected_error
@@ -224,10 +225,16 @@ def _resolve(ws: Workspace, notifier: Notifier, values: dict[str, str]) -> Targe
 
 
 def _scrubbed(text: str, secrets: Sequence[str]) -> str:
-    """A reason with every secret value masked (a provider edge should never quote one; this makes sure)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
+    """A reason with every secret value masked (a provider edge should never quote one; this makes sure), and of
+    a URL also its path and query alone (where a webhook's token is)."""
+    masked = set(secrets)
+    for secret in secrets:
+        if "://" in secret:
+            parts = urlsplit(secret)
+            masked |= {part for part in (parts.path + (f"?{parts.query}" if parts.query else ""), parts.query)
+                       if len(part) > 3}
+    for secret in sorted(masked, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.core.notifications import Event
+from reconciler.core.notifications import Event, Outcome, Target
 from reconciler.flows import notify
 from reconciler.flows.workspace import Workspace as Ws
 from tests.support.notify_receiver import Receiver, black_hole, receiver
@@ -241,3 +241,18 @@ def test_a_dashboard_link_needs_a_public_url(ws: Ws) -> None:
     assert notify.dashboard_link(ws, "/ui/tests/shop-auto") == ""
     public = replace(ws, settings=ws.settings.model_copy(update={"public_url": "https://qrm.example.com/"}))
     assert notify.dashboard_link(public, "/ui/tests/shop-auto") == "https://qrm.example.com/ui/tests/shop-auto"
+
+
+def test_a_provider_that_quotes_its_secrets_is_masked(ws: Ws, hook: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safety net under the providers' promise: a reason quoting the URL, its query or the signing secret is
+    recorded and returned with them masked."""
+
+    async def leaky(target: Target, event: Event, delivery_id: str, timeout: float) -> Outcome:
+        query = target.url.split("?", 1)[1]
+        return Outcome("failed", f"refused {target.url} ({query}) with {target.signing_secret}")
+
+    monkeypatch.setitem(notify.PROVIDERS, "webhook", leaky)
+    notify.emit(ws, FAILED, now=T0)
+    [result] = notify.deliver_due(ws, now=T0)
+    [entry] = notify.notify_log(ws)
+    assert result.reason == entry.last_error == "refused *** (***) with ***"
