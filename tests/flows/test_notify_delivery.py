@@ -268,3 +268,13 @@ def test_a_provider_with_spacing_gets_one_send_at_a_time_that_far_apart(ws: Ws, 
     assert statuses(notify.deliver_due(ws, now=T0)) == ["delivered"] * 4
     arrivals = [d.arrived for d in hook.received]
     assert all(later - earlier >= 0.2 for earlier, later in itertools.pairwise(arrivals))
+
+
+@pytest.mark.parametrize(("answer", "still_disabled"), [(200, False), (500, True)])
+def test_send_test_reaches_a_disabled_notifier_and_enables_it_only_when_delivered(
+        ws: Ws, hook: Receiver, answer: int, still_disabled: bool) -> None:
+    hook.answers = [(410, {}), (answer, {})]
+    notify.emit(ws, FAILED, now=T0)
+    assert statuses(notify.deliver_due(ws, now=T0)) == ["gone"]
+    assert notify.send_test(ws, "ops").status == ("delivered" if answer == 200 else "failed")
+    assert [d.name for d in notify.disabled_notifiers(ws)] == (["ops"] if still_disabled else [])
