@@ -4,7 +4,8 @@ webhook-id is the delivery id (the same on every retry, so a receiver can drop a
 the send time in epoch seconds, webhook-signature "v1,<base64 HMAC-SHA256 of id.timestamp.body>" keyed by the
 base64-decoded part of the secret after "whsec_" (https://www.standardwebhooks.com). The answer becomes an
 Outcome: 2xx delivered; 429 and 5xx and every transport failure retry (429 with its Retry-After); 410 gone;
-any other status failed. No reason quotes more of the URL than scheme://host[:port], nor the secret.
+any other status failed. The sends of one delivery pass share a keep-alive session (close() ends it). No
+reason quotes more of the URL than scheme://host[:port], nor the secret.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def body_of(event: Event) -> bytes:
 
 def headers(key: bytes, delivery_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
     stamp = int(time.time()) if timestamp is None else timestamp
-    return {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": delivery_id,
+    return {"content-type": "application/json", "webhook-id": delivery_id,
             "webhook-timestamp": str(stamp), "webhook-signature": sign(key, delivery_id, stamp, body)}
 
 
@@ -78,6 +79,26 @@ def retry_after(value: str | None) -> float | None:
         return None
 
 
+# One keep-alive session per event loop (a delivery pass runs on its own loop): the sends of a pass reuse their
+# connections; the pass closes it at its end (close()).
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def _session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = _sessions[loop] = aiohttp.ClientSession(headers={"user-agent": USER_AGENT})
+    return session
+
+
+async def close() -> None:
+    """Close the session of the running event loop, if a send opened one (at the end of a delivery pass)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
 def outcome_of(status: int, retry_after_header: str | None, where: str) -> Outcome:
     if 200 <= status < 300:
         return Outcome("delivered", f"{where} answered {status}")
@@ -99,9 +120,9 @@ async def send(target: Target, event: Event, delivery_id: str, timeout: float) -
         return Outcome("failed", str(exc))
     body = body_of(event)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
-                session.post(target.url, data=body, headers=headers(key, delivery_id, body),
-                             allow_redirects=False) as response:
+        session = _session()
+        async with session.post(target.url, data=body, headers=headers(key, delivery_id, body),
+                                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             await response.read()
             return outcome_of(response.status, response.headers.get("retry-after"), where)
     except TimeoutError:

@@ -18,6 +18,7 @@ deliver` flushes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,6 +59,8 @@ SendFunction = Callable[[Target, Event, str, float], Awaitable[Outcome]]
 PROVIDERS: dict[str, SendFunction] = {
     "webhook": notify_webhook.send,
 }
+# What a delivery pass awaits at its end: the providers' kept sessions closed (each on the pass's event loop).
+CLOSE: list[Callable[[], Awaitable[None]]] = [notify_webhook.close]
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
 DEFAULT_CONCURRENCY = 8
@@ -355,6 +358,9 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
         for send in sends:  # cut off while sending: an attempt (the receiver may have it), retried as any other
             if send.started and send.outcome is None:
                 send.outcome = Outcome("retry", f"no answer within the delivery pass's {budget:g} s")
+        for close in CLOSE:
+            with contextlib.suppress(Exception):  # a connection that fails to close costs nothing here
+                await close()
 
     asyncio.run(run())
 

@@ -278,3 +278,12 @@ def test_send_test_reaches_a_disabled_notifier_and_enables_it_only_when_delivere
     assert statuses(notify.deliver_due(ws, now=T0)) == ["gone"]
     assert notify.send_test(ws, "ops").status == ("delivered" if answer == 200 else "failed")
     assert [d.name for d in notify.disabled_notifiers(ws)] == (["ops"] if still_disabled else [])
+
+
+def test_the_sends_of_a_pass_share_a_keep_alive_connection(ws: Ws, hook: Receiver,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(notify.CONCURRENCY, "webhook", 1)  # one at a time: each can reuse the one before's
+    for n in range(5):
+        notify.emit(ws, Event("tests.failed", f"suite {n} failed", "shop", "prod"), now=T0)
+    assert statuses(notify.deliver_due(ws, now=T0)) == ["delivered"] * 5
+    assert len({d.connection for d in hook.received}) == 1

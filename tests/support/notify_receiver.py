@@ -30,6 +30,7 @@ class Delivery:
     verified: bool  # the standardwebhooks package accepted the signature
     answered: int
     arrived: float  # time.monotonic() when it arrived
+    connection: int  # id of the transport: deliveries on one keep-alive connection share it
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class Receiver:
             verified = False
         status, extra = self.answers.pop(0) if self.answers else (200, {})
         self.received.append(Delivery(request.path, request.query_string, headers, body, verified, status,
-                                      time.monotonic()))
+                                      time.monotonic(), id(request.transport)))
         return web.Response(status=status, headers=extra, text="ok" if status == 200 else "no")
 
     async def _start(self) -> None:
