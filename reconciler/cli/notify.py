@@ -81,10 +81,13 @@ def notify_log(ctx: click.Context, limit: int, as_json: bool) -> int:
 @click.pass_context
 @reports_errors
 def notify_deliver(ctx: click.Context, budget: float) -> int:
-    """Deliver what is due in the outbox now; exit 1 when a delivery failed or was disabled."""
-    from reconciler.flows.notify import deliver_due
+    """Deliver what is due in the outbox now (and forget deliveries finished over 30 days ago); exit 1 when a
+    delivery failed or was disabled."""
+    from reconciler.flows.notify import deliver_due, prune
 
-    results = deliver_due(workspace_from(ctx), budget=budget)
+    ws = workspace_from(ctx)
+    results = deliver_due(ws, budget=budget)
+    prune(ws)
     if not results:
         click.echo("Nothing to deliver.")
         return EXIT_OK

@@ -976,6 +976,13 @@ class Registry:
             return [dict(r._mapping) for r in conn.execute(
                 select(table).where(self._mine(table)).order_by(table.c.id.desc()).limit(limit))]
 
+    def prune_notifications(self, before: float) -> int:
+        """Delete this workspace's finished outbox rows (delivered, failed, gone) created before `before`."""
+        table = notify_outbox
+        with self._write() as conn:
+            return int(conn.execute(delete(table).where(self._mine(table), table.c.status != "pending",
+                                                        table.c.created_at < before)).rowcount)
+
     def pending_notifications(self) -> int:
         table = notify_outbox
         with self.engine.connect() as conn:

@@ -73,6 +73,8 @@ ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets r
 LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
 LOOP_BUDGET = 10.0
 STOP_WAIT = 2.0  # seconds `qrm watch` and `qrm serve` wait for a delivery pass in progress when they stop
+OUTBOX_DAYS = 30  # finished outbox rows are kept this long (notify log; the dedupe of a window up to it)
+PRUNE_EVERY = 3600.0  # seconds between two prunings of the delivery loop
 PASS_LIMIT = 200  # rows one pass takes at most (the rest wait for the next)
 ATTEMPTS = len(BACKOFF_SECONDS) + 1
 
@@ -411,6 +413,15 @@ def _update(row: dict[str, Any], status: str, attempts: int, next_attempt_at: fl
             "last_error": last_error, "delivered_at": delivered_at}
 
 
+def prune(ws: Workspace, *, now: float | None = None) -> int:
+    """Delete the finished deliveries older than OUTBOX_DAYS (pending ones stay); how many."""
+    if _no_registry(ws):
+        return 0
+    moment = time.time() if now is None else now
+    with kept_registry(ws) as registry:
+        return registry.prune_notifications(moment - OUTBOX_DAYS * 86400)
+
+
 def dashboard_link(ws: Workspace, path: str) -> str:
     """The dashboard page `path` (e.g. /ui/tests/shop-auto) under qrm.yaml's public_url, for Event.link; "" when
     no public URL is configured (a link to 127.0.0.1 would point at the reader's own machine)."""
@@ -521,10 +532,13 @@ class DeliveryLoop:
         return self
 
     def _run(self) -> None:
-        said = ""
+        said, pruned = "", -PRUNE_EVERY
         while not self._stop.is_set():
             try:
                 deliver_due(self.ws, budget=self.budget)
+                if time.monotonic() - pruned >= PRUNE_EVERY:
+                    prune(self.ws)
+                    pruned = time.monotonic()
                 said = ""
             except Exception as exc:  # a registry that is away for a moment: the next pass tries again
                 message = unexpected_error(exc) if not isinstance(exc, QrmError) else str(exc)

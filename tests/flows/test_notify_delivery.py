@@ -287,3 +287,17 @@ def test_the_sends_of_a_pass_share_a_keep_alive_connection(ws: Ws, hook: Receive
         notify.emit(ws, Event("tests.failed", f"suite {n} failed", "shop", "prod"), now=T0)
     assert statuses(notify.deliver_due(ws, now=T0)) == ["delivered"] * 5
     assert len({d.connection for d in hook.received}) == 1
+
+
+def test_finished_deliveries_are_forgotten_after_30_days_pending_ones_never(ws: Ws, hook: Receiver) -> None:
+    hook.answers = [(200, {}), (400, {})]
+    notify.emit(ws, Event("tests.failed", "suite 1 failed", "shop", "prod"), now=T0)
+    notify.emit(ws, Event("tests.failed", "suite 2 failed", "shop", "prod"), now=T0)
+    notify.deliver_due(ws, now=T0)
+    hook.down()
+    notify.emit(ws, Event("tests.failed", "suite 3 failed", "shop", "prod"), now=T0)
+    notify.deliver_due(ws, now=T0)
+    assert sorted(e.status for e in notify.notify_log(ws)) == ["delivered", "failed", "pending"]
+    assert notify.prune(ws, now=T0 + 29 * 86400) == 0
+    assert notify.prune(ws, now=T0 + 31 * 86400) == 2
+    assert [e.status for e in notify.notify_log(ws)] == ["pending"]
