@@ -17,8 +17,10 @@ from reconciler.core.errors import Problem
 from reconciler.core.models import (
     DEFAULT_RANGES,
     LOCALHOST,
+    Alert,
     HealthCheck,
     Host,
+    Notifier,
     PortRange,
     Project,
     Reservation,
@@ -85,9 +87,12 @@ def build_desired(
     projects = builder.read_projects()
     _pins(builder.check, builder.instances, reserved)
     suites = builder.read_suites(projects)
+    notifiers = builder.read_notifiers()
+    alerts = builder.read_alerts(projects, notifiers)
     desired = DesiredState(
         hosts=builder.hosts, ranges=tuple(ranges), reservations=tuple(reservations), instances=builder.instances,
-        projects=projects, suites=suites, sources=builder.sources, secrets=dict(secrets or {}),
+        projects=projects, suites=suites, notifiers=notifiers, alerts=alerts, sources=builder.sources,
+        secrets=dict(secrets or {}),
     )
     return desired, builder.check.problems
 
@@ -224,6 +229,50 @@ class _Builder:
                     self.check.add(source, ("cases", index, "id"), f"duplicate test case id {case.id!r}")
                 seen_ids.add(case.id)
         return suites
+
+    def read_notifiers(self) -> dict[str, Notifier]:
+        """Notifiers by name; each secret reference must resolve at the global scope (a notifier belongs to
+        no project)."""
+        notifiers: dict[str, Notifier] = {}
+        _unique(self.check, self.of(Notifier), "Notifier", self.sources)
+        for source, doc in self.of(Notifier):
+            assert isinstance(doc, Notifier)
+            notifiers.setdefault(doc.name, doc)
+            if not self.check_secrets:
+                continue
+            for field_name, reference in doc.secret_references():
+                name = secret_scope.reference_name(reference)
+                if name is None or secret_scope.resolve(name, None, None, self.secrets or {}) is not None:
+                    continue
+                where = "secrets.enc does not exist" if self.secrets is None else f"secrets.enc has no global {name}"
+                self.check.add(source, (field_name,), f"secret {name} is not set ({where}); a notifier's secrets "
+                               f"are global: set it with: qrm secrets set {name}")
+        return notifiers
+
+    def read_alerts(self, projects: dict[str, Project], notifiers: dict[str, Notifier]) -> dict[str, Alert]:
+        """Alerts by name; the notifiers and projects they name must exist."""
+        alerts: dict[str, Alert] = {}
+        _unique(self.check, self.of(Alert), "Alert", self.sources)
+        for source, doc in self.of(Alert):
+            assert isinstance(doc, Alert)
+            alerts.setdefault(doc.name, doc)
+            for index, notifier in enumerate(doc.notifiers):
+                if notifier not in notifiers:
+                    self.check.add(source, ("notifiers", index), f"unknown notifier {notifier!r}; known notifiers: "
+                                   f"{', '.join(sorted(notifiers)) or '(none: add a Notifier)'}")
+            for index, project in enumerate(doc.projects):
+                if project not in projects:
+                    self.check.add(source, ("projects", index), f"unknown project {project!r}; known projects: "
+                                   f"{', '.join(sorted(projects)) or '(none)'}")
+            # an environment no project (of those the alert names) has would filter out every event
+            named = [projects[p] for p in doc.projects if p in projects] or list(projects.values())
+            known = sorted({env for project in named for env in project.environments})
+            for index, environment in enumerate(doc.environments):
+                if environment not in known:
+                    which = "no project named here" if doc.projects else "no project"
+                    self.check.add(source, ("environments", index), f"{which} has an environment {environment!r}; "
+                                   f"known environments: {', '.join(known) or '(none)'}")
+        return alerts
 
 
 def _secret_references(check: _Checker, source: SourceRef, project: Project, secrets: Mapping[str, str] | None) -> None:

@@ -27,6 +27,7 @@ from pydantic import (
 
 from reconciler.core import request_parts
 from reconciler.core.durations import DURATION_PATTERN
+from reconciler.core.notifications import EVENT_KINDS, severity_rank
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"
 PORT_SPAN_PATTERN = r"^\d{1,5}-\d{1,5}$"
@@ -35,6 +36,7 @@ PATH_PATTERN = r"^/"
 URL_PATTERN = r"^https?://"
 BASE_PATH_PATTERN = r"^(/[^/\s]+)*$"
 JSON_PATH_PATTERN = r"^\$"
+EMAIL_PATTERN = r"^[^@\s<>]+@[^@\s<>]+$"
 
 # What each pattern means, for error messages (a regular expression tells a user little).
 PATTERN_HINTS: dict[str, str] = {
@@ -47,6 +49,7 @@ PATTERN_HINTS: dict[str, str] = {
     URL_PATTERN: "a URL starting with http:// or https://",
     BASE_PATH_PATTERN: "\"\" or a path such as /blog (starting with '/', no trailing '/')",
     JSON_PATH_PATTERN: "a JSON path starting with '$'",
+    EMAIL_PATTERN: "an email address such as ops@example.com",
 }
 # Values of fields with these patterns are never repeated in a message: they may be a leaked secret.
 SECRET_PATTERNS = frozenset({SECRET_REF_PATTERN})
@@ -395,8 +398,98 @@ class TestSuite(Spec):
                         "generated from; cases of a component whose hash changed are regenerated")
 
 
+EventKind = Literal[
+    "*", "apply.failed", "apply.succeeded", "drift.detected", "health.critical", "health.recovered", "tests.failed",
+    "tests.flaky", "deploy.blocked", "secret.rotated", "notify.test",
+]
+Severity = Literal["info", "warning", "critical"]
+NotifierProvider = Literal["webhook", "slack", "email", "apprise"]
+EmailAddress = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
+
+# The fields each provider needs, and those that only some providers read (set for another one: an error).
+_PROVIDER_NEEDS: dict[str, tuple[str, ...]] = {
+    "webhook": ("url", "signing_secret"),
+    "slack": ("url",),
+    "email": ("smtp_host", "sender", "to"),
+    "apprise": ("url",),
+}
+_PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
+    "url": ("webhook", "slack", "apprise"),
+    "signing_secret": ("webhook",),
+    "smtp_host": ("email",), "smtp_port": ("email",), "username": ("email",), "password": ("email",),
+    "sender": ("email",), "to": ("email",), "starttls": ("email",),
+}
+
+
+class Notifier(Spec):
+    """Where notifications go: a webhook, a Slack incoming webhook, an SMTP mailbox or an apprise URL. Every
+    address and credential is a secret reference (global scope): the URL of a webhook is itself a credential."""
+
+    kind: Literal["Notifier"]
+    name: Name
+    provider: NotifierProvider
+    url: SecretRef | None = Field(None, description="webhook, slack and apprise: the URL, as secret:NAME")
+    signing_secret: SecretRef | None = Field(
+        None, description="webhook: the Standard Webhooks secret (whsec_<base64>), as secret:NAME")
+    smtp_host: HostName | None = Field(None, description="email: the SMTP server")
+    smtp_port: Port = Field(587, description="email: the SMTP port")
+    username: str | None = Field(None, description="email: the SMTP user (needs password)")
+    password: SecretRef | None = Field(None, description="email: the SMTP password, as secret:NAME")
+    sender: str | None = Field(None, pattern=r"^[^<>@\s]+@[^<>@\s]+$|^[^<>]*<[^<>@\s]+@[^<>@\s]+>$",
+                               description="email: the From address, ops@example.com or 'qrm <ops@example.com>'")
+    to: list[EmailAddress] = Field([], description="email: the recipients")
+    starttls: bool = Field(True, description="email: upgrade the connection with STARTTLS")
+    dedupe_window: Duration = Field("5m", description="the same event (by its key) within this window is sent once")
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> Notifier:
+        for needed in _PROVIDER_NEEDS[self.provider]:
+            if not getattr(self, needed):
+                raise FieldError((needed,), f"{self.provider} notifiers need {needed}")
+        for name in sorted(self.model_fields_set):
+            providers = _PROVIDER_FIELDS.get(name)
+            if providers is not None and self.provider not in providers:
+                raise FieldError((name,), f"{name} is for {' and '.join(providers)} notifiers, not {self.provider}")
+        if (self.username is None) != (self.password is None):
+            missing = "password" if self.password is None else "username"
+            raise FieldError((missing,), f"username and password go together: {missing} is missing")
+        return self
+
+    def secret_references(self) -> list[tuple[str, str]]:
+        """(field, secret:NAME) of every field that holds one."""
+        return [(name, value) for name in ("url", "signing_secret", "password")
+                if (value := getattr(self, name)) is not None]
+
+
+class Alert(Spec):
+    """Which events go to which notifiers: the events (or "*"), the projects and environments (empty: all)
+    and the least severity."""
+
+    kind: Literal["Alert"]
+    name: Name
+    events: list[EventKind] = Field(min_length=1, description='event kinds, or "*" for every one')
+    projects: list[Name] = Field([], description="only events of these projects (empty: every project)")
+    environments: list[Name] = Field([], description="only events of these environments (empty: every one)")
+    min_severity: Severity = Field("warning", description="events below this severity are not sent "
+                                                          "(recoveries always are)")
+    notifiers: list[Name] = Field(min_length=1, description="the Notifier manifests to send to")
+
+    @model_validator(mode="after")
+    def _reachable_events(self) -> Alert:
+        # An event named here whose severity is below min_severity would never be sent: say so, rather
+        # than leave apply.succeeded silently filtered out.
+        for index, kind in enumerate(self.events):
+            default = EVENT_KINDS.get(kind)
+            if default is None or kind == "health.recovered":  # "*", or a recovery (always sent)
+                continue
+            if severity_rank(default) < severity_rank(self.min_severity):
+                raise FieldError(("events", index), f"{kind} has severity {default}, below min_severity "
+                                 f"{self.min_severity}, so it would never be sent; set min_severity: {default}")
+        return self
+
+
 Manifest = Annotated[
-    Host | PortRange | Reservation | Service | Project | TestSuite,
+    Host | PortRange | Reservation | Service | Project | TestSuite | Notifier | Alert,
     Field(discriminator="kind"),
 ]
 MANIFEST_KINDS: dict[str, type[Spec]] = {
@@ -406,6 +499,8 @@ MANIFEST_KINDS: dict[str, type[Spec]] = {
     "Service": Service,
     "Project": Project,
     "TestSuite": TestSuite,
+    "Notifier": Notifier,
+    "Alert": Alert,
 }
 
 
@@ -455,6 +550,9 @@ class Settings(Spec):
         Literal[".env", "docker-compose.yml", "nginx.conf", "quantum.config.yaml", "*"], Literal["overwrite", "warn"]
     ] = Field({}, description="what apply does with a generated file edited by hand: overwrite (default) or warn")
     tokens: list[ApiToken] = Field([], description="the tokens of qrm serve (qrm token create|list|revoke)")
+    public_url: str | None = Field(
+        None, pattern=URL_PATTERN, description="where qrm serve is reachable, e.g. https://qrm.example.com: "
+                                               "notifications link to its dashboard pages")
 
     @model_validator(mode="after")
     def _unique_token_names(self) -> Settings:

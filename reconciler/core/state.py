@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.models import Host, PortRange, Project, Reservation, TestSuite
+from reconciler.core.models import Alert, Host, Notifier, PortRange, Project, Reservation, TestSuite
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class DesiredState:
     instances: dict[str, ServiceInstance]
     projects: dict[str, Project] = field(default_factory=dict)
     suites: dict[str, TestSuite] = field(default_factory=dict)
+    notifiers: dict[str, Notifier] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
     sources: dict[str, SourceRef] = field(default_factory=dict)
     # Fingerprint of the manifests this state came from (set by the loader from file hashes);
     # a saved plan records it to tell when the manifests changed under it.

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -59,7 +60,7 @@ from reconciler.core.errors import AllocationRaceError, NoRegistryError, Registr
 from reconciler.core.health import HealthRecord
 from reconciler.core.state import RecordedFile, RecordedService
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 FINISHED = ("passed", "failed")  # the statuses of a run that history and compare count
 _CHUNK = 500  # rows per IN (...) list: far under SQLite's variable limit
 
@@ -200,6 +201,36 @@ webhook_deliveries = Table(  # version 9: the delivery ids of webhooks in, kept 
     Column("received_at", String(32), nullable=False),
 )
 
+# Version 10: notifications. The outbox holds each event once per notifier (its payload: never an address or
+# credential, those are resolved at send time); times are epoch seconds, as delivery compares them with now.
+notify_outbox = Table(
+    "notify_outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _owner(),
+    Column("notifier", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("dedupe_key", String(64), nullable=False),
+    Column("recovery", Boolean, nullable=False, default=False),
+    Column("payload", Text, nullable=False),  # Event.as_payload() as JSON
+    Column("status", String(16), nullable=False),  # pending | delivered | failed | gone
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),  # when pending; a sender's claim pushes it past its send
+    Column("claim", String(40), nullable=False, server_default=""),  # the pass that last claimed the row
+    Column("last_error", Text, nullable=False, server_default=""),  # the last attempt's reason (never a secret)
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Index("ix_notify_outbox_due", "status", "next_attempt_at"),
+    Index("ix_notify_outbox_dedupe", "owner", "notifier", "dedupe_key", "created_at"),
+)
+notify_disabled = Table(  # notifiers a 410 disabled, until their manifest changes or `qrm notify enable`
+    "notify_disabled", metadata,
+    Column("owner", String(200), primary_key=True, server_default=""),
+    Column("notifier", String(63), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("manifest", String(64), nullable=False),  # sha256 of the notifier's manifest when it was disabled
+    Column("disabled_at", Float, nullable=False),
+)
+
 
 def _v1(conn: Connection) -> None:
     """Version 1: allocations and apply history."""
@@ -294,8 +325,14 @@ def _v9(conn: Connection) -> None:
     webhook_deliveries.create(conn, checkfirst=True)
 
 
+def _v10(conn: Connection) -> None:
+    """Version 10: the notification outbox and the notifiers a 410 disabled."""
+    notify_outbox.create(conn, checkfirst=True)
+    notify_disabled.create(conn, checkfirst=True)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 9: _v9}
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 9: _v9, 10: _v10}
 
 
 def _now() -> str:
@@ -305,6 +342,17 @@ def _now() -> str:
 def stamp(moment: datetime) -> str:
     """A time as the registry stores it (UTC, fixed width, so text order is time order)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    """One event for one notifier, as emit enqueues it."""
+
+    notifier: str
+    kind: str
+    dedupe_key: str
+    payload: str  # JSON
+    recovery: bool = False
 
 
 @dataclass(frozen=True)
@@ -861,6 +909,118 @@ class Registry:
             return _insert_or_nothing(conn, table, {"owner": self.owner, "source": source, "delivery": delivery,
                                                     "received_at": now})
 
+    # --- Notifications: the outbox and the disabled notifiers ---------------------------------------------
+
+    def enqueue_notifications(self, rows: Sequence[NotificationRow], *, now: float,
+                              windows: dict[str, float]) -> list[int]:
+        """Add a pending row for each of `rows`, unless its notifier already has one with the same dedupe key
+        created within its window (`windows`: notifier -> seconds); recoveries always; one transaction.
+        The ids of the rows added."""
+        table = notify_outbox
+        added: list[int] = []
+        with self._write() as conn:
+            for row in rows:
+                window = windows.get(row.notifier, 0.0)
+                if not row.recovery and window > 0 and conn.execute(
+                        select(table.c.id).where(self._mine(table), table.c.notifier == row.notifier,
+                                                 table.c.dedupe_key == row.dedupe_key,
+                                                 table.c.created_at > now - window).limit(1)).first() is not None:
+                    continue
+                result = conn.execute(insert(table).values(
+                    owner=self.owner, notifier=row.notifier, kind=row.kind, dedupe_key=row.dedupe_key,
+                    recovery=row.recovery, payload=row.payload, status="pending", attempts=0, next_attempt_at=now,
+                    last_error="", created_at=now, delivered_at=None))
+                key = result.inserted_primary_key
+                assert key is not None
+                added.append(int(key[0]))
+        return added
+
+    def due_notifications(self, now: float, limit: int = 200, ids: Sequence[int] | None = None
+                          ) -> list[dict[str, Any]]:
+        """Pending rows whose next attempt is due, oldest first (`ids`: only these)."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(self._due(now, limit, ids))]
+
+    def _due(self, now: float, limit: int, ids: Sequence[int] | None) -> Any:
+        table = notify_outbox
+        query = select(table).where(self._mine(table), table.c.status == "pending", table.c.next_attempt_at <= now)
+        if ids is not None:
+            query = query.where(table.c.id.in_(list(ids)))
+        return query.order_by(table.c.id).limit(limit)
+
+    def claim_notifications(self, now: float, until: float, claim: str, limit: int = 200,
+                            ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Take the due rows for one delivery pass, in one transaction: their next attempt moves to `until`, so
+        no other sender takes them meanwhile (a sender that dies leaves them due again then); a row another
+        sender took first is not among those returned. `claim`: this pass's unique token."""
+        table = notify_outbox
+        with self._write() as conn:
+            wanted = [r.id for r in conn.execute(self._due(now, limit, ids).with_only_columns(table.c.id))]
+            if not wanted:
+                return []
+            # the conditions again: on PostgreSQL a row another pass claimed meanwhile is re-read and skipped
+            conn.execute(table.update().where(table.c.id.in_(wanted), table.c.status == "pending",
+                                              table.c.next_attempt_at <= now).values(next_attempt_at=until,
+                                                                                     claim=claim))
+            return [dict(r._mapping) for r in conn.execute(
+                select(table).where(table.c.id.in_(wanted), table.c.claim == claim,
+                                    table.c.next_attempt_at == until).order_by(table.c.id))]
+
+    def finish_notifications(self, outcomes: Sequence[dict[str, Any]]) -> None:
+        """Record a pass's outcomes in one transaction; each: id, status, attempts, next_attempt_at,
+        last_error, delivered_at."""
+        if not outcomes:
+            return
+        table = notify_outbox
+        statement = table.update().where(table.c.id == bindparam("row_id")).values(
+            status=bindparam("status"), attempts=bindparam("attempts"), next_attempt_at=bindparam("next_attempt_at"),
+            last_error=bindparam("last_error"), delivered_at=bindparam("delivered_at"))
+        with self._write() as conn:
+            conn.execute(statement, [{**{k: v for k, v in o.items() if k != "id"}, "row_id": o["id"]}
+                                     for o in outcomes])
+
+    def notification_rows(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest outbox rows, newest first."""
+        table = notify_outbox
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(table).where(self._mine(table)).order_by(table.c.id.desc()).limit(limit))]
+
+    def prune_notifications(self, before: float) -> int:
+        """Delete this workspace's finished outbox rows (delivered, failed, gone) created before `before`."""
+        table = notify_outbox
+        with self._write() as conn:
+            return int(conn.execute(delete(table).where(self._mine(table), table.c.status != "pending",
+                                                        table.c.created_at < before)).rowcount)
+
+    def pending_notifications(self) -> int:
+        table = notify_outbox
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table).where(
+                self._mine(table), table.c.status == "pending")).scalar_one())
+
+    def disabled_notifiers(self) -> dict[str, tuple[str, str, float]]:
+        """notifier -> (reason, sha256 of its manifest then, when)."""
+        table = notify_disabled
+        with self.engine.connect() as conn:
+            return {r.notifier: (r.reason, r.manifest, r.disabled_at)
+                    for r in conn.execute(select(table).where(self._mine(table)))}
+
+    def disable_notifier(self, notifier: str, reason: str, manifest: str, now: float) -> None:
+        """Disable a notifier (its receiver answered 410 Gone); its pending rows become gone."""
+        with self._write() as conn:
+            _insert_or_nothing(conn, notify_disabled, {"owner": self.owner, "notifier": notifier, "reason": reason,
+                                                       "manifest": manifest, "disabled_at": now})
+            conn.execute(notify_outbox.update().where(
+                self._mine(notify_outbox), notify_outbox.c.notifier == notifier,
+                notify_outbox.c.status == "pending").values(status="gone", last_error=reason))
+
+    def enable_notifier(self, notifier: str) -> bool:
+        """Whether it was disabled."""
+        with self._write() as conn:
+            return bool(conn.execute(delete(notify_disabled).where(
+                notify_disabled.c.owner == self.owner, notify_disabled.c.notifier == notifier)).rowcount)
+
     def test_result_rows(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         with self.engine.connect() as conn:
@@ -1178,4 +1338,4 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("qrm_write") else "BEGIN")
 
 
-__all__ = ["SCHEMA_VERSION", "ApplyRecord", "LeaderLease", "Registry", "default_url", "display_url"]
+__all__ = ["SCHEMA_VERSION", "ApplyRecord", "LeaderLease", "NotificationRow", "Registry", "default_url", "display_url"]

@@ -12,7 +12,7 @@ from tests.support.paths import FIXTURES, REPO
 from tests.support.workspace import Workspace
 
 BAD = FIXTURES / "bad"
-KINDS = "Host, PortRange, Reservation, Service, Project, TestSuite"
+KINDS = "Host, PortRange, Reservation, Service, Project, TestSuite, Notifier, Alert"
 
 
 @dataclass(frozen=True)

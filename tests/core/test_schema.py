@@ -28,8 +28,9 @@ def test_the_committed_schemas_are_what_the_models_generate() -> None:
 
 def test_there_is_a_schema_for_every_kind_for_any_manifest_and_for_qrm_yaml() -> None:
     assert sorted(GENERATED) == [
-        "host.schema.json", "manifest.schema.json", "portrange.schema.json", "project.schema.json",
-        "qrm.schema.json", "reservation.schema.json", "service.schema.json", "testsuite.schema.json",
+        "alert.schema.json", "host.schema.json", "manifest.schema.json", "notifier.schema.json",
+        "portrange.schema.json", "project.schema.json", "qrm.schema.json", "reservation.schema.json",
+        "service.schema.json", "testsuite.schema.json",
     ]
     for content in GENERATED.values():
         jsonschema.Draft202012Validator.check_schema(json.loads(content))
@@ -38,7 +39,7 @@ def test_there_is_a_schema_for_every_kind_for_any_manifest_and_for_qrm_yaml() ->
 def test_qrm_schema_writes_the_schemas_and_then_is_current(workspace: Workspace) -> None:
     written = workspace.qrm("schema")
     assert written.exit_code == 0, written.output
-    assert "Wrote 8 schema file(s)" in written.output
+    assert "Wrote 10 schema file(s)" in written.output
     assert {p.name: p.read_text() for p in (workspace.root / "schemas").iterdir()} == GENERATED
     assert workspace.qrm("schema", "--check").exit_code == 0
     again = workspace.qrm("schema")

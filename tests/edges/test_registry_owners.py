@@ -139,7 +139,7 @@ def test_a_version_7_registry_is_upgraded_and_its_rows_belong_to_the_workspace(t
     url = f"sqlite:///{path}"
     registry = Registry(url, owner="fleet", scoped=True)
     try:
-        assert registry.schema_version() == SCHEMA_VERSION == 9
+        assert registry.schema_version() == SCHEMA_VERSION == 10
         assert {n: s.port for n, s in registry.recorded_services().items()} == {
             "quantumblog-dev-web": 8001, "quantum-admin": 8500}
         assert registry.recorded_secrets() == {"quantumblog/BLOG_DB_PASSWORD": "f1f2f3"}

@@ -25,7 +25,8 @@ from tests.support.workspace import Workspace
 
 AGE_KEY = REPO / "examples" / "demo-age-key.txt"
 TABLES = {"meta", "allocations", "services", "secrets", "health", "generated_files", "component_files",
-          "applies", "test_runs", "test_results", "idempotency_keys", "webhook_deliveries"}
+          "applies", "test_runs", "test_results", "idempotency_keys", "webhook_deliveries",
+          "notify_outbox", "notify_disabled"}
 
 
 def example(root: Path) -> Path:
