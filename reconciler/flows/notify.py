@@ -40,7 +40,7 @@ from reconciler.core.notifications import (
     next_attempt_delay,
 )
 from reconciler.core.secret_scope import reference_name
-from reconciler.edges import notify_webhook
+from reconciler.edges import notify_slack, notify_webhook
 from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace
 
@@ -55,6 +55,7 @@ SendFunction = Callable[[Target, Event, str, float], Awaitable[Outcome]]
 # provider -> its edge's send(target, event, delivery_id, timeout)
 PROVIDERS: dict[str, SendFunction] = {
     "webhook": notify_webhook.send,
+    "slack": notify_slack.send,
 }
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
