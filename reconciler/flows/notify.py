@@ -40,7 +40,7 @@ from reconciler.core.notifications import (
     next_attempt_delay,
 )
 from reconciler.core.secret_scope import reference_name
-from reconciler.edges import notify_slack, notify_webhook
+from reconciler.edges import notify_email, notify_slack, notify_webhook
 from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace
 
@@ -56,6 +56,7 @@ SendFunction = Callable[[Target, Event, str, float], Awaitable[Outcome]]
 PROVIDERS: dict[str, SendFunction] = {
     "webhook": notify_webhook.send,
     "slack": notify_slack.send,
+    "email": notify_email.send,
 }
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
@@ -216,6 +217,7 @@ def _resolve(ws: Workspace, notifier: Notifier, values: dict[str, str]) -> Targe
         signing_secret=value(notifier.signing_secret), smtp_host=notifier.smtp_host or "",
         smtp_port=notifier.smtp_port, username=notifier.username or "", password=value(notifier.password),
         sender=notifier.sender or "", to=tuple(notifier.to), starttls=notifier.starttls,
+        tls_ca_file=str(ws.root / notifier.tls_ca_file) if notifier.tls_ca_file else "",
     )
 
 

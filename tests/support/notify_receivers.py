@@ -218,7 +218,7 @@ class _Authenticator:
             return AuthResult(success=False, handled=False)
         login = (auth_data.login.decode(), auth_data.password.decode())
         self.mailbox.logins.append(login)
-        return AuthResult(success=login == (self.username, self.password))
+        return AuthResult(success=login == (self.username, self.password), handled=False)  # aiosmtpd answers 235 or 535
 
 
 @contextlib.contextmanager
