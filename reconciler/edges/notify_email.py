@@ -24,8 +24,6 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
-import aiosmtplib
-
 from reconciler.core.notifications import Event, Outcome, Target, text
 
 IMPLICIT_TLS_PORT = 465
@@ -76,6 +74,7 @@ def _by_code(code: int, what: str) -> Outcome:
 
 
 async def _deliver(target: Target, mail: EmailMessage, where: str, timeout: float) -> Outcome:
+    import aiosmtplib
     implicit = target.smtp_port == IMPLICIT_TLS_PORT
     try:
         context = tls_context(target)
@@ -113,6 +112,9 @@ def _address(sender: str) -> str:
 
 async def send(target: Target, event: Event, delivery_id: str, timeout: float) -> Outcome:
     """Send the event's email through the target's SMTP server; never raises."""
+    # imported at the first email: 50 ms every other qrm command (which may emit events) need not pay
+    import aiosmtplib
+
     where = f"smtp://{target.smtp_host}:{target.smtp_port}"
     if not target.smtp_host or not target.sender or not target.to:
         return Outcome("failed", "the email notifier needs smtp_host, sender and to")

@@ -40,7 +40,7 @@ from reconciler.core.notifications import (
     next_attempt_delay,
 )
 from reconciler.core.secret_scope import reference_name
-from reconciler.edges import notify_email, notify_slack, notify_webhook
+from reconciler.edges import notify_apprise, notify_email, notify_slack, notify_webhook
 from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace
 
@@ -57,6 +57,7 @@ PROVIDERS: dict[str, SendFunction] = {
     "webhook": notify_webhook.send,
     "slack": notify_slack.send,
     "email": notify_email.send,
+    "apprise": notify_apprise.send,
 }
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
