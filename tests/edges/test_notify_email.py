@@ -98,7 +98,8 @@ def test_a_certificate_the_system_store_does_not_trust_is_refused(tmp_path: Path
 ])
 def test_each_smtp_answer_becomes_its_outcome(tmp_path: Path, password: str, data_reply: str | None, status: str,
                                               words: str) -> None:
-    with rx.smtp_server(tmp_path, username=USER, password=PASSWORD, data_reply=data_reply) as server:
+    replies = (data_reply,) if data_reply else ()
+    with rx.smtp_server(tmp_path, username=USER, password=PASSWORD, data_replies=replies) as server:
         outcome = send(server, password=password)
     assert outcome.status == status, outcome.reason
     assert words in outcome.reason

@@ -190,13 +190,13 @@ class SmtpServer:
 
 
 class _Handler:
-    def __init__(self, mailbox: Mailbox, reply: str | None):
+    def __init__(self, mailbox: Mailbox, replies: list[str]):
         self.mailbox = mailbox
-        self.reply = reply
+        self.replies = replies
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.reply is not None:
-            return self.reply
+        if self.replies:
+            return self.replies.pop(0)
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         parsed = message_from_bytes(content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -223,11 +223,11 @@ class _Authenticator:
 
 @contextlib.contextmanager
 def smtp_server(folder: Path, *, starttls: bool = True, username: str = "", password: str = "",
-                data_reply: str | None = None) -> Iterator[SmtpServer]:
+                data_replies: tuple[str, ...] = ()) -> Iterator[SmtpServer]:
     """An aiosmtpd server on 127.0.0.1: with `starttls` it offers STARTTLS with a certificate for 127.0.0.1
     issued by a test CA (its PEM in `folder`, for the client to trust) and requires it before AUTH and MAIL;
-    with `username` it requires AUTH (PLAIN/LOGIN) with that password. `data_reply` ("451 ...", "550 ...")
-    is its answer to DATA instead of accepting the message."""
+    with `username` it requires AUTH (PLAIN/LOGIN) with that password. `data_replies` ("451 ...", "550 ...")
+    are its answers to the first DATA commands instead of accepting the message (then it accepts)."""
     ca = trustme.CA()
     ca_file = folder / "smtp-test-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
@@ -241,7 +241,7 @@ def smtp_server(folder: Path, *, starttls: bool = True, username: str = "", pass
         kwargs.update(authenticator=_Authenticator(mailbox, username, password), auth_required=True,
                       auth_require_tls=starttls)
     port = free_port()
-    controller = Controller(_Handler(mailbox, data_reply), hostname="127.0.0.1", port=port, tls_context=context,
+    controller = Controller(_Handler(mailbox, list(data_replies)), hostname="127.0.0.1", port=port, tls_context=context,
                             require_starttls=starttls, server_hostname="127.0.0.1", **kwargs)
     controller.start()
     try:
