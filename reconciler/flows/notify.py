@@ -23,13 +23,14 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.durations import parse_duration
-from reconciler.core.errors import QrmError
+from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.core.notifications import (
     BACKOFF_SECONDS,
     Event,
@@ -42,7 +43,7 @@ from reconciler.core.notifications import (
 from reconciler.core.secret_scope import reference_name
 from reconciler.edges import notify_apprise, notify_email, notify_slack, notify_webhook
 from reconciler.flows.open_registries import kept_registry
-from reconciler.flows.workspace import Workspace
+from reconciler.flows.workspace import Workspace, sqlite_path
 
 if TYPE_CHECKING:
     from reconciler.core.models import Notifier
@@ -66,6 +67,7 @@ SEND_TIMEOUT = 10.0  # seconds for one send (connect, request, answer)
 ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets rotate) spends delivering at its end
 LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
 LOOP_BUDGET = 10.0
+STOP_WAIT = 2.0  # seconds `qrm watch` and `qrm serve` wait for a delivery pass in progress when they stop
 PASS_LIMIT = 200  # rows one pass takes at most (the rest wait for the next)
 ATTEMPTS = len(BACKOFF_SECONDS) + 1
 
@@ -237,6 +239,7 @@ class _Send:
     target: Target | None
     problem: Outcome | None = None
     outcome: Outcome | None = None
+    started: bool = False
 
 
 def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0,
@@ -245,21 +248,22 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
     """Send the outbox rows that are due (`ids`: only these), concurrently, each send under SEND_TIMEOUT and
     the pass under `budget` seconds; record each outcome and schedule retries. `now` (epoch seconds) is the
     pass's time (tests step it through the backoff instead of sleeping); `retry=False` fails a delivery
-    that does not go through at once (`qrm notify test`)."""
+    that does not go through at once and says so at info level: the caller reports it (`qrm notify test`)."""
     moment = time.time() if now is None else now
+    path = sqlite_path(ws.registry_url())
+    if path is not None and not path.exists():
+        return []  # no registry yet: nothing was ever emitted (and a delivery loop does not make one)
     with kept_registry(ws) as registry:
-        rows = registry.due_notifications(moment, PASS_LIMIT, ids)
-        if not rows:
+        if not registry.due_notifications(moment, 1, ids):
             return []
         state = desired if desired is not None else _state(ws)
         disabled = _disabled(registry, state)
-        lease = moment + budget + SEND_TIMEOUT
+        # claimed until the pass is surely over; a sender that dies leaves its rows due again then
+        rows = registry.claim_notifications(moment, moment + budget + SEND_TIMEOUT, uuid.uuid4().hex, PASS_LIMIT, ids)
         sends: list[_Send] = []
         values: dict[str, str] = {}
         targets: dict[str, Target | Outcome] = {}
         for row in rows:
-            if not registry.claim_notification(row["id"], row["next_attempt_at"], lease):
-                continue  # another sender took it
             event = Event.from_payload(json.loads(row["payload"]))
             name = row["notifier"]
             if name not in targets:
@@ -271,7 +275,9 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
                 sends.append(_Send(row, event, found))
         secrets = list(values.values())
         _send_all([s for s in sends if s.target is not None], min(budget, SEND_TIMEOUT), budget)
-        return [_record(registry, state, send, moment, secrets, retry) for send in sends]
+        recorded = [_record(registry, state, send, moment, secrets, retry) for send in sends]
+        registry.finish_notifications([update for _, update in recorded])
+        return [result for result, _ in recorded]
 
 
 def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, str], name: str,
@@ -290,19 +296,24 @@ def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, s
 
 
 def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
-    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds; a send
-    still running then gets no outcome (its row is due again at once)."""
+    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds: a send still
+    running then is cut off (a failed attempt), one not started gets no outcome (its row is due again at once)."""
     if not sends:
         return
 
     async def run() -> None:
         limits: dict[str, asyncio.Semaphore] = {}
+        gone: dict[str, str] = {}
 
         async def one(send: _Send) -> None:
             assert send.target is not None
             limit = limits.setdefault(send.target.notifier, asyncio.Semaphore(
                 CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
             async with limit:
+                if send.target.notifier in gone:  # answered 410 to an earlier send of this pass
+                    send.outcome = Outcome("gone", gone[send.target.notifier])
+                    return
+                send.started = True
                 try:
                     send.outcome = await asyncio.wait_for(
                         PROVIDERS[send.target.provider](send.target, send.event, _delivery_id(send.row), timeout),
@@ -312,12 +323,17 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
                 except Exception as exc:  # a provider that broke its promise never to raise
                     send.outcome = Outcome("retry", f"the {send.target.provider} provider failed: "
                                                     f"{type(exc).__name__}")
+                if send.outcome.status == "gone":
+                    gone[send.target.notifier] = send.outcome.reason
 
         tasks = [asyncio.ensure_future(one(send)) for send in sends]
         _, pending = await asyncio.wait(tasks, timeout=budget)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for send in sends:  # cut off while sending: an attempt (the receiver may have it), retried as any other
+            if send.started and send.outcome is None:
+                send.outcome = Outcome("retry", f"no answer within the delivery pass's {budget:g} s")
 
     asyncio.run(run())
 
@@ -328,41 +344,44 @@ def _delivery_id(row: dict[str, Any]) -> str:
 
 
 def _record(registry: Registry, state: DesiredState, send: _Send, moment: float, secrets: list[str],
-            retry: bool) -> DeliveryResult:
+            retry: bool) -> tuple[DeliveryResult, dict[str, Any]]:
+    """The result of one send and the update of its row (the pass writes them all in one transaction)."""
     row = send.row
     outcome = send.problem or send.outcome
     base = {"id": row["id"], "notifier": row["notifier"], "kind": row["kind"]}
     if outcome is None:  # the budget ran out before it was sent: due again at once, no attempt counted
-        registry.finish_notification(row["id"], status="pending", attempts=row["attempts"],
-                                     next_attempt_at=moment, last_error=row["last_error"])
-        return DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
-                              attempts=row["attempts"], next_attempt_at=moment)
+        return (DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
+                               attempts=row["attempts"], next_attempt_at=moment),
+                _update(row, "pending", row["attempts"], moment, row["last_error"]))
     attempts = row["attempts"] + (0 if send.problem is not None and send.problem.status == "gone" else 1)
     reason = _scrubbed(outcome.reason, secrets)
     if outcome.status == "delivered":
-        registry.finish_notification(row["id"], status="delivered", attempts=attempts, next_attempt_at=moment,
-                                     last_error="", delivered_at=moment)
-        return DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts)
+        return (DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts),
+                _update(row, "delivered", attempts, moment, "", delivered_at=moment))
     if outcome.status == "gone":
         notifier = state.notifiers.get(row["notifier"])
         if send.problem is None and notifier is not None:
             registry.disable_notifier(row["notifier"], reason, manifest_digest(notifier), moment)
-            log.warning("notifier %s is disabled: %s; it gets nothing until its manifest changes or "
-                        "`qrm notify enable %s`", row["notifier"], reason, row["notifier"])
-        registry.finish_notification(row["id"], status="gone", attempts=attempts, next_attempt_at=moment,
-                                     last_error=reason)
-        return DeliveryResult(**base, status="gone", reason=reason, attempts=attempts)
+            log.log(logging.WARNING if retry else logging.INFO, "notifier %s is disabled: %s; it gets nothing "
+                    "until its manifest changes or `qrm notify enable %s`", row["notifier"], reason, row["notifier"])
+        return (DeliveryResult(**base, status="gone", reason=reason, attempts=attempts),
+                _update(row, "gone", attempts, moment, reason))
     delay = next_attempt_delay(attempts, outcome.retry_after) if outcome.status == "retry" and retry else None
     if delay is None:
         if outcome.status == "retry" and retry:
             reason = f"gave up after {attempts} attempts: {reason}"
-        registry.finish_notification(row["id"], status="failed", attempts=attempts, next_attempt_at=moment,
-                                     last_error=reason)
-        log.warning("notification %s to %s failed: %s", row["kind"], row["notifier"], reason)
-        return DeliveryResult(**base, status="failed", reason=reason, attempts=attempts)
-    registry.finish_notification(row["id"], status="pending", attempts=attempts, next_attempt_at=moment + delay,
-                                 last_error=reason)
-    return DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay)
+        log.log(logging.WARNING if retry else logging.INFO, "notification %s to %s failed: %s", row["kind"],
+                row["notifier"], reason)
+        return (DeliveryResult(**base, status="failed", reason=reason, attempts=attempts),
+                _update(row, "failed", attempts, moment, reason))
+    return (DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay),
+            _update(row, "pending", attempts, moment + delay, reason))
+
+
+def _update(row: dict[str, Any], status: str, attempts: int, next_attempt_at: float, last_error: str, *,
+            delivered_at: float | None = None) -> dict[str, Any]:
+    return {"id": row["id"], "status": status, "attempts": attempts, "next_attempt_at": next_attempt_at,
+            "last_error": last_error, "delivered_at": delivered_at}
 
 
 def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) -> DeliveryResult:
@@ -461,15 +480,22 @@ class DeliveryLoop:
         return self
 
     def _run(self) -> None:
+        said = ""
         while not self._stop.is_set():
             try:
                 deliver_due(self.ws, budget=self.budget)
+                said = ""
             except Exception as exc:  # a registry that is away for a moment: the next pass tries again
-                log.warning("notification delivery pass failed: %s", exc)
+                message = unexpected_error(exc) if not isinstance(exc, QrmError) else str(exc)
+                if message != said:  # once, not every second
+                    log.warning("notification delivery pass failed: %s", message)
+                said = message
             self.passes += 1
             self._stop.wait(self.interval)
 
-    def stop(self, timeout: float = LOOP_BUDGET + SEND_TIMEOUT) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Stop after the pass in progress, waiting for it at most `timeout` seconds (a send cut off is retried
+        by the next sender once its claim runs out)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
