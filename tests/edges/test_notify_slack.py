@@ -129,9 +129,11 @@ def test_messages_sent_at_once_reach_one_webhook_a_second_apart() -> None:
         outcomes = asyncio.run(burst(receiver, other))
     assert [o.status for o in outcomes] == ["delivered"] * 4
     arrivals = [seen.at for seen in receiver.seen]
-    # the receiver's own clock (a little less than 1 s allows for the jitter of a loaded machine)
-    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(arrivals))
-    assert abs(other.seen[0].at - arrivals[0]) < 0.9  # another webhook has a pace of its own: it did not wait
+    # the receiver's own clock (a little less than 1 s allows for the jitter of a loaded machine; unpaced, the
+    # three arrive within milliseconds)
+    assert all(later - earlier >= 0.8 for earlier, later in itertools.pairwise(arrivals))
+    # another webhook has a pace of its own: sharing one, the fourth send would have waited for the third slot (3 s)
+    assert abs(other.seen[0].at - arrivals[0]) < 2.0
 
 
 SLACK_NOTIFIER = "kind: Notifier\nname: ops\nprovider: slack\nurl: secret:OPS_HOOK_URL\n"
@@ -151,7 +153,7 @@ def test_the_pace_holds_across_delivery_passes_and_429_is_retried_after_slacks_r
         assert [r.status for r in notify.deliver_due(ws, now=T0 + 7)] == ["delivered"]
     arrivals = [seen.at for seen in receiver.seen]
     assert len(arrivals) == 3
-    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(arrivals))
+    assert all(later - earlier >= 0.8 for earlier, later in itertools.pairwise(arrivals))
     assert [seen.json()["text"] for seen in receiver.seen] == [
         "✖ apply.failed shop/prod: port 8001 is taken", "⚠ drift.detected shop/prod: web drifted",
         "⚠ drift.detected shop/prod: web drifted"]
