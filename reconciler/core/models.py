@@ -417,7 +417,7 @@ _PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
     "url": ("webhook", "slack", "apprise"),
     "signing_secret": ("webhook",),
     "smtp_host": ("email",), "smtp_port": ("email",), "username": ("email",), "password": ("email",),
-    "sender": ("email",), "to": ("email",), "starttls": ("email",),
+    "sender": ("email",), "to": ("email",), "starttls": ("email",), "tls_ca_file": ("email",),
 }
 
 
@@ -439,6 +439,9 @@ class Notifier(Spec):
                                description="email: the From address, ops@example.com or 'qrm <ops@example.com>'")
     to: list[EmailAddress] = Field([], description="email: the recipients")
     starttls: bool = Field(True, description="email: upgrade the connection with STARTTLS")
+    tls_ca_file: str | None = Field(
+        None, min_length=1, description="email: a PEM file of the CA to trust for the SMTP server's certificate "
+                                        "instead of the system's (a private CA); relative to the workspace root")
     dedupe_window: Duration = Field("5m", description="the same event (by its key) within this window is sent once")
 
     @model_validator(mode="after")

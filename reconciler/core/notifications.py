@@ -185,6 +185,7 @@ class Target:
     sender: str = ""
     to: tuple[str, ...] = ()
     starttls: bool = True
+    tls_ca_file: str = ""  # email: the CA (PEM) the SMTP server's certificate is checked against; "" = the system's
 
     def secret_values(self) -> list[str]:
         """The values a message about this target must never contain."""

@@ -43,7 +43,7 @@ from reconciler.core.notifications import (
     next_attempt_delay,
 )
 from reconciler.core.secret_scope import reference_name
-from reconciler.edges import notify_webhook
+from reconciler.edges import notify_apprise, notify_email, notify_slack, notify_webhook
 from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace, sqlite_path
 
@@ -58,6 +58,9 @@ SendFunction = Callable[[Target, Event, str, float], Awaitable[Outcome]]
 # provider -> its edge's send(target, event, delivery_id, timeout)
 PROVIDERS: dict[str, SendFunction] = {
     "webhook": notify_webhook.send,
+    "slack": notify_slack.send,
+    "email": notify_email.send,
+    "apprise": notify_apprise.send,
 }
 # What a delivery pass awaits at its end: the providers' kept sessions closed (each on the pass's event loop).
 CLOSE: list[Callable[[], Awaitable[None]]] = [notify_webhook.close]
@@ -230,6 +233,7 @@ def _resolve(ws: Workspace, notifier: Notifier, values: dict[str, str]) -> Targe
         signing_secret=value(notifier.signing_secret), smtp_host=notifier.smtp_host or "",
         smtp_port=notifier.smtp_port, username=notifier.username or "", password=value(notifier.password),
         sender=notifier.sender or "", to=tuple(notifier.to), starttls=notifier.starttls,
+        tls_ca_file=str(ws.root / notifier.tls_ca_file) if notifier.tls_ca_file else "",
     )
 
 
