@@ -22,6 +22,7 @@ from reconciler.core.health import CheckResult, CheckSpec, Discovery, HealthReco
 from reconciler.core.models import LOCALHOST
 from reconciler.core.state import RecordedService
 from reconciler.edges import files, probes
+from reconciler.flows import notify_events
 from reconciler.flows.recorded import open_registry, read_recorded
 from reconciler.flows.workspace import Workspace
 
@@ -172,7 +173,11 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
         probe_seconds = time.perf_counter() - start
         timestamps = [_iso(r.started_at) for r in results]
 
+        before: dict[str, HealthRecord] = {}  # the records the round started from (for its transitions)
+
         def update(previous: dict[str, HealthRecord]) -> list[HealthRecord]:
+            before.clear()  # a transaction that is retried calls this again
+            before.update(previous)
             return health.next_round(previous, specs, results, timestamps)
 
         start = time.perf_counter()
@@ -184,6 +189,8 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
     finally:
         if registry is not None:
             registry.close()
+    # health.critical / health.recovered: the transitions of the damped statuses (only enqueued: never slower)
+    notify_events.health_round(ws, before, records, {s.service: s for s in specs}, {s.name: s for s in services})
     by_name = {r.service: r for r in records}
     outcome = HealthRound(
         checked_at=_iso(round_start), services=health.join(services, by_name), specs={s.service: s for s in specs},
