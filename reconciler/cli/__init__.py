@@ -4,7 +4,18 @@ The root group `cli` is in root.py; each other module holds one command group, a
 registers its commands on `cli`. `main` is the console script.
 """
 
-from reconciler.cli import plan, ports, scan, secrets, serve, services, tests, watch, workspace  # noqa: F401 (registers)
+from reconciler.cli import (  # noqa: F401 (registers)
+    notify,
+    plan,
+    ports,
+    scan,
+    secrets,
+    serve,
+    services,
+    tests,
+    watch,
+    workspace,
+)
 from reconciler.cli.root import cli
 
 __all__ = ["cli", "main"]

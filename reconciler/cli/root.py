@@ -151,3 +151,18 @@ def cli(ctx: click.Context, directory: str, registry: str | None, log_level: str
         # the one error qrm reports for that statement (the registry's own message names it).
         logging.getLogger("psycopg").setLevel(logging.ERROR)
     ctx.obj = {"directory": directory, "registry": registry}
+    ctx.call_on_close(_deliver_emitted)
+
+
+def _deliver_emitted() -> None:
+    """When a command ends (after its output, whatever its exit code): one bounded delivery pass of the
+    notifications it emitted (flows/notify.deliver_after_command; not loaded: it emitted nothing)."""
+    notify = sys.modules.get("reconciler.flows.notify")
+    if notify is None:
+        return
+    try:
+        notify.deliver_after_command()
+    except Exception as exc:  # a notification never fails the command it reports on
+        import logging
+
+        logging.getLogger(__name__).warning("notifications not delivered: %s", unexpected_error(exc))

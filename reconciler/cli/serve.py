@@ -42,6 +42,7 @@ def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float
 
     import uvicorn
 
+    from reconciler.flows.notify import DeliveryLoop
     from reconciler.flows.tokens import check_bind
 
     ws = workspace_from(ctx)
@@ -63,6 +64,8 @@ def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # "Uvicorn running on ...", and the shutdown
+    # Every replica delivers notifications (a row is claimed by one sender), in a thread of its own.
+    deliveries = DeliveryLoop(ws).start()
     try:
         uvicorn.run(FACTORY, factory=True, host=host, port=port, log_config=None, access_log=False,
                     server_header=False, proxy_headers=False)
@@ -71,6 +74,8 @@ def serve(ctx: click.Context, host: str, port: int, watch: bool, interval: float
             return EXIT_OK
         click.echo(f"error: qrm serve could not start on {host}:{port} (uvicorn's ERROR line above says why)", err=True)
         return EXIT_ERROR
+    finally:
+        deliveries.stop()
     return EXIT_OK
 
 

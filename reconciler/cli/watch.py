@@ -29,6 +29,7 @@ def watch(ctx: click.Context, do_apply: bool, interval: float, pull: bool, no_co
     import signal
     import threading
 
+    from reconciler.flows.notify import DeliveryLoop
     from reconciler.flows.watch import WatchOptions
     from reconciler.flows.watch import watch as watch_workspace
 
@@ -47,5 +48,10 @@ def watch(ctx: click.Context, do_apply: bool, interval: float, pull: bool, no_co
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         click.echo(f"{stamp} {line}")
 
-    watch_workspace(workspace_from(ctx), options, stop, emit)
+    ws = workspace_from(ctx)
+    deliveries = DeliveryLoop(ws).start()  # notifications go out in their own thread, never in a reconcile's
+    try:
+        watch_workspace(ws, options, stop, emit)
+    finally:
+        deliveries.stop()
     return EXIT_OK

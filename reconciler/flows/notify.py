@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.durations import parse_duration
-from reconciler.core.errors import QrmError
+from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.core.notifications import (
     BACKOFF_SECONDS,
     Event,
@@ -42,7 +42,7 @@ from reconciler.core.notifications import (
 from reconciler.core.secret_scope import reference_name
 from reconciler.edges import notify_webhook
 from reconciler.flows.open_registries import kept_registry
-from reconciler.flows.workspace import Workspace
+from reconciler.flows.workspace import Workspace, sqlite_path
 
 if TYPE_CHECKING:
     from reconciler.core.models import Notifier
@@ -63,6 +63,7 @@ SEND_TIMEOUT = 10.0  # seconds for one send (connect, request, answer)
 ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets rotate) spends delivering at its end
 LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
 LOOP_BUDGET = 10.0
+STOP_WAIT = 2.0  # seconds `qrm watch` and `qrm serve` wait for a delivery pass in progress when they stop
 PASS_LIMIT = 200  # rows one pass takes at most (the rest wait for the next)
 ATTEMPTS = len(BACKOFF_SECONDS) + 1
 
@@ -233,6 +234,7 @@ class _Send:
     target: Target | None
     problem: Outcome | None = None
     outcome: Outcome | None = None
+    started: bool = False
 
 
 def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0,
@@ -241,8 +243,11 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
     """Send the outbox rows that are due (`ids`: only these), concurrently, each send under SEND_TIMEOUT and
     the pass under `budget` seconds; record each outcome and schedule retries. `now` (epoch seconds) is the
     pass's time (tests step it through the backoff instead of sleeping); `retry=False` fails a delivery
-    that does not go through at once (`qrm notify test`)."""
+    that does not go through at once and says so at info level: the caller reports it (`qrm notify test`)."""
     moment = time.time() if now is None else now
+    path = sqlite_path(ws.registry_url())
+    if path is not None and not path.exists():
+        return []  # no registry yet: nothing was ever emitted (and a delivery loop does not make one)
     with kept_registry(ws) as registry:
         rows = registry.due_notifications(moment, PASS_LIMIT, ids)
         if not rows:
@@ -286,19 +291,24 @@ def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, s
 
 
 def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
-    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds; a send
-    still running then gets no outcome (its row is due again at once)."""
+    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds: a send still
+    running then is cut off (a failed attempt), one not started gets no outcome (its row is due again at once)."""
     if not sends:
         return
 
     async def run() -> None:
         limits: dict[str, asyncio.Semaphore] = {}
+        gone: dict[str, str] = {}
 
         async def one(send: _Send) -> None:
             assert send.target is not None
             limit = limits.setdefault(send.target.notifier, asyncio.Semaphore(
                 CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
             async with limit:
+                if send.target.notifier in gone:  # answered 410 to an earlier send of this pass
+                    send.outcome = Outcome("gone", gone[send.target.notifier])
+                    return
+                send.started = True
                 try:
                     send.outcome = await asyncio.wait_for(
                         PROVIDERS[send.target.provider](send.target, send.event, _delivery_id(send.row), timeout),
@@ -308,12 +318,17 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
                 except Exception as exc:  # a provider that broke its promise never to raise
                     send.outcome = Outcome("retry", f"the {send.target.provider} provider failed: "
                                                     f"{type(exc).__name__}")
+                if send.outcome.status == "gone":
+                    gone[send.target.notifier] = send.outcome.reason
 
         tasks = [asyncio.ensure_future(one(send)) for send in sends]
         _, pending = await asyncio.wait(tasks, timeout=budget)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for send in sends:  # cut off while sending: an attempt (the receiver may have it), retried as any other
+            if send.started and send.outcome is None:
+                send.outcome = Outcome("retry", f"no answer within the delivery pass's {budget:g} s")
 
     asyncio.run(run())
 
@@ -343,8 +358,9 @@ def _record(registry: Registry, state: DesiredState, send: _Send, moment: float,
         notifier = state.notifiers.get(row["notifier"])
         if send.problem is None and notifier is not None:
             registry.disable_notifier(row["notifier"], reason, manifest_digest(notifier), moment)
-            log.warning("notifier %s is disabled: %s; it gets nothing until its manifest changes or "
-                        "`qrm notify enable %s`", row["notifier"], reason, row["notifier"])
+            level = logging.WARNING if retry else logging.INFO
+            log.log(level, "notifier %s is disabled: %s; it gets nothing until its manifest changes or "
+                    "`qrm notify enable %s`", row["notifier"], reason, row["notifier"])
         registry.finish_notification(row["id"], status="gone", attempts=attempts, next_attempt_at=moment,
                                      last_error=reason)
         return DeliveryResult(**base, status="gone", reason=reason, attempts=attempts)
@@ -354,7 +370,7 @@ def _record(registry: Registry, state: DesiredState, send: _Send, moment: float,
             reason = f"gave up after {attempts} attempts: {reason}"
         registry.finish_notification(row["id"], status="failed", attempts=attempts, next_attempt_at=moment,
                                      last_error=reason)
-        log.warning("notification %s to %s failed: %s", row["kind"], row["notifier"], reason)
+        (log.warning if retry else log.info)("notification %s to %s failed: %s", row["kind"], row["notifier"], reason)
         return DeliveryResult(**base, status="failed", reason=reason, attempts=attempts)
     registry.finish_notification(row["id"], status="pending", attempts=attempts, next_attempt_at=moment + delay,
                                  last_error=reason)
@@ -457,15 +473,22 @@ class DeliveryLoop:
         return self
 
     def _run(self) -> None:
+        said = ""
         while not self._stop.is_set():
             try:
                 deliver_due(self.ws, budget=self.budget)
+                said = ""
             except Exception as exc:  # a registry that is away for a moment: the next pass tries again
-                log.warning("notification delivery pass failed: %s", exc)
+                message = unexpected_error(exc) if not isinstance(exc, QrmError) else str(exc)
+                if message != said:  # once, not every second
+                    log.warning("notification delivery pass failed: %s", message)
+                said = message
             self.passes += 1
             self._stop.wait(self.interval)
 
-    def stop(self, timeout: float = LOOP_BUDGET + SEND_TIMEOUT) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Stop after the pass in progress, waiting for it at most `timeout` seconds (a send cut off is retried
+        by the next sender once its claim runs out)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
