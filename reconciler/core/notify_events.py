@@ -104,10 +104,10 @@ def _counts_phrase(counts: Mapping[str, int]) -> str:
 
 def apply_failed(workspace: str, error: str, scope: Scope, public_url: str | None,
                  details: Sequence[str] = ()) -> Event:
-    """An apply that raised: the error's first line is the summary, the rest (and `details`) the details."""
+    """An apply that raised: the error's first line in the summary, the whole error (and `details`) the details."""
     lines = [line for line in error.splitlines() if line.strip()] or ["(no message)"]
     return Event("apply.failed", f"apply of {workspace} failed: {lines[0]}", scope.project, scope.environment,
-                 details=_capped([*lines[1:], *details]), key=f"apply.failed\x1f{workspace}\x1f{error}",
+                 details=_capped([*lines, *details]), key=f"apply.failed\x1f{workspace}\x1f{error}",
                  link=link(public_url, PAGE_HISTORY))
 
 
@@ -176,36 +176,41 @@ def drift_detected(workspace: str, plan: Plan, desired: DesiredState | None, pub
 
 # --- health ----------------------------------------------------------------------------------------------
 
-def health_transitions(previous: Mapping[str, HealthRecord], records: Iterable[HealthRecord],
+def health_transitions(announced: Mapping[str, str], records: Iterable[HealthRecord],
                        specs: Mapping[str, CheckSpec], services: Mapping[str, RecordedService],
-                       public_url: str | None) -> list[Event]:
-    """health.critical when a service's damped status becomes critical (the round whose failure reaches
-    failures_before_critical: once per streak of failures, whatever the status was), health.recovered when
-    it leaves critical for passing (a previous record of the same check was critical). Rounds in between,
-    and flapping that the damping absorbs, make nothing."""
+                       public_url: str | None) -> tuple[list[Event], dict[str, str]]:
+    """The events of a health round, and the services announced critical after it (service -> its check).
+
+    health.critical when a service's damped status is critical by its failures (failures_before_critical
+    reached) and it was not announced yet; health.recovered when an announced service is passing. A new check
+    starts critical (Consul's rule) without being announced, so a service that comes up after its first
+    check passes quietly; flapping the damping absorbs makes nothing, and each outage one pair."""
     events = []
+    now: dict[str, str] = {}
     for record in records:
         spec = specs.get(record.service)
         service = services.get(record.service)
         if spec is None or service is None:
             continue
-        before = previous.get(record.service)
-        if before is not None and before.target != record.target:
-            before = None  # another check (the service moved): a new check
+        was = announced.get(record.service) == record.target  # another check (the service moved) starts afresh
         project, environment = service.project or "", service.environment or ""
         where = f"{record.address or f'{service.host}:{service.port}'} ({spec.description})"
-        if record.status == CRITICAL and record.failures == spec.failures_before_critical:
-            events.append(Event(
-                "health.critical", f"{record.service} is critical: {record.reason}", project, environment,
-                details=(f"check: {where}", f"{record.failures} consecutive failure(s)"),
-                key=f"health\x1f{record.service}\x1fcritical", link=link(public_url, PAGE_SERVICES)))
-        elif record.status == PASSING and before is not None and before.status == CRITICAL:
+        if record.status == CRITICAL and (was or record.failures >= spec.failures_before_critical):
+            now[record.service] = record.target
+            if not was:
+                events.append(Event(
+                    "health.critical", f"{record.service} is critical: {record.reason}", project, environment,
+                    details=(f"check: {where}", f"{record.failures} consecutive failure(s)"),
+                    key=f"health\x1f{record.service}\x1fcritical", link=link(public_url, PAGE_SERVICES)))
+        elif record.status == PASSING and was:
             events.append(Event(
                 "health.recovered", f"{record.service} is passing again", project, environment,
                 details=(f"check: {where}", f"{record.successes} consecutive success(es)"),
                 key=f"health\x1f{record.service}\x1frecovered", link=link(public_url, PAGE_SERVICES),
                 recovery=True))
-    return events
+        elif was:  # warning, or critical on its way back (successes not enough yet): still announced
+            now[record.service] = record.target
+    return events, now
 
 
 # --- tests -----------------------------------------------------------------------------------------------

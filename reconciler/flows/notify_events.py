@@ -16,6 +16,7 @@ work it reports on.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,11 +28,13 @@ from reconciler.core.health import CheckSpec, HealthRecord
 from reconciler.core.notifications import Event
 from reconciler.core.state import DesiredState, RecordedService
 from reconciler.core.test_results import SuiteRun
+from reconciler.edges import files
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MIN_SECRET_LENGTH = 4  # as the report commit's check: shorter values match too much ordinary text
 MASK = "***"
+ANNOUNCED_FILE = "health-announced.json"  # under .qrm/: the services announced critical, not recovered yet
 
 
 def _desired(ws: Workspace, desired: DesiredState | None) -> DesiredState:
@@ -126,9 +129,25 @@ def drift_detected(ws: Workspace, plan: Plan, desired: DesiredState, repaired: b
     return emit_all(ws, events.drift_detected(ws.name, plan, desired, _public_url(ws), repaired), desired)
 
 
-def health_round(ws: Workspace, previous: Mapping[str, HealthRecord], records: Sequence[HealthRecord],
-                 specs: Mapping[str, CheckSpec], services: Mapping[str, RecordedService]) -> int:
-    found = events.health_transitions(previous, records, specs, services, _public_url(ws))
+def health_round(ws: Workspace, records: Sequence[HealthRecord], specs: Mapping[str, CheckSpec],
+                 services: Mapping[str, RecordedService]) -> int:
+    """health.critical / health.recovered of a round. Which services were announced critical is kept in
+    .qrm/health-announced.json (written only when it changes), so each outage is one critical and one recovered
+    whatever the rounds in between (the rounds of `qrm services health`, the watcher and the server alike)."""
+    path = ws.state_dir / ANNOUNCED_FILE
+    try:
+        announced = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        announced = {}  # unreadable: each service critical now is announced (once) again
+    if not isinstance(announced, dict):
+        announced = {}
+    found, now = events.health_transitions(announced, records, specs, services, _public_url(ws))
+    if now != announced:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            files.write_atomic(path, json.dumps(now, indent=1, sort_keys=True) + "\n", root=None)
+        except OSError as exc:
+            log.warning("%s not written: %s", path, exc)
     return emit_all(ws, found)
 
 

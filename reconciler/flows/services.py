@@ -173,11 +173,7 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
         probe_seconds = time.perf_counter() - start
         timestamps = [_iso(r.started_at) for r in results]
 
-        before: dict[str, HealthRecord] = {}  # the records the round started from (for its transitions)
-
         def update(previous: dict[str, HealthRecord]) -> list[HealthRecord]:
-            before.clear()  # a transaction that is retried calls this again
-            before.update(previous)
             return health.next_round(previous, specs, results, timestamps)
 
         start = time.perf_counter()
@@ -190,7 +186,7 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
         if registry is not None:
             registry.close()
     # health.critical / health.recovered: the transitions of the damped statuses (only enqueued: never slower)
-    notify_events.health_round(ws, before, records, {s.service: s for s in specs}, {s.name: s for s in services})
+    notify_events.health_round(ws, records, {s.service: s for s in specs}, {s.name: s for s in services})
     by_name = {r.service: r for r in records}
     outcome = HealthRound(
         checked_at=_iso(round_start), services=health.join(services, by_name), specs={s.service: s for s in specs},
