@@ -367,3 +367,25 @@ def test_a_flapping_service_sends_one_critical_and_one_recovered_not_twenty(
     assert recovered["data"]["recovery"] is True and recovered["data"]["severity"] == "info"
     assert critical["data"]["link"] == PUBLIC + "/ui/services"
     assert critical["data"]["details"][0].startswith(f"check: 127.0.0.1:{port} (GET http://127.0.0.1:{port}/health)")
+
+
+# --- the watcher -------------------------------------------------------------------------------------------
+
+def test_a_watcher_whose_blocking_suite_fails_sends_tests_failed_with_the_failing_cases(suite_ws: Notified) -> None:
+    """A real `qrm watch --apply` process: its reconcile applies, the gate suite fails against the Quantum
+    stand-in, and its delivery thread sends tests.failed (and the gate's deploy.blocked) to the receiver."""
+    from tests.support.watcher import Watcher, wait_for
+
+    watcher = Watcher(suite_ws.workspace.root, "--apply", "--no-commit", "--interval", "60")
+    try:
+        wait_for("tests.failed at the receiver",
+                 lambda: any(d.payload["type"] == "tests.failed" for d in suite_ws.hook.verified), watcher)
+        wait_for("deploy.blocked at the receiver",
+                 lambda: any(d.payload["type"] == "deploy.blocked" for d in suite_ws.hook.verified), watcher)
+    finally:
+        assert watcher.stop() == 0, watcher.output
+    assert "blocking suite(s) failed: gate" in watcher.output
+    [failed] = [d.payload for d in suite_ws.hook.verified if d.payload["type"] == "tests.failed"]
+    assert (failed["data"]["project"], failed["data"]["environment"]) == ("shop", "prod")
+    assert [line.split(":")[0] for line in failed["data"]["details"]] == ["broken (broken page)"]
+    assert_no_secret(suite_ws.hook.verified)
