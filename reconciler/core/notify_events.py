@@ -107,7 +107,7 @@ def apply_failed(workspace: str, error: str, scope: Scope, public_url: str | Non
     """An apply that raised: the error's first line in the summary, the whole error (and `details`) the details."""
     lines = [line for line in error.splitlines() if line.strip()] or ["(no message)"]
     return Event("apply.failed", f"apply of {workspace} failed: {lines[0]}", scope.project, scope.environment,
-                 details=_capped([*lines, *details]), key=f"apply.failed\x1f{workspace}\x1f{error}",
+                 details=_capped([*lines, *details]), key="\x1f".join(["apply.failed", workspace, error, *details]),
                  link=link(public_url, PAGE_HISTORY))
 
 

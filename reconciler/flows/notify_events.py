@@ -78,8 +78,9 @@ def emit_all(ws: Workspace, found: Sequence[Event], desired: DesiredState | None
 
         secrets = _secret_values(ws)
         return sum(notify.emit(ws, _mask(event, secrets), desired=state) for event in found)
-    except (QrmError, OSError, ValueError) as exc:
-        log.warning("notifications (%s) not emitted: %s", ", ".join(sorted({e.kind for e in found})), exc)
+    except Exception as exc:  # a notification never fails the work it reports on (nor quotes what it was)
+        log.warning("notifications (%s) not emitted: %s", ", ".join(sorted({e.kind for e in found})),
+                    exc if isinstance(exc, QrmError) else type(exc).__name__)
         return 0
 
 
