@@ -6,7 +6,8 @@ Places: flows/apply (apply.failed, apply.succeeded, deploy.blocked for a plan wi
 (deploy.blocked), flows/tests_run.run_tests (tests.failed, tests.flaky: `qrm tests run`, apply's and the
 watcher's auto_run suites, the server's runs and post-deploy tests), flows/services.check_health
 (health.critical, health.recovered: `qrm services health`, the watcher's and the server's rounds) and
-`qrm secrets rotate` (secret.rotated; the CLI calls it after flows/secrets.rotate, which notify itself reads).
+`qrm secrets rotate` (secret.rotated: the CLI calls secret_rotated after flows/secrets.rotate, since flows/notify
+resolves notifier secrets through flows/secrets, which therefore cannot import this module back).
 
 A workspace without an Alert pays nothing: flows/notify (and its provider edges) is imported only when an Alert
 is declared. Every secret value of the workspace is masked out of an event before it is enqueued (a test's

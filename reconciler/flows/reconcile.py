@@ -245,8 +245,8 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
     except ManifestError as exc:
         result.outcome = "invalid"
         result.problems = [str(problem) for problem in exc.problems]
-        if apply:  # the manifests could not even be read: this reconcile's apply failed (apply_workspace's own
-            notify_events.apply_failed(ws, exc, None, None)  # failures are emitted there)
+        if apply:  # the manifests could not be read: this reconcile's apply failed (apply_workspace emits its own)
+            notify_events.apply_failed(ws, exc, None, None)
     except QrmError as exc:
         result.outcome = "failed"
         result.problems = [str(exc)]
