@@ -21,6 +21,7 @@ from reconciler.core.state import DesiredState, RecordedService
 from reconciler.core.test_results import ERROR, FAILED, SuiteRun
 
 MAX_DETAILS = 20  # lines of details an event carries at most (then "... and N more")
+MAX_SEPARATE = 10  # more health transitions of one kind in one project/environment in one round: one event
 
 # The dashboard page each event links to (under Settings.public_url).
 PAGE_HISTORY = "/ui/history"
@@ -184,8 +185,10 @@ def health_transitions(announced: Mapping[str, str], records: Iterable[HealthRec
     health.critical when a service's damped status is critical by its failures (failures_before_critical
     reached) and it was not announced yet; health.recovered when an announced service is passing. A new check
     starts critical (Consul's rule) without being announced, so a service that comes up after its first
-    check passes quietly; flapping the damping absorbs makes nothing, and each outage one pair."""
-    events = []
+    check passes quietly; flapping the damping absorbs makes nothing, and each outage one pair. A round in
+    which more than MAX_SEPARATE services of one project and environment change the same way is one event
+    naming them (a mass outage is one message, not hundreds)."""
+    changed: dict[tuple[str, str, str], list[tuple[HealthRecord, RecordedService, CheckSpec]]] = {}
     now: dict[str, str] = {}
     for record in records:
         spec = specs.get(record.service)
@@ -193,24 +196,43 @@ def health_transitions(announced: Mapping[str, str], records: Iterable[HealthRec
         if spec is None or service is None:
             continue
         was = announced.get(record.service) == record.target  # another check (the service moved) starts afresh
-        project, environment = service.project or "", service.environment or ""
-        where = f"{record.address or f'{service.host}:{service.port}'} ({spec.description})"
+        kind = ""
         if record.status == CRITICAL and (was or record.failures >= spec.failures_before_critical):
             now[record.service] = record.target
-            if not was:
-                events.append(Event(
-                    "health.critical", f"{record.service} is critical: {record.reason}", project, environment,
-                    details=(f"check: {where}", f"{record.failures} consecutive failure(s)"),
-                    key=f"health\x1f{record.service}\x1fcritical", link=link(public_url, PAGE_SERVICES)))
+            kind = "" if was else "health.critical"
         elif record.status == PASSING and was:
-            events.append(Event(
-                "health.recovered", f"{record.service} is passing again", project, environment,
-                details=(f"check: {where}", f"{record.successes} consecutive success(es)"),
-                key=f"health\x1f{record.service}\x1frecovered", link=link(public_url, PAGE_SERVICES),
-                recovery=True))
+            kind = "health.recovered"
         elif was:  # warning, or critical on its way back (successes not enough yet): still announced
             now[record.service] = record.target
+        if kind:
+            changed.setdefault((kind, service.project or "", service.environment or ""), []).append(
+                (record, service, spec))
+    page = link(public_url, PAGE_SERVICES)
+    events: list[Event] = []
+    for (kind, project, environment), group in changed.items():
+        recovery = kind == "health.recovered"
+        if len(group) > MAX_SEPARATE:
+            names = sorted(record.service for record, _, _ in group)
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            events.append(Event(
+                kind, f"{len(group)} services are {'passing again' if recovery else 'critical'}: {shown}", project,
+                environment, details=_capped([_health_line(record) for record, _, _ in group]),
+                key="\x1f".join(["health", kind, project, environment, *names]), link=page, recovery=recovery))
+            continue
+        for record, service, spec in group:
+            where = f"{record.address or f'{service.host}:{service.port}'} ({spec.description})"
+            streak = (f"{record.successes} consecutive success(es)" if recovery
+                      else f"{record.failures} consecutive failure(s)")
+            events.append(Event(
+                kind, _health_line(record), project, environment, details=(f"check: {where}", streak),
+                key=f"health\x1f{record.service}\x1f{kind}", link=page, recovery=recovery))
     return events, now
+
+
+def _health_line(record: HealthRecord) -> str:
+    if record.status == PASSING:
+        return f"{record.service} is passing again"
+    return f"{record.service} is critical: {record.reason}"
 
 
 # --- tests -----------------------------------------------------------------------------------------------
