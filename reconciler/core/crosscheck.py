@@ -264,6 +264,14 @@ class _Builder:
                 if project not in projects:
                     self.check.add(source, ("projects", index), f"unknown project {project!r}; known projects: "
                                    f"{', '.join(sorted(projects)) or '(none)'}")
+            # an environment no project (of those the alert names) has would filter out every event
+            named = [projects[p] for p in doc.projects if p in projects] or list(projects.values())
+            known = sorted({env for project in named for env in project.environments})
+            for index, environment in enumerate(doc.environments):
+                if environment not in known:
+                    which = "no project named here" if doc.projects else "no project"
+                    self.check.add(source, ("environments", index), f"{which} has an environment {environment!r}; "
+                                   f"known environments: {', '.join(known) or '(none)'}")
         return alerts
 
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -214,6 +215,7 @@ notify_outbox = Table(
     Column("status", String(16), nullable=False),  # pending | delivered | failed | gone
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False),  # when pending; a sender's claim pushes it past its send
+    Column("claim", String(40), nullable=False, server_default=""),  # the pass that last claimed the row
     Column("last_error", Text, nullable=False, server_default=""),  # the last attempt's reason (never a secret)
     Column("created_at", Float, nullable=False),
     Column("delivered_at", Float),
@@ -926,29 +928,46 @@ class Registry:
     def due_notifications(self, now: float, limit: int = 200, ids: Sequence[int] | None = None
                           ) -> list[dict[str, Any]]:
         """Pending rows whose next attempt is due, oldest first (`ids`: only these)."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(self._due(now, limit, ids))]
+
+    def _due(self, now: float, limit: int, ids: Sequence[int] | None) -> Any:
         table = notify_outbox
         query = select(table).where(self._mine(table), table.c.status == "pending", table.c.next_attempt_at <= now)
         if ids is not None:
             query = query.where(table.c.id.in_(list(ids)))
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(table.c.id).limit(limit))]
+        return query.order_by(table.c.id).limit(limit)
 
-    def claim_notification(self, row_id: int, expected_next: float, until: float) -> bool:
-        """Take a due row for one send (its next attempt moved to `until`, so no other sender takes it meanwhile;
-        a sender that dies leaves it due again then). False when another sender took it first."""
+    def claim_notifications(self, now: float, until: float, claim: str, limit: int = 200,
+                            ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Take the due rows for one delivery pass, in one transaction: their next attempt moves to `until`, so
+        no other sender takes them meanwhile (a sender that dies leaves them due again then); a row another
+        sender took first is not among those returned. `claim`: this pass's unique token."""
         table = notify_outbox
         with self._write() as conn:
-            taken = conn.execute(table.update().where(
-                table.c.id == row_id, table.c.status == "pending", table.c.next_attempt_at == expected_next,
-            ).values(next_attempt_at=until))
-            return bool(taken.rowcount == 1)
+            wanted = [r.id for r in conn.execute(self._due(now, limit, ids).with_only_columns(table.c.id))]
+            if not wanted:
+                return []
+            # the conditions again: on PostgreSQL a row another pass claimed meanwhile is re-read and skipped
+            conn.execute(table.update().where(table.c.id.in_(wanted), table.c.status == "pending",
+                                              table.c.next_attempt_at <= now).values(next_attempt_at=until,
+                                                                                     claim=claim))
+            return [dict(r._mapping) for r in conn.execute(
+                select(table).where(table.c.id.in_(wanted), table.c.claim == claim,
+                                    table.c.next_attempt_at == until).order_by(table.c.id))]
 
-    def finish_notification(self, row_id: int, *, status: str, attempts: int, next_attempt_at: float,
-                            last_error: str, delivered_at: float | None = None) -> None:
+    def finish_notifications(self, outcomes: Sequence[dict[str, Any]]) -> None:
+        """Record a pass's outcomes in one transaction; each: id, status, attempts, next_attempt_at,
+        last_error, delivered_at."""
+        if not outcomes:
+            return
+        table = notify_outbox
+        statement = table.update().where(table.c.id == bindparam("row_id")).values(
+            status=bindparam("status"), attempts=bindparam("attempts"), next_attempt_at=bindparam("next_attempt_at"),
+            last_error=bindparam("last_error"), delivered_at=bindparam("delivered_at"))
         with self._write() as conn:
-            conn.execute(notify_outbox.update().where(notify_outbox.c.id == row_id).values(
-                status=status, attempts=attempts, next_attempt_at=next_attempt_at, last_error=last_error,
-                delivered_at=delivered_at))
+            conn.execute(statement, [{**{k: v for k, v in o.items() if k != "id"}, "row_id": o["id"]}
+                                     for o in outcomes])
 
     def notification_rows(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest outbox rows, newest first."""

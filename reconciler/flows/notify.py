@@ -23,10 +23,12 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from reconciler.core.durations import parse_duration
 from reconciler.core.errors import QrmError, unexpected_error
@@ -59,6 +61,10 @@ PROVIDERS: dict[str, SendFunction] = {
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
 DEFAULT_CONCURRENCY = 8
+# Seconds between two sends to one notifier, by provider, one at a time (Slack: about one message a second per
+# webhook).
+SPACING: dict[str, float] = {"slack": 1.0}
+_last_sent: dict[str, float] = {}  # notifier -> time.monotonic() of its last send (with SPACING), in this process
 SEND_TIMEOUT = 10.0  # seconds for one send (connect, request, answer)
 ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets rotate) spends delivering at its end
 LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
@@ -193,8 +199,11 @@ def emit(ws: Workspace, event: Event, *, desired: DesiredState | None = None, no
             with _emitted_lock:
                 _emitted[_ws_key(ws)] = ws
         return added
-    except (QrmError, OSError, ValueError) as exc:
+    except QrmError as exc:
         log.warning("notification %s not enqueued: %s", event.kind, exc)
+        return 0
+    except Exception as exc:  # never fail what the event reports on; the message could quote a value: not shown
+        log.warning("notification %s not enqueued: %s", event.kind, unexpected_error(exc))
         return 0
 
 
@@ -220,10 +229,16 @@ def _resolve(ws: Workspace, notifier: Notifier, values: dict[str, str]) -> Targe
 
 
 def _scrubbed(text: str, secrets: Sequence[str]) -> str:
-    """A reason with every secret value masked (a provider edge should never quote one; this makes sure)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
+    """A reason with every secret value masked (a provider edge should never quote one; this makes sure), and of
+    a URL also its path and query alone (where a webhook's token is)."""
+    masked = set(secrets)
+    for secret in secrets:
+        if "://" in secret:
+            parts = urlsplit(secret)
+            masked |= {part for part in (parts.path + (f"?{parts.query}" if parts.query else ""), parts.query)
+                       if len(part) > 3}
+    for secret in sorted(masked, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 
@@ -245,22 +260,19 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
     pass's time (tests step it through the backoff instead of sleeping); `retry=False` fails a delivery
     that does not go through at once and says so at info level: the caller reports it (`qrm notify test`)."""
     moment = time.time() if now is None else now
-    path = sqlite_path(ws.registry_url())
-    if path is not None and not path.exists():
-        return []  # no registry yet: nothing was ever emitted (and a delivery loop does not make one)
+    if _no_registry(ws):
+        return []  # nothing was ever emitted (and a delivery loop does not make a registry)
     with kept_registry(ws) as registry:
-        rows = registry.due_notifications(moment, PASS_LIMIT, ids)
-        if not rows:
+        if not registry.due_notifications(moment, 1, ids):
             return []
         state = desired if desired is not None else _state(ws)
         disabled = _disabled(registry, state)
-        lease = moment + budget + SEND_TIMEOUT
+        # claimed until the pass is surely over; a sender that dies leaves its rows due again then
+        rows = registry.claim_notifications(moment, moment + budget + SEND_TIMEOUT, uuid.uuid4().hex, PASS_LIMIT, ids)
         sends: list[_Send] = []
         values: dict[str, str] = {}
         targets: dict[str, Target | Outcome] = {}
         for row in rows:
-            if not registry.claim_notification(row["id"], row["next_attempt_at"], lease):
-                continue  # another sender took it
             event = Event.from_payload(json.loads(row["payload"]))
             name = row["notifier"]
             if name not in targets:
@@ -272,7 +284,15 @@ def deliver_due(ws: Workspace, *, now: float | None = None, budget: float = 10.0
                 sends.append(_Send(row, event, found))
         secrets = list(values.values())
         _send_all([s for s in sends if s.target is not None], min(budget, SEND_TIMEOUT), budget)
-        return [_record(registry, state, send, moment, secrets, retry) for send in sends]
+        recorded = [_record(registry, state, send, moment, secrets, retry) for send in sends]
+        registry.finish_notifications([update for _, update in recorded])
+        return [result for result, _ in recorded]
+
+
+def _no_registry(ws: Workspace) -> bool:
+    """The workspace's SQLite registry does not exist yet: nothing was emitted, nothing is to be read."""
+    path = sqlite_path(ws.registry_url())
+    return path is not None and not path.exists()
 
 
 def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, str], name: str,
@@ -291,8 +311,8 @@ def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, s
 
 
 def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
-    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds: a send still
-    running then is cut off (a failed attempt), one not started gets no outcome (its row is due again at once)."""
+    """Run the sends concurrently (at most CONCURRENCY per notifier, SPACING apart) for at most `budget` seconds:
+    a send still running then is cut off (a failed attempt), one not started gets no outcome (due again at once)."""
     if not sends:
         return
 
@@ -302,12 +322,16 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
 
         async def one(send: _Send) -> None:
             assert send.target is not None
+            spacing = SPACING.get(send.target.provider, 0.0)
             limit = limits.setdefault(send.target.notifier, asyncio.Semaphore(
-                CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
+                1 if spacing else CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
             async with limit:
                 if send.target.notifier in gone:  # answered 410 to an earlier send of this pass
                     send.outcome = Outcome("gone", gone[send.target.notifier])
                     return
+                if spacing:  # e.g. Slack: about one message a second per webhook, across passes too
+                    due = _last_sent.get(send.target.notifier, 0.0) + spacing
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
                 send.started = True
                 try:
                     send.outcome = await asyncio.wait_for(
@@ -318,6 +342,8 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
                 except Exception as exc:  # a provider that broke its promise never to raise
                     send.outcome = Outcome("retry", f"the {send.target.provider} provider failed: "
                                                     f"{type(exc).__name__}")
+                if spacing:
+                    _last_sent[send.target.notifier] = time.monotonic()
                 if send.outcome.status == "gone":
                     gone[send.target.notifier] = send.outcome.reason
 
@@ -339,42 +365,52 @@ def _delivery_id(row: dict[str, Any]) -> str:
 
 
 def _record(registry: Registry, state: DesiredState, send: _Send, moment: float, secrets: list[str],
-            retry: bool) -> DeliveryResult:
+            retry: bool) -> tuple[DeliveryResult, dict[str, Any]]:
+    """The result of one send and the update of its row (the pass writes them all in one transaction)."""
     row = send.row
     outcome = send.problem or send.outcome
     base = {"id": row["id"], "notifier": row["notifier"], "kind": row["kind"]}
     if outcome is None:  # the budget ran out before it was sent: due again at once, no attempt counted
-        registry.finish_notification(row["id"], status="pending", attempts=row["attempts"],
-                                     next_attempt_at=moment, last_error=row["last_error"])
-        return DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
-                              attempts=row["attempts"], next_attempt_at=moment)
+        return (DeliveryResult(**base, status="skipped", reason="the delivery pass ran out of time",
+                               attempts=row["attempts"], next_attempt_at=moment),
+                _update(row, "pending", row["attempts"], moment, row["last_error"]))
     attempts = row["attempts"] + (0 if send.problem is not None and send.problem.status == "gone" else 1)
     reason = _scrubbed(outcome.reason, secrets)
     if outcome.status == "delivered":
-        registry.finish_notification(row["id"], status="delivered", attempts=attempts, next_attempt_at=moment,
-                                     last_error="", delivered_at=moment)
-        return DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts)
+        return (DeliveryResult(**base, status="delivered", reason=reason, attempts=attempts),
+                _update(row, "delivered", attempts, moment, "", delivered_at=moment))
     if outcome.status == "gone":
         notifier = state.notifiers.get(row["notifier"])
         if send.problem is None and notifier is not None:
             registry.disable_notifier(row["notifier"], reason, manifest_digest(notifier), moment)
-            level = logging.WARNING if retry else logging.INFO
-            log.log(level, "notifier %s is disabled: %s; it gets nothing until its manifest changes or "
-                    "`qrm notify enable %s`", row["notifier"], reason, row["notifier"])
-        registry.finish_notification(row["id"], status="gone", attempts=attempts, next_attempt_at=moment,
-                                     last_error=reason)
-        return DeliveryResult(**base, status="gone", reason=reason, attempts=attempts)
+            log.log(logging.WARNING if retry else logging.INFO, "notifier %s is disabled: %s; it gets nothing "
+                    "until its manifest changes or `qrm notify enable %s`", row["notifier"], reason, row["notifier"])
+        return (DeliveryResult(**base, status="gone", reason=reason, attempts=attempts),
+                _update(row, "gone", attempts, moment, reason))
     delay = next_attempt_delay(attempts, outcome.retry_after) if outcome.status == "retry" and retry else None
     if delay is None:
         if outcome.status == "retry" and retry:
             reason = f"gave up after {attempts} attempts: {reason}"
-        registry.finish_notification(row["id"], status="failed", attempts=attempts, next_attempt_at=moment,
-                                     last_error=reason)
-        (log.warning if retry else log.info)("notification %s to %s failed: %s", row["kind"], row["notifier"], reason)
-        return DeliveryResult(**base, status="failed", reason=reason, attempts=attempts)
-    registry.finish_notification(row["id"], status="pending", attempts=attempts, next_attempt_at=moment + delay,
-                                 last_error=reason)
-    return DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay)
+        log.log(logging.WARNING if retry else logging.INFO, "notification %s to %s failed: %s", row["kind"],
+                row["notifier"], reason)
+        return (DeliveryResult(**base, status="failed", reason=reason, attempts=attempts),
+                _update(row, "failed", attempts, moment, reason))
+    return (DeliveryResult(**base, status="retry", reason=reason, attempts=attempts, next_attempt_at=moment + delay),
+            _update(row, "pending", attempts, moment + delay, reason))
+
+
+def _update(row: dict[str, Any], status: str, attempts: int, next_attempt_at: float, last_error: str, *,
+            delivered_at: float | None = None) -> dict[str, Any]:
+    return {"id": row["id"], "status": status, "attempts": attempts, "next_attempt_at": next_attempt_at,
+            "last_error": last_error, "delivered_at": delivered_at}
+
+
+def dashboard_link(ws: Workspace, path: str) -> str:
+    """The dashboard page `path` (e.g. /ui/tests/shop-auto) under qrm.yaml's public_url, for Event.link; "" when
+    no public URL is configured (a link to 127.0.0.1 would point at the reader's own machine)."""
+    if not ws.settings.public_url:
+        return ""
+    return ws.settings.public_url.rstrip("/") + "/" + path.lstrip("/")
 
 
 def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) -> DeliveryResult:
@@ -388,7 +424,7 @@ def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) ->
     from reconciler.edges.registry import NotificationRow
 
     moment = time.time() if now is None else now
-    link = f"{ws.settings.public_url.rstrip('/')}/ui" if ws.settings.public_url else ""
+    link = dashboard_link(ws, "/ui")
     event = Event(kind="notify.test", summary=f"test notification from qrm workspace {ws.name} to {notifier_name}",
                   link=link, occurred_at=_iso(moment), key=f"notify.test:{moment}")
     with kept_registry(ws) as registry:
@@ -410,6 +446,8 @@ def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) ->
 
 def notify_log(ws: Workspace, limit: int = 50) -> list[LogEntry]:
     """The newest deliveries and failures, newest first."""
+    if _no_registry(ws):
+        return []
     with kept_registry(ws) as registry:
         rows = registry.notification_rows(limit)
     entries = []
@@ -424,6 +462,8 @@ def notify_log(ws: Workspace, limit: int = 50) -> list[LogEntry]:
 
 
 def disabled_notifiers(ws: Workspace) -> list[DisabledNotifier]:
+    if _no_registry(ws):
+        return []
     with kept_registry(ws) as registry:
         found = registry.disabled_notifiers()
     return [DisabledNotifier(name, reason, _iso(since)) for name, (reason, _, since) in sorted(found.items())]
@@ -431,6 +471,8 @@ def disabled_notifiers(ws: Workspace) -> list[DisabledNotifier]:
 
 def enable(ws: Workspace, notifier_name: str) -> bool:
     """Enable a notifier a 410 disabled; whether it was disabled."""
+    if _no_registry(ws):
+        return False
     with kept_registry(ws) as registry:
         return registry.enable_notifier(notifier_name)
 

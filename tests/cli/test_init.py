@@ -120,7 +120,7 @@ def test_an_unknown_setting_in_qrm_yaml_is_named_with_its_line(new: Workspace, c
     result = qrm("-C", str(new.root), *command)
     assert result.exit_code == 1, result.output
     assert ("error: qrm.yaml:3:1: registyr: unknown setting 'registyr'; expected one of: name, registry, "
-            "lock_timeout, commit_author, generated_policy, tokens") in result.stderr.splitlines()
+            "lock_timeout, commit_author, generated_policy, tokens, public_url") in result.stderr.splitlines()
     assert not new.lockfile.exists()
 
 

@@ -16,7 +16,7 @@ from reconciler.core.notifications import Event
 from reconciler.flows import notify
 from reconciler.flows.secrets import set_secret
 from reconciler.flows.workspace import Workspace as Ws
-from tests.support.notify_receiver import Receiver, receiver
+from tests.support.notify_receiver import Receiver, black_hole, receiver
 from tests.support.notify_workspace import (
     SIGNING_SECRET,
     URL_TOKEN,
@@ -78,6 +78,7 @@ def test_notify_test_of_an_unknown_notifier(workspace: Workspace, ws: Ws) -> Non
 def test_notify_log_shows_deliveries_failures_and_disabled_notifiers(workspace: Workspace, ws: Ws,
                                                                       hook: Receiver) -> None:
     assert workspace.qrm("notify", "log").stdout.strip() == "No notifications yet."
+    assert not (workspace.root / ".qrm" / "registry.db").exists()  # reading the log makes no registry
     notify.emit(ws, FAILED)
     assert workspace.qrm("notify", "deliver").stdout.strip() == "1 delivered."
     hook.answers = [(410, {})]
@@ -118,11 +119,28 @@ def test_a_command_that_emitted_delivers_at_its_end(workspace: Workspace, ws: Ws
     assert len(hook.verified) == 1
 
 
+def test_the_pass_at_a_commands_end_gives_up_on_a_black_hole(workspace: Workspace,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notifier that never answers costs a command at most the one bounded pass at its end, after its output:
+    the command still succeeds, and the event waits in the outbox for a retry."""
+    with black_hole() as hole:
+        ws = notifying_workspace(workspace, monkeypatch, hook_url(hole.port))
+        notify.emit(ws, FAILED)
+        result = workspace.qrm("validate")
+        assert result.exit_code == 0, out(result)
+        assert hole.connections == 1
+        [entry] = notify.notify_log(ws)
+        assert (entry.status, entry.attempts) == ("pending", 1)
+        assert entry.last_error == f"no answer within the delivery pass's {notify.ONE_SHOT_BUDGET:g} s"
+
+
 @pytest.mark.parametrize(("manifest", "field", "line", "message"), [
     ("kind: Alert\nname: a\nevents: ['*']\nnotifiers: [ops, pager]\n", "notifiers.1", 4,
      "unknown notifier 'pager'; known notifiers: ops"),
     ("kind: Alert\nname: a\nevents: ['*']\nprojects: [blog]\nnotifiers: [ops]\n", "projects.0", 4,
      "unknown project 'blog'; known projects: shop"),
+    ("kind: Alert\nname: a\nevents: ['*']\nenvironments: [prod, qa]\nnotifiers: [ops]\n", "environments.1", 4,
+     "no project has an environment 'qa'; known environments: prod, staging"),
     ("kind: Alert\nname: a\nevents: [apply.succeeded]\nnotifiers: [ops]\n", "events.0", 3,
      "apply.succeeded has severity info, below min_severity warning, so it would never be sent; "
      "set min_severity: info"),

@@ -309,6 +309,11 @@ def test_the_canary_secret_appears_nowhere_but_in_get_and_textconv(
     out.qrm("tests", "generate", "nope", expect=1)  # an unknown project
     out.qrm("tests", "compare", "nope", expect=1)  # never run: exit 1
     out.qrm("tests", "history", "nope", "--json", expect=1)
+    out.qrm("notify", "test", "nope", expect=1)  # no Notifier in this workspace
+    out.qrm("notify", "deliver")
+    out.qrm("notify", "log")
+    out.qrm("notify", "log", "--json")
+    out.qrm("notify", "enable", "nope")
 
     # --help of every command and group, and the version.
     for path, _ in command_paths():

@@ -132,3 +132,13 @@ def test_an_alert_on_an_event_below_its_min_severity_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"apply\.succeeded has severity info, below min_severity warning"):
         alert(events=["apply.failed", "apply.succeeded"])
     assert alert(events=["health.critical", "health.recovered"]).events == ["health.critical", "health.recovered"]
+
+
+@given(kind=st.sampled_from(sorted(EVENT_KINDS)), summary=st.text(max_size=80), project=st.text(max_size=20),
+       severity=st.sampled_from(["", "info", "warning", "critical"]),
+       details=st.lists(st.text(max_size=40), max_size=4), recovery=st.booleans(), link=st.text(max_size=40))
+def test_every_event_round_trips_through_its_payload(kind: str, summary: str, project: str, severity: str,
+                                                     details: list[str], recovery: bool, link: str) -> None:
+    event = Event(kind, summary, project, "prod", severity, tuple(details), link=link, recovery=recovery)
+    assert "\n" not in event.summary
+    assert Event.from_payload(event.as_payload()) == event

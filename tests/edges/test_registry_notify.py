@@ -35,13 +35,15 @@ def test_a_version_9_registry_is_upgraded_to_10_and_keeps_its_data(registry_url:
 def test_a_due_row_is_claimed_by_one_sender_only(registry_url: str) -> None:
     first, second = Registry(registry_url), Registry(registry_url)
     try:
-        [row_id] = first.enqueue_notifications([row()], now=NOW, windows={})
-        [due] = first.due_notifications(NOW)
-        [same] = second.due_notifications(NOW)
-        assert first.claim_notification(row_id, due["next_attempt_at"], NOW + 20) is True
-        assert second.claim_notification(row_id, same["next_attempt_at"], NOW + 20) is False
+        ids = first.enqueue_notifications([row(key="k1"), row(key="k2")], now=NOW, windows={})
+        assert [r["id"] for r in second.due_notifications(NOW)] == ids
+        assert [r["id"] for r in first.claim_notifications(NOW, NOW + 20, "pass-1")] == ids
+        assert second.claim_notifications(NOW, NOW + 20, "pass-2") == []
         assert first.due_notifications(NOW + 19) == []
-        assert [r["id"] for r in first.due_notifications(NOW + 20)] == [row_id]  # the sender died: due again
+        first.finish_notifications([{"id": ids[0], "status": "delivered", "attempts": 1, "next_attempt_at": NOW,
+                                     "last_error": "", "delivered_at": NOW}])
+        # the sender died before recording the second: it is due again once its claim runs out
+        assert [r["id"] for r in second.claim_notifications(NOW + 20, NOW + 40, "pass-3")] == [ids[1]]
     finally:
         first.close()
         second.close()

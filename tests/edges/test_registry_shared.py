@@ -203,7 +203,7 @@ def test_an_upgrade_from_version_8_keeps_the_runs_as_finished(registry_url: str)
 
     registry = Registry(registry_url)
     try:
-        assert registry.schema_version() == SCHEMA_VERSION == 9
+        assert registry.schema_version() == SCHEMA_VERSION == 10
         assert [(r["id"], r["status"]) for r in registry.test_run_rows("smoke")] == [(2, "failed"), (1, "passed")]
         assert [(r["case_id"], r["name"]) for r in registry.test_result_rows([2])] == [("gone", "")]
         assert registry.start_test_run("smoke", "dev", started_at="t2", lease_until=at(1)) == 3  # ids go on

@@ -5,6 +5,8 @@ window is enqueued once, a recovery always."""
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import replace
 
 import pytest
 
@@ -81,3 +83,13 @@ def test_a_workspace_without_alerts_enqueues_nothing_and_makes_no_registry(works
     ws = open_workspace(workspace.root)
     assert notify.emit(ws, Event("apply.failed", "boom")) == 0
     assert not (workspace.root / ".qrm" / "registry.db").exists()
+
+
+def test_emit_never_raises_when_the_registry_is_away(workspace: Workspace, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A notification must not fail what it reports on: a registry that cannot be reached is a warning."""
+    ws = replace(notifying_workspace(workspace, monkeypatch, UNREACHABLE),
+                 registry_override="postgresql+psycopg://qrm@127.0.0.1:9/qrm")
+    with caplog.at_level(logging.WARNING):
+        assert notify.emit(ws, Event("apply.failed", "boom", "shop", "prod")) == 0
+    assert "notification apply.failed not enqueued: registry postgresql+psycopg://qrm@127.0.0.1:9/qrm" in caplog.text

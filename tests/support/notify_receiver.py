@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class Delivery:
     body: bytes
     verified: bool  # the standardwebhooks package accepted the signature
     answered: int
+    arrived: float  # time.monotonic() when it arrived
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -59,7 +61,8 @@ class Receiver:
         except Exception:  # the package's WebhookVerificationError, or a header missing
             verified = False
         status, extra = self.answers.pop(0) if self.answers else (200, {})
-        self.received.append(Delivery(request.path, request.query_string, headers, body, verified, status))
+        self.received.append(Delivery(request.path, request.query_string, headers, body, verified, status,
+                                      time.monotonic()))
         return web.Response(status=status, headers=extra, text="ok" if status == 200 else "no")
 
     async def _start(self) -> None:
