@@ -1,7 +1,8 @@
 """`qrm serve` emits through the same path as the CLI and delivers in its own background loop: a health round
 (POST /resources/services/health-check) sends health.critical when a service goes down and health.recovered
 when it is back; a test run (POST /test-suites/{suite}/run) of a blocking suite that fails sends tests.failed
-with a link to that run's dashboard page. A real `qrm serve` process, a real webhook receiver on 127.0.0.1."""
+with a link to that run's dashboard page, and so do the post-deploy tests a deployment webhook starts. A real
+`qrm serve` process, a real webhook receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import httpx
 import pytest
 
 from tests.support import api_server
+from tests.support.gated_suite import gated_manifests
 from tests.support.healthservers import Servers, Switch, running
 from tests.support.notify_events import PUBLIC, Notified, assert_no_secret, gated, notified_workspace
 from tests.support.notify_receiver import Receiver, receiver
-from tests.support.notify_workspace import SIGNING_SECRET
+from tests.support.notify_workspace import SIGNING_SECRET, hook_url, notifier
 from tests.support.quantum_server import Running, quantum_server
+from tests.support.webhooks import hooked
 from tests.support.workspace import Workspace
 
 DEADLINE = 60.0
@@ -110,4 +113,24 @@ def test_a_server_run_of_a_failing_blocking_suite_sends_tests_failed_linking_the
         server.stop()
     assert failed["data"]["link"] == f"{PUBLIC}/ui/test-runs/{run_id}"
     assert [line.split(":")[0] for line in failed["data"]["details"]] == ["broken (broken page)"]
+    assert_no_secret(hook.verified)
+
+
+def test_a_deployment_webhook_whose_blocking_suite_fails_sends_tests_failed(hook: Receiver, quantum: Running,
+                                                                           tmp_path: Path) -> None:
+    """GitHub says a deployment of `development` succeeded: the server runs the auto_run suites on dev (the
+    post-deploy tests), the blocking suite fails, and tests.failed reaches the receiver."""
+    alert = "---\nkind: Alert\nname: failing\nevents: [tests.failed]\nnotifiers: [ops]\n"
+    manifests = gated_manifests(quantum.url, blocking=True) + "---\n" + notifier() + alert
+    secrets = {"OPS_HOOK_URL": hook_url(hook.port), "OPS_HOOK_SECRET": SIGNING_SECRET}
+    with hooked(tmp_path, extra_manifests=manifests, extra_secrets=secrets) as h:
+        h.settled()
+        answer = h.github("deployment_status", {"deployment_status": {"state": "success", "environment": "development"},
+                                                "deployment": {"environment": "development", "sha": "1" * 40}})
+        assert answer.status_code == 202, answer.text
+        failed = arrives(Notified(Workspace(h.server.root), hook), h.server,
+                         lambda payload: payload["type"] == "tests.failed")
+    assert (failed["data"]["project"], failed["data"]["environment"]) == ("shop", "dev")
+    assert failed["data"]["summary"] == "blocking suite gate failed on dev: 1 of 2 case(s) failed"
+    assert [line.split(":")[0] for line in failed["data"]["details"]] == ["broken"]
     assert_no_secret(hook.verified)
