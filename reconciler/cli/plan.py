@@ -169,7 +169,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
             click.echo(message)
     if not (outcome.applied or outcome.plan.empty):  # cancelled: nothing to check or commit
         return EXIT_OK
-    code = EXIT_OK if no_tests else _post_apply_tests(ws, err=as_json)
+    code = EXIT_OK if no_tests else _post_apply_tests(ws, outcome.apply_id, err=as_json)
     if commit:
         from reconciler.flows.reconcile import commit_after_apply
 
@@ -181,8 +181,10 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, lock_timeout: flo
     return code
 
 
-def _post_apply_tests(ws: Workspace, *, err: bool) -> int:
-    """Run the auto_run suites on their environments (like post-sync hooks); exit 3 when a blocking one fails."""
+def _post_apply_tests(ws: Workspace, apply_id: int | None, *, err: bool) -> int:
+    """Run the auto_run suites on their environments (like post-sync hooks); exit 3 when a blocking one fails
+    (and notify deploy.blocked)."""
+    from reconciler.flows.notify_events import gate_blocked
     from reconciler.flows.tests_run import run_auto_suites
 
     runs = run_auto_suites(ws)
@@ -193,6 +195,7 @@ def _post_apply_tests(ws: Workspace, *, err: bool) -> int:
                        f"{c['error']} errors, {c['skipped']} skipped", err=err)
     blocking = [run.suite.name for run in runs if run.blocks]
     if blocking:
+        gate_blocked(ws, runs, apply_id)
         click.echo(f"error: blocking suite(s) failed after the apply: {', '.join(blocking)}; the apply itself "
                    "stays applied (fix and re-run qrm tests run, or revert and apply again)", err=True)
         return EXIT_TESTS_FAILED

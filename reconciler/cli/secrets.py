@@ -136,10 +136,14 @@ def secrets_rm(ctx: click.Context, name: str, project: str | None, environment: 
 @click.pass_context
 @reports_errors
 def secrets_rotate(ctx: click.Context) -> int:
-    """New data key for the recipients in .sops.yaml; every value re-encrypted."""
+    """New data key for the recipients in .sops.yaml; every value re-encrypted (notified as secret.rotated)."""
+    from reconciler.flows.notify_events import secret_rotated
     from reconciler.flows.secrets import rotate
 
-    click.echo(f"Rotated the data key; re-encrypted {rotate(workspace_from(ctx))} secret(s).")
+    ws = workspace_from(ctx)
+    count = rotate(ws)
+    secret_rotated(ws, count)
+    click.echo(f"Rotated the data key; re-encrypted {count} secret(s).")
     return EXIT_OK
 
 

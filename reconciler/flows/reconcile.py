@@ -21,7 +21,9 @@ from reconciler.core import health, summary
 from reconciler.core.changes import Change, Plan
 from reconciler.core.errors import ManifestError, QrmError
 from reconciler.core.generated import GENERATED_DIR
+from reconciler.core.test_results import SuiteRun
 from reconciler.edges import git_repo
+from reconciler.flows import notify_events
 from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -230,17 +232,21 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
             applied_plan, apply_id = outcome.plan, outcome.apply_id
             result.counts = applied_plan.counts()
             result.outcome = "applied" if outcome.applied else "no changes"
+            notify_events.drift_detected(ws, applied_plan, desired, repaired=outcome.applied)
         else:
             ctx = _timed(result, "plan", lambda: plan_workspace(ws, desired=desired))
             plan = ctx.plan
             ctx.close()
             result.counts = plan.counts()
+            notify_events.drift_detected(ws, plan, desired, repaired=False)
             result.outcome = "no changes" if plan.empty else "pending"
             if plan.blocked:
                 raise QrmError("; ".join([c.message for c in plan.conflicts] + list(plan.errors)))
     except ManifestError as exc:
         result.outcome = "invalid"
         result.problems = [str(problem) for problem in exc.problems]
+        if apply:  # the manifests could not be read: this reconcile's apply failed (apply_workspace emits its own)
+            notify_events.apply_failed(ws, exc, None, None)
     except QrmError as exc:
         result.outcome = "failed"
         result.problems = [str(exc)]
@@ -248,7 +254,9 @@ def reconcile_once(ws: Workspace, *, trigger: str, apply: bool, commit: bool, ru
         if scan:
             _scan(ws, result)
         if apply and run_tests and (result.outcome == "applied" or trigger != "interval"):
-            _tests(ws, result)
+            runs = _tests(ws, result)
+            if result.tests_blocking:  # the gate `qrm apply` exits 3 for: the watcher reports it and goes on
+                notify_events.gate_blocked(ws, runs, apply_id)
     # A health round on every interval, and after an apply that changed services, so the report
     # commit of a change already holds the new services' health (no second commit a round later).
     services_changed = applied_plan is not None and result.outcome == "applied" and bool(applied_plan.service_changes())
@@ -288,11 +296,14 @@ def _scan(ws: Workspace, result: ReconcileResult) -> None:
         result.problems.append(f"scan: {exc}")
 
 
-def _tests(ws: Workspace, result: ReconcileResult) -> None:
-    from reconciler.core.test_results import SuiteRun
+def _tests(ws: Workspace, result: ReconcileResult) -> list[SuiteRun]:
+    """The auto_run suites after an apply; the runs that ended (also when a later one raised)."""
     from reconciler.flows.tests_run import run_auto_suites
 
+    ended: list[SuiteRun] = []
+
     def record(suite_run: SuiteRun) -> None:  # as each run ends: a later suite that raises keeps these
+        ended.append(suite_run)
         totals = suite_run.counts()
         result.tests.append(f"tests {suite_run.suite.name}: {totals['passed']} passed, "
                             f"{totals['failed'] + totals['error']} failed")
@@ -303,9 +314,10 @@ def _tests(ws: Workspace, result: ReconcileResult) -> None:
         runs = _timed(result, "tests", lambda: run_auto_suites(ws, on_run=record))
     except QrmError as exc:
         result.problems.append(f"tests: {exc}")
-        return
+        return ended
     if not runs:
         del result.timings["tests"]  # no auto_run suite: no tests step in the reconcile line
+    return ended
 
 
 def _health(ws: Workspace, result: ReconcileResult) -> dict[str, int] | None:

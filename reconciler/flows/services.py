@@ -22,6 +22,7 @@ from reconciler.core.health import CheckResult, CheckSpec, Discovery, HealthReco
 from reconciler.core.models import LOCALHOST
 from reconciler.core.state import RecordedService
 from reconciler.edges import files, probes
+from reconciler.flows import notify_events
 from reconciler.flows.recorded import open_registry, read_recorded
 from reconciler.flows.workspace import Workspace
 
@@ -184,6 +185,8 @@ def check_health(ws: Workspace, *, concurrency: int = DEFAULT_CONCURRENCY) -> He
     finally:
         if registry is not None:
             registry.close()
+    # health.critical / health.recovered: the transitions of the damped statuses (only enqueued: never slower)
+    notify_events.health_round(ws, records, {s.service: s for s in specs}, {s.name: s for s in services})
     by_name = {r.service: r for r in records}
     outcome = HealthRound(
         checked_at=_iso(round_start), services=health.join(services, by_name), specs={s.service: s for s in specs},

@@ -22,7 +22,7 @@ from reconciler.core.models import LOCALHOST, Project, TestSuite
 from reconciler.core.state import DesiredState, RecordedState, instance_name
 from reconciler.core.test_results import ERROR, FAILED, PASSED, SKIPPED, CaseResult, SuiteRun, Target, TestsOutcome
 from reconciler.edges import files
-from reconciler.flows import tests_http, tests_query
+from reconciler.flows import notify_events, tests_http, tests_query
 from reconciler.flows.desired import load_desired
 from reconciler.flows.recorded import recorded_state
 from reconciler.flows.tests_history import (
@@ -148,7 +148,8 @@ def run_tests(
         files.write_atomic(junit, junit_xml(runs), root=files.within(ws.root, junit))
         outcome.reports.append(junit)
 
-    record_runs(ws, runs, started)
+    run_ids = record_runs(ws, runs, started)
+    notify_events.tests_ran(ws, runs, run_ids, desired)  # tests.failed (blocking suites), tests.flaky
     return outcome
 
 

@@ -88,10 +88,11 @@ def wait_for(what: str, condition: Any, server: api_server.Server, deadline: flo
     raise AssertionError(f"timed out waiting for {what}; the server said:\n{server.log()}")
 
 
-def hooked_workspace(base: Path, env: dict[str, str], extra_manifests: str = "") -> tuple[Path, Path, Path, str]:
+def hooked_workspace(base: Path, env: dict[str, str], extra_manifests: str = "",
+                     extra_secrets: dict[str, str] | None = None) -> tuple[Path, Path, Path, str]:
     """origin, dev and the served clone (manifests/svc.yaml with service a, plus `extra_manifests` in
-    manifests/extra.yaml), with the three webhook secrets and a read token `ops` committed; returns the
-    token too."""
+    manifests/extra.yaml), with the three webhook secrets (and the global `extra_secrets`) and a read token
+    `ops` committed; returns the token too."""
     origin, dev, served = base / "origin.git", base / "dev", base / "served"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
     subprocess.run(["git", "clone", "-q", str(origin), str(dev)], check=True, capture_output=True)
@@ -103,7 +104,7 @@ def hooked_workspace(base: Path, env: dict[str, str], extra_manifests: str = "")
     shutil.copy(REPO / ".sops.yaml", dev / ".sops.yaml")
     (dev / "qrm.yaml").write_text("# served with webhooks\nname: hooked\n")
     for name, value in (("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET), ("GITLAB_WEBHOOK_TOKEN", GITLAB_TOKEN),
-                        ("WEBHOOK_SECRET", GENERIC_SECRET)):
+                        ("WEBHOOK_SECRET", GENERIC_SECRET), *(extra_secrets or {}).items()):
         api_server.qrm(dev, env, "secrets", "set", name, input=value + "\n")
     token = api_server.qrm(dev, env, "token", "create", "ops", "--scope", "read").strip()
     git(dev, "add", "-A")
@@ -114,11 +115,12 @@ def hooked_workspace(base: Path, env: dict[str, str], extra_manifests: str = "")
 
 
 @contextmanager
-def hooked(base: Path, *args: str, extra_manifests: str = "", key: bool = True) -> Iterator[Hooked]:
+def hooked(base: Path, *args: str, extra_manifests: str = "", key: bool = True,
+           extra_secrets: dict[str, str] | None = None) -> Iterator[Hooked]:
     """The served clone under `qrm serve ARGS` (without the age key when not `key`); stopped at the end, when
     no secret value (nor the read token) may be in its log."""
     env = api_server.environment(base / "home")
-    origin, dev, served, token = hooked_workspace(base, env, extra_manifests)
+    origin, dev, served, token = hooked_workspace(base, env, extra_manifests, extra_secrets)
     if not key:
         env = {k: v for k, v in env.items() if k != "SOPS_AGE_KEY_FILE"}
     server = api_server.start(served, env, *args)
