@@ -52,10 +52,19 @@ def allocated(origin: Path) -> str:
 def test_watch_applies_pushed_changes_pushes_reports_and_survives_a_bad_commit(
         tmp_path: Path, watchers: Callable[..., Watcher]) -> None:
     origin, dev, workspace = clones(tmp_path)
+    # Ports nothing on this machine listens on (below 1024, where no test binds): a health check that starts
+    # passing because another test's server took port 8000 is a real change the watcher commits, and this
+    # test counts commits.
+    (dev / "manifests" / "range.yaml").write_text("kind: PortRange\nname: app\nstart: 901\nend: 999\n")
+    git(dev, "add", "-A")
+    git(dev, "commit", "-qm", "app ports no test listens on")
+    git(dev, "push", "-q", "origin", "main")
+    git(workspace, "pull", "-q", "--ff-only")
     watcher = watchers(workspace, "--apply", "--pull", "--interval", "0.3")
 
     wait_for("the first report commit on origin", lambda: '"name": "a"' in allocated(origin), watcher)
     assert is_report(origin)
+    assert '"port": 901' in allocated(origin), allocated(origin)
 
     change = push_change(dev, services("a", "b"), "add b")
     wait_for("b's allocation on origin", lambda: '"name": "b"' in allocated(origin), watcher)
