@@ -8,6 +8,7 @@ api_server.TOKENS (reader: read; writer: write; keeper: secrets; trusted: read+s
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -214,13 +215,20 @@ def test_a_body_over_one_megabyte_is_refused_with_413(served: Server) -> None:
 def test_the_access_log_has_one_json_line_per_request_with_the_token_name_never_the_token(served: Server) -> None:
     served.get("/resources/ports/ranges?marker=access-log-test", served.tokens["trusted"])
     served.get("/resources/ports/ranges", "qrm_wrong-token")
-    lines = [line for line in served.log().splitlines() if " reconciler.server.access: " in line]
-    entries = [json.loads(line.split(" reconciler.server.access: ", 1)[1]) for line in lines]
-    ranges = [e for e in entries if e["path"] == "/resources/ports/ranges"]
-    assert {"method": "GET", "path": "/resources/ports/ranges", "status": 200, "token": "trusted"} in [
-        {k: e[k] for k in ("method", "path", "status", "token")} for e in ranges]
-    assert {"method": "GET", "path": "/resources/ports/ranges", "status": 401, "token": None} in [
-        {k: e[k] for k in ("method", "path", "status", "token")} for e in ranges]
+    wanted = [{"method": "GET", "path": "/resources/ports/ranges", "status": 200, "token": "trusted"},
+              {"method": "GET", "path": "/resources/ports/ranges", "status": 401, "token": None}]
+    # The server writes a request's line once its answer has gone out: on a loaded machine the client can
+    # read the log before that, so wait (a few seconds at most) for both lines.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in served.log().splitlines() if " reconciler.server.access: " in line]
+        entries = [json.loads(line.split(" reconciler.server.access: ", 1)[1]) for line in lines]
+        seen = [{k: e[k] for k in ("method", "path", "status", "token")} for e in entries
+                if e["path"] == "/resources/ports/ranges"]
+        if all(w in seen for w in wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert all(w in seen for w in wanted), seen
     assert all(isinstance(e["duration_ms"], float) for e in entries)
     log = served.log()
     assert not any(token in log for token in served.tokens.values())
