@@ -17,61 +17,32 @@ reservations, the table) costs over the API's JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repository's root, as bench/api.py explains
-from bench.allocate import build, git  # noqa: E402
-from tests.support import api_server  # noqa: E402
+from bench.allocate import git  # noqa: E402
+from bench.served import Served, figures, served, server_timed  # noqa: E402
 
 RESERVATION = "kind: Reservation\nname: legacy\nhost: localhost\nports: [10005, \"20000-20009\"]\nreason: old admin\n"
 
 
-def server_times(log: str, since: int, path: str) -> list[float]:
-    """The duration_ms of the access log's lines for `path` after character `since` of the log, sorted."""
-    return sorted(ms for _, ms in logged(log, since, path))
+def reserved(root: Path) -> None:
+    """The Reservation, committed."""
+    (root / "manifests" / "reservations.yaml").write_text(RESERVATION)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "bench: a reservation")
 
 
-def logged(log: str, since: int, path: str) -> list[tuple[int, float]]:
-    """(position in the log, duration_ms) of the access log's lines for `path` after character `since`."""
-    times = []
-    for line in log[since:].splitlines():
-        start = line.find("{")
-        if "reconciler.server.access" not in line or start < 0:
-            continue
-        entry = json.loads(line[start:])
-        if entry["path"] == path and entry["status"] == 200:
-            times.append((len(times), float(entry["duration_ms"])))
-    return times
-
-
-def measure(server: api_server.Server, headers: dict[str, str], path: str, query: Callable[[int], str],
-            requests: int) -> list[float]:
-    since = len(server.log())
-    with httpx.Client(headers=headers, timeout=60) as client:
-        for i in range(requests):
-            client.get(server.url + path + "?" + query(i)).raise_for_status()
-    time.sleep(0.5)  # the log line of the last request
-    found = logged(server.log(), since, path)
-    if len(found) != requests:
-        raise SystemExit(f"the access log has {len(found)} lines for {path}, not {requests}")
+def measure(at: Served, path: str, query: Callable[[int], str], requests: int) -> list[float]:
+    """The server times of `requests` GETs of `path` with query(0..requests-1), sorted; the three slowest printed."""
+    found = server_timed(at, path, [query(i) for i in range(requests)])
     slowest = sorted(found, key=lambda f: -f[1])[:3]
     print(f"    slowest: {', '.join(f'{query(i)} {ms:.0f} ms' for i, ms in slowest)}")
     return sorted(ms for _, ms in found)
-
-
-def figures(label: str, times: list[float]) -> float:
-    p50, p99 = statistics.median(times), times[max(0, int(len(times) * 0.99) - 1)]
-    print(f"  {label}: server time p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {times[-1]:.1f} ms")
-    return p50
 
 
 def main() -> None:
@@ -79,21 +50,9 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="qrm-bench-pages-"))
-    root = base / "ws"
-    server = None
-    try:
-        env = api_server.environment(base / "home")
-        build(root, args.services)
-        (root / "manifests" / "reservations.yaml").write_text(RESERVATION)
-        git(root, "add", "-A")
-        git(root, "commit", "-qm", "bench: a reservation")
-        api_server.qrm(root, env, "apply", "--yes", "--no-refresh", "--no-tests")
-        reader = api_server.qrm(root, env, "token", "create", "reader", "--scope", "read").strip()
-        server = api_server.start(root, env, log_level="info")
-        headers = {"Authorization": f"Bearer {reader}"}
+    with served("qrm-bench-pages-", args.services, log_level="info", prepare=reserved) as at:
         pages = max(1, args.services // 50)
-        first = httpx.get(server.url + "/ui/ports", headers=headers, timeout=60)
+        first = httpx.get(at.server.url + "/ui/ports", headers=at.headers, timeout=60)
         assert f"{args.services:,}".replace(",", "") in first.text, "the page does not count every service"
         print(f"qrm dashboard benchmark: GET /ui/ports at {args.services:,} services, {args.requests} requests "
               "of each, one at a time, each a different page")
@@ -105,19 +64,14 @@ def main() -> None:
         ]
         page_p50 = 0.0
         for label, query in kinds:
-            times = measure(server, headers, "/ui/ports", query, args.requests)
+            times = measure(at, "/ui/ports", query, args.requests)
             p50 = figures(f"/ui/ports, {label}", times)
             page_p50 = page_p50 or p50
             worst = max(worst, times[-1])
-        times = measure(server, headers, "/resources/ports", lambda i: f"limit=50&offset={50 * (i % pages)}",
-                        args.requests)
+        times = measure(at, "/resources/ports", lambda i: f"limit=50&offset={50 * (i % pages)}", args.requests)
         api_p50 = figures("yardstick: GET /resources/ports?limit=50 (the API's JSON of the same rows)", times)
         print(f"ratio: the Ports page takes {page_p50 / api_p50:.1f}x the API page's server time (p50); "
               f"target: every request under 300 ms: {'met' if worst < 300 else 'NOT met'} (max {worst:.1f} ms)")
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

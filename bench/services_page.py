@@ -10,18 +10,15 @@ p50 and p99 of each path as the client times it (one at a time: the server's own
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # as bench/api.py: the repository's root, not bench/
-from bench.allocate import build  # noqa: E402
-from tests.support import api_server  # noqa: E402
+from bench.served import served  # noqa: E402
 
 PATHS = ("/ui/services", "/ui/services/table?type=app", "/ui/services?offset=9900")
 
@@ -31,17 +28,9 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="qrm-bench-services-"))
-    root = base / "ws"
-    server = None
-    try:
-        env = api_server.environment(base / "home")
-        build(root, args.services)
-        api_server.qrm(root, env, "apply", "--yes", "--no-refresh", "--no-tests")
-        reader = api_server.qrm(root, env, "token", "create", "reader", "--scope", "read").strip()
-        server = api_server.start(root, env)
+    with served("qrm-bench-services-", args.services) as at:
         print(f"dashboard Services page: {args.services:,} services, {args.requests} requests a path, one at a time")
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {reader}"}, timeout=60) as client:
+        with httpx.Client(base_url=at.server.url, headers=at.headers, timeout=60) as client:
             for path in PATHS:
                 answer = client.get(path)
                 if answer.status_code != 200 or answer.text.count("<tr data-service=") != 100:
@@ -54,10 +43,6 @@ def main() -> None:
                 times.sort()
                 print(f"  GET {path}: {len(answer.content):,} bytes; p50 {statistics.median(times):.1f} ms, "
                       f"p99 {times[int(len(times) * 0.99) - 1]:.1f} ms")
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,22 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.support import api_server, health_fleet, pgserver, ports_ui, replicas, suites_api, tests_pages, writes_api
+from tests.support import (
+    api_server,
+    health_fleet,
+    notify_events,
+    pgserver,
+    ports_ui,
+    replicas,
+    suites_api,
+    tests_pages,
+    writes_api,
+)
 from tests.support.browser import chromium
+from tests.support.healthservers import Servers, running
+from tests.support.notify_receiver import Receiver
 from tests.support.pgserver import PgDatabase
+from tests.support.quantum_server import Running, quantum_server
 from tests.support.workspace import Workspace
 
 
@@ -144,3 +157,26 @@ def replicated(tmp_path_factory: pytest.TempPathFactory, pg_server: pgserver.PgS
             yield both
     finally:
         pg_server.drop_database(name)
+
+
+# The notification event tests (tests/{flows,cli,server}/test_notify_events.py); a test file that defines a
+# fixture of the same name (an other receiver, an other stand-in) uses its own.
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 that verifies tests/support/notify_workspace's signing secret."""
+    with notify_events.receiving() as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def quantum() -> Iterator[Running]:
+    """The Quantum stand-in at version v1."""
+    with quantum_server("v1") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    """tests/support/healthservers' HTTP and TCP servers a health check can be pointed at."""
+    with running() as started:
+        yield started

@@ -7,14 +7,14 @@ severity, one-line summary, details and dashboard link, and no secret value (the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
 from reconciler.core.notifications import BACKOFF_SECONDS, EVENT_KINDS
 from reconciler.flows import notify
-from tests.support.healthservers import Servers, Switch, running
+from tests.support.healthservers import Servers, Switch
 from tests.support.notify_events import (
     PUBLIC,
     Notified,
@@ -22,29 +22,10 @@ from tests.support.notify_events import (
     gated,
     notified_workspace,
 )
-from tests.support.notify_receiver import Receiver, receiver
-from tests.support.notify_workspace import SIGNING_SECRET
-from tests.support.quantum_server import Running, quantum_server
+from tests.support.notify_receiver import Receiver
+from tests.support.quantum_server import Running
 from tests.support.watcher import Watcher, wait_for
 from tests.support.workspace import Workspace
-
-
-@pytest.fixture
-def hook() -> Iterator[Receiver]:
-    with receiver(SIGNING_SECRET) as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
-def quantum() -> Iterator[Running]:
-    with quantum_server("v1") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with running() as started:
-        yield started
 
 
 @dataclass

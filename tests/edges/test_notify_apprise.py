@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.core.notifications import Event, Outcome, Target, text
 from reconciler.edges import notify_apprise
-from tests.support import notify_receivers as rx
+from tests.support import notify_receiver as rx
 
 TOKEN = "canary-apprise-token-1f9d"
 EVENT = Event("deploy.blocked", "the gate stopped the apply of shop/prod: smoke failed", "shop", "prod",

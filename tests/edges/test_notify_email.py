@@ -13,7 +13,7 @@ from reconciler.core.notifications import Event, Outcome, Target, text
 from reconciler.edges import notify_email
 from reconciler.flows import notify
 from reconciler.flows.secrets import set_secret
-from tests.support import notify_receivers as rx
+from tests.support import notify_receiver as rx
 from tests.support.notify_workspace import ALERT, notifying_workspace
 from tests.support.workspace import Workspace
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from reconciler.core.notifications import Event, Outcome, Target, text
 from reconciler.edges import notify_slack
 from reconciler.flows import notify
-from tests.support import notify_receivers as rx
+from tests.support import notify_receiver as rx
 from tests.support.notify_workspace import ALERT, notifying_workspace
 from tests.support.workspace import Workspace
 

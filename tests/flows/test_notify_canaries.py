@@ -24,7 +24,7 @@ from reconciler.flows import notify
 from reconciler.flows.recorded import open_registry
 from reconciler.flows.secrets import set_secret
 from reconciler.flows.workspace import Workspace as Ws
-from tests.support import notify_receivers as rx
+from tests.support import notify_receiver as rx
 from tests.support.notify_workspace import ALERT, SIGNING_SECRET, URL_TOKEN, notifying_workspace
 from tests.support.workspace import Workspace
 

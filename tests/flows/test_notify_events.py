@@ -7,7 +7,6 @@ tests.failed; a flapping service one critical and one recovered; a secret value 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +18,7 @@ from reconciler.flows.reconcile import reconcile_once
 from reconciler.flows.services import check_health
 from reconciler.flows.test_runs import last_run_id
 from reconciler.flows.tests_run import run_tests
-from tests.support.healthservers import Servers, Switch, running
+from tests.support.healthservers import Servers, Switch
 from tests.support.notify_events import (
     DAMPED,
     EVERYTHING,
@@ -30,31 +29,9 @@ from tests.support.notify_events import (
     gated,
     notified_workspace,
 )
-from tests.support.notify_receiver import Receiver, receiver
-from tests.support.notify_workspace import SIGNING_SECRET
-from tests.support.quantum_server import Running, quantum_server
+from tests.support.notify_receiver import Receiver
+from tests.support.quantum_server import Running
 from tests.support.workspace import Workspace
-
-
-@pytest.fixture
-def hook() -> Iterator[Receiver]:
-    with receiver(SIGNING_SECRET) as found:
-        yield found
-        # What a test emitted through flows (not a command, which delivers at its end) is this process's to
-        # deliver: delivered here, while the receiver is up, it is not left to a later test's one-shot pass.
-        notify.deliver_after_command()
-
-
-@pytest.fixture(scope="module")
-def quantum() -> Iterator[Running]:
-    with quantum_server("v1") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with running() as started:
-        yield started
 
 
 @pytest.fixture

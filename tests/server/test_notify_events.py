@@ -7,7 +7,7 @@ with a link to that run's dashboard page, and so do the post-deploy tests a depl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +16,16 @@ import pytest
 
 from tests.support import api_server
 from tests.support.gated_suite import gated_manifests
-from tests.support.healthservers import Servers, Switch, running
+from tests.support.healthservers import Servers, Switch
 from tests.support.notify_events import PUBLIC, Notified, assert_no_secret, gated, notified_workspace
-from tests.support.notify_receiver import Receiver, receiver
+from tests.support.notify_receiver import Receiver
 from tests.support.notify_workspace import SIGNING_SECRET, hook_url, notifier
-from tests.support.quantum_server import Running, quantum_server
+from tests.support.quantum_server import Running
 from tests.support.webhooks import hooked
 from tests.support.workspace import Workspace
 
 DEADLINE = 60.0
 
-
-@pytest.fixture
-def hook() -> Iterator[Receiver]:
-    with receiver(SIGNING_SECRET) as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
-def quantum() -> Iterator[Running]:
-    with quantum_server("v1") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with running() as started:
-        yield started
 
 
 def serve(n: Notified, tmp_path: Path) -> tuple[api_server.Server, str]:

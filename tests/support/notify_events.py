@@ -6,6 +6,8 @@ qrm.yaml's public_url; the suite `gate` against the Quantum stand-in; the canary
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,7 @@ from reconciler.flows import notify
 from reconciler.flows.secrets import set_secret
 from reconciler.flows.workspace import Workspace as Ws
 from reconciler.flows.workspace import open_workspace
-from tests.support.notify_receiver import Delivery, Receiver
+from tests.support.notify_receiver import Delivery, Receiver, receiver
 from tests.support.notify_workspace import SIGNING_SECRET, URL_TOKEN, hook_url, notifying_workspace
 from tests.support.workspace import Workspace
 
@@ -108,3 +110,13 @@ def assert_no_secret(deliveries: list[Delivery]) -> None:
         sent = delivery.body.decode() + json.dumps(delivery.headers)
         for secret in SECRETS:
             assert secret not in sent, f"a secret value leaked into {delivery.payload['type']}"
+
+
+@contextmanager
+def receiving() -> Iterator[Receiver]:
+    """A receiver that verifies the workspace's signing secret (tests/conftest.py's `hook`). What a test emitted
+    through flows (not a command, which delivers at its end) is this process's to deliver: delivered on the way
+    out, while the receiver is up, it is not left to a later test's one-shot pass."""
+    with receiver(SIGNING_SECRET) as found:
+        yield found
+        notify.deliver_after_command()
