@@ -1,5 +1,6 @@
 """Notification events and the rules of their delivery (pure): which Alert takes an event, the dedupe key,
-the retry schedule, the one-message text, and the values a provider edge is given and answers.
+the retry schedule, the one-message text, the values a provider edge is given and answers, and how a webhook
+receiver's HTTP answer reads (Slack's own rules are in core/slack_message).
 
 An Event is what happened (apply.failed on shop/prod, with the failing lines); the registry's outbox stores
 its payload, never where it goes: the Target (a notifier with its secret references resolved) exists only in
@@ -167,6 +168,20 @@ class Outcome:
     status: Literal["delivered", "retry", "gone", "failed"]
     reason: str = ""
     retry_after: float | None = None
+
+
+def answer_outcome(status: int, retry_after: float | None, where: str) -> Outcome:
+    """What a webhook receiver's HTTP answer comes to (`retry_after`: its Retry-After in seconds): 2xx delivered;
+    410 gone; 429, 408 and 5xx retry; any other status (a redirect, 400, 401, 404...) failed."""
+    if 200 <= status < 300:
+        return Outcome("delivered", f"{where} answered {status}")
+    if status == 410:
+        return Outcome("gone", f"{where} answered 410 Gone")
+    if status == 429:
+        return Outcome("retry", f"{where} answered 429 Too Many Requests", retry_after)
+    if status >= 500 or status == 408:
+        return Outcome("retry", f"{where} answered {status}", retry_after)
+    return Outcome("failed", f"{where} answered {status}")
 
 
 @dataclass(frozen=True)
