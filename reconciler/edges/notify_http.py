@@ -3,10 +3,11 @@ and `slack` (a Block Kit message to an incoming webhook, at most one a second pe
 
 Why one module: both are one technology, an aiohttp POST whose answer or failure becomes an Outcome, and edges
 may not import each other; so the POST and its failure mapping (timeout, refused connection, invalid URL, any
-other transport error, anything else: a send never raises) live once here, in _post, and each send only says
-what it posts and how the answer reads. What is pure sits in core: the Slack message and Slack's answer rules
-in core/slack_message, a webhook receiver's answer rules in core/notifications.answer_outcome, the Standard
-Webhooks signature in core/webhooks (the same one the server's hooks check).
+other transport error; anything else through core/notifications.never_raising) live once here, in _post, and
+each send only says what it posts and how the answer reads. What is pure sits in core: the Slack message and
+Slack's answer rules in core/slack_message, a webhook receiver's answer rules in
+core/notifications.answer_outcome, the Standard Webhooks signature in core/webhooks (the one the server's hooks
+check).
 
 webhook: webhook-id is the delivery id (the same on every retry, so a receiver can drop a repeat),
 webhook-timestamp the send time in epoch seconds, webhook-signature "v1,<base64 HMAC-SHA256 of
@@ -42,7 +43,7 @@ import aiohttp
 from yarl import URL
 
 from reconciler.core import slack_message
-from reconciler.core.notifications import Event, Outcome, Target, answer_outcome
+from reconciler.core.notifications import Event, Outcome, Target, answer_outcome, never_raising
 from reconciler.core.webhooks import standard_signature
 
 USER_AGENT = "qrm-notify/1"
@@ -90,6 +91,12 @@ async def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, 
     """POST `body` without following redirects, and what came of it: `judge(status, the answer's first
     answer_bytes bytes (-1: all of it) as text, its Retry-After in seconds)`, or the transport failure as an
     Outcome. On `session_of()`'s session (kept open), else on a session of its own. Never raises."""
+    return await never_raising(_exchange(url, body, headers, timeout, where, judge, answer_bytes, session_of), where)
+
+
+async def _exchange(url: str, body: bytes, headers: dict[str, str], timeout: float, where: str,
+                    judge: Callable[[int, str, float | None], Outcome], answer_bytes: int,
+                    session_of: Callable[[], aiohttp.ClientSession] | None) -> Outcome:
     try:
         async with AsyncExitStack() as stack:
             session = session_of() if session_of is not None else \
@@ -106,10 +113,6 @@ async def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, 
     except aiohttp.InvalidURL:
         return Outcome("failed", "the notifier's URL is not a valid URL")
     except (aiohttp.ClientError, OSError) as exc:
-        return Outcome("retry", f"{where}: {type(exc).__name__}")
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a send never raises: anything else is one reason, without its text (it may quote)
         return Outcome("retry", f"{where}: {type(exc).__name__}")
 
 
