@@ -6,8 +6,8 @@ may not import each other; so the POST and its failure mapping (timeout, refused
 other transport error; anything else through core/notifications.never_raising) live once here, in _post, and
 each send only says what it posts and how the answer reads. What is pure sits in core: the Slack message and
 Slack's answer rules in core/slack_message, a webhook receiver's answer rules in
-core/notifications.answer_outcome, the Standard Webhooks signature in core/webhooks (the one the server's hooks
-check).
+core/notifications.answer_outcome, the Standard Webhooks key and signature in core/webhooks (the ones the server's
+hooks check).
 
 webhook: webhook-id is the delivery id (the same on every retry, so a receiver can drop a repeat),
 webhook-timestamp the send time in epoch seconds, webhook-signature "v1,<base64 HMAC-SHA256 of
@@ -28,8 +28,6 @@ credential), nor the secret.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -44,10 +42,9 @@ from yarl import URL
 
 from reconciler.core import slack_message
 from reconciler.core.notifications import Event, Outcome, Target, answer_outcome, never_raising
-from reconciler.core.webhooks import standard_signature
+from reconciler.core.webhooks import standard_key, standard_signature
 
 USER_AGENT = "qrm-notify/1"
-SECRET_PREFIX = "whsec_"
 MIN_INTERVAL = 1.0  # seconds between two Slack messages to one webhook (Slack: "1 per second", short bursts allowed)
 SLACK_ANSWER_BYTES = 256  # Slack answers "ok" or one error word: no more of its body is read
 _SECONDS = re.compile(r"\d+(\.\d+)?")
@@ -119,13 +116,9 @@ async def _exchange(url: str, body: bytes, headers: dict[str, str], timeout: flo
 # --- webhook ---------------------------------------------------------------------------------------------------
 
 def signing_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret "whsec_<base64>" (the prefix is optional, as in the spec's
-    libraries). ValueError without the secret in its message."""
-    body = secret.removeprefix(SECRET_PREFIX)
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the signing secret is not whsec_ followed by base64") from None
+    """The HMAC key of the notifier's Standard Webhooks secret "whsec_<base64>". ValueError without the secret in
+    its message."""
+    return standard_key(secret, "the signing secret is not whsec_ followed by base64")
 
 
 def body_of(event: Event) -> bytes:
