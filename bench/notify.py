@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiohttp import ClientSession, web
 
 from reconciler.core.notifications import Event
-from reconciler.edges import notify_webhook
+from reconciler.edges import notify_http
 from reconciler.flows import notify
 from reconciler.flows.secrets import set_secret
 from reconciler.flows.workspace import open_workspace
@@ -121,11 +121,11 @@ def main() -> None:
         deliver_s = time.perf_counter() - started
         sent = receiver.count
 
-        key = notify_webhook.signing_key(SECRET)
+        key = notify_http.signing_key(SECRET)
         bodies = []
         for i, event in enumerate(batch):
-            body = notify_webhook.body_of(event)
-            bodies.append((body, notify_webhook.headers(key, f"msg_bench_{i}", body)))
+            body = notify_http.body_of(event)
+            bodies.append((body, notify_http.headers(key, f"msg_bench_{i}", body)))
         bare_s = asyncio.run(yardstick(url, bodies))
 
     n = args.events

@@ -1,5 +1,6 @@
 """Notification events and the rules of their delivery (pure): which Alert takes an event, the dedupe key,
-the retry schedule, the one-message text, and the values a provider edge is given and answers.
+the retry schedule, the one-message text, the values a provider edge is given and answers, how a webhook
+receiver's HTTP answer reads, and the one way a send never raises (Slack's own rules are in core/slack_message).
 
 An Event is what happened (apply.failed on shop/prod, with the failing lines); the registry's outbox stores
 its payload, never where it goes: the Target (a notifier with its secret references resolved) exists only in
@@ -9,7 +10,7 @@ memory while a delivery is sent.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -167,6 +168,30 @@ class Outcome:
     status: Literal["delivered", "retry", "gone", "failed"]
     reason: str = ""
     retry_after: float | None = None
+
+
+def answer_outcome(status: int, retry_after: float | None, where: str) -> Outcome:
+    """What a webhook receiver's HTTP answer comes to (`retry_after`: its Retry-After in seconds): 2xx delivered;
+    410 gone; 429, 408 and 5xx retry; any other status (a redirect, 400, 401, 404...) failed."""
+    if 200 <= status < 300:
+        return Outcome("delivered", f"{where} answered {status}")
+    if status == 410:
+        return Outcome("gone", f"{where} answered 410 Gone")
+    if status == 429:
+        return Outcome("retry", f"{where} answered 429 Too Many Requests", retry_after)
+    if status >= 500 or status == 408:
+        return Outcome("retry", f"{where} answered {status}", retry_after)
+    return Outcome("failed", f"{where} answered {status}")
+
+
+async def never_raising(send: Awaitable[Outcome], where: str) -> Outcome:
+    """The Outcome of a provider's send, whatever it raised: a send never raises, so what its provider did not map
+    itself is a retry named by `where` and the exception's type only (its text may quote a URL or a secret).
+    Cancellation passes through (CancelledError is not an Exception): the pass that cancels wants it to."""
+    try:
+        return await send
+    except Exception as exc:
+        return Outcome("retry", f"{where}: {type(exc).__name__}")
 
 
 @dataclass(frozen=True)

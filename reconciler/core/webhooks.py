@@ -49,12 +49,16 @@ def check_gitlab(secret: str, header: str | None) -> None:
         raise SignatureError("X-Gitlab-Token is not the webhook's secret token")
 
 
-def standard_key(secret: str) -> bytes:
-    """The key of a Standard Webhooks secret `whsec_<base64>` (a secret without the prefix is read as base64 too)."""
+def standard_key(secret: str,
+                 problem: str = f"secrets.enc: {GENERIC_SECRET} is not a Standard Webhooks secret (whsec_<base64>)",
+                 ) -> bytes:
+    """The key of a Standard Webhooks secret `whsec_<base64>` (a secret without the prefix is read as base64 too,
+    as in the spec's libraries): the hooks' key in, the webhook notifier's key out. ValueError(problem), which
+    never quotes the secret."""
     try:
         return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"secrets.enc: {GENERIC_SECRET} is not a Standard Webhooks secret (whsec_<base64>)") from None
+        raise ValueError(problem) from None
 
 
 def standard_signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:

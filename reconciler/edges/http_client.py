@@ -1,5 +1,5 @@
 """HTTP over aiohttp (the HTTP edge): the exchanges of `qrm tests run` and the HTTP(S) health checks of
-`qrm services health`. (Notifications post through their own edge, notify_webhook.)
+`qrm services health`. (Notifications post through their own edge, notify_http.)
 
 Test cases: a `Pool` holds one keep-alive ClientSession (one TCPConnector) per environment's base URL,
 closed when the run ends; each case attempt gets a `Browser` on it with its own aiohttp.CookieJar

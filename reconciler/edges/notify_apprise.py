@@ -25,7 +25,7 @@ import logging
 import threading
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from reconciler.core.notifications import Event, Outcome, Target, text
+from reconciler.core.notifications import Event, Outcome, Target, never_raising, text
 
 # Schemes whose host is an address, not a credential: a reason may name it.
 ADDRESS_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
@@ -172,14 +172,15 @@ async def send(target: Target, event: Event, delivery_id: str, timeout: float) -
         return Outcome("failed", "the apprise notifier has no URL")
     parts = secret_parts(target.url)
     _mask.add(parts)
+    return await never_raising(_handed(target, event, parts, timeout), f"apprise failed for {shown(target.url)}")
+
+
+async def _handed(target: Target, event: Event, parts: list[str], timeout: float) -> Outcome:
+    """What came of handing the event to apprise in a thread, within `timeout`."""
     try:
         delivered, service = await asyncio.wait_for(_in_thread(target.url, event, parts), timeout)
     except TimeoutError:
         return Outcome("retry", f"apprise did not finish delivering to {shown(target.url)} within {timeout:g} s")
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a send never raises: apprise's errors are one reason, without their text
-        return Outcome("retry", f"apprise failed for {shown(target.url)}: {type(exc).__name__}")
     if delivered is None:
         return Outcome("failed", f"apprise does not understand the URL {shown(target.url)} (an unknown scheme or "
                                  "a malformed URL; see https://github.com/caronc/apprise/wiki)")

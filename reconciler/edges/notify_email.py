@@ -18,13 +18,12 @@ failed. No reason quotes the password; a server's reply text is kept short and s
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
-from reconciler.core.notifications import Event, Outcome, Target, text
+from reconciler.core.notifications import Event, Outcome, Target, never_raising, text
 
 IMPLICIT_TLS_PORT = 465
 MAX_SUBJECT = 200
@@ -112,9 +111,6 @@ def _address(sender: str) -> str:
 
 async def send(target: Target, event: Event, delivery_id: str, timeout: float) -> Outcome:
     """Send the event's email through the target's SMTP server; never raises."""
-    # imported at the first email: 50 ms every other qrm command (which may emit events) need not pay
-    import aiosmtplib
-
     where = f"smtp://{target.smtp_host}:{target.smtp_port}"
     if not target.smtp_host or not target.sender or not target.to:
         return Outcome("failed", "the email notifier needs smtp_host, sender and to")
@@ -122,6 +118,14 @@ async def send(target: Target, event: Event, delivery_id: str, timeout: float) -
         mail = message(target, event, delivery_id)
     except (ValueError, TypeError) as exc:
         return Outcome("failed", f"the email cannot be built: {type(exc).__name__}")
+    return await never_raising(_mapped(target, mail, where, timeout), where)
+
+
+async def _mapped(target: Target, mail: EmailMessage, where: str, timeout: float) -> Outcome:
+    """_deliver, its SMTP, TLS and socket failures each the Outcome they mean."""
+    # imported at the first email: 50 ms every other qrm command (which may emit events) need not pay
+    import aiosmtplib
+
     try:
         return await _deliver(target, mail, where, timeout)
     except aiosmtplib.SMTPAuthenticationError as exc:
@@ -151,8 +155,4 @@ async def send(target: Target, event: Event, delivery_id: str, timeout: float) -
     except ssl.SSLError as exc:
         return Outcome("failed", f"{where}: TLS failed ({exc.reason or type(exc).__name__})")
     except (aiosmtplib.SMTPException, OSError) as exc:
-        return Outcome("retry", f"{where}: {type(exc).__name__}")
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a send never raises: anything else is one reason, without its text (it may quote)
         return Outcome("retry", f"{where}: {type(exc).__name__}")

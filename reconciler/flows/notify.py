@@ -43,7 +43,7 @@ from reconciler.core.notifications import (
     next_attempt_delay,
 )
 from reconciler.core.secret_scope import reference_name
-from reconciler.edges import notify_apprise, notify_email, notify_slack, notify_webhook
+from reconciler.edges import notify_apprise, notify_email, notify_http
 from reconciler.flows.open_registries import kept_registry
 from reconciler.flows.workspace import Workspace, sqlite_path
 
@@ -57,13 +57,13 @@ log = logging.getLogger(__name__)
 SendFunction = Callable[[Target, Event, str, float], Awaitable[Outcome]]
 # provider -> its edge's send(target, event, delivery_id, timeout)
 PROVIDERS: dict[str, SendFunction] = {
-    "webhook": notify_webhook.send,
-    "slack": notify_slack.send,
+    "webhook": notify_http.send_webhook,
+    "slack": notify_http.send_slack,
     "email": notify_email.send,
     "apprise": notify_apprise.send,
 }
 # What a delivery pass awaits at its end: the providers' kept sessions closed (each on the pass's event loop).
-CLOSE: list[Callable[[], Awaitable[None]]] = [notify_webhook.close]
+CLOSE: list[Callable[[], Awaitable[None]]] = [notify_http.close]
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
 DEFAULT_CONCURRENCY = 8

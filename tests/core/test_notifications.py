@@ -3,6 +3,7 @@ retry schedule, the one-message text, and the fields each provider needs."""
 
 from __future__ import annotations
 
+import asyncio
 import typing
 
 import pytest
@@ -16,9 +17,11 @@ from reconciler.core.notifications import (
     BACKOFF_SECONDS,
     EVENT_KINDS,
     Event,
+    Outcome,
     Target,
     dedupe_key,
     matches,
+    never_raising,
     next_attempt_delay,
     text,
 )
@@ -142,3 +145,26 @@ def test_every_event_round_trips_through_its_payload(kind: str, summary: str, pr
     event = Event(kind, summary, project, "prod", severity, tuple(details), link=link, recovery=recovery)
     assert "\n" not in event.summary
     assert Event.from_payload(event.as_payload()) == event
+
+
+async def _answers(outcome: Outcome) -> Outcome:
+    return outcome
+
+
+async def _raises(error: BaseException) -> Outcome:
+    raise error
+
+
+@pytest.mark.parametrize(("send", "expected"), [
+    (lambda: _answers(Outcome("gone", "x answered 410 Gone")), Outcome("gone", "x answered 410 Gone")),
+    (lambda: _raises(KeyError("https://hooks.example.com/T/B/sekrit")), Outcome("retry", "https://x: KeyError")),
+    (lambda: _raises(RuntimeError("password=hunter2")), Outcome("retry", "https://x: RuntimeError")),
+])
+def test_a_send_never_raises_and_its_reason_names_only_the_exceptions_type(
+        send: typing.Callable[[], typing.Awaitable[Outcome]], expected: Outcome) -> None:
+    assert asyncio.run(never_raising(send(), "https://x")) == expected
+
+
+def test_cancelling_a_send_is_not_turned_into_an_outcome() -> None:
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(never_raising(_raises(asyncio.CancelledError()), "https://x"))

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.core import slack_message
 from reconciler.core.notifications import Event, Outcome, Target, text
-from reconciler.edges import notify_slack
+from reconciler.edges import notify_http
 from reconciler.flows import notify
 from tests.support import notify_receiver as rx
 from tests.support.notify_workspace import ALERT, notifying_workspace
@@ -31,7 +32,7 @@ def target(receiver: rx.HttpReceiver) -> Target:
 
 
 def send(receiver: rx.HttpReceiver, event: Event = EVENT) -> Outcome:
-    return asyncio.run(notify_slack.send(target(receiver), event, "msg_1", 5.0))
+    return asyncio.run(notify_http.send_slack(target(receiver), event, "msg_1", 5.0))
 
 
 def test_slack_receives_a_fallback_line_and_valid_blocks_with_everything_a_reader_needs() -> None:
@@ -63,7 +64,7 @@ def test_slack_receives_a_fallback_line_and_valid_blocks_with_everything_a_reade
     (Event("secret.rotated", "DB_PASSWORD rotated"), "ℹ secret.rotated", "ℹ info"),
 ])
 def test_the_headline_and_severity_say_what_kind_of_news_it_is(event: Event, headline: str, severity: str) -> None:
-    payload = notify_slack.message(event)
+    payload = slack_message.message(event)
     assert rx.block_kit_problems(payload) == []
     assert payload["blocks"][0]["text"]["text"] == headline
     assert payload["blocks"][2]["fields"][-1]["text"] == f"*Severity*\n{severity}"
@@ -73,7 +74,7 @@ def test_the_headline_and_severity_say_what_kind_of_news_it_is(event: Event, hea
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(st.characters(blacklist_characters="•…"), min_size=1, max_size=4000), max_size=400))
 def test_any_details_fit_slacks_limits_and_every_line_is_shown_or_counted(details: list[str]) -> None:
-    payload = notify_slack.message(Event("tests.failed", "many cases failed", "shop", "prod",
+    payload = slack_message.message(Event("tests.failed", "many cases failed", "shop", "prod",
                                          details=tuple(details), link="https://qrm.example.com/ui"))
     assert rx.block_kit_problems(payload) == []
     body = "\n".join(block["text"]["text"] for block in payload["blocks"][3:] if block["type"] == "section")
@@ -84,8 +85,8 @@ def test_any_details_fit_slacks_limits_and_every_line_is_shown_or_counted(detail
 
 def test_many_failing_cases_end_in_and_n_more() -> None:
     details = tuple(f"case {n}: " + "x" * 200 for n in range(2000))
-    payload = notify_slack.message(Event("tests.failed", "2000 cases failed", "shop", "prod", details=details))
-    assert len(payload["blocks"]) == notify_slack.MAX_BLOCKS
+    payload = slack_message.message(Event("tests.failed", "2000 cases failed", "shop", "prod", details=details))
+    assert len(payload["blocks"]) == slack_message.MAX_BLOCKS
     shown = sum(block["text"]["text"].count("• ") for block in payload["blocks"][3:])
     assert 500 < shown < 2000
     assert payload["blocks"][-1]["text"]["text"].endswith(f"• case {shown - 1}: {'x' * 200}\n… and {2000 - shown} more")
@@ -111,18 +112,18 @@ def test_each_slack_answer_becomes_its_outcome(answer: rx.Answer, status: str, w
 
 
 def test_a_webhook_nobody_listens_on_is_retried_and_a_non_http_url_is_not() -> None:
-    refused = asyncio.run(notify_slack.send(Target("team", "slack", url=f"http://127.0.0.1:{rx.free_port()}/x"),
+    refused = asyncio.run(notify_http.send_slack(Target("team", "slack", url=f"http://127.0.0.1:{rx.free_port()}/x"),
                                             EVENT, "msg_1", 5.0))
     assert refused.status == "retry" and "cannot connect to http://127.0.0.1:" in refused.reason
-    wrong = asyncio.run(notify_slack.send(Target("team", "slack", url="hooks.slack.com/services/T/B/x"),
+    wrong = asyncio.run(notify_http.send_slack(Target("team", "slack", url="hooks.slack.com/services/T/B/x"),
                                           EVENT, "msg_1", 5.0))
     assert wrong == Outcome("failed", "the notifier's URL is not an http(s) URL")
 
 
 def test_messages_sent_at_once_reach_one_webhook_a_second_apart() -> None:
     async def burst(receiver: rx.HttpReceiver, other: rx.HttpReceiver) -> list[Outcome]:
-        sends = [notify_slack.send(target(receiver), EVENT, f"msg_{n}", 10.0) for n in range(3)]
-        sends.append(notify_slack.send(target(other), EVENT, "msg_other", 10.0))
+        sends = [notify_http.send_slack(target(receiver), EVENT, f"msg_{n}", 10.0) for n in range(3)]
+        sends.append(notify_http.send_slack(target(other), EVENT, "msg_other", 10.0))
         return list(await asyncio.gather(*sends))
 
     with rx.http_receiver(slack=True) as receiver, rx.http_receiver(slack=True) as other:

@@ -1,4 +1,4 @@
-"""edges/notify_webhook against a real aiohttp receiver on 127.0.0.1: each status becomes the Outcome the
+"""edges/notify_http's webhook sends against a real aiohttp receiver on 127.0.0.1: each status becomes the Outcome the
 delivery rules need, the signature is what the `standardwebhooks` package verifies, and no reason ever shows
 more of the URL than scheme://host:port."""
 
@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from reconciler.core.notifications import Event, Target
-from reconciler.edges import notify_webhook
+from reconciler.core.notifications import Event, Outcome, Target
+from reconciler.edges import notify_http
 from tests.support.notify_receiver import Receiver, receiver
 
 SECRET = "whsec_" + base64.b64encode(b"edge-test-key-0123456789").decode()
@@ -28,9 +28,9 @@ def hook() -> Iterator[Receiver]:
         yield found
 
 
-def send(url: str, secret: str = SECRET, timeout: float = 5.0) -> notify_webhook.Outcome:
+def send(url: str, secret: str = SECRET, timeout: float = 5.0) -> Outcome:
     target = Target("ops", "webhook", url=url, signing_secret=secret)
-    return asyncio.run(notify_webhook.send(target, EVENT, "msg_1", timeout))
+    return asyncio.run(notify_http.send_webhook(target, EVENT, "msg_1", timeout))
 
 
 @pytest.mark.parametrize(("status", "headers", "outcome", "retry_after"), [
@@ -78,16 +78,16 @@ def test_a_receiver_that_is_down_is_a_retry(hook: Receiver) -> None:
 def test_the_signature_is_what_standard_webhooks_verifies(text: str, delivery: str, key: bytes) -> None:
     body = text.encode()  # a JSON body is UTF-8 (the package reads it as text)
     secret = "whsec_" + base64.b64encode(key).decode()
-    headers = notify_webhook.headers(notify_webhook.signing_key(secret), delivery, body)
+    headers = notify_http.headers(notify_http.signing_key(secret), delivery, body)
     Webhook(secret).verify(body, headers, json_parse=False)  # raises when it does not verify
 
 
 @given(path=st.text(min_size=1, max_size=40).filter(lambda p: p.strip() == p))
 def test_a_shown_url_is_its_scheme_host_and_port_only(path: str) -> None:
-    assert notify_webhook.shown(f"https://hooks.example.com:8443/{path}?t=1") == "https://hooks.example.com:8443"
+    assert notify_http.shown(f"https://hooks.example.com:8443/{path}?t=1") == "https://hooks.example.com:8443"
 
 
 @pytest.mark.parametrize(("header", "seconds"), [
     (None, None), ("", None), ("120", 120.0), ("soon", None), (formatdate(0, usegmt=True), 0.0)])
 def test_retry_after_in_seconds_or_as_a_date(header: str | None, seconds: float | None) -> None:
-    assert notify_webhook.retry_after(header) == seconds
+    assert notify_http.retry_after(header) == seconds
