@@ -67,10 +67,8 @@ CLOSE: list[Callable[[], Awaitable[None]]] = [notify_http.close]
 # How many sends to one notifier run at once (Slack allows about one message a second per webhook).
 CONCURRENCY: dict[str, int] = {"slack": 1}
 DEFAULT_CONCURRENCY = 8
-# Seconds between two sends to one notifier, by provider, one at a time (Slack: about one message a second per
-# webhook).
-SPACING: dict[str, float] = {"slack": 1.0}
-_last_sent: dict[str, float] = {}  # notifier -> time.monotonic() of its last send (with SPACING), in this process
+# Slack's one message a second is kept by its provider (edges/notify_http), per webhook URL, across passes: the
+# limit is the URL's, which two notifiers may share.
 SEND_TIMEOUT = 10.0  # seconds for one send (connect, request, answer)
 ONE_SHOT_BUDGET = 3.0  # seconds a one-shot command (apply, tests run, secrets rotate) spends delivering at its end
 LOOP_INTERVAL = 1.0  # seconds between the passes of the watcher's and the server's delivery loop
@@ -320,7 +318,7 @@ def _target_or_problem(ws: Workspace, state: DesiredState, disabled: dict[str, s
 
 
 def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
-    """Run the sends concurrently (at most CONCURRENCY per notifier, SPACING apart) for at most `budget` seconds:
+    """Run the sends concurrently (at most CONCURRENCY per notifier) for at most `budget` seconds:
     a send still running then is cut off (a failed attempt), one not started gets no outcome (due again at once)."""
     if not sends:
         return
@@ -331,16 +329,12 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
 
         async def one(send: _Send) -> None:
             assert send.target is not None
-            spacing = SPACING.get(send.target.provider, 0.0)
             limit = limits.setdefault(send.target.notifier, asyncio.Semaphore(
-                1 if spacing else CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
+                CONCURRENCY.get(send.target.provider, DEFAULT_CONCURRENCY)))
             async with limit:
                 if send.target.notifier in gone:  # answered 410 to an earlier send of this pass
                     send.outcome = Outcome("gone", gone[send.target.notifier])
                     return
-                if spacing:  # e.g. Slack: about one message a second per webhook, across passes too
-                    due = _last_sent.get(send.target.notifier, 0.0) + spacing
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
                 send.started = True
                 try:
                     send.outcome = await asyncio.wait_for(
@@ -351,8 +345,6 @@ def _send_all(sends: list[_Send], timeout: float, budget: float) -> None:
                 except Exception as exc:  # a provider that broke its promise never to raise
                     send.outcome = Outcome("retry", f"the {send.target.provider} provider failed: "
                                                     f"{type(exc).__name__}")
-                if spacing:
-                    _last_sent[send.target.notifier] = time.monotonic()
                 if send.outcome.status == "gone":
                     gone[send.target.notifier] = send.outcome.reason
 

@@ -5,7 +5,6 @@ the last. Time is stepped with `now=` through the backoff, never slept through."
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -257,17 +256,6 @@ def test_a_provider_that_quotes_its_secrets_is_masked(ws: Ws, hook: Receiver, mo
     [result] = notify.deliver_due(ws, now=T0)
     [entry] = notify.notify_log(ws)
     assert result.reason == entry.last_error == "refused *** (***) with ***"
-
-
-def test_a_provider_with_spacing_gets_one_send_at_a_time_that_far_apart(ws: Ws, hook: Receiver,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """As Slack wants about one message a second per webhook (here the webhook provider, 0.2 s apart)."""
-    monkeypatch.setitem(notify.SPACING, "webhook", 0.2)
-    for n in range(4):
-        notify.emit(ws, Event("tests.failed", f"suite {n} failed", "shop", "prod"), now=T0)
-    assert statuses(notify.deliver_due(ws, now=T0)) == ["delivered"] * 4
-    arrivals = [d.arrived for d in hook.received]
-    assert all(later - earlier >= 0.2 for earlier, later in itertools.pairwise(arrivals))
 
 
 @pytest.mark.parametrize(("answer", "still_disabled"), [(200, False), (500, True)])
