@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.paths import REPO
 
@@ -17,6 +17,10 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 # As root chromium needs --no-sandbox; the rest keeps it off the network this machine closes
 # (background requests to Google's hosts would be refused, many at a time).
+# How long an expect() waits for what the user would wait for (playwright's default is 5 s): a health round or
+# a run answered by a server on a loaded CI machine, with another test file running on the other core, can
+# take longer. A page that is right is seen at once; only a wrong one waits this long.
+EXPECT_TIMEOUT_MS = 30_000
 ARGUMENTS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
@@ -25,6 +29,7 @@ ARGUMENTS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"
 def chromium() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run scripts/setup-interop (it installs Debian's chromium)")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGUMENTS)
         try:
