@@ -31,8 +31,9 @@ PAGE_SECRETS = "/ui/secrets"
 
 
 def link(public_url: str | None, page: str) -> str:
-    """The dashboard URL of `page`, or "" when `qrm serve` has no public URL configured."""
-    return f"{public_url.rstrip('/')}{page}" if public_url else ""
+    """The dashboard URL of `page` (e.g. /ui/tests/shop-auto), or "" when `qrm serve` has no public URL configured
+    (a link to 127.0.0.1 would point at the reader's own machine)."""
+    return f"{public_url.rstrip('/')}/{page.lstrip('/')}" if public_url else ""
 
 
 def suite_page(suite: str) -> str:

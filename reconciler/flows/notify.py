@@ -419,11 +419,10 @@ def prune(ws: Workspace, *, now: float | None = None) -> int:
 
 
 def dashboard_link(ws: Workspace, path: str) -> str:
-    """The dashboard page `path` (e.g. /ui/tests/shop-auto) under qrm.yaml's public_url, for Event.link; "" when
-    no public URL is configured (a link to 127.0.0.1 would point at the reader's own machine)."""
-    if not ws.settings.public_url:
-        return ""
-    return ws.settings.public_url.rstrip("/") + "/" + path.lstrip("/")
+    """The dashboard page `path` under qrm.yaml's public_url, for Event.link (core/notify_events.link)."""
+    from reconciler.core.notify_events import link
+
+    return link(ws.settings.public_url, path)
 
 
 def send_test(ws: Workspace, notifier_name: str, *, now: float | None = None) -> DeliveryResult:
