@@ -92,12 +92,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[api_server.Serv
     base = tmp_path_factory.mktemp("served")
     env = api_server.environment(base / "home")
     tokens = api_server.example_workspace(base / "ws", env)
-    server = api_server.start(base / "ws", env)
-    server.tokens = tokens
-    try:
+    with api_server.serving(base / "ws", env, tokens) as server:
         yield server
-    finally:
-        server.stop()
 
 
 

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,17 @@ def qrm(root: Path, env: dict[str, str], *args: str, input: str | None = None) -
     assert result.exit_code == 0, (args, result.output)
     return result.stdout
 
+
+
+@contextmanager
+def serving(root: Path, env: dict[str, str], tokens: dict[str, str]) -> Iterator[Server]:
+    """`qrm serve` of the workspace at `root` (start), knowing its `tokens`, stopped on the way out."""
+    server = start(root, env)
+    server.tokens = tokens
+    try:
+        yield server
+    finally:
+        server.stop()
 
 # The tokens of the served example: name -> scopes.
 TOKENS = {"reader": ["read"], "writer": ["write"], "keeper": ["secrets"], "trusted": ["read", "secrets"],

@@ -51,12 +51,8 @@ def many(base: Path, count: int) -> Iterator[api_server.Server]:
     env = api_server.environment(base / "home")
     manifest = "---\n".join(f"kind: Service\nname: svc-{i:03d}\ntype: app\n" for i in range(count))
     tokens = applied(base / "ws", env, manifest)
-    server = api_server.start(base / "ws", env)
-    server.tokens = tokens
-    try:
+    with api_server.serving(base / "ws", env, tokens) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextmanager

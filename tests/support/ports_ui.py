@@ -105,12 +105,8 @@ def served(base: Path) -> Iterator[api_server.Server]:
     """The workspace in base/ws served by `qrm serve` (a real process)."""
     env = api_server.environment(base / "home")
     tokens = ports_workspace(base / "ws", env)
-    server = api_server.start(base / "ws", env)
-    server.tokens = tokens
-    try:
+    with api_server.serving(base / "ws", env, tokens) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def sign_in(browser: Browser, server: api_server.Server, token: str, **context: Any) -> tuple[BrowserContext, Page]:

@@ -87,9 +87,5 @@ def served(base: Path) -> Iterator[api_server.Server]:
     env = api_server.environment(base / "home")
     with quantum_server("v1") as dev, quantum_server("v2") as staging:
         tokens = workspace(base / "ws", env, dev.url, staging.url)
-        server = api_server.start(base / "ws", env)
-        server.tokens = tokens
-        try:
+        with api_server.serving(base / "ws", env, tokens) as server:
             yield server
-        finally:
-            server.stop()
