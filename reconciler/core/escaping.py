@@ -9,6 +9,7 @@ comment, the second makes a JUnit file no XML parser accepts.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Characters that break a line or a terminal: C0 controls (tab included: it misaligns columns), DEL, C1
 # controls, the Unicode line and paragraph separators, and lone surrogates (undecodable file-name bytes).
@@ -83,3 +84,14 @@ def xml_text(text: str) -> str:
     lone surrogates; U+FFFE, U+FFFF) shown as `\\x1b`-style escapes: ElementTree writes them raw, and
     then no parser reads the file."""
     return _NOT_XML.sub(lambda m: _escaped(m.group()), text)
+
+
+MASK = "***"
+
+
+def masked(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by ***, the longest first (so a secret inside another is not left half
+    shown); empty secrets are ignored."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

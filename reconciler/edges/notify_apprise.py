@@ -25,6 +25,7 @@ import logging
 import threading
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from reconciler.core.escaping import masked
 from reconciler.core.notifications import Event, Outcome, Target, never_raising, text
 
 # Schemes whose host is an address, not a credential: a reason may name it.
@@ -67,11 +68,9 @@ class _MaskUrlParts(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):
             message = str(record.msg)
-        masked = message
-        for part in parts:
-            masked = masked.replace(part, "***")
-        if masked != message:
-            record.msg, record.args = masked, None
+        hidden = masked(message, parts)
+        if hidden != message:
+            record.msg, record.args = hidden, None
         return True
 
 

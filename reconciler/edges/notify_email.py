@@ -23,6 +23,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
+from reconciler.core.escaping import masked
 from reconciler.core.notifications import Event, Outcome, Target, never_raising, text
 
 IMPLICIT_TLS_PORT = 465
@@ -60,9 +61,7 @@ def tls_context(target: Target) -> ssl.SSLContext:
 
 
 def _reply(code: int, message: str, target: Target) -> str:
-    said = " ".join(message.split())
-    for secret in target.secret_values():
-        said = said.replace(secret, "***")
+    said = masked(" ".join(message.split()), target.secret_values())
     if len(said) > MAX_REPLY:
         said = said[: MAX_REPLY - 1] + "…"
     return f"{code} {said}".strip()

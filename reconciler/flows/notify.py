@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from reconciler.core import escaping
 from reconciler.core.durations import parse_duration
 from reconciler.core.errors import QrmError, unexpected_error
 from reconciler.core.notifications import (
@@ -244,9 +245,7 @@ def _scrubbed(text: str, secrets: Sequence[str]) -> str:
             parts = urlsplit(secret)
             masked |= {part for part in (parts.path + (f"?{parts.query}" if parts.query else ""), parts.query)
                        if len(part) > 3}
-    for secret in sorted(masked, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    return escaping.masked(text, masked)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from dataclasses import replace
 from reconciler.core import notify_events as events
 from reconciler.core.changes import Change, Plan
 from reconciler.core.errors import ManifestError, QrmError
+from reconciler.core.escaping import masked
 from reconciler.core.health import CheckSpec, HealthRecord
 from reconciler.core.notifications import Event
 from reconciler.core.state import DesiredState, RecordedService
@@ -34,7 +35,6 @@ from reconciler.flows.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MIN_SECRET_LENGTH = 4  # as the report commit's check: shorter values match too much ordinary text
-MASK = "***"
 ANNOUNCED_FILE = "health-announced.json"  # under .qrm/: the services announced critical, not recovered yet
 
 
@@ -48,9 +48,7 @@ def _desired(ws: Workspace, desired: DesiredState | None) -> DesiredState:
 
 def _mask(event: Event, secrets: Sequence[str]) -> Event:
     def clean(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return masked(text, secrets)
 
     return replace(event, summary=clean(event.summary), details=tuple(clean(line) for line in event.details),
                    link=clean(event.link))

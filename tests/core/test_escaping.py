@@ -12,7 +12,7 @@ from lxml import etree
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from reconciler.core.escaping import code_span, encodable, fence, markdown_inline, one_line, xml_text
+from reconciler.core.escaping import code_span, encodable, fence, markdown_inline, masked, one_line, xml_text
 
 # Any text, with the characters that matter to the sinks made likely.
 HOSTILE = st.lists(st.one_of(st.characters(codec=None), st.sampled_from(
@@ -94,3 +94,13 @@ def test_one_line_shows_controls_as_repr_does(text: str, shown: str) -> None:
 
 def test_encodable_only_touches_lone_surrogates() -> None:
     assert encodable("a\udcff\nb\u00e9") == "a\\udcff\nb\u00e9"
+
+
+@pytest.mark.parametrize(("text", "secrets", "shown"), [
+    ("password hunter22 in text", ["hunter22"], "password *** in text"),
+    ("token abc-abcdef", ["abc", "abc-abcdef"], "token ***"),  # the longer first: no half-shown "***-abcdef"
+    ("nothing to hide", ["", "absent"], "nothing to hide"),  # an empty secret masks nothing
+    ("twice: s3cret and s3cret", ["s3cret"], "twice: *** and ***"),
+])
+def test_masked_hides_every_secret_longest_first(text: str, secrets: list[str], shown: str) -> None:
+    assert masked(text, secrets) == shown
